@@ -1,0 +1,44 @@
+"""Wiring: settings in, the manifest, store, router, publisher and applier out. Opened lazily, closed once."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from incremental.apply import Applier
+from snapshot.manifest import Manifest
+from snapshot.publish import Publisher
+from snapshot.routers import Router, open_router
+from snapshot.settings import Settings
+from snapshot.stores import Store, open_store
+
+
+class App:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def manifest(self) -> Manifest:
+        if self.settings.storage == "local" or self.settings.database_url is None:
+            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return Manifest.open(self.settings.manifest_url)
+
+    @cached_property
+    def store(self) -> Store:
+        return open_store(self.settings)
+
+    @cached_property
+    def router(self) -> Router:
+        return open_router(self.settings)
+
+    @cached_property
+    def publisher(self) -> Publisher:
+        return Publisher(self.manifest, self.store, self.router, self.settings.base_url, self.settings.limits,
+                         workers=self.settings.workers)
+
+    @cached_property
+    def applier(self) -> Applier:
+        return Applier(self.manifest, self.settings.rules, self.settings.limits)
+
+    def close(self) -> None:
+        if "manifest" in self.__dict__:
+            self.manifest.close()

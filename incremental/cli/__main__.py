@@ -1,0 +1,3 @@
+from incremental.cli import main
+
+main()

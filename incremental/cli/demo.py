@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import click
+
+from incremental.app import App
+from incremental.cli.options import option, with_app
+from snapshot import synthetic
+from snapshot.prune import prune
+from snapshot.rebuild import Rebuilder
+from snapshot.serve import make_server
+from snapshot.status import sitemap_lines
+
+T = TypeVar("T")
+
+
+def timed(label: str, fn: Callable[[], T]) -> T:
+    started = time.monotonic()
+    result = fn()
+    click.echo(f"{label:<44} {time.monotonic() - started:8.2f}s  {result}")
+    return result
+
+
+@click.command("demo")
+@option("--documents", type=int, default=1_000_000, help="Size of the synthetic catalog.")
+@option("--changes", type=int, default=10_000, help="Change events applied after the rebuild.")
+@option("--port", type=int, default=8080, help="Port to serve the result on.")
+@option("--serve/--no-serve", default=True, help="Serve the result until Ctrl-C.")
+@with_app
+def command(app: App, documents: int, changes: int, port: int, serve: bool) -> None:
+    """Rebuild a synthetic catalog, apply changes, publish incrementally, prune, and serve the result."""
+    settings = app.settings
+    if not settings.allowed_hosts:
+        app = App(settings.replace(allowed_hosts=(synthetic.HOST,)))
+    click.echo(f"data in {app.settings.data_dir.resolve()}, manifest {app.settings.public()['database_url']}")
+    rebuilder = Rebuilder(app.manifest, app.settings.rules, app.settings.limits, app.settings.workers)
+    counts = timed(f"rebuild: load {documents:,} documents", lambda: rebuilder.rebuild(synthetic.catalog(documents)))
+    timed("rebuild: publish a full generation", lambda: app.publisher.publish(full=True).message)
+    events = list(synthetic.changes(changes, documents))
+    batch = [(f"demo:{i}", e) for i, e in enumerate(events)]
+    timed(f"apply {len(events):,} change events", lambda: app.applier.apply_raw(batch))
+    timed("publish incrementally", lambda: app.publisher.publish().message)
+    one = [("demo:one", synthetic.changes(1, documents, seed=99).__next__())]
+    timed("apply one change", lambda: app.applier.apply_raw(one))
+    timed("publish one changed document", lambda: app.publisher.publish().message)
+    timed("publish with nothing dirty", lambda: app.publisher.publish().message)
+    result = timed("prune, keeping 2", lambda: prune(app.manifest, app.store, app.router, keep=2, grace=0))
+    click.echo(f"  kept {', '.join(result.kept)}; deleted {', '.join(result.deleted) or 'nothing'}")
+    click.echo(f"{counts.applied:,} documents loaded; robots.txt lines:")
+    for line in sitemap_lines(app.manifest, app.router.current(), app.settings.base_url):
+        click.echo(f"  {line}")
+    if serve:
+        server = make_server(app.store, app.router, app.settings.base_path, "127.0.0.1", port)
+        click.echo(f"serving at http://127.0.0.1:{server.server_port}{app.settings.base_path}sitemap.xml "
+                   "(Ctrl-C stops)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+    app.close()

@@ -1,0 +1,93 @@
+"""Options shared by every command; each is also an environment variable SITEMAPS_<NAME>."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from incremental.app import App
+from snapshot.settings import DEFAULT_BASE_URL, Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _hosts(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    return tuple(h.strip() for h in (value or "").split(",") if h.strip())
+
+
+# (option, settings field, click keyword arguments)
+SHARED: list[tuple[str, str, dict[str, Any]]] = [
+    ("--data-dir", "data_dir", {"type": click.Path(path_type=Path), "default": Path("sitemaps-data"),
+                                "help": "Where the embedded manifest and the local store live."}),
+    ("--database-url", "database_url", {"default": None,
+                                        "help": "SQLAlchemy URL of the manifest (default: SQLite in the data dir)."}),
+    ("--base-url", "base_url", {"default": DEFAULT_BASE_URL,
+                                "help": "Public URL the sitemap files are served under."}),
+    ("--allowed-hosts", "allowed_hosts", {"callback": _hosts, "default": "",
+                                          "help": "Comma-separated hosts document URLs may be on "
+                                                  "(default: the base URL's host)."}),
+    ("--max-urls", "max_urls", {"type": int, "default": 50_000, "help": "URLs per shard, at most 50,000."}),
+    ("--max-bytes", "max_bytes", {"type": int, "default": 52_428_800,
+                                  "help": "Uncompressed bytes per shard, at most 50 MiB."}),
+    ("--max-index-entries", "max_index_entries", {"type": int, "default": 50_000,
+                                                  "help": "Entries per index file, at most 50,000."}),
+    ("--workers", "workers", {"type": int, "default": 2, "help": "Processes for rendering and parsing."}),
+    ("--storage", "storage", {"type": click.Choice(["local", "s3"]), "default": "local",
+                              "help": "Where generations are stored."}),
+    ("--router", "router", {"type": click.Choice(["local", "ingress", "httproute"]), "default": "local",
+                            "help": "What points the world at the live generation."}),
+    ("--s3-endpoint", "s3_endpoint", {"default": None, "help": "S3/MinIO endpoint, host:port."}),
+    ("--s3-access-key", "s3_access_key", {"default": None, "help": "S3 access key id."}),
+    ("--s3-secret-key", "s3_secret_key", {"default": None, "help": "S3 secret key (never logged)."}),
+    ("--s3-secure", "s3_secure", {"type": bool, "default": True, "help": "Use TLS for S3 (true/false)."}),
+    ("--s3-region", "s3_region", {"default": None, "help": "S3 region (bucket location)."}),
+    ("--bucket-prefix", "bucket_prefix", {"default": "sitemaps", "help": "Prefix of generation bucket names."}),
+    ("--s3-layout", "s3_layout", {"type": click.Choice(["buckets", "prefix"]), "default": "buckets",
+                                  "help": "A bucket per generation, or one bucket with generations/<id>/."}),
+    ("--s3-bucket", "s3_bucket", {"default": None, "help": "The one bucket of the prefix layout."}),
+    ("--kube-api", "kube_api", {"default": None,
+                                "help": "Kubernetes API URL (as with kubectl proxy); else in-cluster or kubeconfig."}),
+    ("--ingress-namespace", "ingress_namespace", {"default": "default", "help": "Namespace of the router object."}),
+    ("--ingress-name", "ingress_name", {"default": "sitemaps", "help": "Name of the Ingress."}),
+    ("--ingress-label", "ingress_label", {"default": "bucket", "help": "Label holding the live bucket."}),
+    ("--ingress-annotation", "ingress_annotation", {"default": "nginx.ingress.kubernetes.io/rewrite-target",
+                                                    "help": "Annotation rewriting requests to the bucket."}),
+    ("--ingress-annotation-value", "ingress_annotation_value", {"default": "/{bucket}/$2",
+                                                                "help": "Its value; {bucket} is replaced."}),
+    ("--httproute-name", "httproute_name", {"default": "sitemaps", "help": "Name of the Gateway API HTTPRoute."}),
+]
+
+
+def envvar(option: str) -> str:
+    return "SITEMAPS_" + option.lstrip("-").replace("-", "_").upper()
+
+
+def option(name: str, *decls: str, **kwargs: Any) -> Callable[[F], F]:
+    """A click option that is also the environment variable SITEMAPS_<NAME>."""
+    return click.option(name, *decls, envvar=envvar(name.split("/")[0]), show_envvar=True, show_default=True,
+                        **kwargs)
+
+
+def with_app(fn: F) -> F:
+    """Add the shared options to a command and hand it an `App` built from them."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        values = {field: kwargs.pop(field) for _opt, field, _kw in SHARED}
+        try:
+            settings = Settings(**values)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        app = App(settings)
+        try:
+            return fn(app, *args, **kwargs)
+        finally:
+            app.close()
+
+    for opt, field, kw in reversed(SHARED):
+        wrapper = option(opt, field, **kw)(wrapper)
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+import click
+
+from incremental.app import App
+from incremental.cli.options import option, with_app
+from snapshot.prune import GRACE_SECONDS, prune
+
+
+@click.command("prune")
+@option("--keep", type=int, default=3, help="Published generations to keep, the live one included.")
+@option("--grace", type=float, default=GRACE_SECONDS,
+        help="Seconds before a generation that never went live counts as abandoned.")
+@with_app
+def command(app: App, keep: int, grace: float) -> None:
+    """Delete generations beyond --keep, and abandoned half-built ones; never the live one."""
+    result = prune(app.manifest, app.store, app.router, keep=keep, grace=grace)
+    click.echo(f"kept {len(result.kept)} ({', '.join(result.kept) or 'none'}); "
+               f"deleted {len(result.deleted)}; abandoned deleted {len(result.abandoned)}")

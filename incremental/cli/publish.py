@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+import click
+
+from incremental.app import App
+from incremental.cli.options import with_app
+
+
+@click.command("publish")
+@click.option("--full", is_flag=True, help="Render every shard, not only the dirty ones.")
+@with_app
+def command(app: App, full: bool) -> None:
+    """Publish the dirty shards as a new generation and switch the router to it."""
+    result = app.publisher.publish(full=full)
+    click.echo(result.message)

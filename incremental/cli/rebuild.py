@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+
+import click
+
+from incremental.app import App
+from incremental.cli.options import option, with_app
+from incremental.cli.progress import Progress
+from snapshot.rebuild import Payload, Rebuilder
+from snapshot.sources import jsonl_lines, sql_rows
+
+
+@click.command("rebuild")
+@option("--source", type=click.Path(allow_dash=True), help="A JSON-lines file of documents (`-` for stdin).")
+@option("--source-sql", help="A query whose columns are document fields (section, key, loc, lastmod, ...).")
+@option("--source-database-url", help="SQLAlchemy URL of the application database the query runs on.")
+@option("--publish/--no-publish", default=True, help="Publish a fresh generation after loading.")
+@with_app
+def command(app: App, source: str | None, source_sql: str | None, source_database_url: str | None,
+            publish: bool) -> None:
+    """Full snapshot rebuild: replace the manifest from a source and publish a fresh generation."""
+    if (source is None) == (source_sql is None):
+        raise click.UsageError("give exactly one of --source FILE and --source-sql QUERY")
+    if source_sql is not None and not source_database_url:
+        raise click.UsageError("--source-sql needs --source-database-url")
+    started = time.monotonic()
+    rebuilder = Rebuilder(app.manifest, app.settings.rules, app.settings.limits, app.settings.workers)
+    items: Iterable[tuple[str, Payload]]
+    if source is not None:
+        length = os.path.getsize(source) if source != "-" else None
+        with Progress("loading (bytes)", length) as bar:
+            items = jsonl_lines(source, on_bytes=bar.update)
+            counts = rebuilder.rebuild(items)
+    else:
+        assert source_sql is not None and source_database_url is not None
+        with Progress("loading (documents)") as bar:
+            counts = rebuilder.rebuild(sql_rows(source_database_url, source_sql), progress=bar.update)
+    loaded = time.monotonic() - started
+    click.echo(f"manifest rebuilt: {counts} in {loaded:.2f}s")
+    if publish:
+        result = app.publisher.publish(full=True)
+        total = time.monotonic() - started
+        click.echo(result.message)
+        click.echo(f"rebuild took {total:.2f}s end to end ({counts.applied / total:,.0f} URLs/s)")

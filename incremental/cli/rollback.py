@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+import click
+
+from incremental.app import App
+from incremental.cli.options import with_app
+from snapshot.rollback import rollback
+
+
+@click.command("rollback")
+@click.argument("generation", required=False)
+@with_app
+def command(app: App, generation: str | None) -> None:
+    """Switch the router back to GENERATION (default: the newest retained one before the live one)."""
+    previous, target = rollback(app.manifest, app.store, app.router, generation, app.settings.limits)
+    click.echo(f"rolled back from {previous} to {target}")

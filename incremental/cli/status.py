@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import json
+
+import click
+
+from incremental.app import App
+from incremental.cli.options import with_app
+from snapshot.status import status
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@with_app
+def command(app: App, as_json: bool) -> None:
+    """The live generation, retained generations, sections, dirty shards, dead letters, robots.txt lines."""
+    info = status(app.manifest, app.store, app.router, app.settings.base_url)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"store:            {info['store']}")
+    click.echo(f"router:           {info['router']}")
+    click.echo(f"live generation:  {info['live_generation'] or '(none yet)'}")
+    click.echo(f"retained:         {', '.join(info['retained_generations']) or '(none)'}")
+    click.echo(f"URLs:             {info['urls']} in {info['shards']} shards")
+    for name, s in info["sections"].items():
+        click.echo(f"  {name:<20} {s['urls']:>12} URLs {s['shards']:>6} shards")
+    click.echo(f"dirty shards:     {info['dirty_shards']}")
+    click.echo(f"dead letters:     {info['dead_letters']}")
+    for note in info["notes"]:
+        click.echo(f"note: {note}")
+    if info["sitemap_lines"]:
+        click.echo("robots.txt:")
+        for line in info["sitemap_lines"]:
+            click.echo(f"  {line}")

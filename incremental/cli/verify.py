@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+import click
+
+from incremental.app import App
+from incremental.cli.options import with_app
+from snapshot.verify import verify_generation
+
+
+@click.command("verify")
+@click.argument("generation", required=False)
+@click.option("--deep/--shallow", default=True, show_default=True,
+              help="Also read back, decompress and parse every file.")
+@with_app
+def command(app: App, generation: str | None, deep: bool) -> None:
+    """Check a generation (default: the live one) against what was recorded when it was published."""
+    gen_id = generation or app.router.current()
+    if gen_id is None:
+        raise click.ClickException("nothing is published yet")
+    files = app.manifest.files(gen_id)
+    if not files:
+        raise click.ClickException(f"generation {gen_id} is not recorded in this manifest")
+    verify_generation(app.store, gen_id, files, app.settings.limits, deep=deep)
+    click.echo(f"generation {gen_id}: {len(files)} files verified")

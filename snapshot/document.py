@@ -1,0 +1,264 @@
+"""The document: one URL of the site, with what a sitemap can say about it.
+
+Validation lives here because both the rebuild source and the change events carry documents, and a bad one
+must be refused with a reason a person can act on (it goes to the dead-letter table, never silently away).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+CHANGEFREQS = frozenset({"always", "hourly", "daily", "weekly", "monthly", "yearly", "never"})
+SECTION_RE = re.compile(r"[a-z0-9_-]{1,64}")
+HREFLANG_RE = re.compile(r"(?:[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*|x-default)")
+# Characters XML 1.0 cannot carry, plus DEL and the C1 controls: never let them reach a sitemap.
+BAD_CHARS_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+# A URL may not carry white space or controls at all (an IRI's other characters get percent-encoded).
+URL_BAD_RE = re.compile("[\x00-\x20\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+URL_RE = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[^/?#:@\[\]]+)(?::\d{1,5})?(?:[/?#].*)?", re.S)
+# A full datetime whose every field is in range whatever the month (days up to 28): no calendar check needed.
+CANONICAL_LASTMOD_RE = re.compile(
+    r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?"
+    r"(?:Z|[+-](?:0\d|1[0-4]):[0-5]\d)"
+)
+W3C_RE = re.compile(
+    r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?"
+)
+
+MAX_LOC = 2048
+MIN_LOC = 12  # the sitemaps.org schema's minLength for <loc>
+MAX_KEY = 512
+MAX_TEXT = 2048
+MAX_IMAGES = 1000  # Google's limit per <url>
+MAX_ALTERNATES = 200
+
+
+class InvalidDocument(ValueError):
+    """A document or event that cannot be accepted; the message says which field and why."""
+
+
+@dataclass(slots=True)
+class Image:
+    loc: str
+    title: str | None = None
+    caption: str | None = None
+
+
+@dataclass(slots=True)
+class Alternate:
+    hreflang: str
+    href: str
+
+
+@dataclass(slots=True)
+class Document:
+    section: str
+    key: str
+    loc: str
+    lastmod: str | None = None  # normalised W3C datetime, valid for the sitemaps.org schema
+    changefreq: str | None = None
+    priority: float | None = None
+    images: tuple[Image, ...] = ()
+    alternates: tuple[Alternate, ...] = ()
+    version: int | None = None
+
+    @property
+    def lastmod_ts(self) -> float | None:
+        return lastmod_timestamp(self.lastmod)
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What the site accepts: the hosts its URLs may be on (empty means any host)."""
+
+    allowed_hosts: frozenset[str] = frozenset()
+
+
+ANY_HOST = Rules()
+
+
+def check_section(value: Any) -> str:
+    if not isinstance(value, str) or not SECTION_RE.fullmatch(value):
+        raise InvalidDocument(f"section must match [a-z0-9_-]{{1,64}}, got {_show(value)}")
+    return value
+
+
+def check_key(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value:
+        raise InvalidDocument(f"key must be a non-empty string, got {_show(value)}")
+    if len(value) > MAX_KEY:
+        raise InvalidDocument(f"key is {len(value)} characters, at most {MAX_KEY} allowed")
+    if BAD_CHARS_RE.search(value):
+        raise InvalidDocument("key contains control characters")
+    return value
+
+
+def check_version(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise InvalidDocument(f"version must be a non-negative integer, got {_show(value)}")
+    return value
+
+
+def check_url(value: Any, rules: Rules, field: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidDocument(f"{field} must be a string, got {_show(value)}")
+    bad = URL_BAD_RE.search(value)
+    if bad:
+        what = "white space" if bad.group().isspace() else "control characters"
+        raise InvalidDocument(f"{field} contains {what}: {_show(value)}")
+    if not value.isascii():
+        # Search engines want URIs: percent-encode an IRI's path and query instead of refusing it.
+        value = quote(value, safe=":/?#[]@!$&'()*+,;=%~")
+    if len(value) > MAX_LOC:
+        raise InvalidDocument(f"{field} is {len(value)} characters, at most {MAX_LOC} allowed")
+    if len(value) < MIN_LOC:
+        raise InvalidDocument(f"{field} is shorter than {MIN_LOC} characters: {_show(value)}")
+    m = URL_RE.fullmatch(value)
+    if not m:
+        raise InvalidDocument(f"{field} must be an absolute http(s) URL without credentials, got {_show(value)}")
+    host = m.group(1).lower()
+    if rules.allowed_hosts and host not in rules.allowed_hosts:
+        raise InvalidDocument(f"{field} host {host!r} is not an allowed host "
+                              f"({', '.join(sorted(rules.allowed_hosts))})")
+    return value
+
+
+def check_text(value: Any, field: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidDocument(f"{field} must be a string, got {_show(value)}")
+    if len(value) > MAX_TEXT:
+        raise InvalidDocument(f"{field} is {len(value)} characters, at most {MAX_TEXT} allowed")
+    if BAD_CHARS_RE.search(value):
+        raise InvalidDocument(f"{field} contains control characters")
+    return value
+
+
+def normalise_lastmod(value: Any) -> str | None:
+    """Accept any W3C datetime; return a form the sitemaps.org schema accepts (xsd:date or xsd:dateTime).
+
+    `2024` and `2024-05` become the first day of that period; a time without a zone is taken as UTC.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidDocument(f"lastmod must be a W3C datetime string, got {_show(value)}")
+    if CANONICAL_LASTMOD_RE.fullmatch(value):  # the common case, valid by its shape alone
+        return value[:-1] + "+00:00" if value[-1] == "Z" else value
+    m = W3C_RE.fullmatch(value)
+    if not m:
+        raise InvalidDocument(f"lastmod is not a W3C datetime: {_show(value)}")
+    year, month, day, hour, minute, second, frac, tz = m.groups()
+    try:
+        if hour is None:
+            datetime(int(year), int(month or 1), int(day or 1))
+            return f"{year}-{month or '01'}-{day or '01'}"
+        datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0))
+    except ValueError as exc:
+        raise InvalidDocument(f"lastmod is not a valid date: {_show(value)} ({exc})") from None
+    if tz is None or tz == "Z":
+        tz = "+00:00"
+    elif int(tz[1:3]) > 14 or int(tz[4:6]) > 59:
+        raise InvalidDocument(f"lastmod has an invalid time zone: {_show(value)}")
+    return f"{year}-{month}-{day}T{hour}:{minute}:{second or '00'}{(frac or '')[:7]}{tz}"
+
+
+def lastmod_timestamp(lastmod: str | None) -> float | None:
+    """Seconds since the epoch of a normalised lastmod, to find the newest one in a shard."""
+    if lastmod is None:
+        return None
+    if len(lastmod) == 10:
+        return datetime.fromisoformat(lastmod).replace(tzinfo=UTC).timestamp()
+    return datetime.fromisoformat(lastmod).timestamp()
+
+
+def load_json(raw: bytes | str) -> Any:
+    """Decode one JSON text, or raise InvalidDocument saying why (deep nesting included)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidDocument(f"not valid JSON: {exc}") from None
+
+
+def parse_document(obj: Any, rules: Rules) -> Document:
+    """Build a Document from a decoded JSON object, or raise InvalidDocument naming the problem."""
+    if not isinstance(obj, dict):
+        raise InvalidDocument(f"a document must be a JSON object, got {type(obj).__name__}")
+    section = check_section(obj.get("section"))
+    key = check_key(obj.get("key"))
+    loc = check_url(obj.get("loc"), rules, "loc")
+    lastmod = normalise_lastmod(obj.get("lastmod"))
+    changefreq = obj.get("changefreq")
+    if changefreq is not None and changefreq not in CHANGEFREQS:
+        raise InvalidDocument(f"changefreq must be one of {', '.join(sorted(CHANGEFREQS))}, got {_show(changefreq)}")
+    priority = obj.get("priority")
+    if priority is not None:
+        if isinstance(priority, bool) or not isinstance(priority, (int, float)) or not math.isfinite(priority) \
+                or not 0.0 <= priority <= 1.0:
+            raise InvalidDocument(f"priority must be a number from 0.0 to 1.0, got {_show(priority)}")
+        priority = float(priority)
+    return Document(
+        section=section,
+        key=key,
+        loc=loc,
+        lastmod=lastmod,
+        changefreq=changefreq,
+        priority=priority,
+        images=_images(obj.get("images"), rules),
+        alternates=_alternates(obj.get("alternates"), rules),
+        version=check_version(obj.get("version")),
+    )
+
+
+def _images(value: Any, rules: Rules) -> tuple[Image, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise InvalidDocument("images must be a list")
+    if len(value) > MAX_IMAGES:
+        raise InvalidDocument(f"images has {len(value)} entries, at most {MAX_IMAGES} allowed")
+    images = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise InvalidDocument(f"images[{i}] must be an object")
+        images.append(Image(
+            loc=check_url(item.get("loc"), ANY_HOST, f"images[{i}].loc"),  # images may live on a CDN host
+            title=check_text(item.get("title"), f"images[{i}].title"),
+            caption=check_text(item.get("caption"), f"images[{i}].caption"),
+        ))
+    return tuple(images)
+
+
+def _alternates(value: Any, rules: Rules) -> tuple[Alternate, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise InvalidDocument("alternates must be a list")
+    if len(value) > MAX_ALTERNATES:
+        raise InvalidDocument(f"alternates has {len(value)} entries, at most {MAX_ALTERNATES} allowed")
+    alternates = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise InvalidDocument(f"alternates[{i}] must be an object")
+        hreflang = item.get("hreflang")
+        if not isinstance(hreflang, str) or not HREFLANG_RE.fullmatch(hreflang):
+            raise InvalidDocument(f"alternates[{i}].hreflang is not a language tag: {_show(hreflang)}")
+        alternates.append(Alternate(hreflang, check_url(item.get("href"), rules, f"alternates[{i}].href")))
+    return tuple(alternates)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,30 @@
+"""The sitemaps.org limits, configurable downward (tests use tiny shards to exercise many of them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from snapshot.render import SHARD_OVERHEAD
+
+MAX_URLS = 50_000
+MAX_BYTES = 50 * 1024 * 1024  # 52,428,800 bytes uncompressed, per sitemaps.org
+MAX_INDEX_ENTRIES = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_urls: int = MAX_URLS
+    max_bytes: int = MAX_BYTES
+    max_index_entries: int = MAX_INDEX_ENTRIES
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_urls <= MAX_URLS:
+            raise ValueError(f"max URLs per shard must be from 1 to {MAX_URLS}, got {self.max_urls}")
+        if not 4096 <= self.max_bytes <= MAX_BYTES:
+            raise ValueError(f"max bytes per shard must be from 4096 to {MAX_BYTES}, got {self.max_bytes}")
+        if not 1 <= self.max_index_entries <= MAX_INDEX_ENTRIES:
+            raise ValueError(f"max index entries must be from 1 to {MAX_INDEX_ENTRIES}, got {self.max_index_entries}")
+
+    def fits(self, url_count: int, byte_count: int, size: int) -> bool:
+        """Whether one more URL of `size` bytes fits a shard holding `url_count` URLs in `byte_count` bytes."""
+        return url_count < self.max_urls and byte_count + size + SHARD_OVERHEAD <= self.max_bytes

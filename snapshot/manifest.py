@@ -1,0 +1,427 @@
+"""The shard manifest: every document, the shard it lives in, and every generation published from it.
+
+One SQLAlchemy schema serves SQLite (the embedded default) and PostgreSQL (production). A shard's `revision`
+changes whenever its content does; a generation records, per file, the revision it was rendered from. A shard
+is dirty exactly when its revision differs from the live generation's file: no dirty flag to keep in step,
+and a rollback or an operator's manual switch needs no bookkeeping.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.engine import make_url
+
+metadata = MetaData()
+
+meta = Table(
+    "sitemaps_meta", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+sections = Table(
+    "sections", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("open_shard", Integer, nullable=False),
+)
+shards = Table(
+    "shards", metadata,
+    Column("section", String(64), primary_key=True),
+    Column("shard_no", Integer, primary_key=True),
+    Column("url_count", Integer, nullable=False),
+    Column("byte_count", BigInteger, nullable=False),
+    Column("revision", BigInteger, nullable=False),
+)
+# A row whose xml is NULL is a tombstone: it remembers a deleted document's version (so a late, older upsert
+# is refused) and its shard (so the document gets its shard back if it returns). No primary key but a
+# unique index, so a rebuild can bulk-load first and build its indexes after.
+documents = Table(
+    "documents", metadata,
+    Column("section", String(64), nullable=False),
+    Column("key", String(512), nullable=False),
+    Column("shard_no", Integer),
+    Column("version", BigInteger),
+    Column("loc", String(2048)),
+    Column("lastmod", String(40)),
+    Column("lastmod_ts", Float),
+    Column("size", Integer, nullable=False),
+    Column("xml", Text),
+)
+DOCUMENT_COLUMNS = tuple(c.name for c in documents.c)
+Index("ux_documents_key", documents.c.section, documents.c.key, unique=True)
+Index("ix_documents_shard", documents.c.section, documents.c.shard_no)
+
+generations = Table(
+    "generations", metadata,
+    Column("id", String(40), primary_key=True),
+    # building -> ready (verified, recorded) -> live -> retired -> pruned; or failed/abandoned.
+    Column("state", String(16), nullable=False),
+    Column("base_id", String(40)),
+    Column("created_at", Float, nullable=False),
+    Column("published_at", Float),
+    Column("url_count", BigInteger, nullable=False, default=0),
+    Column("file_count", Integer, nullable=False, default=0),
+    Column("rendered", Integer, nullable=False, default=0),
+    Column("copied", Integer, nullable=False, default=0),
+)
+generation_files = Table(
+    "generation_files", metadata,
+    Column("generation_id", String(40), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("md5", String(32), nullable=False),
+    Column("url_count", Integer, nullable=False),
+    Column("lastmod", String(40)),
+    Column("lastmod_ts", Float),
+    Column("section", String(64)),
+    Column("shard_no", Integer),
+    Column("revision", BigInteger),
+)
+dead_letters = Table(
+    "dead_letters", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", Float, nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("raw", LargeBinary, nullable=False),
+)
+
+STAGING_SUFFIX = "_staging"
+REVISION = "revision"
+PG_WRITE_LOCK = 0x517E_4D41  # pg_advisory_xact_lock key serialising manifest writers across replicas
+PG_PUBLISH_LOCK = 0x517E_9B11  # pg_try_advisory_lock key: one publisher/pruner at a time
+
+
+@dataclass(slots=True)
+class Counts:
+    """What a command did with its input: every document or event is counted in exactly one of these."""
+
+    applied: int = 0
+    stale: int = 0  # older than what the manifest holds (or a duplicate): ignored by design
+    rejected: int = 0  # invalid: recorded in the dead-letter table with the reason
+
+    def add(self, other: Counts) -> None:
+        self.applied += other.applied
+        self.stale += other.stale
+        self.rejected += other.rejected
+
+    def __str__(self) -> str:
+        return f"applied {self.applied}, stale {self.stale}, rejected {self.rejected}"
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    section: str
+    shard_no: int
+    url_count: int
+    byte_count: int
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """One object of a generation, as written and verified."""
+
+    name: str
+    size: int
+    md5: str
+    url_count: int = 0
+    lastmod: str | None = None
+    lastmod_ts: float | None = None
+    section: str | None = None
+    shard_no: int | None = None
+    revision: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    id: str
+    state: str
+    base_id: str | None
+    created_at: float
+    published_at: float | None
+    url_count: int
+    file_count: int
+    rendered: int
+    copied: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    id: int
+    created_at: float
+    source: str
+    reason: str
+    raw: bytes
+
+
+class PublishLockHeld(RuntimeError):
+    """Another process is publishing or pruning right now."""
+
+
+def connect(database_url: str) -> Engine:
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
+            # WAL lets readers (publish, serve, status) proceed while events are applied.
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            # Writers take the write lock up front so two of them never interleave read-modify-write cycles;
+            # readers get a deferred transaction, a consistent snapshot from their first read on.
+            immediate = conn.get_execution_options().get("sqlite_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+class Manifest:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    @classmethod
+    def open(cls, database_url: str) -> Manifest:
+        manifest = cls(connect(database_url))
+        manifest.create()
+        return manifest
+
+    def create(self) -> None:
+        metadata.create_all(self.engine)
+        with self.write() as conn:
+            if conn.execute(select(meta.c.value).where(meta.c.name == REVISION)).first() is None:
+                conn.execute(meta.insert().values(name=REVISION, value=0))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- transactions ---------------------------------------------------------------------------------------
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction, serialised against every other writer of this manifest."""
+        with self.engine.connect() as conn:
+            conn.execution_options(sqlite_write=True)
+            with conn.begin():
+                if self.dialect == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_WRITE_LOCK})
+                yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read transaction that sees one consistent state of the manifest."""
+        with self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def publish_lock(self) -> Iterator[None]:
+        """Held while publishing, rolling back or pruning: one at a time across every replica."""
+        if self.dialect != "postgresql":
+            yield  # SQLite: one process owns the manifest (its BEGIN IMMEDIATE still keeps writes safe)
+            return
+        with self.engine.connect() as conn:
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": PG_PUBLISH_LOCK}).scalar()
+            conn.commit()
+            if not got:
+                raise PublishLockHeld("another process is publishing or pruning this manifest")
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PG_PUBLISH_LOCK})
+                conn.commit()
+
+    @staticmethod
+    def next_revision(conn: Connection) -> int:
+        conn.execute(meta.update().where(meta.c.name == REVISION).values(value=meta.c.value + 1))
+        return int(conn.execute(select(meta.c.value).where(meta.c.name == REVISION)).scalar_one())
+
+    # -- bulk writes ----------------------------------------------------------------------------------------
+
+    def bulk_insert(self, conn: Connection, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        """Insert many rows fast: COPY on PostgreSQL, a plain executemany on SQLite."""
+        if not rows:
+            return
+        if self.dialect == "postgresql":
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            marks = ", ".join("?" for _ in columns)
+            conn.exec_driver_sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+    def upsert(self, conn: Connection, table: Table, keys: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        """Insert or update many rows of `table` (all its columns, in order) by their unique `keys`."""
+        if not rows:
+            return
+        cols = [c.name for c in table.c]
+        mark = "?" if self.dialect == "sqlite" else "%s"
+        updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in keys)
+        sql = (f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join(mark for _ in cols)}) "
+               f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}")
+        conn.exec_driver_sql(sql, rows)
+
+    # -- reads ----------------------------------------------------------------------------------------------
+
+    def shards(self, conn: Connection | None = None) -> list[Shard]:
+        query = select(shards).order_by(shards.c.section, shards.c.shard_no)
+        with self._conn(conn) as c:
+            return [Shard(*row) for row in c.execute(query)]
+
+    def shard_rows(self, conn: Connection, section: str, shard_no: int) -> Iterator[tuple[str, str | None, float | None]]:
+        """(xml, lastmod, lastmod_ts) of the live documents of one shard, in a stable order."""
+        query = (
+            select(documents.c.xml, documents.c.lastmod, documents.c.lastmod_ts)
+            .where(documents.c.section == section, documents.c.shard_no == shard_no, documents.c.xml.is_not(None))
+            .order_by(documents.c.key)
+        )
+        for xml, lastmod, ts in conn.execute(query):
+            yield xml, lastmod, ts
+
+    def url_count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.coalesce(func.sum(shards.c.url_count), 0))).scalar_one())
+
+    def section_counts(self) -> dict[str, tuple[int, int]]:
+        """section -> (shards with URLs, URLs)."""
+        query = (
+            select(shards.c.section, func.count(), func.sum(shards.c.url_count))
+            .where(shards.c.url_count > 0)
+            .group_by(shards.c.section)
+            .order_by(shards.c.section)
+        )
+        with self.engine.connect() as conn:
+            return {s: (int(n), int(u)) for s, n, u in conn.execute(query)}
+
+    def documents(self) -> Iterator[tuple[str, str, str, str | None]]:
+        """(section, key, loc, lastmod) of every live document."""
+        query = select(documents.c.section, documents.c.key, documents.c.loc, documents.c.lastmod).where(
+            documents.c.xml.is_not(None)
+        )
+        with self.engine.connect() as conn:
+            yield from conn.execution_options(yield_per=10_000).execute(query).tuples()  # type: ignore[misc]
+
+    # -- generations ----------------------------------------------------------------------------------------
+
+    def begin_generation(self, gen_id: str, base_id: str | None) -> None:
+        with self.write() as conn:
+            conn.execute(generations.insert().values(
+                id=gen_id, state="building", base_id=base_id, created_at=time.time(),
+                url_count=0, file_count=0, rendered=0, copied=0,
+            ))
+
+    def record_generation(self, gen_id: str, files: Iterable[FileRecord], rendered: int, copied: int) -> None:
+        """Store a verified generation's files; it becomes `ready`, eligible for the router."""
+        records = list(files)
+        with self.write() as conn:
+            conn.execute(generation_files.delete().where(generation_files.c.generation_id == gen_id))
+            if records:
+                conn.execute(generation_files.insert(), [{"generation_id": gen_id, **_asdict(f)} for f in records])
+            conn.execute(generations.update().where(generations.c.id == gen_id).values(
+                state="ready",
+                url_count=sum(f.url_count for f in records if f.shard_no is not None),
+                file_count=len(records), rendered=rendered, copied=copied,
+            ))
+
+    def set_state(self, gen_id: str, state: str) -> None:
+        values: dict[str, Any] = {"state": state}
+        if state == "live":
+            values["published_at"] = time.time()
+        with self.write() as conn:
+            if state == "live":
+                conn.execute(generations.update()
+                             .where(generations.c.state == "live", generations.c.id != gen_id)
+                             .values(state="retired"))
+            conn.execute(generations.update().where(generations.c.id == gen_id).values(**values))
+
+    def generation(self, gen_id: str) -> Generation | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(generations).where(generations.c.id == gen_id)).first()
+        return Generation(*row) if row else None
+
+    def generations(self) -> list[Generation]:
+        with self.engine.connect() as conn:
+            return [Generation(*r) for r in conn.execute(select(generations).order_by(generations.c.id))]
+
+    def files(self, gen_id: str) -> dict[str, FileRecord]:
+        query = select(*[c for c in generation_files.c if c.name != "generation_id"]).where(
+            generation_files.c.generation_id == gen_id
+        )
+        with self.engine.connect() as conn:
+            return {row[0]: FileRecord(*row) for row in conn.execute(query)}
+
+    def latest_generation_id(self) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.max(generations.c.id))).scalar()
+
+    # -- dead letters ---------------------------------------------------------------------------------------
+
+    @staticmethod
+    def add_dead_letters(conn: Connection, letters: Sequence[tuple[str, str, bytes]]) -> None:
+        """Record refused input: (source, reason, raw bytes). Never silently dropped."""
+        if letters:
+            now = time.time()
+            conn.execute(dead_letters.insert(), [
+                {"created_at": now, "source": s[:200], "reason": r, "raw": raw} for s, r, raw in letters
+            ])
+
+    def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
+        query = select(dead_letters).order_by(dead_letters.c.id)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [DeadLetter(*row) for row in conn.execute(query)]
+
+    def dead_letter_count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(dead_letters)).scalar_one())
+
+    # -- helpers --------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _conn(self, conn: Connection | None) -> Iterator[Connection]:
+        if conn is not None:
+            yield conn
+        else:
+            with self.engine.connect() as c:
+                yield c
+
+
+def _asdict(record: FileRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in record.__slots__}  # type: ignore[attr-defined]

@@ -1,0 +1,258 @@
+"""Publish: a new copy-on-write generation from the manifest, verified, then switched to by the router.
+
+Order matters for crash safety. Nothing the router points at is ever written: shards are rendered or copied
+into a new generation, indexes are written last, everything is verified and recorded, the generation is made
+public, and only then is the router switched, in one atomic step. A crash before the switch leaves an
+abandoned generation (pruned later); a crash after it leaves the new generation live and complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+
+from sqlalchemy import select
+
+from snapshot import generation, naming
+from snapshot.faults import checkpoint
+from snapshot.limits import Limits
+from snapshot.manifest import FileRecord, Manifest, Shard, shards
+from snapshot.render import IndexEntry, gzip_bytes, index_xml, shard_xml
+from snapshot.routers.base import Router
+from snapshot.stores.base import Store
+from snapshot.verify import check_index, check_shard, verify_generation
+
+log = logging.getLogger(__name__)
+
+# Below this many dirty shards, rendering in this process beats starting worker processes.
+POOL_THRESHOLD = 4
+
+
+class EmptyManifest(RuntimeError):
+    """Publishing would produce a generation without a single URL."""
+
+
+@dataclass(slots=True)
+class RenderedShard:
+    section: str
+    shard_no: int
+    revision: int
+    url_count: int
+    lastmod: str | None
+    lastmod_ts: float | None
+    data: bytes  # gzip-compressed
+
+
+@dataclass(slots=True)
+class Plan:
+    live: str | None
+    base_files: dict[str, FileRecord]
+    render: list[Shard] = field(default_factory=list)
+    copy: list[FileRecord] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # shards of the live generation that lost all URLs
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self.render or self.dropped) or self.live is None or not self.base_files
+
+
+@dataclass(slots=True)
+class PublishResult:
+    generation: str | None
+    base: str | None
+    rendered: int = 0
+    copied: int = 0
+    files: int = 0
+    urls: int = 0
+    seconds: float = 0.0
+    message: str = ""
+
+
+def plan(manifest: Manifest, router: Router, full: bool = False) -> Plan:
+    """Which shards must be rendered and which files can be brought unchanged from the live generation."""
+    live = router.current()
+    base_files = manifest.files(live) if live else {}
+    result = Plan(live=live, base_files=base_files)
+    current_names = set()
+    for shard in manifest.shards():
+        if shard.url_count == 0:
+            continue
+        name = naming.shard_name(shard.section, shard.shard_no)
+        current_names.add(name)
+        old = base_files.get(name)
+        if not full and old is not None and old.revision == shard.revision:
+            result.copy.append(old)
+        else:
+            result.render.append(shard)
+    result.dropped = sorted(
+        name for name, f in base_files.items() if f.shard_no is not None and name not in current_names
+    )
+    return result
+
+
+def render_shard(manifest: Manifest, section: str, shard_no: int, limits: Limits) -> RenderedShard | None:
+    """Render one shard from a consistent snapshot of the manifest; None when it has no URLs left."""
+    with manifest.read() as conn:
+        revision = conn.execute(
+            select(shards.c.revision).where(shards.c.section == section, shards.c.shard_no == shard_no)
+        ).scalar()
+        rows = list(manifest.shard_rows(conn, section, shard_no))
+    if revision is None or not rows:
+        return None
+    newest: tuple[float, str] | None = None
+    for _xml, lastmod, ts in rows:
+        if ts is not None and lastmod is not None and (newest is None or ts > newest[0]):
+            newest = (ts, lastmod)
+    xml = shard_xml(r[0] for r in rows)
+    check_shard(naming.shard_name(section, shard_no), xml, len(rows), limits)
+    return RenderedShard(
+        section, shard_no, int(revision), len(rows),
+        newest[1] if newest else None, newest[0] if newest else None, gzip_bytes(xml),
+    )
+
+
+_worker_manifest: Manifest | None = None
+
+
+def _init_worker(database_url: str) -> None:
+    global _worker_manifest
+    _worker_manifest = Manifest.open(database_url)
+
+
+def _render_in_worker(args: tuple[str, int, Limits]) -> RenderedShard | None:
+    assert _worker_manifest is not None
+    return render_shard(_worker_manifest, *args)
+
+
+class Publisher:
+    def __init__(
+        self,
+        manifest: Manifest,
+        store: Store,
+        router: Router,
+        base_url: str,
+        limits: Limits | None = None,
+        workers: int = 2,
+        on_switch: Callable[[str, str | None], None] | None = None,
+    ) -> None:
+        self.manifest = manifest
+        self.store = store
+        self.router = router
+        self.base_url = naming.check_base_url(base_url)
+        self.limits = limits or Limits()
+        self.workers = workers
+        self.on_switch = on_switch  # told (new, old) after a successful switch; its failures never fail a publish
+
+    def reconcile(self) -> str | None:
+        """Make the manifest agree with the router: the router is the truth about what is live."""
+        live = self.router.current()
+        if live is not None:
+            gen = self.manifest.generation(live)
+            if gen is not None and gen.state != "live":
+                self.manifest.set_state(live, "live")
+        return live
+
+    def publish(self, full: bool = False) -> PublishResult:
+        started = time.monotonic()
+        with self.manifest.publish_lock():
+            self.reconcile()
+            p = plan(self.manifest, self.router, full=full)
+            if not p.render and not p.copy:
+                raise EmptyManifest("the manifest has no documents: refusing to publish an empty generation")
+            if not full and not p.dirty:
+                return PublishResult(None, p.live, seconds=time.monotonic() - started,
+                                     message=f"nothing to publish: generation {p.live} is up to date")
+            gen_id = generation.new_id(after=max(filter(None, [self.manifest.latest_generation_id(), p.live]),
+                                                 default=None))
+            self.manifest.begin_generation(gen_id, p.live)
+            checkpoint("begin")
+            self.store.create(gen_id)
+            records = self._build(gen_id, p)
+            checkpoint("verify")
+            verify_generation(self.store, gen_id, records, self.limits)
+            self.store.seal(gen_id)
+            self.manifest.record_generation(gen_id, records.values(), rendered=len(p.render), copied=len(p.copy))
+            checkpoint("policy")
+            self.store.make_public(gen_id)
+            checkpoint("switch")
+            self.router.switch(gen_id, expected=p.live)
+            checkpoint("switched")
+            self.manifest.set_state(gen_id, "live")
+            urls = sum(f.url_count for f in records.values() if f.shard_no is not None)
+            result = PublishResult(
+                gen_id, p.live, rendered=len(p.render), copied=len(p.copy), files=len(records), urls=urls,
+                seconds=time.monotonic() - started,
+            )
+            result.message = (f"published generation {gen_id}: {result.rendered} shards rendered, "
+                              f"{result.copied} copied, {urls} URLs in {result.seconds:.2f}s")
+        if self.on_switch is not None:
+            try:
+                self.on_switch(gen_id, p.live)
+            except Exception:
+                log.exception("after-publish hook failed; generation %s is live all the same", gen_id)
+        return result
+
+    def _build(self, gen_id: str, p: Plan) -> dict[str, FileRecord]:
+        records: dict[str, FileRecord] = {}
+
+        def put_shard(r: RenderedShard | None) -> FileRecord | None:
+            if r is None:
+                return None
+            name = naming.shard_name(r.section, r.shard_no)
+            md5 = self.store.put(gen_id, name, r.data)
+            return FileRecord(name, len(r.data), md5, r.url_count, r.lastmod, r.lastmod_ts,
+                              r.section, r.shard_no, r.revision)
+
+        checkpoint("render")
+        for rec in self._render_and_put(p.render, put_shard):
+            if rec is not None:
+                records[rec.name] = rec
+        checkpoint("copy")
+        assert p.live is not None or not p.copy
+        live = p.live or ""
+        self.store.map(lambda f: self.store.copy(live, gen_id, f.name), p.copy)
+        for f in p.copy:
+            records[f.name] = f
+        checkpoint("indexes")
+        for name, data in self._indexes(records).items():
+            check_index(name, data, self.limits)
+            records[name] = FileRecord(name, len(data), self.store.put(gen_id, name, data))
+        return records
+
+    def _render_and_put(self, todo: list[Shard], put: Callable[[RenderedShard | None], FileRecord | None]
+                        ) -> list[FileRecord | None]:
+        args = [(s.section, s.shard_no, self.limits) for s in todo]
+        if len(todo) < POOL_THRESHOLD or self.workers <= 1:
+            return [put(render_shard(self.manifest, *a)) for a in args]
+        url = self.manifest.engine.url.render_as_string(hide_password=False)
+        # forkserver: workers start clean (no inherited connections or threads) and open their own engine.
+        with ProcessPoolExecutor(self.workers, mp_context=get_context("forkserver"),
+                                 initializer=_init_worker, initargs=(url,)) as pool:
+            rendered = pool.map(_render_in_worker, args, chunksize=1)
+            # Uploads overlap the rendering of the next shards; network stores upload in parallel too.
+            return self.store.map(put, rendered)
+
+    def _indexes(self, records: dict[str, FileRecord]) -> dict[str, bytes]:
+        """Section indexes and the root index, each split where it would pass the index entry limit."""
+        by_section: dict[str, list[FileRecord]] = {}
+        for f in sorted((f for f in records.values() if f.shard_no is not None),
+                        key=lambda f: (f.section or "", f.shard_no or 0)):
+            by_section.setdefault(f.section or "", []).append(f)
+        out: dict[str, bytes] = {}
+        everything: list[IndexEntry] = []
+        for section, files in by_section.items():
+            entries = [IndexEntry(self.base_url + f.name, f.lastmod) for f in files]
+            everything += entries
+            out.update(self._chunked(naming.section_index_names, section, entries))
+        out.update(self._chunked(lambda _s, n: naming.root_index_names(n), "", everything))
+        return out
+
+    def _chunked(self, names: Callable[[str, int], list[str]], section: str, entries: list[IndexEntry]
+                 ) -> dict[str, bytes]:
+        size = self.limits.max_index_entries
+        chunks = [entries[i:i + size] for i in range(0, len(entries), size)] or [[]]
+        return {name: index_xml(chunk) for name, chunk in zip(names(section, len(chunks)), chunks, strict=True)}

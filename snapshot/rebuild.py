@@ -1,0 +1,189 @@
+"""Full snapshot rebuild: replace the manifest from a source, streaming, then publish a fresh generation.
+
+The new manifest is loaded into staging tables and swapped in with one short transaction, so a rebuild that
+fails or is killed half-way changes nothing: the old manifest and the live generation stay as they were.
+Parsing and validation run in worker processes (both cores); this process assigns shards and loads rows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from typing import Any
+
+import orjson
+from sqlalchemy import BigInteger, Connection, MetaData, Table, func, literal, select, text
+from sqlalchemy.exc import IntegrityError
+
+from snapshot.document import InvalidDocument, Rules, load_json, parse_document
+from snapshot.faults import checkpoint
+from snapshot.limits import Limits
+from snapshot.manifest import DOCUMENT_COLUMNS, Counts, Manifest, documents, sections, shards
+from snapshot.render import url_fragment
+
+CHUNK_SIZE = 5_000  # documents per task sent to a worker
+IN_FLIGHT = 4  # tasks queued ahead per worker: enough to keep both cores busy, little memory
+
+Row = tuple[Any, ...]  # a documents row, in DOCUMENT_COLUMNS order
+Payload = bytes | dict[str, Any]  # a JSON line, or a row of the application's database
+
+
+@dataclass(slots=True)
+class Parsed:
+    rows: list[Row]
+    rejects: list[tuple[str, str, bytes]]  # (source, reason, raw)
+
+
+def parse_chunk(rules: Rules, chunk: list[tuple[str, Payload]]) -> Parsed:
+    """Validate and render one chunk of source documents (runs in a worker process)."""
+    out = Parsed([], [])
+    for source, payload in chunk:
+        try:
+            obj = load_json(payload) if isinstance(payload, bytes) else payload
+            if isinstance(obj, dict) and obj.get("op", "upsert") != "upsert":
+                raise InvalidDocument(f"a rebuild source holds documents, not {obj.get('op')!r} events")
+            d = parse_document(obj, rules)
+        except InvalidDocument as exc:
+            raw = payload if isinstance(payload, bytes) else orjson.dumps(payload, default=str)
+            out.rejects.append((source, str(exc), raw))
+            continue
+        xml = url_fragment(d)
+        out.rows.append((d.section, d.key, 0, d.version, d.loc, d.lastmod, d.lastmod_ts, len(xml.encode()), xml))
+    return out
+
+
+def bounded_map(pool: ProcessPoolExecutor, fn: Callable[..., Parsed], chunks: Iterable[Any], window: int
+                ) -> Iterator[Parsed]:
+    """Like pool.map, in order, but never more than `window` tasks ahead: memory stays flat on any source."""
+    pending: deque[Future[Parsed]] = deque()
+    for chunk in chunks:
+        pending.append(pool.submit(fn, chunk))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def chunked(items: Iterable[tuple[str, Payload]], size: int = CHUNK_SIZE) -> Iterator[list[tuple[str, Payload]]]:
+    chunk: list[tuple[str, Payload]] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class Rebuilder:
+    def __init__(self, manifest: Manifest, rules: Rules, limits: Limits, workers: int = 2) -> None:
+        self.manifest = manifest
+        self.rules = rules
+        self.limits = limits
+        self.workers = workers
+        md = MetaData()
+        self.staging = {t.name: t.to_metadata(md, name=t.name + "_staging") for t in (documents, shards, sections)}
+        for t in self.staging.values():
+            for ix in list(t.indexes):
+                t.indexes.discard(ix)  # built after the load, under names of their own
+
+    def rebuild(self, source: Iterable[tuple[str, Payload]], progress: Callable[[int], None] | None = None
+                ) -> Counts:
+        """Load every document of `source` into a new manifest and swap it in. Returns the counts."""
+        self._drop_staging()
+        for t in self.staging.values():
+            t.create(self.manifest.engine)
+        counts = Counts()
+        sections_state: dict[str, list[int]] = {}  # section -> [shard_no, url_count, byte_count]
+        batch: list[Row] = []
+        letters: list[tuple[str, str, bytes]] = []
+        workers = max(1, self.workers)
+        with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
+            results = bounded_map(pool, _parse_with_rules(self.rules), chunked(source), workers * IN_FLIGHT)
+            for parsed in results:
+                for row in parsed.rows:
+                    state = sections_state.setdefault(row[0], [1, 0, 0])
+                    size = row[7]
+                    if not self.limits.fits(state[1], state[2], size):
+                        state[0] += 1
+                        state[1] = state[2] = 0
+                    state[1] += 1
+                    state[2] += size
+                    batch.append((row[0], row[1], state[0], *row[3:]))
+                letters += parsed.rejects
+                counts.applied += len(parsed.rows)
+                counts.rejected += len(parsed.rejects)
+                if len(batch) >= 50_000:
+                    self._load(batch, letters)
+                    batch, letters = [], []
+                if progress is not None:
+                    progress(len(parsed.rows) + len(parsed.rejects))
+            self._load(batch, letters)
+        checkpoint("rebuild-swap")
+        counts.stale = self._finish()
+        counts.applied -= counts.stale
+        return counts
+
+    def _load(self, rows: list[Row], letters: list[tuple[str, str, bytes]]) -> None:
+        with self.manifest.write() as conn:
+            self.manifest.bulk_insert(conn, self.staging["documents"].name, DOCUMENT_COLUMNS, rows)
+            Manifest.add_dead_letters(conn, letters)
+
+    def _finish(self) -> int:
+        """Remove duplicate keys, index, count shards, swap the staging tables in. Returns duplicates removed."""
+        docs = self.staging["documents"]
+        suffix = os.urandom(4).hex()
+        duplicates = 0
+        with self.manifest.write() as conn:
+            conn.execute(text(f"CREATE INDEX ix_documents_shard_{suffix} ON {docs.name} (section, shard_no)"))
+            try:
+                with conn.begin_nested():  # a savepoint: on PostgreSQL a failed statement spoils the transaction
+                    conn.execute(text(f"CREATE UNIQUE INDEX ux_documents_key_{suffix} ON {docs.name} (section, key)"))
+            except IntegrityError:  # the source repeated some keys: keep one copy of each, then index
+                dupes = conn.execute(select(docs.c.section, docs.c.key)
+                                     .group_by(docs.c.section, docs.c.key).having(func.count() > 1)).all()
+                for section, key in dupes:
+                    duplicates += self._keep_newest(conn, docs, section, key)
+                conn.execute(text(f"CREATE UNIQUE INDEX ux_documents_key_{suffix} ON {docs.name} (section, key)"))
+            revision = Manifest.next_revision(conn)
+            conn.execute(self.staging["shards"].insert().from_select(
+                ["section", "shard_no", "url_count", "byte_count", "revision"],
+                select(docs.c.section, docs.c.shard_no, func.count(), func.sum(docs.c.size),
+                       literal(revision, BigInteger))
+                .group_by(docs.c.section, docs.c.shard_no)))
+            conn.execute(self.staging["sections"].insert().from_select(
+                ["name", "open_shard"],
+                select(docs.c.section, func.max(docs.c.shard_no)).group_by(docs.c.section)))
+            for t in (documents, shards, sections):
+                conn.execute(text(f"DROP TABLE {t.name}"))
+                conn.execute(text(f"ALTER TABLE {t.name}_staging RENAME TO {t.name}"))
+                if self.manifest.dialect == "postgresql" and t is not documents:
+                    conn.execute(text(f"ALTER INDEX {t.name}_staging_pkey RENAME TO {t.name}_pkey"))
+        return duplicates
+
+    @staticmethod
+    def _keep_newest(conn: Connection, docs: Table, section: str, key: str) -> int:
+        """Keep the copy with the highest version (then the greatest content, to be deterministic)."""
+        where = (docs.c.section == section) & (docs.c.key == key)
+        rows = conn.execute(select(docs).where(where)).all()
+        best = max(rows, key=lambda r: (r.version if r.version is not None else -1, r.loc or "", r.xml or ""))
+        conn.execute(docs.delete().where(where))
+        conn.execute(docs.insert().values(**best._asdict()))
+        return len(rows) - 1
+
+    def _drop_staging(self) -> None:
+        with self.manifest.write() as conn:
+            for t in self.staging.values():
+                conn.execute(text(f"DROP TABLE IF EXISTS {t.name}"))
+
+
+class _parse_with_rules:  # noqa: N801 - a picklable partial, named like the function it stands for
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules
+
+    def __call__(self, chunk: list[tuple[str, Payload]]) -> Parsed:
+        return parse_chunk(self.rules, chunk)

@@ -1,0 +1,41 @@
+"""The local router: `<root>/current`, a symlink to the live generation's directory, replaced atomically."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from snapshot.routers.base import Router, RouterConflict
+
+
+class LocalRouter(Router):
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.link = self.root / "current"
+
+    def describe(self) -> str:
+        return f"symlink:{self.link}"
+
+    def current(self) -> str | None:
+        try:
+            target = os.readlink(self.link)
+        except FileNotFoundError:
+            return None
+        return Path(target).name
+
+    def switch(self, gen_id: str, expected: str | None) -> None:
+        now = self.current()
+        if now != expected:
+            raise RouterConflict(f"{self.link} points at {now}, expected {expected}")
+        target = Path("generations") / gen_id  # relative: the data directory can be moved whole
+        if not (self.root / target).is_dir():
+            raise FileNotFoundError(f"generation {gen_id} is not in {self.root / 'generations'}")
+        tmp = self.root / f".current.{secrets.token_hex(4)}"
+        os.symlink(target, tmp)
+        os.replace(tmp, self.link)  # rename(2) is atomic: readers see the old or the new, never neither
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

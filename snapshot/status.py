@@ -1,0 +1,55 @@
+"""What `sitemaps status` reports: the live generation, what is retained, what is dirty, what was refused."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from snapshot import naming
+from snapshot.manifest import Manifest
+from snapshot.publish import plan
+from snapshot.routers.base import Router
+from snapshot.stores.base import Store
+
+
+def sitemap_lines(manifest: Manifest, live: str | None, base_url: str) -> list[str]:
+    """The `Sitemap:` lines for robots.txt: the live generation's root index (or numbered root indexes)."""
+    if live is None:
+        return []
+    roots = sorted((n for n in manifest.files(live) if naming.is_root_index(n)), key=_index_order)
+    return [f"Sitemap: {base_url}{name}" for name in roots]
+
+
+def _index_order(name: str) -> tuple[int, str]:
+    parts = name.split(".")
+    return (int(parts[1]) if len(parts) == 3 else 0, name)
+
+
+def status(manifest: Manifest, store: Store, router: Router, base_url: str) -> dict[str, Any]:
+    live = router.current()
+    gens = manifest.generations()
+    live_gen = next((g for g in gens if g.id == live), None)
+    p = plan(manifest, router)
+    sections = manifest.section_counts()
+    lines = sitemap_lines(manifest, live, base_url)
+    notes = []
+    if len(lines) > 1:
+        notes.append(f"more shards than one index may list: {len(lines)} numbered root indexes, "
+                     "list every one in robots.txt")
+    if live is not None and live_gen is None:
+        notes.append(f"the router points at {live}, which this manifest did not publish")
+    return {
+        "store": store.describe(),
+        "router": router.describe(),
+        "live_generation": live,
+        "live_since": live_gen.published_at if live_gen else None,
+        "live_age_seconds": (time.time() - live_gen.published_at) if live_gen and live_gen.published_at else None,
+        "retained_generations": [g.id for g in reversed(gens) if g.state in ("live", "retired")],
+        "sections": {s: {"shards": n, "urls": u} for s, (n, u) in sections.items()},
+        "shards": sum(n for n, _ in sections.values()),
+        "urls": sum(u for _, u in sections.values()),
+        "dirty_shards": len(p.render) + len(p.dropped),
+        "dead_letters": manifest.dead_letter_count(),
+        "sitemap_lines": lines,
+        "notes": notes,
+    }

@@ -1,0 +1,91 @@
+"""The store interface: where a generation's files live. One small module per backend, sharing this base."""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class StoreError(RuntimeError):
+    """The store refused or failed an operation; the message names it (never a secret)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    size: int
+    md5: str | None  # None where the store cannot tell cheaply
+
+
+def content_type(name: str) -> str:
+    if name.endswith(".gz"):
+        return "application/gzip"
+    if name.endswith(".xml"):
+        return "application/xml"
+    if name.endswith(".txt"):
+        return "text/plain; charset=utf-8"
+    return "application/octet-stream"
+
+
+def md5_hex(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+class Store(ABC):
+    """A place holding generations, each a flat set of named files, written once and then read-only."""
+
+    #: how many puts or copies run at once (network stores benefit; local disk barely does)
+    parallelism: int = 1
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where this store is, for logs and `status`: never a secret."""
+
+    @abstractmethod
+    def create(self, gen_id: str) -> None:
+        """Make the generation's container; creating one that exists is not an error."""
+
+    @abstractmethod
+    def put(self, gen_id: str, name: str, data: bytes) -> str:
+        """Write a file completely (never half-visible); return its MD5."""
+
+    @abstractmethod
+    def copy(self, src_gen: str, dst_gen: str, name: str) -> None:
+        """Bring a file unchanged from another generation by the cheapest means the store has."""
+
+    @abstractmethod
+    def list(self, gen_id: str) -> dict[str, ObjectInfo]:
+        """Every file of a generation."""
+
+    @abstractmethod
+    def get(self, gen_id: str, name: str) -> bytes:
+        """A file's bytes; FileNotFoundError when it is not there."""
+
+    @abstractmethod
+    def make_public(self, gen_id: str) -> None:
+        """Let anyone read the generation's files (and nothing else) before the router points at it."""
+
+    @abstractmethod
+    def delete(self, gen_id: str) -> None:
+        """Remove a generation and everything in it; a missing one is not an error."""
+
+    @abstractmethod
+    def generations(self) -> list[str]:
+        """Ids of every generation container present, including half-built ones a crash left."""
+
+    def seal(self, gen_id: str) -> None:  # noqa: B027 - optional hook
+        """Make a generation durable before it is switched to (a no-op where writes already are)."""
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """Run puts or copies in parallel where the store gains from it."""
+        items = list(items)
+        if self.parallelism <= 1 or len(items) <= 1:
+            return [fn(item) for item in items]
+        with ThreadPoolExecutor(max_workers=self.parallelism) as pool:
+            return list(pool.map(fn, items))

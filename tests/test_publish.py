@@ -1,0 +1,130 @@
+"""Publishing end to end in-process, on SQLite and PostgreSQL: what is served equals the ground truth."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from incremental.app import App
+from snapshot import naming
+from snapshot.publish import EmptyManifest
+from snapshot.rebuild import Rebuilder
+from snapshot.serve import make_server, serve_in_thread
+from snapshot.settings import Settings
+from tests.support import Model, http_fetch, read_site
+
+HOST = "librer.io"
+
+
+def doc(i: int, version: int = 1, section: str = "books", day: int = 1, **extra: object) -> dict[str, object]:
+    return {"section": section, "key": str(i), "loc": f"https://{HOST}/{section}/{i}",
+            "lastmod": f"2024-05-{day:02d}T10:00:00+00:00", "version": version, **extra}
+
+
+@pytest.fixture
+def app(tmp_path: Path, database_url: str) -> Iterator[App]:
+    settings = Settings(data_dir=tmp_path / "data", database_url=database_url,
+                        base_url="http://127.0.0.1:8080/sitemaps/", allowed_hosts=(HOST,), max_urls=100,
+                        workers=2)
+    a = App(settings)
+    yield a
+    a.close()
+
+
+def served(app: App) -> dict[str, str | None]:
+    server = make_server(app.store, app.router, app.settings.base_path, "127.0.0.1", 0)
+    serve_in_thread(server)
+    try:
+        base = f"http://127.0.0.1:{server.server_port}{app.settings.base_path}"
+        site = read_site(http_fetch(base), app.settings.base_url)
+        return site.urls
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def apply(app: App, model: Model, events: list[dict[str, object]]) -> None:
+    app.applier.apply_raw([(f"test:{i}", orjson.dumps(e)) for i, e in enumerate(events)])
+    for e in events:
+        model.event(e)
+
+
+def test_rebuild_apply_publish_rollback_prune(app: App) -> None:
+    model = Model()
+    docs = [doc(i, section=("books", "authors")[i % 2]) for i in range(450)]
+    counts = Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 2).rebuild(
+        (f"src:{i}", orjson.dumps(d)) for i, d in enumerate(docs))
+    assert (counts.applied, counts.stale, counts.rejected) == (450, 0, 0)
+    for d in docs:
+        model.event(d)
+    first = app.publisher.publish(full=True)
+    assert first.generation is not None and first.rendered == 6  # 225 per section, 100 per shard
+    assert served(app) == model.expected()
+
+    again = app.publisher.publish()
+    assert again.generation is None and "nothing to publish" in again.message
+
+    apply(app, model, [doc(7, version=2, section="authors", day=9)])
+    second = app.publisher.publish()
+    assert (second.rendered, second.copied) == (1, 5)
+    assert served(app) == model.expected()
+
+    apply(app, model, [{"op": "delete", "section": "books", "key": "0", "version": 5},
+                       doc(1000, section="books"), doc(7, version=1, section="authors", day=20)])  # last one stale
+    third = app.publisher.publish()
+    assert third.generation is not None
+    assert served(app) == model.expected()
+
+    previous = served(app)
+    from snapshot.rollback import rollback
+    before, target = rollback(app.manifest, app.store, app.router)
+    assert (before, target) == (third.generation, second.generation)
+    assert served(app) != previous
+
+    from snapshot.prune import prune
+    result = prune(app.manifest, app.store, app.router, keep=2, grace=0)
+    assert second.generation in result.kept and first.generation in result.deleted
+    assert app.router.current() == second.generation
+    assert first.generation not in app.store.generations()
+
+
+def test_one_upsert_rewrites_exactly_one_shard(app: App) -> None:
+    docs = [doc(i) for i in range(1000)]
+    Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 2).rebuild(
+        (f"src:{i}", orjson.dumps(d)) for i, d in enumerate(docs))
+    first = app.publisher.publish(full=True)
+    assert first.generation
+    app.applier.apply_raw([("t", orjson.dumps(doc(555, version=2, day=3)))])
+    second = app.publisher.publish()
+    assert second.generation and (second.rendered, second.copied) == (1, 9)
+    old, new = app.store.list(first.generation), app.store.list(second.generation)
+    assert set(old) == set(new)
+    changed = [n for n in new if naming.parse_shard_name(n) and not os.path.samefile(
+        app.store.path(first.generation, n), app.store.path(second.generation, n))]  # type: ignore[attr-defined]
+    assert changed == [naming.shard_name("books", 6)]
+
+
+def test_appending_dirties_at_most_ceil_plus_one_shards(app: App) -> None:
+    model = Model()
+    apply(app, model, [doc(i) for i in range(150)])  # shards 1 (full) and 2 (half)
+    app.publisher.publish()
+    n = 230
+    apply(app, model, [doc(1000 + i) for i in range(n)])
+    result = app.publisher.publish()
+    assert result.rendered <= math.ceil(n / 100) + 1
+    assert served(app) == model.expected()
+
+
+def test_empty_manifest_is_never_published(app: App) -> None:
+    with pytest.raises(EmptyManifest):
+        app.publisher.publish()
+    model = Model()
+    apply(app, model, [doc(1), {"op": "delete", "section": "books", "key": "1", "version": 2}])
+    with pytest.raises(EmptyManifest):
+        app.publisher.publish()
+    assert app.router.current() is None
