@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 
 from incremental.apply import Applier
+from snapshot.indexnow import Announcer
 from snapshot.manifest import Manifest
 from snapshot.publish import Publisher
 from snapshot.routers import Router, open_router
@@ -32,13 +33,21 @@ class App:
 
     @cached_property
     def publisher(self) -> Publisher:
+        config = self.settings.indexnow
         return Publisher(self.manifest, self.store, self.router, self.settings.base_url, self.settings.limits,
-                         workers=self.settings.workers)
+                         workers=self.settings.workers, on_switch=self.announcer,
+                         extra_files=config.key_file if config else None)
+
+    @cached_property
+    def announcer(self) -> Announcer:
+        return Announcer(self.manifest, self.store, self.settings.indexnow)
 
     @cached_property
     def applier(self) -> Applier:
         return Applier(self.manifest, self.settings.rules, self.settings.limits)
 
     def close(self) -> None:
+        if "announcer" in self.__dict__:
+            self.announcer.close()  # before the manifest: it records what it did there
         if "manifest" in self.__dict__:
             self.manifest.close()

@@ -22,6 +22,8 @@ HREFLANG_RE = re.compile(r"(?:[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*|x-default)")
 BAD_CHARS_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 # A URL may not carry white space or controls at all (an IRI's other characters get percent-encoded).
 URL_BAD_RE = re.compile("[\x00-\x20\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
+URL_UNSAFE_RE = re.compile(r"[^A-Za-z0-9:/?#\[\]@!$&'()*+,;=%~\-._]")
 URL_RE = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[^/?#:@\[\]]+)(?::\d{1,5})?(?:[/?#].*)?", re.S)
 # A full datetime whose every field is in range whatever the month (days up to 28): no calendar check needed.
 CANONICAL_LASTMOD_RE = re.compile(
@@ -117,9 +119,9 @@ def check_url(value: Any, rules: Rules, field: str) -> str:
     if bad:
         what = "white space" if bad.group().isspace() else "control characters"
         raise InvalidDocument(f"{field} contains {what}: {_show(value)}")
-    if not value.isascii():
-        # Search engines want URIs: percent-encode an IRI's path and query instead of refusing it.
-        value = quote(value, safe=":/?#[]@!$&'()*+,;=%~")
+    if URL_UNSAFE_RE.search(value):
+        # Search engines want RFC 3986 URIs: percent-encode an IRI's (or a sloppy URL's) other characters.
+        value = quote(value, safe=URL_SAFE)
     if len(value) > MAX_LOC:
         raise InvalidDocument(f"{field} is {len(value)} characters, at most {MAX_LOC} allowed")
     if len(value) < MIN_LOC:

@@ -113,6 +113,7 @@ STAGING_SUFFIX = "_staging"
 REVISION = "revision"
 PG_WRITE_LOCK = 0x517E_4D41  # pg_advisory_xact_lock key serialising manifest writers across replicas
 PG_PUBLISH_LOCK = 0x517E_9B11  # pg_try_advisory_lock key: one publisher/pruner at a time
+COPY_UPSERT_ROWS = 100  # PostgreSQL upserts of this many rows or more go through COPY
 
 
 @dataclass(slots=True)
@@ -291,10 +292,19 @@ class Manifest:
         if not rows:
             return
         cols = [c.name for c in table.c]
-        mark = "?" if self.dialect == "sqlite" else "%s"
         updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in keys)
-        sql = (f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join(mark for _ in cols)}) "
-               f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}")
+        conflict = f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+        if self.dialect == "postgresql" and len(rows) >= COPY_UPSERT_ROWS:
+            # COPY into a temporary table and one INSERT ... SELECT: several times faster than executemany.
+            tmp = f"upsert_{table.name}"
+            conn.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {tmp} (LIKE {table.name}) "
+                                 "ON COMMIT DELETE ROWS")
+            self.bulk_insert(conn, tmp, cols, rows)
+            conn.exec_driver_sql(f"INSERT INTO {table.name} SELECT * FROM {tmp} {conflict}")
+            conn.exec_driver_sql(f"DELETE FROM {tmp}")  # the same table may be upserted again in this transaction
+            return
+        mark = "?" if self.dialect == "sqlite" else "%s"
+        sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join(mark for _ in cols)}) {conflict}"
         conn.exec_driver_sql(sql, rows)
 
     # -- reads ----------------------------------------------------------------------------------------------

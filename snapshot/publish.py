@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -28,6 +28,8 @@ from snapshot.verify import check_index, check_shard, verify_generation
 
 log = logging.getLogger(__name__)
 
+# The crash points of a publish, in order (see snapshot.faults).
+STEPS = ("begin", "render", "copy", "indexes", "verify", "policy", "switch", "switched")
 # Below this many dirty shards, rendering in this process beats starting worker processes.
 POOL_THRESHOLD = 4
 
@@ -138,6 +140,7 @@ class Publisher:
         limits: Limits | None = None,
         workers: int = 2,
         on_switch: Callable[[str, str | None], None] | None = None,
+        extra_files: Mapping[str, bytes] | None = None,
     ) -> None:
         self.manifest = manifest
         self.store = store
@@ -146,6 +149,7 @@ class Publisher:
         self.limits = limits or Limits()
         self.workers = workers
         self.on_switch = on_switch  # told (new, old) after a successful switch; its failures never fail a publish
+        self.extra_files = dict(extra_files or {})  # small files put into every generation (IndexNow's key)
 
     def reconcile(self) -> str | None:
         """Make the manifest agree with the router: the router is the truth about what is live."""
@@ -217,6 +221,8 @@ class Publisher:
         self.store.map(lambda f: self.store.copy(live, gen_id, f.name), p.copy)
         for f in p.copy:
             records[f.name] = f
+        for name, data in self.extra_files.items():
+            records[name] = FileRecord(name, len(data), self.store.put(gen_id, name, data))
         checkpoint("indexes")
         for name, data in self._indexes(records).items():
             check_index(name, data, self.limits)

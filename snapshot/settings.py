@@ -5,11 +5,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from snapshot.document import Rules
 from snapshot.limits import MAX_BYTES, MAX_INDEX_ENTRIES, MAX_URLS, Limits
 from snapshot.naming import check_base_url
+
+if TYPE_CHECKING:
+    from snapshot.indexnow import IndexNowConfig
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8080/sitemaps/"
 SECRET_FIELDS = frozenset({"s3_secret_key", "kafka_sasl_password"})
@@ -45,10 +49,37 @@ class Settings:
     ingress_annotation: str = "nginx.ingress.kubernetes.io/rewrite-target"
     ingress_annotation_value: str = "/{bucket}/$2"
     httproute_name: str = "sitemaps"
+    # The change-feed service (`sitemaps run`, `sitemaps replay`)
+    kafka_bootstrap_servers: str | None = None
+    kafka_topic: str = "documents"
+    kafka_group: str = "sitemaps"
+    kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
+    kafka_sasl_mechanism: str | None = None  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = field(default=None, repr=False)
+    kafka_ssl_cafile: str | None = None
+    kafka_dead_letter_topic: str | None = None
+    kafka_session_timeout: float = 10.0
+    publish_interval: float = 300.0
+    publish_threshold: int = 1000  # dirty shards that trigger a publish before the interval is up
+    prune_interval: float = 3600.0
+    http_host: str = "0.0.0.0"
+    http_port: int = 8080
+    leader_election: str = "postgres"  # postgres (the manifest's advisory lock), lease (Kubernetes), none
+    lease_name: str = "sitemaps-publisher"
+    lease_namespace: str = "default"
+    # false: no public-read bucket policy, for buckets read through an authenticated proxy or CDN
+    s3_public_read: bool = True
+    # IndexNow (off without a key): see snapshot/indexnow.py
+    indexnow_key: str | None = None
+    indexnow_endpoints: tuple[str, ...] = ()  # default https://api.indexnow.org/indexnow
+    indexnow_key_location: str | None = None  # default {scheme}://{host}/{key}.txt, per submitted host
+    indexnow_timeout: float = 45.0  # within the pods' 60 s termination grace period
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_url", check_base_url(self.base_url))
         self.limits  # noqa: B018 - fail early, with the message naming the bad limit
+        self.indexnow  # noqa: B018 - likewise for a bad IndexNow key or endpoint
 
     @property
     def manifest_url(self) -> str:
@@ -57,6 +88,13 @@ class Settings:
     @property
     def limits(self) -> Limits:
         return Limits(self.max_urls, self.max_bytes, self.max_index_entries)
+
+    @property
+    def indexnow(self) -> IndexNowConfig | None:
+        from snapshot.indexnow import IndexNowConfig  # not at import time: it needs SQLAlchemy
+
+        return IndexNowConfig.from_settings(self.indexnow_key, self.indexnow_endpoints,
+                                            self.indexnow_key_location, self.indexnow_timeout)
 
     @property
     def rules(self) -> Rules:

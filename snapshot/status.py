@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from snapshot import naming
+from snapshot import diff, indexnow, naming
 from snapshot.manifest import Manifest
 from snapshot.publish import plan
 from snapshot.routers.base import Router
@@ -23,6 +23,14 @@ def sitemap_lines(manifest: Manifest, live: str | None, base_url: str) -> list[s
 def _index_order(name: str) -> tuple[int, str]:
     parts = name.split(".")
     return (int(parts[1]) if len(parts) == 3 else 0, name)
+
+
+def _last_diff(manifest: Manifest, live: str | None) -> dict[str, Any] | None:
+    """What the live generation changed against the one it was published on, as recorded then."""
+    rec = diff.recorded(manifest, live) if live else None
+    if rec is None:
+        return None
+    return {"generation": rec.generation_id, "base": rec.base_id, **diff.as_json(rec.sections)}
 
 
 def status(manifest: Manifest, store: Store, router: Router, base_url: str) -> dict[str, Any]:
@@ -51,5 +59,7 @@ def status(manifest: Manifest, store: Store, router: Router, base_url: str) -> d
         "dirty_shards": len(p.render) + len(p.dropped),
         "dead_letters": manifest.dead_letter_count(),
         "sitemap_lines": lines,
+        "last_diff": _last_diff(manifest, live),
+        "indexnow": indexnow.last_outcomes(manifest),
         "notes": notes,
     }

@@ -8,7 +8,22 @@ import sys
 
 import click
 
-from incremental.cli import apply, dead_letters, demo, prune, publish, rebuild, rollback, serve, status, verify
+from incremental.cli import (
+    apply,
+    dead_letters,
+    demo,
+    diff,
+    prune,
+    publish,
+    rebuild,
+    replay,
+    robots,
+    rollback,
+    run,
+    serve,
+    status,
+    verify,
+)
 from incremental.cli.errors import handled
 
 
@@ -18,7 +33,8 @@ def cli() -> None:
     """Always-fresh, never half-published sitemaps for very large sites."""
 
 
-for module in (rebuild, apply, publish, status, rollback, prune, serve, demo, dead_letters, verify):
+for module in (rebuild, apply, publish, status, rollback, prune, serve, demo, dead_letters, verify, diff,
+               robots, run, replay):
     cli.add_command(module.command)
 
 

@@ -59,6 +59,56 @@ SHARED: list[tuple[str, str, dict[str, Any]]] = [
     ("--ingress-annotation-value", "ingress_annotation_value", {"default": "/{bucket}/$2",
                                                                 "help": "Its value; {bucket} is replaced."}),
     ("--httproute-name", "httproute_name", {"default": "sitemaps", "help": "Name of the Gateway API HTTPRoute."}),
+    ("--s3-public-read", "s3_public_read", {"type": bool, "default": True,
+                                            "help": "Give each generation a public-read bucket policy (false: "
+                                                    "only when reads go through an authenticated proxy)."}),
+    ("--indexnow-key", "indexnow_key", {
+        "default": None, "help": "IndexNow key (8-128 of a-z A-Z 0-9 -): enables IndexNow."}),
+    ("--indexnow-endpoints", "indexnow_endpoints", {
+        "callback": _hosts, "default": "",
+        "help": "Comma-separated IndexNow endpoints (default: https://api.indexnow.org/indexnow)."}),
+    ("--indexnow-key-location", "indexnow_key_location", {
+        "default": None,
+        "help": "URL of the key file, {scheme} {host} {key} filled in (default: <site root>/<key>.txt)."}),
+    ("--indexnow-timeout", "indexnow_timeout", {
+        "type": float, "default": 45.0, "help": "Seconds one generation's IndexNow submission may take."}),
+    # The change-feed service: `run` and `replay`.
+    ("--kafka-bootstrap-servers", "kafka_bootstrap_servers", {
+        "default": None, "help": "Kafka brokers, host:port[,host:port...] (run and replay)."}),
+    ("--kafka-topic", "kafka_topic", {
+        "default": "documents", "help": "Topic of document events, keyed by document."}),
+    ("--kafka-group", "kafka_group", {"default": "sitemaps", "help": "Consumer group the replicas share."}),
+    ("--kafka-security-protocol", "kafka_security_protocol", {
+        "type": click.Choice(["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]), "default": "PLAINTEXT",
+        "help": "How to talk to the brokers."}),
+    ("--kafka-sasl-mechanism", "kafka_sasl_mechanism", {
+        "type": click.Choice(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]), "default": None,
+        "help": "SASL mechanism (with a SASL_* protocol)."}),
+    ("--kafka-sasl-username", "kafka_sasl_username", {"default": None, "help": "SASL user name."}),
+    ("--kafka-sasl-password", "kafka_sasl_password", {
+        "default": None, "help": "SASL password (never logged)."}),
+    ("--kafka-ssl-cafile", "kafka_ssl_cafile", {
+        "default": None, "help": "CA bundle to verify the brokers with."}),
+    ("--kafka-dead-letter-topic", "kafka_dead_letter_topic", {
+        "default": None, "help": "Also send refused events here (the dead-letter table has them anyway)."}),
+    ("--kafka-session-timeout", "kafka_session_timeout", {
+        "type": float, "default": 10.0,
+        "help": "Seconds before the group gives a silent replica's partitions to another."}),
+    ("--publish-interval", "publish_interval", {
+        "type": float, "default": 300.0, "help": "Seconds between publishes (when shards are dirty)."}),
+    ("--publish-threshold", "publish_threshold", {
+        "type": int, "default": 1000, "help": "Dirty shards that trigger a publish at once."}),
+    ("--prune-interval", "prune_interval", {
+        "type": float, "default": 3600.0, "help": "Seconds between prunes."}),
+    ("--http-host", "http_host", {
+        "default": "0.0.0.0", "help": "Address of /healthz, /readyz and /metrics."}),
+    ("--http-port", "http_port", {
+        "type": int, "default": 8080, "help": "Port of /healthz, /readyz and /metrics."}),
+    ("--leader-election", "leader_election", {
+        "type": click.Choice(["postgres", "lease", "none"]), "default": "postgres",
+        "help": "Who publishes among replicas: the manifest's lock only, or a Kubernetes Lease too."}),
+    ("--lease-name", "lease_name", {"default": "sitemaps-publisher", "help": "Name of the Lease."}),
+    ("--lease-namespace", "lease_namespace", {"default": "default", "help": "Namespace of the Lease."}),
 ]
 
 

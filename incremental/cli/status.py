@@ -27,6 +27,15 @@ def command(app: App, as_json: bool) -> None:
         click.echo(f"  {name:<20} {s['urls']:>12} URLs {s['shards']:>6} shards")
     click.echo(f"dirty shards:     {info['dirty_shards']}")
     click.echo(f"dead letters:     {info['dead_letters']}")
+    d = info["last_diff"]
+    if d:
+        click.echo(f"last diff:        +{d['added']} -{d['removed']} ~{d['changed']} URLs "
+                   f"against {d['base'] or '(nothing)'}")
+    for o in info["indexnow"]:
+        codes = ", ".join(f"{code}x{n}" for code, n in o["statuses"].items()) or "nothing sent"
+        click.echo(f"indexnow:         {o['endpoint']}: {o['submitted']} of {o['urls']} URLs of "
+                   f"{o['generation_id']} accepted in {o['batches']} batches ({codes})"
+                   f"{'; ' + o['message'] if o['message'] else ''}")
     for note in info["notes"]:
         click.echo(f"note: {note}")
     if info["sitemap_lines"]:

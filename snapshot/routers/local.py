@@ -28,9 +28,10 @@ class LocalRouter(Router):
         now = self.current()
         if now != expected:
             raise RouterConflict(f"{self.link} points at {now}, expected {expected}")
-        target = Path("generations") / gen_id  # relative: the data directory can be moved whole
-        if not (self.root / target).is_dir():
-            raise FileNotFoundError(f"generation {gen_id} is not in {self.root / 'generations'}")
+        # Relative, so the data directory can be moved whole. With the local store it is the generation's
+        # directory; with another store the link is only a pointer (`serve` reads through the store).
+        target = Path("generations") / gen_id
+        self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".current.{secrets.token_hex(4)}"
         os.symlink(target, tmp)
         os.replace(tmp, self.link)  # rename(2) is atomic: readers see the old or the new, never neither

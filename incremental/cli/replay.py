@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import click
+
+from incremental.app import App
+from incremental.cli.options import option, with_app
+from incremental.cli.run import announce, batch_size_option, keep_option, stop_on_signals
+from incremental.replay import Replay, ReplayError, parse_since
+from incremental.service import open_service
+
+
+@click.command("replay")
+@option("--since", help="Start at the first event of this time (ISO 8601, UTC by default, or epoch seconds) "
+                        "instead of the beginning of the topic.")
+@option("--keep-manifest", is_flag=True, help="Apply on top of the manifest instead of an empty one "
+                                                "(say, one restored from a backup taken at --since).")
+@click.option("--run/--exit", "then_run", default=True, show_default=True,
+              help="Go on as `sitemaps run` once the full generation is published.")
+@batch_size_option
+@keep_option
+@with_app
+def command(app: App, since: str | None, keep_manifest: bool, then_run: bool, batch_size: int, keep: int
+            ) -> None:
+    """Rebuild the manifest from the Kafka topic, publish a full generation, and go on from there."""
+    if not app.settings.kafka_bootstrap_servers:
+        raise click.UsageError("replay reads Kafka: set SITEMAPS_KAFKA_BOOTSTRAP_SERVERS")
+    app.settings = app.settings.replace(keep=keep)
+    stopping = stop_on_signals()
+    try:
+        counts, result = Replay(app, batch_size, stopping).run(
+            parse_since(since) if since else None, keep_manifest,
+            on_listen=announce(app))
+    except ReplayError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"replayed: {counts}")
+    if result is None:
+        return
+    click.echo(result.message)
+    if then_run:
+        click.echo(f"stopped: {open_service(app, None, batch_size, stopping).run(on_listen=announce(app))}")

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from incremental.app import App
+from incremental.cli.options import option, with_app
+from incremental.service import open_service
+
+batch_size_option = option("--batch-size", type=int, default=10_000, help="Most events in one transaction.")
+keep_option = option("--keep", type=int, default=3, help="Generations the prune timer keeps, live included.")
+
+
+@click.command("run")
+@option("--follow", type=click.Path(path_type=Path, dir_okay=False),
+        help="Tail this JSON-lines file for events instead of Kafka: no servers needed.")
+@batch_size_option
+@keep_option
+@with_app
+def command(app: App, follow: Path | None, batch_size: int, keep: int) -> None:
+    """Keep the sitemaps fresh: apply events exactly once, publish and prune on timers, serve probes."""
+    if follow is None and not app.settings.kafka_bootstrap_servers:
+        raise click.UsageError("give --follow FILE, or Kafka brokers with SITEMAPS_KAFKA_BOOTSTRAP_SERVERS")
+    app.settings = app.settings.replace(keep=keep)
+    service = open_service(app, follow, batch_size, stopping=stop_on_signals())
+    counts = service.run(on_listen=announce(app))
+    click.echo(f"stopped: {counts}")
+
+
+def announce(app: App) -> Callable[[int], None]:
+    """Say where the probes answer (tests and humans read the port from it)."""
+    return lambda port: click.echo(f"probes and metrics at http://{app.settings.http_host}:{port}/metrics")
+
+
+def stop_on_signals() -> threading.Event:
+    """SIGTERM or Ctrl-C set it: the batch in hand is finished and committed, then the command returns."""
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _sig, _frame: stopping.set())
+    return stopping

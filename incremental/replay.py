@@ -1,0 +1,112 @@
+"""`sitemaps replay`: rebuild the manifest from the change feed, publish it whole, and go on from there.
+
+The replay reads every partition from the beginning (or from a point in time) up to the end offsets it found
+at the start, then publishes a full generation. It is the ordinary apply path with offsets stored in each
+batch's transaction, so a replay that stops half-way resumes where it stopped, and the end offsets are
+stored too: no publish (by the replay or any `sitemaps run`) happens before they are reached, so a half
+replayed manifest is never published. The live generation is served, unchanged, until then.
+
+Only a compacted topic keyed by document holds every document's latest event for ever; on a topic with
+time- or size-based retention a replay rebuilds only what the topic still holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from kafka import KafkaConsumer, TopicPartition
+
+from incremental.app import App
+from incremental.leader import Leader
+from incremental.offsets import OffsetStore
+from incremental.service import Service
+from incremental.sources.kafka import KafkaConfig, KafkaSource
+from snapshot.manifest import Counts, documents, sections, shards
+from snapshot.publish import PublishResult
+
+log = logging.getLogger(__name__)
+
+
+class ReplayError(RuntimeError):
+    """The topic cannot be replayed as asked."""
+
+
+@dataclass(frozen=True)
+class Span:
+    start: dict[int, int]  # partition -> first offset to apply
+    end: dict[int, int]  # partition -> end offset when the replay began
+
+
+def parse_since(value: str) -> float:
+    """Seconds since the epoch, from an ISO 8601 time (UTC unless it says otherwise) or a number."""
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise ReplayError(f"--since must be an ISO 8601 time or epoch seconds, got {value!r}") from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def span(config: KafkaConfig, since: float | None) -> Span:
+    """What to replay: from the beginning (or the first event at `since`) to the end offsets right now."""
+    consumer = KafkaConsumer(**config.consumer(group=False, max_records=1))
+    try:
+        parts = [TopicPartition(config.topic, p) for p in sorted(consumer.partitions_for_topic(config.topic))]
+        if not parts:
+            raise ReplayError(f"topic {config.topic} does not exist at {config.bootstrap_servers}")
+        end = consumer.end_offsets(parts)
+        if since is None:
+            start = consumer.beginning_offsets(parts)
+        else:
+            found = consumer.offsets_for_times({tp: int(since * 1000) for tp in parts})
+            start = {tp: found[tp].offset if found.get(tp) is not None else end[tp] for tp in parts}
+    finally:
+        consumer.close()
+    return Span({tp.partition: start[tp] for tp in parts}, {tp.partition: end[tp] for tp in parts})
+
+
+class Replay:
+    def __init__(self, app: App, batch_size: int = 10_000, stopping: threading.Event | None = None) -> None:
+        self.app = app
+        self.config = KafkaConfig.from_settings(app.settings)
+        self.offsets = OffsetStore(app.manifest)
+        self.batch_size = batch_size
+        self.stopping = stopping or threading.Event()
+
+    def reset(self, sp: Span, keep_manifest: bool) -> None:
+        """Empty the manifest (unless kept), store the replay's start and end offsets: one transaction."""
+        with self.app.manifest.write() as conn:
+            if not keep_manifest:
+                for table in (documents, shards, sections):
+                    conn.execute(table.delete())
+            self.offsets.reset(conn, self.config.topic, sp.start, sp.end)
+
+    def catch_up(self, sp: Span, on_listen: Callable[[int], None] | None = None) -> Counts:
+        """Apply every partition up to the span's end (the service loop, reading all partitions itself)."""
+        source = KafkaSource(self.config, self.offsets, group=False, max_records=self.batch_size)
+        service = Service(self.app, source, self.offsets, Leader(), self.batch_size, stopping=self.stopping)
+        topic = self.config.topic
+
+        def done() -> bool:
+            return all((source.expected.get((topic, p)) or 0) >= end for p, end in sp.end.items())
+
+        return service.run(on_listen=on_listen, until=done)
+
+    def run(self, since: float | None, keep_manifest: bool, on_listen: Callable[[int], None] | None = None
+            ) -> tuple[Counts, PublishResult | None]:
+        """Replay and publish in full; (counts, None) when stopped before the end."""
+        sp = span(self.config, since)
+        log.info("replaying %s: partitions from %s to %s", self.config.topic, sp.start, sp.end)
+        self.reset(sp, keep_manifest)
+        counts = self.catch_up(sp, on_listen)
+        if self.stopping.is_set():
+            return counts, None
+        self.offsets.replay_pending()  # caught up: this clears the end offsets, publishing may go on
+        return counts, self.app.publisher.publish(full=True)

@@ -1,0 +1,110 @@
+"""The service's timers, on APScheduler: publish when dirty, prune, and a frequent look at the dirty shards.
+
+Every job runs on one worker thread, with max_instances=1 and coalescing, so jobs never overlap each other
+or themselves, and a job that fell behind runs once, not once per missed turn. Across replicas the leader
+election and the manifest's publish lock keep it to one publisher/pruner at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from incremental.app import App
+from incremental.leader import Leader
+from incremental.metrics import Metrics
+from incremental.offsets import OffsetStore
+from snapshot.manifest import PublishLockHeld
+from snapshot.prune import prune
+from snapshot.publish import EmptyManifest, plan
+
+log = logging.getLogger(__name__)
+
+CHECK_INTERVAL = 5.0  # seconds between looks at the dirty shards (metrics, and the publish threshold)
+logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not two INFO lines per job run
+
+
+class Timers:
+    def __init__(self, app: App, metrics: Metrics, leader: Leader, offsets: OffsetStore) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.leader = leader
+        self.offsets = offsets
+        s = app.settings
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(1)},
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
+        )
+        self.scheduler.add_job(self.publish, "interval", seconds=s.publish_interval, id="publish")
+        self.scheduler.add_job(self.prune, "interval", seconds=s.prune_interval, id="prune")
+        self.scheduler.add_job(self.check, "interval", seconds=min(CHECK_INTERVAL, s.publish_interval),
+                               id="check")
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    def shutdown(self) -> None:
+        """Stop; a job in progress is finished first (a publish is crash-safe, but finished is better)."""
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+
+    def check(self) -> None:
+        """Refresh the dirty-shard and live-generation gauges; publish at once past the threshold."""
+        p = plan(self.app.manifest, self.app.router)
+        dirty = len(p.render) + len(p.dropped)
+        self.metrics.dirty.set(dirty)
+        gen = self.app.manifest.generation(p.live) if p.live else None
+        self.metrics.set_live(p.live, gen.published_at if gen else None)
+        self.metrics.leader.set(1 if self.leader.is_leader() else 0)
+        if dirty >= self.app.settings.publish_threshold:
+            log.info("%d dirty shards: publishing now", dirty)
+            self.publish()
+
+    def publish(self) -> None:
+        if not self.leader.is_leader():
+            self.metrics.publishes.labels("skipped").inc()
+            return
+        if self.offsets.replay_pending():
+            log.info("a replay has not caught up yet: not publishing")
+            self.metrics.publishes.labels("skipped").inc()
+            return
+        started = time.monotonic()
+        try:
+            result = self.app.publisher.publish()
+        except PublishLockHeld:
+            self.metrics.publishes.labels("skipped").inc()
+            return
+        except EmptyManifest:
+            self.metrics.publishes.labels("nothing").inc()
+            return
+        except Exception:
+            log.exception("publish failed; the live generation is unchanged, the next turn tries again")
+            self.metrics.publishes.labels("failed").inc()
+            return
+        if result.generation is None:
+            self.metrics.publishes.labels("nothing").inc()
+            return
+        self.metrics.publish_seconds.observe(time.monotonic() - started)
+        self.metrics.publishes.labels("published").inc()
+        self.metrics.set_live(result.generation, time.time())
+        log.info("%s", result.message)
+
+    def prune(self) -> None:
+        if not self.leader.is_leader():
+            self.metrics.prunes.labels("skipped").inc()
+            return
+        try:
+            result = prune(self.app.manifest, self.app.store, self.app.router, keep=self.app.settings.keep)
+        except PublishLockHeld:
+            self.metrics.prunes.labels("skipped").inc()
+            return
+        except Exception:
+            log.exception("prune failed; the next turn tries again")
+            self.metrics.prunes.labels("failed").inc()
+            return
+        self.metrics.prunes.labels("pruned").inc()
+        if result.deleted or result.abandoned:
+            log.info("pruned %s; abandoned %s", result.deleted or "nothing", result.abandoned or "none")

@@ -1,0 +1,162 @@
+"""`sitemaps run`: consume events, apply them exactly once, publish and prune on timers, answer probes.
+
+The main thread owns the event source and the applier: poll a batch, apply it with its offsets in one
+transaction, tell the source, repeat. Everything that fails outside that transaction (the broker, the
+database, a rebalance) leads back to the offsets stored in the manifest, so no event is lost or applied
+twice, whenever the process stops. Timers run on their own thread (incremental/scheduler.py); probes and
+metrics on another (incremental/health.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from incremental.app import App
+from incremental.health import make_health_server
+from incremental.leader import Leader, open_leader
+from incremental.metrics import Metrics
+from incremental.offsets import OffsetConflict, OffsetStore
+from incremental.scheduler import Timers
+from incremental.sources.base import Batch, EventSource
+from incremental.sources.follow import FileFollower
+from incremental.sources.kafka import KafkaConfig, KafkaSource
+from snapshot.manifest import Counts, dead_letters
+
+log = logging.getLogger(__name__)
+
+POLL_TIMEOUT = 1.0  # seconds a poll may wait for events: also how fast a stop request is noticed
+CHECK_EVERY = 5.0  # seconds between source health checks (lag, reachability)
+LIVENESS = 300.0  # the main loop is considered stuck after this long without a turn
+MAX_BACKOFF = 30.0
+
+
+class Service:
+    def __init__(self, app: App, source: EventSource, offsets: OffsetStore, leader: Leader | None = None,
+                 batch_size: int = 10_000, metrics: Metrics | None = None,
+                 stopping: threading.Event | None = None) -> None:
+        self.app = app
+        self.source = source
+        self.offsets = offsets
+        self.leader = leader or Leader()
+        self.batch_size = batch_size
+        self.metrics = metrics or Metrics()
+        self.timers = Timers(app, self.metrics, self.leader, offsets)
+        self.stopping = stopping or threading.Event()
+        self.beat = time.monotonic()
+        self.checked = 0.0
+        self.db_status = (True, "ok")
+        self.backoff = 1.0
+        self.letters_seen = 0  # dead_letters ids up to this one are not ours to forward
+
+    # -- probes ---------------------------------------------------------------------------------------------
+
+    def alive(self) -> tuple[bool, str]:
+        age = time.monotonic() - self.beat
+        return age < LIVENESS, f"main loop turned {age:.1f}s ago"
+
+    def ready(self) -> tuple[bool, str]:
+        return self.db_status if not self.db_status[0] else self.source.status
+
+    # -- the loop -------------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def run(self, port: int | None = None, on_listen: Callable[[int], None] | None = None,
+            until: Callable[[], bool] | None = None) -> Counts:
+        """Consume until stop() (SIGTERM) or until `until()` is true; returns what was applied."""
+        total = Counts()
+        settings = self.app.settings
+        self.app.publisher  # noqa: B018 - built here, not raced for by the timer thread
+        server = make_health_server(settings.http_host, settings.http_port if port is None else port,
+                                    self.alive, self.ready, self.metrics.registry)
+        if on_listen is not None:
+            on_listen(server.server_port)
+        if self.source.dead_letter_topic:
+            self.letters_seen = self._last_letter()
+        self.leader.start()
+        self.timers.start()
+        try:
+            while not self.stopping.is_set() and not (until is not None and until()):
+                self.beat = time.monotonic()
+                self._turn(total)
+        finally:
+            log.info("stopping: %s", total)
+            self.source.close()
+            self.timers.shutdown()
+            self.leader.stop()
+            server.shutdown()
+            server.server_close()
+        return total
+
+    def _turn(self, total: Counts) -> None:
+        try:
+            if time.monotonic() - self.checked >= CHECK_EVERY:
+                self._check()
+            batch = self.source.poll(self.batch_size, POLL_TIMEOUT)
+            if batch is not None:
+                total.add(self.apply(batch))
+            self.db_status, self.backoff = (True, "ok"), 1.0
+        except SQLAlchemyError as exc:
+            self.db_status = (False, f"manifest unavailable: {exc.__class__.__name__}")
+            log.warning("manifest unavailable (%s); retrying in %.0fs", exc, self.backoff)
+            self.source.rewind()
+            self.stopping.wait(self.backoff)
+            self.backoff = min(self.backoff * 2, MAX_BACKOFF)
+
+    def _check(self) -> None:
+        self.checked = time.monotonic()
+        self.source.check()
+        if self.source.lag is not None:
+            self.metrics.lag.set(self.source.lag)
+        self.metrics.ready.set(1 if self.ready()[0] else 0)
+
+    def apply(self, batch: Batch) -> Counts:
+        """Apply one batch with its end offsets, in one transaction; fenced against a rebalance."""
+        try:
+            write_offsets = self.offsets.writer(batch.start, batch.end)
+            counts = self.app.applier.apply_raw(batch.items, extra=write_offsets)
+        except OffsetConflict as exc:
+            log.warning("batch dropped: %s; going back to the stored offsets", exc)
+            self.metrics.conflicts.inc()
+            self.source.rewind()
+            return Counts()
+        self.source.committed(batch)
+        self.metrics.counted(counts)
+        if counts.rejected and self.source.dead_letter_topic:
+            self._forward_letters(batch)
+        return counts
+
+    def _last_letter(self) -> int:
+        with self.app.manifest.engine.connect() as conn:
+            return int(conn.execute(select(func.coalesce(func.max(dead_letters.c.id), 0))).scalar_one())
+
+    def _forward_letters(self, batch: Batch) -> None:
+        """The batch's dead letters (just committed, so the newest rows) also go to the dead-letter topic."""
+        d = dead_letters.c
+        query = select(d.id, d.source, d.reason, d.raw).where(d.id > self.letters_seen).order_by(d.id)
+        with self.app.manifest.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        if rows:
+            self.letters_seen = int(rows[-1][0])
+        ours = [(s, r, bytes(raw), batch.keys.get(s)) for _i, s, r, raw in rows if s in batch.keys]
+        self.source.dead_letter(ours)
+
+
+def open_service(app: App, follow: Path | None = None, batch_size: int = 10_000,
+                 stopping: threading.Event | None = None) -> Service:
+    """The service as configured: Kafka from the settings, or a followed file."""
+    offsets = OffsetStore(app.manifest)
+    source: EventSource
+    if follow is not None:
+        source = FileFollower(follow, offsets)
+    else:
+        source = KafkaSource(KafkaConfig.from_settings(app.settings), offsets, max_records=batch_size)
+    return Service(app, source, offsets, open_leader(app.settings), batch_size, stopping=stopping)
