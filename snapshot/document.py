@@ -23,7 +23,8 @@ BAD_CHARS_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\uff
 # A URL may not carry white space or controls at all (an IRI's other characters get percent-encoded).
 URL_BAD_RE = re.compile("[\x00-\x20\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
-URL_UNSAFE_RE = re.compile(r"[^A-Za-z0-9:/?#\[\]@!$&'()*+,;=%~\-._]")
+URL_UNSAFE_RE = re.compile(r"[^A-Za-z0-9:/?#\[\]@!$&'()*+,;=%~\-._]|%(?![0-9A-Fa-f]{2})")
+BARE_PERCENT_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 URL_RE = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[^/?#:@\[\]]+)(?::\d{1,5})?(?:[/?#].*)?", re.S)
 # A full datetime whose every field is in range whatever the month (days up to 28): no calendar check needed.
 CANONICAL_LASTMOD_RE = re.compile(
@@ -121,7 +122,7 @@ def check_url(value: Any, rules: Rules, field: str) -> str:
         raise InvalidDocument(f"{field} contains {what}: {_show(value)}")
     if URL_UNSAFE_RE.search(value):
         # Search engines want RFC 3986 URIs: percent-encode an IRI's (or a sloppy URL's) other characters.
-        value = quote(value, safe=URL_SAFE)
+        value = quote(BARE_PERCENT_RE.sub("%25", value), safe=URL_SAFE)
     if len(value) > MAX_LOC:
         raise InvalidDocument(f"{field} is {len(value)} characters, at most {MAX_LOC} allowed")
     if len(value) < MIN_LOC:

@@ -72,6 +72,7 @@ def test_lastmod_is_normalised_to_what_the_schema_accepts(given_: str, expected:
 def test_iri_and_unsafe_characters_are_percent_encoded() -> None:
     d = parse_document(base(loc="https://librer.io/bücher/<1>?q=a|b"), RULES)
     assert d.loc == "https://librer.io/b%C3%BCcher/%3C1%3E?q=a%7Cb"
+    assert parse_document(base(loc="https://librer.io/100%/x%41"), RULES).loc == "https://librer.io/100%25/x%41"
 
 
 texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=60)
