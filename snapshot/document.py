@@ -134,7 +134,7 @@ def check_url(value: Any, rules: Rules, field: str) -> str:
     if rules.allowed_hosts and host not in rules.allowed_hosts:
         raise InvalidDocument(f"{field} host {host!r} is not an allowed host "
                               f"({', '.join(sorted(rules.allowed_hosts))})")
-    return value
+    return str(value)
 
 
 def check_text(value: Any, field: str) -> str | None:

@@ -314,15 +314,15 @@ class Manifest:
         with self._conn(conn) as c:
             return [Shard(*row) for row in c.execute(query)]
 
-    def shard_rows(self, conn: Connection, section: str, shard_no: int) -> Iterator[tuple[str, str | None, float | None]]:
+    def shard_rows(self, conn: Connection, section: str, shard_no: int
+                   ) -> Iterator[tuple[str, str | None, float | None]]:
         """(xml, lastmod, lastmod_ts) of the live documents of one shard, in a stable order."""
         query = (
             select(documents.c.xml, documents.c.lastmod, documents.c.lastmod_ts)
             .where(documents.c.section == section, documents.c.shard_no == shard_no, documents.c.xml.is_not(None))
             .order_by(documents.c.key)
         )
-        for xml, lastmod, ts in conn.execute(query):
-            yield xml, lastmod, ts
+        yield from conn.execute(query).tuples()
 
     def url_count(self) -> int:
         with self.engine.connect() as conn:
@@ -345,7 +345,7 @@ class Manifest:
             documents.c.xml.is_not(None)
         )
         with self.engine.connect() as conn:
-            yield from conn.execution_options(yield_per=10_000).execute(query).tuples()  # type: ignore[misc]
+            yield from conn.execution_options(yield_per=10_000).execute(query).tuples()
 
     # -- generations ----------------------------------------------------------------------------------------
 
@@ -434,4 +434,4 @@ class Manifest:
 
 
 def _asdict(record: FileRecord) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in record.__slots__}  # type: ignore[attr-defined]
+    return {name: getattr(record, name) for name in record.__slots__}

@@ -181,7 +181,7 @@ class Rebuilder:
                 conn.execute(text(f"DROP TABLE IF EXISTS {t.name}"))
 
 
-class _parse_with_rules:  # noqa: N801 - a picklable partial, named like the function it stands for
+class _parse_with_rules:
     def __init__(self, rules: Rules) -> None:
         self.rules = rules
 

@@ -46,7 +46,7 @@ def make_server(store: Store, router: Router, base_path: str, host: str = "127.0
             if body:
                 self.wfile.write(data)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        def log_message(self, format: str, *args: object) -> None:
             log.debug("%s " + format, self.address_string(), *args)
 
     return ThreadingHTTPServer((host, port), Handler)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import sys
 from collections.abc import Callable, Iterator
@@ -59,10 +60,8 @@ def document_fields(row: dict[str, Any]) -> dict[str, Any]:
         row["key"] = str(row["key"])
     for name in JSON_FIELDS:
         if isinstance(row.get(name), str | bytes):
-            try:
+            with contextlib.suppress(orjson.JSONDecodeError):  # else validation names the field
                 row[name] = orjson.loads(row[name])
-            except orjson.JSONDecodeError:
-                pass  # left as is: validation rejects it with a reason naming the field
     if isinstance(row.get("priority"), Decimal):
         row["priority"] = float(row["priority"])  # a NUMERIC column
     return row

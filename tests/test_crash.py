@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import orjson
+
 from snapshot.publish import STEPS
 from tests.support import Model, cli, read_site
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins  # the Store.list method shadows the builtin in annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
@@ -76,13 +77,13 @@ class Store(ABC):
         """Remove a generation and everything in it; a missing one is not an error."""
 
     @abstractmethod
-    def generations(self) -> list[str]:
+    def generations(self) -> builtins.list[str]:
         """Ids of every generation container present, including half-built ones a crash left."""
 
     def seal(self, gen_id: str) -> None:  # noqa: B027 - optional hook
         """Make a generation durable before it is switched to (a no-op where writes already are)."""
 
-    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> builtins.list[R]:
         """Run puts or copies in parallel where the store gains from it."""
         items = list(items)
         if self.parallelism <= 1 or len(items) <= 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins  # the Store.list method shadows the builtin in annotations
 import errno
 import os
 import shutil
@@ -70,7 +71,7 @@ class LocalStore(Store):
     def delete(self, gen_id: str) -> None:
         shutil.rmtree(self.path(gen_id), ignore_errors=True)
 
-    def generations(self) -> list[str]:
+    def generations(self) -> builtins.list[str]:
         if not self.base.is_dir():
             return []
         return sorted(e.name for e in os.scandir(self.base) if e.is_dir())
