@@ -8,6 +8,7 @@ and a rollback or an operator's manual switch needs no bookkeeping.
 
 from __future__ import annotations
 
+import fcntl
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -253,7 +254,8 @@ class Manifest:
     def publish_lock(self) -> Iterator[None]:
         """Held while publishing, rolling back or pruning: one at a time across every replica."""
         if self.dialect != "postgresql":
-            yield  # SQLite: one process owns the manifest (its BEGIN IMMEDIATE still keeps writes safe)
+            with self._file_lock():
+                yield
             return
         with self.engine.connect() as conn:
             got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": PG_PUBLISH_LOCK}).scalar()
@@ -265,6 +267,23 @@ class Manifest:
             finally:
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PG_PUBLISH_LOCK})
                 conn.commit()
+
+    @contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """SQLite's publish lock: flock(2) on a file beside the database (released by the kernel on a crash)."""
+        database = self.engine.url.database
+        if not database or database == ":memory:":
+            yield
+            return
+        with open(f"{database}.publish-lock", "a+b") as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise PublishLockHeld("another process is publishing or pruning this manifest") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
     @staticmethod
     def next_revision(conn: Connection) -> int:
