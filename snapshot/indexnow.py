@@ -60,7 +60,7 @@ class IndexNowConfig:
     key: str
     endpoints: tuple[str, ...] = (DEFAULT_ENDPOINT,)
     key_location: str = DEFAULT_KEY_LOCATION
-    timeout: float = 45.0  # seconds one generation's submission may spend talking to the endpoints
+    timeout: float = 45.0  # seconds from a generation's first POST on; later batches are given up
     backoff: float = 1.0  # first retry delay when the endpoint sends no Retry-After; doubles each time
 
     def __post_init__(self) -> None:
@@ -252,12 +252,10 @@ def last_outcomes(manifest: Manifest) -> list[dict[str, Any]]:
 class Announcer:
     """`Publisher.on_switch`: record what the new generation changed and tell IndexNow, in the background."""
 
-    def __init__(self, manifest: Manifest, store: Store, config: IndexNowConfig | None,
-                 post: Post = http_post) -> None:
+    def __init__(self, manifest: Manifest, store: Store, config: IndexNowConfig | None) -> None:
         self.manifest = manifest
         self.store = store
         self.config = config
-        self.post = post
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sitemaps-announce")
 
     def __call__(self, new_id: str, old_id: str | None) -> None:
@@ -286,7 +284,7 @@ class Announcer:
                 outcomes = [Outcome(e, message="first generation: engines read the sitemaps")
                             for e in endpoints]
             else:
-                submitter = Submitter(self.config, self.post)
+                submitter = Submitter(self.config)
                 counts = comparison.zero_counts()
                 for change in diff.tally(comparison.changes(), counts):
                     if change.kind != "removed":

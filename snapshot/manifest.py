@@ -73,7 +73,7 @@ documents = Table(
 )
 DOCUMENT_COLUMNS = tuple(c.name for c in documents.c)
 Index("ux_documents_key", documents.c.section, documents.c.key, unique=True)
-Index("ix_documents_shard", documents.c.section, documents.c.shard_no)
+Index("ix_documents_shard", documents.c.section, documents.c.shard_no, documents.c.key)
 
 generations = Table(
     "generations", metadata,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 
@@ -211,14 +211,17 @@ class Publisher:
             return FileRecord(name, len(r.data), md5, r.url_count, r.lastmod, r.lastmod_ts,
                               r.section, r.shard_no, r.revision)
 
-        checkpoint("render")
-        for rec in self._render_and_put(p.render, put_shard):
-            if rec is not None:
-                records[rec.name] = rec
-        checkpoint("copy")
         assert p.live is not None or not p.copy
         live = p.live or ""
-        self.store.map(lambda f: self.store.copy(live, gen_id, f.name), p.copy)
+        checkpoint("render")
+        # Unchanged files are copied in the background while the dirty shards render: neither waits for the other.
+        with ThreadPoolExecutor(1) as background:
+            copying = background.submit(self.store.map, lambda f: self.store.copy(live, gen_id, f.name), p.copy)
+            for rec in self._render_and_put(p.render, put_shard):
+                if rec is not None:
+                    records[rec.name] = rec
+            checkpoint("copy")
+            copying.result()
         for f in p.copy:
             records[f.name] = f
         for name, data in self.extra_files.items():

@@ -139,7 +139,7 @@ class Rebuilder:
         suffix = os.urandom(4).hex()
         duplicates = 0
         with self.manifest.write() as conn:
-            conn.execute(text(f"CREATE INDEX ix_documents_shard_{suffix} ON {docs.name} (section, shard_no)"))
+            conn.execute(text(f"CREATE INDEX ix_documents_shard_{suffix} ON {docs.name} (section, shard_no, key)"))
             try:
                 with conn.begin_nested():  # a savepoint: on PostgreSQL a failed statement spoils the transaction
                     conn.execute(text(f"CREATE UNIQUE INDEX ux_documents_key_{suffix} ON {docs.name} (section, key)"))

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 from kubernetes import client as k8s
 
 from snapshot.routers.base import RouterError
-from snapshot.routers.kube import REQUEST_TIMEOUT, Backoff, KubeRouter, ObjectRef, layout_and_client
-from snapshot.stores.s3 import Layout
+from snapshot.routers.kube import REQUEST_TIMEOUT, KubeRouter, ObjectRef, layout_and_client
+from snapshot.stores.s3 import Backoff, Layout
 
 if TYPE_CHECKING:
     from snapshot.settings import Settings

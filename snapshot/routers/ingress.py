@@ -18,13 +18,12 @@ from kubernetes import client as k8s
 from snapshot.routers.kube import (
     MERGE_PATCH,
     REQUEST_TIMEOUT,
-    Backoff,
     KubeRouter,
     ObjectRef,
     layout_and_client,
     settings_errors,
 )
-from snapshot.stores.s3 import Layout
+from snapshot.stores.s3 import Backoff, Layout
 
 if TYPE_CHECKING:
     from snapshot.settings import Settings

@@ -13,7 +13,6 @@ import functools
 import json
 import logging
 import os
-import random
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Mapping
@@ -28,7 +27,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config import ConfigException, incluster_config, load_kube_config
 
 from snapshot.routers.base import Router, RouterConflict, RouterError
-from snapshot.stores.s3 import Layout
+from snapshot.stores.s3 import Backoff, Layout
 
 if TYPE_CHECKING:
     from snapshot.settings import Settings
@@ -39,6 +38,7 @@ T = TypeVar("T")
 SERVICE_ACCOUNT = Path(incluster_config.SERVICE_TOKEN_FILENAME).parent
 REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read
 MERGE_PATCH = "application/merge-patch+json"
+BACKOFF = Backoff(attempts=8, base=0.05, cap=2.0)  # the API server answers fast: retry sooner than S3
 
 
 def api_client(api_url: str | None, service_account: Path = SERVICE_ACCOUNT,
@@ -77,17 +77,6 @@ class ObjectRef:
         return f'{self.kind} "{self.name}" in namespace "{self.namespace}"'
 
 
-@dataclass(frozen=True)
-class Backoff:
-    attempts: int = 8
-    base: float = 0.05
-    cap: float = 2.0
-
-    def sleep(self, attempt: int) -> None:
-        step = min(self.cap, self.base * 2.0 ** (attempt - 1))
-        time.sleep(step / 2 + random.uniform(0, step / 2))
-
-
 def _status_message(exc: ApiException) -> str:
     try:
         body = json.loads(exc.body)
@@ -114,7 +103,7 @@ class KubeRouter(Router):
         self.ref = ref
         self.layout = layout
         self.label = label
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or BACKOFF
 
     @abstractmethod
     def _get(self) -> dict[str, Any]:
@@ -149,7 +138,7 @@ class KubeRouter(Router):
                 self._call("patch", functools.partial(self._patch, body))
             except _Conflict:
                 log.info("%s changed while switching (409); reading it again", self.ref)
-                self.backoff.sleep(attempt)
+                time.sleep(self.backoff.delay(attempt))
                 continue
             log.info("%s now points at generation %s (was %s)", self.ref, gen_id, now)
             return
@@ -181,7 +170,7 @@ class KubeRouter(Router):
                                       f"{verb} {self.ref}: {type(exc).__name__}") from None
                 problem = type(exc).__name__
             log.warning("Kubernetes %s %s: %s; retrying", verb, self.ref, problem)
-            self.backoff.sleep(attempt)
+            time.sleep(self.backoff.delay(attempt))
         raise AssertionError("unreachable")
 
     def _error(self, verb: str, exc: ApiException) -> RouterError:
