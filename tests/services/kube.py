@@ -70,6 +70,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import sys
 import threading
 import time
 import uuid
@@ -600,7 +601,7 @@ class KubeAPIServer:
         class Handler(_Handler):
             api = server
 
-        self._httpd = ThreadingHTTPServer((self.host, self.port), Handler)
+        self._httpd = _QuietServer((self.host, self.port), Handler)
         self._httpd.daemon_threads = True
         self.port = int(self._httpd.server_address[1])
         self._thread = threading.Thread(
@@ -1439,6 +1440,14 @@ class KubeAPIServer:
                 "details": {**_details(rt, name), "uid": old["metadata"]["uid"]},
             },
         )
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients closing kept-alive connections is normal, not worth a traceback in the test output.
+        if isinstance(sys.exc_info()[1], ConnectionResetError | BrokenPipeError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
