@@ -56,8 +56,8 @@ SHARED: list[tuple[str, str, dict[str, Any]]] = [
     ("--ingress-label", "ingress_label", {"default": "bucket", "help": "Label holding the live bucket."}),
     ("--ingress-annotation", "ingress_annotation", {"default": "nginx.ingress.kubernetes.io/rewrite-target",
                                                     "help": "Annotation rewriting requests to the bucket."}),
-    ("--ingress-annotation-value", "ingress_annotation_value", {"default": "/{bucket}/$2",
-                                                                "help": "Its value; {bucket}, {generation} and {path} are replaced."}),
+    ("--ingress-annotation-value", "ingress_annotation_value", {
+        "default": "/{bucket}/$2", "help": "Its value; {bucket}, {generation} and {path} are replaced."}),
     ("--httproute-name", "httproute_name", {"default": "sitemaps", "help": "Name of the Gateway API HTTPRoute."}),
     ("--s3-public-read", "s3_public_read", {"type": bool, "default": True,
                                             "help": "Give each generation a public-read bucket policy (false: "
