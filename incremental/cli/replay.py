@@ -6,7 +6,7 @@ from incremental.app import App
 from incremental.cli.options import option, with_app
 from incremental.cli.run import announce, batch_size_option, keep_option, stop_on_signals
 from incremental.replay import Replay, ReplayError, parse_since
-from incremental.service import open_service
+from incremental.service import open_service, tune_gc
 
 
 @click.command("replay")
@@ -26,6 +26,7 @@ def command(app: App, since: str | None, keep_manifest: bool, then_run: bool, ba
         raise click.UsageError("replay reads Kafka: set SITEMAPS_KAFKA_BOOTSTRAP_SERVERS")
     app.settings = app.settings.replace(keep=keep)
     stopping = stop_on_signals()
+    tune_gc()
     try:
         counts, result = Replay(app, batch_size, stopping).run(
             parse_since(since) if since else None, keep_manifest,

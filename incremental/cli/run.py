@@ -9,7 +9,7 @@ import click
 
 from incremental.app import App
 from incremental.cli.options import option, with_app
-from incremental.service import open_service
+from incremental.service import open_service, tune_gc
 
 batch_size_option = option("--batch-size", type=int, default=10_000, help="Most events in one transaction.")
 keep_option = option("--keep", type=int, default=3, help="Generations the prune timer keeps, live included.")
@@ -27,6 +27,7 @@ def command(app: App, follow: Path | None, batch_size: int, keep: int) -> None:
         raise click.UsageError("give --follow FILE, or Kafka brokers with SITEMAPS_KAFKA_BOOTSTRAP_SERVERS")
     app.settings = app.settings.replace(keep=keep)
     service = open_service(app, follow, batch_size, stopping=stop_on_signals())
+    tune_gc()
     counts = service.run(on_listen=announce(app))
     click.echo(f"stopped: {counts}")
 

@@ -25,11 +25,10 @@ class FileFollower(EventSource):
         self.stream: BinaryIO | None = None
         self.offset = 0  # the next byte to read
         self.expected: int | None = None  # what the manifest holds
-        self.rewind()
+        self.must_rewind = True
 
     def rewind(self) -> None:
-        self.expected = self.store.load(self.position[0]).get(0)
-        self.offset = self.expected or 0
+        self.must_rewind = True  # read the stored offset before the next read (the database may be down now)
 
     def poll(self, max_records: int, timeout: float) -> Batch | None:
         deadline = time.monotonic() + timeout
@@ -41,6 +40,10 @@ class FileFollower(EventSource):
             time.sleep(min(self.interval, left))
 
     def _read(self, max_records: int) -> Batch | None:
+        if self.must_rewind:
+            self.expected = self.store.load(self.position[0]).get(0)
+            self.offset = self.expected or 0
+            self.must_rewind = False
         if self.stream is None:
             try:
                 self.stream = open(self.path, "rb")  # noqa: SIM115 - kept open, closed in close()

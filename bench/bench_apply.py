@@ -1,0 +1,206 @@
+"""Change-feed service benchmarks: events applied per second, and event-to-served latency.
+
+    python bench/bench_apply.py                                  # SQLite and PostgreSQL, then latency
+    python bench/bench_apply.py --database sqlite --events 200000 --no-latency
+    python bench/bench_apply.py --kafka                          # also consume through a Tansu broker
+
+Throughput is the service's own loop (incremental/service.py): a source hands batches to the applier, which
+applies each with its offsets in one transaction. The source is a JSON-lines file (`--follow`'s source) of
+synthetic change events (snapshot/synthetic.py: 85% updates, 10% new documents, 5% deletions) over a manifest
+preloaded with a catalog; with --kafka also a Tansu broker (Kafka protocol) started here, timed from the first
+applied batch (the group join is not counted). Latency is `sitemaps run --follow` as a subprocess: single
+events appended one at a time, each timed until the local router serves its URL; the target is the publish
+interval plus 1 s. PostgreSQL: a scratch database on 127.0.0.1:5432 (user postgres), dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import orjson
+from sqlalchemy import create_engine, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from incremental.app import App
+from incremental.leader import Leader
+from incremental.offsets import OffsetStore
+from incremental.service import Service, tune_gc
+from incremental.sources.base import Batch, EventSource
+from incremental.sources.follow import FileFollower
+from snapshot import synthetic
+from snapshot.manifest import Counts
+from snapshot.rebuild import Rebuilder
+from snapshot.settings import Settings
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+@contextmanager
+def database(kind: str, workdir: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{workdir / 'manifest.db'}"
+        return
+    name = f"sitemaps_bench_{secrets.token_hex(4)}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def prepared_app(workdir: Path, url: str, catalog: int) -> App:
+    app = App(Settings(data_dir=workdir / "data", database_url=url, allowed_hosts=(synthetic.HOST,),
+                       publish_interval=3600, prune_interval=3600, http_host="127.0.0.1", http_port=0))
+    Rebuilder(app.manifest, app.settings.rules, app.settings.limits).rebuild(synthetic.catalog(catalog))
+    app.publisher.publish(full=True)
+    return app
+
+
+def write_events(path: Path, n: int, catalog: int) -> None:
+    with path.open("wb") as f:
+        for raw in synthetic.changes(n, catalog, seed=1):
+            f.write(raw + b"\n")
+
+
+class TimedService(Service):
+    """The service, noting when its first batch came (a Kafka group join is not the apply path)."""
+
+    first: float | None = None
+
+    def apply(self, batch: Batch) -> Counts:
+        if self.first is None:
+            self.first = time.perf_counter()
+        return super().apply(batch)
+
+
+def timed_run(app: App, source: EventSource, offsets: OffsetStore, n: int, batch_size: int) -> float:
+    """Seconds from the first batch to the n-th event applied, through the service loop."""
+    service = TimedService(app, source, offsets, Leader(), batch_size)
+    t = service.total
+    done = service.run(port=0, until=lambda: t.applied + t.stale + t.rejected >= n)
+    assert service.first is not None and done.applied + done.stale + done.rejected >= n, done
+    return time.perf_counter() - service.first
+
+
+def throughput(kind: str, source: str, events: int, catalog: int, batch_size: int) -> None:
+    """Apply `events` change events from a file or Kafka to a fresh manifest preloaded with `catalog`."""
+    with tempfile.TemporaryDirectory(prefix="bench-apply-") as tmp, database(kind, Path(tmp)) as url:
+        workdir = Path(tmp)
+        app = prepared_app(workdir, url, catalog)
+        path = workdir / "events.jsonl"
+        write_events(path, events, catalog)
+        offsets = OffsetStore(app.manifest)
+        if source == "file":
+            seconds = timed_run(app, FileFollower(path, offsets), offsets, events, batch_size)
+            note = f"(catalog {catalog:,}, batches of {batch_size:,})"
+        else:
+            seconds = kafka_run(app, offsets, path, events, batch_size)
+            note = "(3 partitions, timed from the first batch: the group join is not counted)"
+        report(f"{kind:<10} {source:<5} -> manifest", events, seconds, note)
+        app.close()
+
+
+def report(what: str, events: int, seconds: float, note: str = "") -> None:
+    print(f"{what}: {events:>8,} events in {seconds:6.2f}s = {events / seconds:>8,.0f}/s  {note}", flush=True)
+
+
+def kafka_run(app: App, offsets: OffsetStore, path: Path, events: int, batch_size: int) -> float:
+    from incremental.sources.kafka import KafkaConfig, KafkaSource
+    from tests.services.kafka import TansuBroker
+
+    with TansuBroker() as broker:
+        topic = broker.create_topic(None, 3)
+        producer = broker.producer(linger_ms=20, batch_size=256 * 1024)
+        for line in path.read_bytes().splitlines():
+            obj = orjson.loads(line)
+            producer.send(topic, value=line, key=f"{obj['section']}/{obj['key']}".encode())
+        producer.flush()
+        producer.close()
+        config = KafkaConfig(broker.bootstrap, topic, f"bench-{topic}", session_timeout=4)
+        return timed_run(app, KafkaSource(config, offsets, max_records=batch_size), offsets, events, batch_size)
+
+
+def latency(samples: int, interval: float, catalog: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
+        workdir = Path(tmp)
+        app = prepared_app(workdir, f"sqlite:///{workdir / 'manifest.db'}", catalog)
+        app.close()
+        path = workdir / "events.jsonl"
+        path.write_bytes(b"")
+        env = {**os.environ, "SITEMAPS_DATA_DIR": str(workdir / "data"), "SITEMAPS_HTTP_PORT": "0",
+               "SITEMAPS_ALLOWED_HOSTS": synthetic.HOST, "SITEMAPS_PUBLISH_INTERVAL": str(interval),
+               "SITEMAPS_LOG_LEVEL": "WARNING"}
+        proc = subprocess.Popen([sys.executable, "-m", "incremental.cli", "run", "--follow", str(path)],
+                                env=env, stdout=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])
+        rnd = random.Random(2)
+        waits = []
+        try:
+            for i in range(samples):
+                time.sleep(rnd.uniform(0, interval))
+                doc = synthetic.document(catalog + i)
+                url = doc["loc"].encode()
+                started = time.perf_counter()
+                with path.open("ab") as f:
+                    f.write(orjson.dumps(doc) + b"\n")
+                while not served(workdir / "data", doc["section"], url):
+                    time.sleep(0.02)
+                waits.append(time.perf_counter() - started)
+        finally:
+            proc.terminate()
+            proc.wait(60)
+        waits.sort()
+        print(f"event -> served (publish interval {interval:g}s, catalog {catalog:,}): "
+              f"median {statistics.median(waits):.2f}s, p90 {waits[int(len(waits) * 0.9) - 1]:.2f}s, "
+              f"max {waits[-1]:.2f}s over {samples} events; target <= {interval + 1:g}s", flush=True)
+
+
+def served(data_dir: Path, section: str, url: bytes) -> bool:
+    """Whether the live generation (where the local router points) lists the URL in a shard of the section."""
+    import gzip
+
+    live = data_dir / "current"
+    try:
+        names = sorted(p.name for p in live.glob(f"sitemap-{section}-*.xml.gz"))
+        return any(url + b"<" in gzip.decompress((live / n).read_bytes()) for n in reversed(names))
+    except (FileNotFoundError, OSError):
+        return False
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--catalog", type=int, default=200_000, help="documents preloaded before the events")
+    ap.add_argument("--batch-size", type=int, default=10_000)
+    ap.add_argument("--kafka", action="store_true", help="also consume through a Tansu broker")
+    ap.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--interval", type=float, default=5.0, help="publish interval of the latency run")
+    ap.add_argument("--samples", type=int, default=10)
+    args = ap.parse_args()
+    kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
+    tune_gc()  # as `sitemaps run` does
+    for kind in kinds:
+        for source in ("file", "kafka") if args.kafka else ("file",):
+            throughput(kind, source, args.events, args.catalog, args.batch_size)
+    if args.latency:
+        latency(args.samples, args.interval, args.catalog)
+
+
+if __name__ == "__main__":
+    main()

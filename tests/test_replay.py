@@ -1,0 +1,116 @@
+"""`sitemaps replay`: the manifest rebuilt from the topic, a full generation published, and on from there."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from incremental.app import App
+from incremental.leader import Leader
+from incremental.metrics import Metrics
+from incremental.offsets import OffsetStore
+from incremental.scheduler import Timers
+from snapshot.manifest import Manifest
+from snapshot.settings import Settings
+from tests.service_helpers import (
+    HOST,
+    ServiceProcess,
+    event,
+    key_of,
+    letters,
+    local_site,
+    manifest_versions,
+    mixed_stream,
+    service_env,
+    stored_offsets,
+    wait_for,
+)
+from tests.services.kafka import TansuBroker
+from tests.support import Model, cli
+from tests.test_kafka import kafka_env
+
+
+def test_replay_rebuilds_the_manifest_from_the_topic(kafka_broker: TansuBroker, new_topic: Any,
+                                                     tmp_path: Path, database_url: str) -> None:
+    topic = new_topic(2)
+    values, keys, model, bad = mixed_stream(300, 60, seed=41)
+    # One record per produce call: Tansu's end offsets are exact only then (tests/services/kafka.py).
+    md = kafka_broker.produce(topic, values, keys)
+    ends = {p: max(m.offset for m in md if m.partition == p) + 1 for p in {m.partition for m in md}}
+    env = kafka_env(tmp_path, database_url, kafka_broker, topic)
+    manifest = Manifest.open(database_url)
+    # A manifest that holds something else entirely: the replay starts from an empty one.
+    path = tmp_path / "other.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(event(i, 1) | {"key": f"x{i}"}) + b"\n" for i in range(50)))
+    cli("apply", str(path), env=env)
+    out = cli("replay", "--exit", env=env).stdout
+    assert f"replayed: applied 300, stale {len(values) - 300 - len(bad)}, rejected {len(bad)}" in out
+    assert "published generation" in out
+    assert stored_offsets(manifest, topic) == ends
+    assert manifest_versions(manifest) == model.versions
+    assert local_site(tmp_path / "data") == model.expected()
+    assert Counter(raw for _s, _r, raw in letters(manifest)) == Counter(bad)
+
+    # Then it goes on as `sitemaps run`, from where the replay stopped.
+    svc = ServiceProcess(["replay"], env, tmp_path / "replay.log")
+    try:
+        wait_for(lambda: svc.get("/readyz")[0] == 200, 30, "the replay to be under way")
+        more = [event(1000 + i, 1) for i in range(20)]
+        for ev in more:
+            model.event(ev)
+        for m in kafka_broker.produce(topic, [orjson.dumps(e) for e in more], [key_of(e) for e in more]):
+            ends[m.partition] = max(ends.get(m.partition, 0), m.offset + 1)
+        wait_for(lambda: stored_offsets(manifest, topic) == ends, 60, "the new events applied")
+        wait_for(lambda: local_site(tmp_path / "data") == model.expected(), 30, "the served sitemaps")
+        code, out = svc.stop()
+        assert code == 0 and "stopped: applied 20, stale 0, rejected 0" in out
+    finally:
+        svc.kill()
+    manifest.close()
+
+
+def test_replay_since_a_time(kafka_broker: TansuBroker, new_topic: Any, tmp_path: Path) -> None:
+    topic = new_topic(1)
+    old = [event(i, 1) for i in range(10)]
+    kafka_broker.produce(topic, [orjson.dumps(e) for e in old], [key_of(e) for e in old])
+    time.sleep(1.5)
+    since = time.time()
+    new = [event(100 + i, 1) for i in range(10)]
+    kafka_broker.produce(topic, [orjson.dumps(e) for e in new], [key_of(e) for e in new])
+    model = Model()
+    for ev in new:
+        model.event(ev)
+    env = kafka_env(tmp_path, f"sqlite:///{tmp_path / 'm.db'}", kafka_broker, topic)
+    out = cli("replay", "--exit", "--since", f"{since:.3f}", env=env).stdout
+    assert "replayed: applied 10, stale 0, rejected 0" in out
+    assert local_site(tmp_path / "data") == model.expected()
+    bad = cli("replay", "--exit", "--since", "yesterday", env=env, check=False)
+    assert bad.returncode == 1 and "--since must be an ISO 8601 time" in bad.stderr
+
+
+def test_a_replay_that_has_not_caught_up_is_never_published(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", allowed_hosts=(HOST,))
+    app = App(settings)
+    store = OffsetStore(app.manifest)
+    with app.manifest.write() as conn:  # a replay from 0 to 100, killed at 40
+        store.reset(conn, "docs", {0: 0}, {0: 100})
+    app.applier.apply_raw([("docs/0@0", orjson.dumps(event(1, 1)))],
+                          extra=store.writer({("docs", 0): 0}, {("docs", 0): 40}))
+    metrics = Metrics()
+    timers = Timers(app, metrics, Leader(), store)
+    timers.publish()
+    assert app.router.current() is None and metrics.publishes.labels("skipped")._value.get() == 1
+    app.applier.apply_raw([], extra=store.writer({("docs", 0): 40}, {("docs", 0): 100}))
+    timers.publish()
+    assert app.router.current() is not None and not store.replay_pending()
+    assert store.load("replay:docs") == {}
+    app.close()
+
+
+def test_replay_needs_kafka(tmp_path: Path) -> None:
+    proc = cli("replay", env=service_env(tmp_path, f"sqlite:///{tmp_path / 'm.db'}"), check=False)
+    assert proc.returncode == 2 and "replay reads Kafka" in proc.stderr
