@@ -341,7 +341,7 @@ class Manifest:
             .where(documents.c.section == section, documents.c.shard_no == shard_no, documents.c.xml.is_not(None))
             .order_by(documents.c.key)
         )
-        yield from conn.execute(query).tuples()
+        yield from conn.execute(query)  # rows are tuples
 
     def url_count(self) -> int:
         with self.engine.connect() as conn:
@@ -364,7 +364,7 @@ class Manifest:
             documents.c.xml.is_not(None)
         )
         with self.engine.connect() as conn:
-            yield from conn.execution_options(yield_per=10_000).execute(query).tuples()
+            yield from conn.execution_options(yield_per=10_000).execute(query)
 
     # -- generations ----------------------------------------------------------------------------------------
 
