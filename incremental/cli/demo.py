@@ -8,10 +8,10 @@ import click
 
 from incremental.app import App
 from incremental.cli.options import option, with_app
+from incremental.cli.serve import serve_until_interrupted
 from snapshot import synthetic
 from snapshot.prune import prune
 from snapshot.rebuild import Rebuilder
-from snapshot.serve import make_server
 from snapshot.status import sitemap_lines
 
 T = TypeVar("T")
@@ -53,13 +53,5 @@ def command(app: App, documents: int, changes: int, port: int, serve: bool) -> N
     for line in sitemap_lines(app.manifest, app.router.current(), app.settings.base_url):
         click.echo(f"  {line}")
     if serve:
-        server = make_server(app.store, app.router, app.settings.base_path, "127.0.0.1", port)
-        click.echo(f"serving at http://127.0.0.1:{server.server_port}{app.settings.base_path}sitemap.xml "
-                   "(Ctrl-C stops)")
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            server.server_close()
+        serve_until_interrupted(app, "127.0.0.1", port)
     app.close()

@@ -7,12 +7,8 @@ from incremental.cli.options import option, with_app
 from snapshot.serve import make_server
 
 
-@click.command("serve")
-@option("--host", default="127.0.0.1", help="Address to listen on.")
-@option("--port", type=int, default=8080, help="Port to listen on.")
-@with_app
-def command(app: App, host: str, port: int) -> None:
-    """Serve the live generation over HTTP (what the router points at, at each request)."""
+def serve_until_interrupted(app: App, host: str, port: int) -> None:
+    """Serve the live generation until Ctrl-C, saying where first (tests read the port from that line)."""
     server = make_server(app.store, app.router, app.settings.base_path, host, port)
     click.echo(f"serving the live generation at http://{host}:{server.server_port}{app.settings.base_path}"
                "sitemap.xml (Ctrl-C stops)")
@@ -22,3 +18,12 @@ def command(app: App, host: str, port: int) -> None:
         pass
     finally:
         server.server_close()
+
+
+@click.command("serve")
+@option("--host", default="127.0.0.1", help="Address to listen on.")
+@option("--port", type=int, default=8080, help="Port to listen on.")
+@with_app
+def command(app: App, host: str, port: int) -> None:
+    """Serve the live generation over HTTP (what the router points at, at each request)."""
+    serve_until_interrupted(app, host, port)
