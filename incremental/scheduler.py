@@ -97,6 +97,7 @@ class Timers:
             self.metrics.prunes.labels("skipped").inc()
             return
         try:
+            self.app.announcer.wait()  # a diff still being recorded reads the generations prune may delete
             result = prune(self.app.manifest, self.app.store, self.app.router, keep=self.app.settings.keep)
         except PublishLockHeld:
             self.metrics.prunes.labels("skipped").inc()
