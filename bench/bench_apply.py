@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import secrets
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
-from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -43,8 +41,7 @@ from snapshot import synthetic
 from snapshot.manifest import Counts
 from snapshot.rebuild import Rebuilder
 from snapshot.settings import Settings
-
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+from tests.conftest import fresh_pg_database
 
 
 @contextmanager
@@ -52,16 +49,7 @@ def database(kind: str, workdir: Path) -> Iterator[str]:
     if kind == "sqlite":
         yield f"sqlite:///{workdir / 'manifest.db'}"
         return
-    name = f"sitemaps_bench_{secrets.token_hex(4)}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    yield from fresh_pg_database()  # a scratch database on 127.0.0.1:5432, dropped afterwards
 
 
 def prepared_app(workdir: Path, url: str, catalog: int) -> App:

@@ -57,11 +57,10 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Literal, Protocol, cast
 from xml.sax.saxutils import escape
 
-from .ports import LOCALHOST
+from .ports import LOCALHOST, LocalServer
 
 FaultAction = Literal["error", "delay", "reset", "reset_after_upstream", "truncate", "hang"]
 
@@ -265,7 +264,7 @@ def _read_body(reader: _Reader, head: _Head) -> bytes:
     return b""
 
 
-class FaultProxy:
+class FaultProxy(LocalServer):
     """Threaded fault-injecting reverse proxy in front of ``upstream`` (``"host:port"``)."""
 
     def __init__(
@@ -320,22 +319,6 @@ class FaultProxy:
             self._accept_thread.join(5)
         for t in threads:
             t.join(5)
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def endpoint(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.endpoint}"
 
     # -- configuration -----------------------------------------------------------------------------
     def add_rule(

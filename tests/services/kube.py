@@ -79,11 +79,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .ports import LOCALHOST
+from .ports import LOCALHOST, LocalServer
 
 JSON = Any  # a decoded JSON value
 
@@ -565,7 +564,7 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class KubeAPIServer:
+class KubeAPIServer(LocalServer):
     """The stand-in server.  ``url`` is ``http://127.0.0.1:PORT``; state is in memory."""
 
     def __init__(
@@ -622,18 +621,6 @@ class KubeAPIServer:
             self._thread.join(5)
             self._thread = None
         shutil.rmtree(self._tmp, ignore_errors=True)
-
-    def __enter__(self) -> KubeAPIServer:
-        return self.start()
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     # -- client helpers ----------------------------------------------------------------------------
     def kubeconfig(

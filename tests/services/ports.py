@@ -23,7 +23,8 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO
+from types import TracebackType
+from typing import IO, Self
 
 LOCALHOST = "127.0.0.1"
 
@@ -214,3 +215,30 @@ def _cleanup_all() -> None:
 
 
 atexit.register(_cleanup_all)
+
+
+class LocalServer:
+    """What every test server shares: an address on this machine, and `with` to start and stop it."""
+
+    host: str
+    port: int
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.endpoint}"

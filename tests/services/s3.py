@@ -50,7 +50,6 @@ import tempfile
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from types import TracebackType
 from typing import Any, ClassVar, Literal
 
 import urllib3
@@ -58,7 +57,7 @@ from minio import Minio
 from minio.deleteobjects import DeleteObject
 from urllib3.util.retry import Retry
 
-from .ports import LOCALHOST, ManagedProcess, free_port, unique_name, wait_until
+from .ports import LOCALHOST, LocalServer, ManagedProcess, free_port, unique_name, wait_until
 
 S3Kind = Literal["moto", "rclone"]
 
@@ -93,7 +92,7 @@ def http_client(retries: int | Retry | bool | None = None, timeout: float = 30.0
     )
 
 
-class S3Server:
+class S3Server(LocalServer):
     """Common API of the S3 test servers.
 
     ``endpoint`` is ``"127.0.0.1:PORT"`` (what ``Minio()`` takes), ``url`` is ``http://`` + endpoint.
@@ -113,32 +112,9 @@ class S3Server:
         self._admin_key: tuple[str, str, str] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
-    def start(self) -> S3Server:
-        raise NotImplementedError
-
     @property
     def running(self) -> bool:
         raise NotImplementedError
-
-    def stop(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> S3Server:
-        return self.start()
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    # -- addressing --------------------------------------------------------------------------------
-    @property
-    def endpoint(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.endpoint}"
 
     def client(
         self,
