@@ -74,7 +74,7 @@ class Change:
 
 
 @dataclass(slots=True)
-class Counts:
+class DiffCounts:
     added: int = 0
     removed: int = 0
     changed: int = 0
@@ -117,10 +117,10 @@ def shard_urls(data: bytes) -> Iterator[tuple[str, str | None]]:
     yield from found
 
 
-def tally(changes: Iterable[Change], counts: dict[str, Counts]) -> Iterator[Change]:
+def tally(changes: Iterable[Change], counts: dict[str, DiffCounts]) -> Iterator[Change]:
     """Pass changes through, counting them per section."""
     for c in changes:
-        counts.setdefault(c.section, Counts()).add(c.kind)
+        counts.setdefault(c.section, DiffCounts()).add(c.kind)
         yield c
 
 
@@ -144,12 +144,12 @@ class Comparison:
     def _record(self, name: str) -> FileRecord:
         return self.new_files.get(name) or self.old_files[name]
 
-    def zero_counts(self) -> dict[str, Counts]:
+    def zero_counts(self) -> dict[str, DiffCounts]:
         """Every section of either generation, with nothing counted yet."""
         files = [*self.old_files.values(), *self.new_files.values()]
-        return {s: Counts() for s in sorted({f.section for f in files if f.section is not None})}
+        return {s: DiffCounts() for s in sorted({f.section for f in files if f.section is not None})}
 
-    def summary(self) -> dict[str, Counts]:
+    def summary(self) -> dict[str, DiffCounts]:
         counts = self.zero_counts()
         if self.old_id is None:  # everything is added: the recorded URL counts say how much, no reading
             for f in self.new_files.values():
@@ -245,10 +245,10 @@ def compare(manifest: Manifest, store: Store, old_id: str | None, new_id: str) -
 class Recorded:
     generation_id: str
     base_id: str | None
-    sections: dict[str, Counts]
+    sections: dict[str, DiffCounts]
 
 
-def record(manifest: Manifest, gen_id: str, base_id: str | None, counts: dict[str, Counts]) -> None:
+def record(manifest: Manifest, gen_id: str, base_id: str | None, counts: dict[str, DiffCounts]) -> None:
     ensure_tables(manifest, metadata)
     with manifest.write() as conn:
         conn.execute(generation_diffs.delete().where(generation_diffs.c.generation_id == gen_id))
@@ -268,14 +268,14 @@ def recorded(manifest: Manifest, gen_id: str) -> Recorded | None:
                             .where(t.generation_id == gen_id).order_by(t.section)).all()
     if not rows:
         return None
-    return Recorded(gen_id, rows[0].base_id, {r.section: Counts(r.added, r.removed, r.changed) for r in rows})
+    return Recorded(gen_id, rows[0].base_id, {r.section: DiffCounts(r.added, r.removed, r.changed) for r in rows})
 
 
-def total(counts: dict[str, Counts]) -> Counts:
-    return Counts(*(sum(getattr(c, k) for c in counts.values()) for k in KINDS))
+def total(counts: dict[str, DiffCounts]) -> DiffCounts:
+    return DiffCounts(*(sum(getattr(c, k) for c in counts.values()) for k in KINDS))
 
 
-def as_json(counts: dict[str, Counts]) -> dict[str, Any]:
+def as_json(counts: dict[str, DiffCounts]) -> dict[str, Any]:
     """Per-section counts and their totals, ready for JSON."""
     sections = {s: dataclasses.asdict(c) for s, c in counts.items()}
     return {**dataclasses.asdict(total(counts)), "sections": sections}

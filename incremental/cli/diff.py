@@ -51,7 +51,7 @@ def command(app: App, old: str | None, new: str | None, as_json: bool, summary: 
         _table(counts)
 
 
-def _recorded(app: App, old: str | None, new: str) -> dict[str, diff.Counts] | None:
+def _recorded(app: App, old: str | None, new: str) -> dict[str, diff.DiffCounts] | None:
     """The counts recorded when NEW went live, if OLD is what it was published on (even if since pruned)."""
     rec = diff.recorded(app.manifest, new)
     return rec.sections if rec is not None and rec.base_id == old else None
@@ -80,7 +80,7 @@ def _changes(changes: Iterator[diff.Change], as_json: bool) -> None:
         click.echo("\n]", nl=False)
 
 
-def _table(counts: dict[str, diff.Counts]) -> None:
+def _table(counts: dict[str, diff.DiffCounts]) -> None:
     click.echo(f"  {'section':<24} {'added':>10} {'removed':>10} {'changed':>10}")
     for name, c in [*counts.items(), ("total", diff.total(counts))]:
         click.echo(f"  {name:<24} {c.added:>10} {c.removed:>10} {c.changed:>10}")
