@@ -53,7 +53,7 @@ class Timers:
 
     def check(self) -> None:
         """Refresh the dirty-shard and live-generation gauges; publish at once past the threshold."""
-        p = plan(self.app.manifest, self.app.router)
+        p = plan(self.app.manifest, self.app.router.current())
         dirty = len(p.render) + len(p.dropped)
         self.metrics.dirty.set(dirty)
         gen = self.app.manifest.generation(p.live) if p.live else None

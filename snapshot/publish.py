@@ -74,9 +74,8 @@ class PublishResult:
     message: str = ""
 
 
-def plan(manifest: Manifest, router: Router, full: bool = False) -> Plan:
-    """Which shards must be rendered and which files can be brought unchanged from the live generation."""
-    live = router.current()
+def plan(manifest: Manifest, live: str | None, full: bool = False) -> Plan:
+    """Which shards must be rendered and which files can be brought unchanged from `live` (as the router said)."""
     base_files = manifest.files(live) if live else {}
     result = Plan(live=live, base_files=base_files)
     current_names = set()
@@ -163,8 +162,7 @@ class Publisher:
     def publish(self, full: bool = False) -> PublishResult:
         started = time.monotonic()
         with self.manifest.publish_lock():
-            self.reconcile()
-            p = plan(self.manifest, self.router, full=full)
+            p = plan(self.manifest, self.reconcile(), full=full)
             if not p.render and not p.copy:
                 raise EmptyManifest("the manifest has no documents: refusing to publish an empty generation")
             if not full and not p.dirty:

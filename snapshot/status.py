@@ -37,7 +37,7 @@ def status(manifest: Manifest, store: Store, router: Router, base_url: str) -> d
     live = router.current()
     gens = manifest.generations()
     live_gen = next((g for g in gens if g.id == live), None)
-    p = plan(manifest, router)
+    p = plan(manifest, live)
     sections = manifest.section_counts()
     lines = sitemap_lines(manifest, live, base_url)
     notes = []
