@@ -27,17 +27,17 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import start_moto
 from incremental.apply import Applier
 from snapshot import publish as publish_module
 from snapshot import synthetic
 from snapshot.manifest import Manifest
 from snapshot.publish import Publisher
-from snapshot.rebuild import Rebuilder
+from snapshot.rebuild import Rebuilder, row_chunks
 from snapshot.routers.ingress import IngressRouter
 from snapshot.settings import Settings
 from snapshot.stores.s3 import Layout, S3Store
 from tests.services.kube import KubeAPIServer
-from tests.services.ports import LOCALHOST, ManagedProcess, free_port, wait_for_port
 
 
 def counting(store: S3Store) -> Counter[str]:
@@ -63,15 +63,6 @@ def timed_steps() -> list[tuple[str, float]]:
     marks: list[tuple[str, float]] = []
     publish_module.__dict__["checkpoint"] = lambda step: marks.append((step, time.monotonic()))
     return marks
-
-
-def start_moto(log: Path) -> tuple[ManagedProcess, str]:
-    """moto's S3 in its own process, as a real S3 server is: its work does not share our interpreter."""
-    port = free_port()
-    proc = ManagedProcess([sys.executable, "-m", "moto.server", "-H", LOCALHOST, "-p", str(port)], log)
-    proc.start()
-    wait_for_port(LOCALHOST, port, timeout=30)
-    return proc, f"{LOCALHOST}:{port}"
 
 
 def main() -> None:
@@ -106,7 +97,7 @@ def main() -> None:
         started = time.monotonic()
         if manifest.url_count() == 0:
             Rebuilder(manifest, settings.rules, settings.limits, args.workers).rebuild(
-                synthetic.catalog(args.documents))
+                row_chunks("synthetic", synthetic.catalog(args.documents)))
             print(f"load {args.documents:,} documents: {time.monotonic() - started:.1f}s", flush=True)
         else:
             print(f"reusing the manifest in {tmp}: {manifest.url_count():,} URLs")

@@ -25,14 +25,21 @@ URL_BAD_RE = re.compile("[\x00-\x20\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
 URL_UNSAFE_RE = re.compile(r"[^A-Za-z0-9:/?#\[\]@!$&'()*+,;=%~\-._]|%(?![0-9A-Fa-f]{2})")
 BARE_PERCENT_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# RFC 3986 (and libxml2's xs:anyURI) allow '[' and ']' only around an IP literal host, and one '#'.
+STRAY_RE = re.compile(r"[\[\]]|#.*#", re.S)
+AUTHORITY_RE = re.compile(r"[^:/?#]*://[^/?#]*")
 URL_RE = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[^/?#:@\[\]]+)(?::\d{1,5})?(?:[/?#].*)?", re.S)
+# The common case in one match: a plain host and only RFC 3986 characters, so none of the checks below can fail
+# but the length and the host. `%` still needs its two hex digits (checked apart: cheaper than an alternation).
+CLEAN_URL_RE = re.compile(r"https?://([A-Za-z0-9.-]+)(?::\d{1,5})?(?:[/?][A-Za-z0-9:/?@!$&'()*+,;=%~\-._]*)?"
+                          r"(?:#[A-Za-z0-9:/?@!$&'()*+,;=%~\-._]*)?")  # no '[' or ']', one '#' (see STRAY_RE)
 # A full datetime whose every field is in range whatever the month (days up to 28): no calendar check needed.
 CANONICAL_LASTMOD_RE = re.compile(
-    r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?"
-    r"(?:Z|[+-](?:0\d|1[0-4]):[0-5]\d)"
+    r"(?!0000)\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?"
+    r"(?:Z|[+-](?:(?:0\d|1[0-3]):[0-5]\d|14:00))", re.ASCII  # the schema's years and zones; ASCII digits only
 )
 W3C_RE = re.compile(
-    r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?"
+    r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?", re.ASCII
 )
 
 MAX_LOC = 2048
@@ -87,13 +94,22 @@ class Rules:
 ANY_HOST = Rules()
 
 
+_SECTIONS_SEEN: set[str] = set()  # a site has a handful of sections: skip the regex for the ones seen
+
+
 def check_section(value: Any) -> str:
+    if type(value) is str and value in _SECTIONS_SEEN:
+        return value
     if not isinstance(value, str) or not SECTION_RE.fullmatch(value):
         raise InvalidDocument(f"section must match [a-z0-9_-]{{1,64}}, got {_show(value)}")
+    if len(_SECTIONS_SEEN) < 1024:
+        _SECTIONS_SEEN.add(value)
     return value
 
 
 def check_key(value: Any) -> str:
+    if type(value) is str and 0 < len(value) <= MAX_KEY and value.isascii() and value.isprintable():
+        return value  # printable ASCII: no control characters possible
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str) or not value:
@@ -114,6 +130,16 @@ def check_version(value: Any) -> int | None:
 
 
 def check_url(value: Any, rules: Rules, field: str) -> str:
+    if type(value) is str and MIN_LOC <= len(value) <= MAX_LOC:
+        m = CLEAN_URL_RE.fullmatch(value)
+        if m and (not rules.allowed_hosts or m.group(1).lower() in rules.allowed_hosts) \
+                and ("%" not in value or not BARE_PERCENT_RE.search(value)):
+            return value
+    return _check_url(value, rules, field)
+
+
+def _check_url(value: Any, rules: Rules, field: str) -> str:
+    """check_url for every case: the fast path above only ever accepts what this accepts unchanged."""
     if not isinstance(value, str):
         raise InvalidDocument(f"{field} must be a string, got {_show(value)}")
     bad = URL_BAD_RE.search(value)
@@ -123,6 +149,8 @@ def check_url(value: Any, rules: Rules, field: str) -> str:
     if URL_UNSAFE_RE.search(value):
         # Search engines want RFC 3986 URIs: percent-encode an IRI's (or a sloppy URL's) other characters.
         value = quote(BARE_PERCENT_RE.sub("%25", value), safe=URL_SAFE)
+    if STRAY_RE.search(value):
+        value = _escape_stray(value)
     if len(value) > MAX_LOC:
         raise InvalidDocument(f"{field} is {len(value)} characters, at most {MAX_LOC} allowed")
     if len(value) < MIN_LOC:
@@ -137,9 +165,19 @@ def check_url(value: Any, rules: Rules, field: str) -> str:
     return str(value)
 
 
+def _escape_stray(url: str) -> str:
+    """Percent-encode '[' and ']' past the authority and every '#' after the first (see STRAY_RE)."""
+    m = AUTHORITY_RE.match(url)
+    end = m.end() if m else 0
+    rest, hash_, fragment = url[end:].partition("#")
+    return url[:end] + (rest + hash_ + fragment.replace("#", "%23")).replace("[", "%5B").replace("]", "%5D")
+
+
 def check_text(value: Any, field: str) -> str | None:
     if value is None:
         return None
+    if type(value) is str and len(value) <= MAX_TEXT and value.isascii() and value.isprintable():
+        return value
     if not isinstance(value, str):
         raise InvalidDocument(f"{field} must be a string, got {_show(value)}")
     if len(value) > MAX_TEXT:
@@ -173,7 +211,7 @@ def normalise_lastmod(value: Any) -> str | None:
         raise InvalidDocument(f"lastmod is not a valid date: {_show(value)} ({exc})") from None
     if tz is None or tz == "Z":
         tz = "+00:00"
-    elif int(tz[1:3]) > 14 or int(tz[4:6]) > 59:
+    elif int(tz[4:6]) > 59 or int(tz[1:3]) * 60 + int(tz[4:6]) > 14 * 60:  # the schema allows -14:00 to +14:00
         raise InvalidDocument(f"lastmod has an invalid time zone: {_show(value)}")
     return f"{year}-{month}-{day}T{hour}:{minute}:{second or '00'}{(frac or '')[:7]}{tz}"
 
@@ -204,7 +242,7 @@ def parse_document(obj: Any, rules: Rules) -> Document:
     loc = check_url(obj.get("loc"), rules, "loc")
     lastmod = normalise_lastmod(obj.get("lastmod"))
     changefreq = obj.get("changefreq")
-    if changefreq is not None and changefreq not in CHANGEFREQS:
+    if changefreq is not None and (not isinstance(changefreq, str) or changefreq not in CHANGEFREQS):
         raise InvalidDocument(f"changefreq must be one of {', '.join(sorted(CHANGEFREQS))}, got {_show(changefreq)}")
     priority = obj.get("priority")
     if priority is not None:
@@ -236,11 +274,14 @@ def _images(value: Any, rules: Rules) -> tuple[Image, ...]:
     for i, item in enumerate(value):
         if not isinstance(item, dict):
             raise InvalidDocument(f"images[{i}] must be an object")
-        images.append(Image(
-            loc=check_url(item.get("loc"), ANY_HOST, f"images[{i}].loc"),  # images may live on a CDN host
-            title=check_text(item.get("title"), f"images[{i}].title"),
-            caption=check_text(item.get("caption"), f"images[{i}].caption"),
-        ))
+        try:
+            images.append(Image(
+                loc=check_url(item.get("loc"), ANY_HOST, "loc"),  # images may live on a CDN host
+                title=check_text(item.get("title"), "title"),
+                caption=check_text(item.get("caption"), "caption"),
+            ))
+        except InvalidDocument as exc:  # name the entry only now: formatting it for every image costs
+            raise InvalidDocument(f"images[{i}].{exc}") from None
     return tuple(images)
 
 
@@ -258,7 +299,10 @@ def _alternates(value: Any, rules: Rules) -> tuple[Alternate, ...]:
         hreflang = item.get("hreflang")
         if not isinstance(hreflang, str) or not HREFLANG_RE.fullmatch(hreflang):
             raise InvalidDocument(f"alternates[{i}].hreflang is not a language tag: {_show(hreflang)}")
-        alternates.append(Alternate(hreflang, check_url(item.get("href"), rules, f"alternates[{i}].href")))
+        try:
+            alternates.append(Alternate(hreflang, check_url(item.get("href"), rules, "href")))
+        except InvalidDocument as exc:
+            raise InvalidDocument(f"alternates[{i}].{exc}") from None
     return tuple(alternates)
 
 

@@ -293,19 +293,20 @@ class Manifest:
 
     # -- bulk writes ----------------------------------------------------------------------------------------
 
-    def bulk_insert(self, conn: Connection, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+    def bulk_insert(self, conn: Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+                    ) -> None:
         """Insert many rows fast: COPY on PostgreSQL, a plain executemany on SQLite."""
         if not rows:
             return
+        raw = conn.connection.driver_connection  # the driver's own bulk paths, inside this transaction
+        assert raw is not None
         if self.dialect == "postgresql":
-            raw = conn.connection.driver_connection
-            assert raw is not None
             with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
         else:
             marks = ", ".join("?" for _ in columns)
-            conn.exec_driver_sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+            raw.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
     def upsert(self, conn: Connection, table: Table, keys: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
         """Insert or update many rows of `table` (all its columns, in order) by their unique `keys`."""

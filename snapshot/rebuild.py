@@ -23,13 +23,37 @@ from snapshot.document import InvalidDocument, Rules, load_json, parse_document
 from snapshot.faults import checkpoint
 from snapshot.limits import Limits
 from snapshot.manifest import DOCUMENT_COLUMNS, Counts, Manifest, documents, sections, shards
-from snapshot.render import url_fragment
+from snapshot.publish import EmptyManifest
+from snapshot.render import SHARD_OVERHEAD, url_fragment
 
-CHUNK_SIZE = 5_000  # documents per task sent to a worker
+CHUNK_SIZE = 5_000  # rows of a database source per task sent to a worker
+BLOCK_SIZE = 1 << 20  # bytes of a JSON-lines source per task (about 5,000 documents)
 IN_FLIGHT = 4  # tasks queued ahead per worker: enough to keep both cores busy, little memory
 
-Row = tuple[Any, ...]  # a documents row, in DOCUMENT_COLUMNS order
+Row = list[Any]  # a documents row in DOCUMENT_COLUMNS order; a list, so the shard number is filled in place
 Payload = bytes | dict[str, Any]  # a JSON line, or a row of the application's database
+
+
+@dataclass(slots=True)
+class Chunk:
+    """Consecutive items of a source: `name:first`, `name:first+1`, ... name them in dead letters.
+
+    `items` is either raw JSON-lines text (split in the worker, so this process only reads) or a list of
+    database rows. Blank lines keep their numbers but are no items.
+    """
+
+    name: str
+    first: int
+    items: bytes | list[dict[str, Any]]
+
+    def payloads(self) -> Iterator[tuple[int, Payload]]:
+        if isinstance(self.items, bytes):
+            for n, line in enumerate(self.items.split(b"\n"), self.first):
+                line = line.strip()
+                if line:
+                    yield n, line
+        else:
+            yield from enumerate(self.items, self.first)
 
 
 @dataclass(slots=True)
@@ -38,10 +62,11 @@ class Parsed:
     rejects: list[tuple[str, str, bytes]]  # (source, reason, raw)
 
 
-def parse_chunk(rules: Rules, chunk: list[tuple[str, Payload]]) -> Parsed:
+def parse_chunk(rules: Rules, chunk: Chunk) -> Parsed:
     """Validate and render one chunk of source documents (runs in a worker process)."""
     out = Parsed([], [])
-    for source, payload in chunk:
+    rows = out.rows
+    for n, payload in chunk.payloads():
         try:
             obj = load_json(payload) if isinstance(payload, bytes) else payload
             if isinstance(obj, dict) and obj.get("op", "upsert") != "upsert":
@@ -49,10 +74,11 @@ def parse_chunk(rules: Rules, chunk: list[tuple[str, Payload]]) -> Parsed:
             d = parse_document(obj, rules)
         except InvalidDocument as exc:
             raw = payload if isinstance(payload, bytes) else orjson.dumps(payload, default=str)
-            out.rejects.append((source, str(exc), raw))
+            out.rejects.append((f"{chunk.name}:{n}", str(exc), raw))
             continue
         xml = url_fragment(d)
-        out.rows.append((d.section, d.key, 0, d.version, d.loc, d.lastmod, d.lastmod_ts, len(xml.encode()), xml))
+        size = len(xml) if xml.isascii() else len(xml.encode())  # isascii() is O(1) on CPython's strings
+        rows.append([d.section, d.key, 0, d.version, d.loc, d.lastmod, d.lastmod_ts, size, xml])
     return out
 
 
@@ -68,15 +94,18 @@ def bounded_map(pool: ProcessPoolExecutor, fn: Callable[..., Parsed], chunks: It
         yield pending.popleft().result()
 
 
-def chunked(items: Iterable[tuple[str, Payload]], size: int = CHUNK_SIZE) -> Iterator[list[tuple[str, Payload]]]:
-    chunk: list[tuple[str, Payload]] = []
-    for item in items:
-        chunk.append(item)
+def row_chunks(name: str, rows: Iterable[dict[str, Any]], size: int = CHUNK_SIZE) -> Iterator[Chunk]:
+    """Group database rows into chunks, numbered from 1."""
+    chunk: list[dict[str, Any]] = []
+    first = 1
+    for row in rows:
+        chunk.append(row)
         if len(chunk) >= size:
-            yield chunk
+            yield Chunk(name, first, chunk)
+            first += len(chunk)
             chunk = []
     if chunk:
-        yield chunk
+        yield Chunk(name, first, chunk)
 
 
 class Rebuilder:
@@ -91,8 +120,7 @@ class Rebuilder:
             for ix in list(t.indexes):
                 t.indexes.discard(ix)  # built after the load, under names of their own
 
-    def rebuild(self, source: Iterable[tuple[str, Payload]], progress: Callable[[int], None] | None = None
-                ) -> Counts:
+    def rebuild(self, source: Iterable[Chunk], progress: Callable[[int], None] | None = None) -> Counts:
         """Load every document of `source` into a new manifest and swap it in. Returns the counts."""
         self._drop_staging()
         for t in self.staging.values():
@@ -103,17 +131,10 @@ class Rebuilder:
         letters: list[tuple[str, str, bytes]] = []
         workers = max(1, self.workers)
         with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
-            results = bounded_map(pool, _parse_with_rules(self.rules), chunked(source), workers * IN_FLIGHT)
+            results = bounded_map(pool, _parse_with_rules(self.rules), source, workers * IN_FLIGHT)
             for parsed in results:
-                for row in parsed.rows:
-                    state = sections_state.setdefault(row[0], [1, 0, 0])
-                    size = row[7]
-                    if not self.limits.fits(state[1], state[2], size):
-                        state[0] += 1
-                        state[1] = state[2] = 0
-                    state[1] += 1
-                    state[2] += size
-                    batch.append((row[0], row[1], state[0], *row[3:]))
+                self._assign(parsed.rows, sections_state)
+                batch += parsed.rows
                 letters += parsed.rejects
                 counts.applied += len(parsed.rows)
                 counts.rejected += len(parsed.rejects)
@@ -123,10 +144,29 @@ class Rebuilder:
                 if progress is not None:
                     progress(len(parsed.rows) + len(parsed.rejects))
             self._load(batch, letters)
+        if counts.applied == 0:  # never swap an empty manifest in: the next publish would drop the whole site
+            self._drop_staging()
+            raise EmptyManifest(f"no valid document in the source ({counts}): the manifest is left as it was")
         checkpoint("rebuild-swap")
         counts.stale = self._finish()
         counts.applied -= counts.stale
         return counts
+
+    def _assign(self, rows: list[Row], state: dict[str, list[int]]) -> None:
+        """Fill each section's open shard in source order (the hot loop of this process: kept lean)."""
+        max_urls = self.limits.max_urls
+        max_bytes = self.limits.max_bytes - SHARD_OVERHEAD
+        for row in rows:
+            st = state.get(row[0])
+            if st is None:
+                st = state[row[0]] = [1, 0, 0]  # [shard_no, url_count, byte_count]
+            size = row[7]
+            if st[1] >= max_urls or st[2] + size > max_bytes:  # Limits.fits, inlined
+                st[0] += 1
+                st[1] = st[2] = 0
+            st[1] += 1
+            st[2] += size
+            row[2] = st[0]
 
     def _load(self, rows: list[Row], letters: list[tuple[str, str, bytes]]) -> None:
         with self.manifest.write() as conn:
@@ -185,5 +225,5 @@ class _parse_with_rules:
     def __init__(self, rules: Rules) -> None:
         self.rules = rules
 
-    def __call__(self, chunk: list[tuple[str, Payload]]) -> Parsed:
+    def __call__(self, chunk: Chunk) -> Parsed:
         return parse_chunk(self.rules, chunk)

@@ -13,28 +13,45 @@ from typing import Any, BinaryIO
 import orjson
 from sqlalchemy import create_engine, text
 
-from snapshot.rebuild import Payload
+from snapshot.rebuild import BLOCK_SIZE, Chunk
 
 JSON_FIELDS = ("images", "alternates")
 
 
-def jsonl_lines(path: str, on_bytes: Callable[[int], None] | None = None) -> Iterator[tuple[str, bytes]]:
-    """(`file:line`, raw line) for each non-blank line; `-` reads standard input."""
+def jsonl_chunks(path: str, on_bytes: Callable[[int], None] | None = None,
+                 block_size: int = BLOCK_SIZE) -> Iterator[Chunk]:
+    """The file in blocks of whole lines, numbered from 1; `-` reads standard input. Lines are split later."""
     name = "stdin" if path == "-" else Path(path).name
     stream: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 - closed below
+    first, rest = 1, b""
     try:
-        for lineno, line in enumerate(stream, 1):
+        while data := stream.read(block_size):
             if on_bytes is not None:
-                on_bytes(len(line))
-            line = line.strip()
-            if line:
-                yield f"{name}:{lineno}", line
+                on_bytes(len(data))
+            data = rest + data
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:  # a line longer than a block: keep reading
+                rest = data
+                continue
+            block, rest = data[:cut], data[cut:]
+            yield Chunk(name, first, block[:-1])
+            first += block.count(b"\n")
+        if rest:
+            yield Chunk(name, first, rest)
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
 
 
-def sql_rows(database_url: str, query: str) -> Iterator[tuple[str, Payload]]:
+def jsonl_lines(path: str) -> Iterator[tuple[str, bytes]]:
+    """(`file:line`, raw line) for each non-blank line; `-` reads standard input."""
+    for chunk in jsonl_chunks(path):
+        for n, line in chunk.payloads():
+            assert isinstance(line, bytes)
+            yield f"{chunk.name}:{n}", line
+
+
+def sql_rows(database_url: str, query: str) -> Iterator[dict[str, Any]]:
     """Stream the rows of `query` (never all in memory); its columns name the document fields.
 
     `section`, `key` and `loc` are required; `lastmod` may be a date, a datetime or a string; `images` and
@@ -44,8 +61,8 @@ def sql_rows(database_url: str, query: str) -> Iterator[tuple[str, Payload]]:
     try:
         with engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=10_000).execute(text(query))
-            for n, row in enumerate(result.mappings(), 1):
-                yield f"sql:{n}", document_fields(dict(row))
+            for row in result.mappings():
+                yield document_fields(dict(row))
     finally:
         engine.dispose()
 

@@ -29,9 +29,9 @@ def document(i: int, version: int = 1, day: int = 0, host: str = HOST) -> dict[s
     return doc
 
 
-def catalog(n: int, host: str = HOST) -> Iterator[tuple[str, dict[str, Any]]]:
+def catalog(n: int, host: str = HOST) -> Iterator[dict[str, Any]]:
     for i in range(n):
-        yield f"synthetic:{i}", document(i, host=host)
+        yield document(i, host=host)
 
 
 def changes(n: int, catalog_size: int, seed: int = 1, host: str = HOST) -> Iterator[bytes]:

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from snapshot import document
 from snapshot.document import InvalidDocument, Rules, normalise_lastmod, parse_document
 from snapshot.render import IndexEntry, gzip_bytes, index_xml, shard_xml, url_fragment
 from tests.support import NS as ns
@@ -102,3 +103,24 @@ def test_index_is_schema_valid() -> None:
     xml = index_xml([IndexEntry("https://librer.io/sitemaps/sitemap-books-1.xml.gz", "2024-05-17"),
                      IndexEntry("https://librer.io/sitemaps/sitemap-books-2.xml.gz?a=1&b=2", None)])
     validate("index", xml)
+
+
+url_chars = st.sampled_from([*"aZ09.-_~:/?#[]@!$&'()*+,;=%% \t\x00\x7féü€", "%41", "%zz", "%4"])
+
+
+@settings(max_examples=400, deadline=None, derandomize=True, database=None)
+@given(scheme=st.sampled_from(["https://", "http://", "ftp://", "https:/", ""]),
+       host=st.sampled_from(["librer.io", "LIBRER.IO", "evil.example", "[::1]", "user@librer.io", "librer.io:8443",
+                             "librer.io:", ""]),
+       start=st.sampled_from(["/", "?", "#", ""]), rest=st.lists(url_chars, max_size=40).map("".join))
+def test_url_fast_path_agrees_with_the_full_check(scheme: str, host: str, start: str, rest: str) -> None:
+    """check_url's fast path may only accept what the complete check accepts, and unchanged."""
+    url = scheme + host + start + rest
+    try:
+        expected: str | None = document._check_url(url, RULES, "loc")
+    except InvalidDocument as exc:
+        expected, reason = None, str(exc)
+    try:
+        assert document.check_url(url, RULES, "loc") == expected
+    except InvalidDocument as exc:
+        assert expected is None and str(exc) == reason

@@ -13,7 +13,7 @@ import pytest
 from incremental.app import App
 from snapshot import naming
 from snapshot.publish import EmptyManifest
-from snapshot.rebuild import Rebuilder
+from snapshot.rebuild import Rebuilder, row_chunks
 from snapshot.serve import make_server, serve_in_thread
 from snapshot.settings import Settings
 from tests.support import Model, http_fetch, read_site
@@ -57,8 +57,7 @@ def apply(app: App, model: Model, events: list[dict[str, object]]) -> None:
 def test_rebuild_apply_publish_rollback_prune(app: App) -> None:
     model = Model()
     docs = [doc(i, section=("books", "authors")[i % 2]) for i in range(450)]
-    counts = Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 2).rebuild(
-        (f"src:{i}", orjson.dumps(d)) for i, d in enumerate(docs))
+    counts = Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 2).rebuild(row_chunks("src", docs))
     assert (counts.applied, counts.stale, counts.rejected) == (450, 0, 0)
     for d in docs:
         model.event(d)
@@ -95,8 +94,7 @@ def test_rebuild_apply_publish_rollback_prune(app: App) -> None:
 
 def test_one_upsert_rewrites_exactly_one_shard(app: App) -> None:
     docs = [doc(i) for i in range(1000)]
-    Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 2).rebuild(
-        (f"src:{i}", orjson.dumps(d)) for i, d in enumerate(docs))
+    Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 2).rebuild(row_chunks("src", docs))
     first = app.publisher.publish(full=True)
     assert first.generation
     app.applier.apply_raw([("t", orjson.dumps(doc(555, version=2, day=3)))])
@@ -149,7 +147,8 @@ def test_one_upsert_at_scale_rewrites_one_shard_file(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", allowed_hosts=(synthetic.HOST,), max_urls=5_000)
     a = App(settings)
     try:
-        Rebuilder(a.manifest, settings.rules, settings.limits, 2).rebuild(synthetic.catalog(100_000))
+        Rebuilder(a.manifest, settings.rules, settings.limits, 2).rebuild(
+            row_chunks("synthetic", synthetic.catalog(100_000)))
         first = a.publisher.publish(full=True)
         assert first.generation and first.rendered == 20
         a.applier.apply_raw([("t", orjson.dumps(synthetic.document(4242, version=2, day=9)))])

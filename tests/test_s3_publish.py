@@ -22,7 +22,7 @@ import pytest
 from incremental.app import App
 from snapshot import generation
 from snapshot.prune import prune
-from snapshot.rebuild import Rebuilder
+from snapshot.rebuild import Rebuilder, row_chunks
 from snapshot.routers.base import RouterError
 from snapshot.routers.ingress import IngressRouter
 from snapshot.settings import Settings
@@ -189,8 +189,7 @@ class World:
             return
         app = self.app()
         try:
-            Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 1).rebuild(
-                (f"src:{i}", orjson.dumps(d)) for i, d in enumerate(docs))
+            Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 1).rebuild(row_chunks("src", docs))
             app.publisher.publish(full=True)
         finally:
             app.close()

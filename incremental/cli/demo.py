@@ -11,7 +11,7 @@ from incremental.cli.options import option, with_app
 from incremental.cli.serve import serve_until_interrupted
 from snapshot import synthetic
 from snapshot.prune import prune
-from snapshot.rebuild import Rebuilder
+from snapshot.rebuild import Rebuilder, row_chunks
 from snapshot.status import sitemap_lines
 
 T = TypeVar("T")
@@ -43,7 +43,8 @@ def command(app: App, documents: int, changes: int, port: int, serve: bool) -> N
         return "done"
 
     rebuilder = Rebuilder(app.manifest, app.settings.rules, app.settings.limits, app.settings.workers)
-    counts = timed(f"rebuild: load {documents:,} documents", lambda: rebuilder.rebuild(synthetic.catalog(documents)))
+    counts = timed(f"rebuild: load {documents:,} documents", lambda: rebuilder.rebuild(
+        row_chunks("synthetic", synthetic.catalog(documents))))
     timed("rebuild: publish a full generation", lambda: app.publisher.publish(full=True).message)
     timed("  record its diff (in the background)", recorded)
     events = list(synthetic.changes(changes, documents))

@@ -2,15 +2,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
 
 import click
 
 from incremental.app import App
 from incremental.cli.options import option, with_app
 from incremental.cli.progress import Progress
-from snapshot.rebuild import Payload, Rebuilder
-from snapshot.sources import jsonl_lines, sql_rows
+from snapshot.rebuild import Rebuilder, row_chunks
+from snapshot.sources import jsonl_chunks, sql_rows
 
 
 @click.command("rebuild")
@@ -28,16 +27,15 @@ def command(app: App, source: str | None, source_sql: str | None, source_databas
         raise click.UsageError("--source-sql needs --source-database-url")
     started = time.monotonic()
     rebuilder = Rebuilder(app.manifest, app.settings.rules, app.settings.limits, app.settings.workers)
-    items: Iterable[tuple[str, Payload]]
     if source is not None:
         length = os.path.getsize(source) if source != "-" else None
         with Progress("loading (bytes)", length) as bar:
-            items = jsonl_lines(source, on_bytes=bar.update)
-            counts = rebuilder.rebuild(items)
+            counts = rebuilder.rebuild(jsonl_chunks(source, on_bytes=bar.update))
     else:
         assert source_sql is not None and source_database_url is not None
         with Progress("loading (documents)") as bar:
-            counts = rebuilder.rebuild(sql_rows(source_database_url, source_sql), progress=bar.update)
+            counts = rebuilder.rebuild(row_chunks("sql", sql_rows(source_database_url, source_sql)),
+                                       progress=bar.update)
     loaded = time.monotonic() - started
     click.echo(f"manifest rebuilt: {counts} in {loaded:.2f}s")
     if publish:

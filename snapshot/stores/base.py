@@ -5,8 +5,9 @@ from __future__ import annotations
 import builtins  # the Store.list method shadows the builtin in annotations
 import hashlib
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -84,9 +85,16 @@ class Store(ABC):
         """Make a generation durable before it is switched to (a no-op where writes already are)."""
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> builtins.list[R]:
-        """Run puts or copies in parallel where the store gains from it."""
-        items = list(items)
-        if self.parallelism <= 1 or len(items) <= 1:
+        """Run puts or copies in parallel where the store gains from it, taking items as they come: a stream
+        of rendered shards is never all in memory at once (that grew with the site)."""
+        if self.parallelism <= 1:
             return [fn(item) for item in items]
+        out: builtins.list[R] = []
+        pending: deque[Future[R]] = deque()
         with ThreadPoolExecutor(max_workers=self.parallelism) as pool:
-            return list(pool.map(fn, items))
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= 2 * self.parallelism:  # enough queued to keep every thread busy
+                    out.append(pending.popleft().result())
+            out += [f.result() for f in pending]
+        return out
