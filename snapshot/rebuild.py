@@ -8,9 +8,8 @@ Parsing and validation run in worker processes (both cores); this process assign
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any
@@ -19,6 +18,7 @@ import orjson
 from sqlalchemy import BigInteger, Connection, MetaData, Table, func, literal, select, text
 from sqlalchemy.exc import IntegrityError
 
+from snapshot.bounded import bounded_map
 from snapshot.document import InvalidDocument, Rules, load_json, parse_document
 from snapshot.faults import checkpoint
 from snapshot.limits import Limits
@@ -80,18 +80,6 @@ def parse_chunk(rules: Rules, chunk: Chunk) -> Parsed:
         size = len(xml) if xml.isascii() else len(xml.encode())  # isascii() is O(1) on CPython's strings
         rows.append([d.section, d.key, 0, d.version, d.loc, d.lastmod, d.lastmod_ts, size, xml])
     return out
-
-
-def bounded_map(pool: ProcessPoolExecutor, fn: Callable[..., Parsed], chunks: Iterable[Any], window: int
-                ) -> Iterator[Parsed]:
-    """Like pool.map, in order, but never more than `window` tasks ahead: memory stays flat on any source."""
-    pending: deque[Future[Parsed]] = deque()
-    for chunk in chunks:
-        pending.append(pool.submit(fn, chunk))
-        if len(pending) >= window:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
 
 
 def row_chunks(name: str, rows: Iterable[dict[str, Any]], size: int = CHUNK_SIZE) -> Iterator[Chunk]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import builtins  # the Store.list method shadows the builtin in annotations
 import hashlib
 from abc import ABC, abstractmethod
-from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
+
+from snapshot.bounded import bounded_map
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -89,12 +90,5 @@ class Store(ABC):
         of rendered shards is never all in memory at once (that grew with the site)."""
         if self.parallelism <= 1:
             return [fn(item) for item in items]
-        out: builtins.list[R] = []
-        pending: deque[Future[R]] = deque()
         with ThreadPoolExecutor(max_workers=self.parallelism) as pool:
-            for item in items:
-                pending.append(pool.submit(fn, item))
-                if len(pending) >= 2 * self.parallelism:  # enough queued to keep every thread busy
-                    out.append(pending.popleft().result())
-            out += [f.result() for f in pending]
-        return out
+            return builtins.list(bounded_map(pool, fn, items, 2 * self.parallelism))  # enough to keep all busy
