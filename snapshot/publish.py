@@ -101,14 +101,16 @@ def render_shard(manifest: Manifest, section: str, shard_no: int, limits: Limits
         revision = conn.execute(
             select(shards.c.revision).where(shards.c.section == section, shards.c.shard_no == shard_no)
         ).scalar()
-        rows = list(manifest.shard_rows(conn, section, shard_no))
+        rows = manifest.shard_rows(conn, section, shard_no)
     if revision is None or not rows:
         return None
+    fragments, lastmods, stamps = zip(*rows, strict=True)  # columns, transposed in C
+    known = [ts for ts in stamps if ts is not None]
     newest: tuple[float, str] | None = None
-    for _xml, lastmod, ts in rows:
-        if ts is not None and lastmod is not None and (newest is None or ts > newest[0]):
-            newest = (ts, lastmod)
-    xml = shard_xml(r[0] for r in rows)
+    if known:
+        ts = max(known)
+        newest = (ts, lastmods[stamps.index(ts)])
+    xml = shard_xml(fragments)
     check_shard(naming.shard_name(section, shard_no), xml, len(rows), limits)
     return RenderedShard(
         section, shard_no, int(revision), len(rows),
