@@ -114,14 +114,15 @@ class Rebuilder:
         for t in self.staging.values():
             t.create(self.manifest.engine)
         counts = Counts()
-        sections_state: dict[str, list[int]] = {}  # section -> [shard_no, url_count, byte_count]
+        totals: dict[tuple[str, int], tuple[int, int]] = {}  # (section, shard_no) -> (URLs, bytes), when full
+        sections_state: dict[str, list[int]] = {}  # section -> [open shard_no, its URLs, its bytes]
         batch: list[Row] = []
         letters: list[tuple[str, str, bytes]] = []
         workers = max(1, self.workers)
         with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
             results = bounded_map(pool, _parse_with_rules(self.rules), source, workers * IN_FLIGHT)
             for parsed in results:
-                self._assign(parsed.rows, sections_state)
+                self._assign(parsed.rows, sections_state, totals)
                 batch += parsed.rows
                 letters += parsed.rejects
                 counts.applied += len(parsed.rows)
@@ -136,11 +137,14 @@ class Rebuilder:
             self._drop_staging()
             raise EmptyManifest(f"no valid document in the source ({counts}): the manifest is left as it was")
         checkpoint("rebuild-swap")
-        counts.stale = self._finish()
+        for section, (shard_no, urls, size) in sections_state.items():
+            totals[section, shard_no] = (urls, size)
+        counts.stale = self._finish(totals)
         counts.applied -= counts.stale
         return counts
 
-    def _assign(self, rows: list[Row], state: dict[str, list[int]]) -> None:
+    def _assign(self, rows: list[Row], state: dict[str, list[int]], full: dict[tuple[str, int], tuple[int, int]]
+                ) -> None:
         """Fill each section's open shard in source order (the hot loop of this process: kept lean)."""
         max_urls = self.limits.max_urls
         max_bytes = self.limits.max_bytes - SHARD_OVERHEAD
@@ -150,6 +154,7 @@ class Rebuilder:
                 st = state[row[0]] = [1, 0, 0]  # [shard_no, url_count, byte_count]
             size = row[7]
             if st[1] >= max_urls or st[2] + size > max_bytes:  # Limits.fits, inlined
+                full[row[0], st[0]] = (st[1], st[2])
                 st[0] += 1
                 st[1] = st[2] = 0
             st[1] += 1
@@ -161,8 +166,11 @@ class Rebuilder:
             self.manifest.bulk_insert(conn, self.staging["documents"].name, DOCUMENT_COLUMNS, rows)
             Manifest.add_dead_letters(conn, letters)
 
-    def _finish(self) -> int:
-        """Remove duplicate keys, index, count shards, swap the staging tables in. Returns duplicates removed."""
+    def _finish(self, totals: dict[tuple[str, int], tuple[int, int]]) -> int:
+        """Remove duplicate keys, index, count shards, swap the staging tables in. Returns duplicates removed.
+
+        `totals` are the shards' URLs and bytes as loaded: right unless duplicates had to be removed.
+        """
         docs = self.staging["documents"]
         suffix = os.urandom(4).hex()
         duplicates = 0
@@ -178,14 +186,19 @@ class Rebuilder:
                     duplicates += self._keep_newest(conn, docs, section, key)
                 conn.execute(text(f"CREATE UNIQUE INDEX ux_documents_key_{suffix} ON {docs.name} (section, key)"))
             revision = Manifest.next_revision(conn)
-            conn.execute(self.staging["shards"].insert().from_select(
-                ["section", "shard_no", "url_count", "byte_count", "revision"],
-                select(docs.c.section, docs.c.shard_no, func.count(), func.sum(docs.c.size),
-                       literal(revision, BigInteger))
-                .group_by(docs.c.section, docs.c.shard_no)))
+            if duplicates:  # count again what is left (a scan of every row: only then)
+                conn.execute(self.staging["shards"].insert().from_select(
+                    ["section", "shard_no", "url_count", "byte_count", "revision"],
+                    select(docs.c.section, docs.c.shard_no, func.count(), func.sum(docs.c.size),
+                           literal(revision, BigInteger))
+                    .group_by(docs.c.section, docs.c.shard_no)))
+            else:
+                self.manifest.bulk_insert(conn, self.staging["shards"].name, [c.name for c in shards.c], [
+                    (s, n, urls, size, revision) for (s, n), (urls, size) in sorted(totals.items()) if urls])
             conn.execute(self.staging["sections"].insert().from_select(
                 ["name", "open_shard"],
-                select(docs.c.section, func.max(docs.c.shard_no)).group_by(docs.c.section)))
+                select(self.staging["shards"].c.section, func.max(self.staging["shards"].c.shard_no))
+                .group_by(self.staging["shards"].c.section)))
             for t in (documents, shards, sections):
                 conn.execute(text(f"DROP TABLE {t.name}"))
                 conn.execute(text(f"ALTER TABLE {t.name}_staging RENAME TO {t.name}"))

@@ -161,3 +161,23 @@ def test_one_upsert_at_scale_rewrites_one_shard_file(tmp_path: Path) -> None:
         assert rewritten == [naming.shard_name(synthetic.SECTIONS[4242 % 4], 4242 // 4 // 5_000 + 1)]
     finally:
         a.close()
+
+
+def test_rebuild_keeps_the_newest_copy_of_a_repeated_key(app: App) -> None:
+    """Shard counts come from the load unless duplicates were removed: then they are counted again."""
+    model = Model()
+    docs = [doc(i, section=("books", "authors")[i % 2]) for i in range(330)]
+    docs += [doc(i, version=5, section=("books", "authors")[i % 2], day=9) for i in range(0, 330, 7)]
+    docs += [doc(3, version=2, section="authors", day=4)]  # older than nothing: i=3 is only version 1 so far
+    for d in docs:
+        model.event(d)
+    counts = Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 2).rebuild(row_chunks("src", docs))
+    assert (counts.applied, counts.stale) == (330, len(docs) - 330)
+    assert sum(s.url_count for s in app.manifest.shards()) == 330
+    app.publisher.publish(full=True)
+    assert served(app) == model.expected()
+    # The counts the next apply starts from are right: one more document lands in the open shard.
+    apply(app, model, [doc(1000, section="books")])
+    app.publisher.publish()
+    assert served(app) == model.expected()
+    assert sum(s.url_count for s in app.manifest.shards()) == 331
