@@ -9,6 +9,7 @@ import sys
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from lxml import etree
@@ -67,9 +68,15 @@ def read_site(fetch: Callable[[str], bytes], base_url: str, roots: tuple[str, ..
                     lastmods.append(site.urls[u])
             index_lastmod = entry.findtext("sm:lastmod", namespaces=NS)
             if lastmods:
-                # The newest lastmod of the shard's URLs, never the time of writing (all UTC here).
-                assert index_lastmod == max(lastmods), (name, index_lastmod, max(lastmods))
+                # The newest lastmod of the shard's URLs (as an instant: zones may differ), never the time of writing.
+                assert index_lastmod in lastmods and _instant(index_lastmod) == max(map(_instant, lastmods)), \
+                    (name, index_lastmod, max(lastmods, key=_instant))
     return site
+
+
+def _instant(lastmod: str) -> datetime:
+    moment = datetime.fromisoformat(lastmod)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class Model:
