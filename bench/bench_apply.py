@@ -10,7 +10,10 @@ synthetic change events (snapshot/synthetic.py: 85% updates, 10% new documents, 
 preloaded with a catalog; with --kafka also a Tansu broker (Kafka protocol) started here, timed from the first
 applied batch (the group join is not counted). Latency is `sitemaps run --follow` as a subprocess: single
 events appended one at a time, each timed until the local router serves its URL; the target is the publish
-interval plus 1 s. PostgreSQL: a scratch database on 127.0.0.1:5432 (user postgres), dropped afterwards.
+interval plus 1 s. Each throughput line also gives the CPU seconds (user + system) of the applying
+process, of its parsing workers (started before timing, as a service does once) and of the PostgreSQL backends
+serving the run's database: on a shared 2-core machine they are steadier than the rate. PostgreSQL: a scratch
+database on 127.0.0.1:5432 (user postgres), dropped afterwards.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import database
 from incremental.app import App
 from incremental.leader import Leader
 from incremental.offsets import OffsetStore
@@ -39,23 +43,15 @@ from incremental.sources.base import Batch, EventSource
 from incremental.sources.follow import FileFollower
 from snapshot import synthetic
 from snapshot.manifest import Counts
-from snapshot.rebuild import Rebuilder
+from snapshot.rebuild import Rebuilder, row_chunks
 from snapshot.settings import Settings
-from tests.conftest import fresh_pg_database
-
-
-@contextmanager
-def database(kind: str, workdir: Path) -> Iterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite:///{workdir / 'manifest.db'}"
-        return
-    yield from fresh_pg_database()  # a scratch database on 127.0.0.1:5432, dropped afterwards
 
 
 def prepared_app(workdir: Path, url: str, catalog: int) -> App:
     app = App(Settings(data_dir=workdir / "data", database_url=url, allowed_hosts=(synthetic.HOST,),
                        publish_interval=3600, prune_interval=3600, http_host="127.0.0.1", http_port=0))
-    Rebuilder(app.manifest, app.settings.rules, app.settings.limits).rebuild(synthetic.catalog(catalog))
+    Rebuilder(app.manifest, app.settings.rules, app.settings.limits).rebuild(
+        row_chunks("synthetic", synthetic.catalog(catalog)))
     app.publisher.publish(full=True)
     return app
 
@@ -80,10 +76,54 @@ class TimedService(Service):
 def timed_run(app: App, source: EventSource, offsets: OffsetStore, n: int, batch_size: int) -> float:
     """Seconds from the first batch to the n-th event applied, through the service loop."""
     service = TimedService(app, source, offsets, Leader(), batch_size)
+    app.applier.start_workers()  # once per service process: not the apply path
     t = service.total
     done = service.run(port=0, until=lambda: t.applied + t.stale + t.rejected >= n)
     assert service.first is not None and done.applied + done.stale + done.rejected >= n, done
     return time.perf_counter() - service.first
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used so far (those still running)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def server_pids(url: str) -> list[int]:
+    """The PostgreSQL backends serving the benchmark's database (their titles name it); none for SQLite."""
+    if not url.startswith("postgresql"):
+        return []
+    name = f" {url.rsplit('/', 1)[1]} ".encode()
+    pids = []
+    for p in Path("/proc").iterdir():
+        try:
+            if p.name.isdigit() and name in (p / "cmdline").read_bytes().replace(b"\0", b" "):
+                pids.append(int(p.name))
+        except OSError:
+            continue
+    return pids
+
+
+@contextmanager
+def cpu_note(app: App, url: str) -> Iterator[list[str]]:
+    """CPU seconds of the applying process (and its parsing workers) and of the database server, meanwhile."""
+    app.applier.start_workers()
+    workers = app.applier.worker_pids()
+    server = server_pids(url)
+    before = cpu_seconds([os.getpid()]), cpu_seconds(workers), cpu_seconds(server)
+    note: list[str] = []
+    yield note
+    server = sorted(set(server) | set(server_pids(url)))
+    main, parsing, db = (cpu_seconds([os.getpid()]) - before[0], cpu_seconds(workers) - before[1],
+                         cpu_seconds(server) - before[2])
+    note.append(f"CPU: applier {main:.1f}s + parsing workers {parsing:.1f}s"
+                + (f" + server {db:.1f}s" if server else ""))
 
 
 def throughput(kind: str, source: str, events: int, catalog: int, batch_size: int) -> None:
@@ -94,13 +134,14 @@ def throughput(kind: str, source: str, events: int, catalog: int, batch_size: in
         path = workdir / "events.jsonl"
         write_events(path, events, catalog)
         offsets = OffsetStore(app.manifest)
-        if source == "file":
-            seconds = timed_run(app, FileFollower(path, offsets), offsets, events, batch_size)
-            note = f"(catalog {catalog:,}, batches of {batch_size:,})"
-        else:
-            seconds = kafka_run(app, offsets, path, events, batch_size)
-            note = "(3 partitions, timed from the first batch: the group join is not counted)"
-        report(f"{kind:<10} {source:<5} -> manifest", events, seconds, note)
+        with cpu_note(app, url) as cpu:
+            if source == "file":
+                seconds = timed_run(app, FileFollower(path, offsets), offsets, events, batch_size)
+                note = f"(catalog {catalog:,}, batches of {batch_size:,}"
+            else:
+                seconds = kafka_run(app, offsets, path, events, batch_size)
+                note = "(3 partitions, timed from the first batch: the group join is not counted"
+        report(f"{kind:<10} {source:<5} -> manifest", events, seconds, f"{note}; {cpu[0]})")
         app.close()
 
 

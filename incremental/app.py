@@ -44,9 +44,11 @@ class App:
 
     @cached_property
     def applier(self) -> Applier:
-        return Applier(self.manifest, self.settings.rules, self.settings.limits)
+        return Applier(self.manifest, self.settings.rules, self.settings.limits, workers=self.settings.workers)
 
     def close(self) -> None:
+        if "applier" in self.__dict__:
+            self.applier.close()  # its worker processes, if it started any
         if "announcer" in self.__dict__:
             self.announcer.close()  # before the manifest: it records what it did there
         if "manifest" in self.__dict__:

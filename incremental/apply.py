@@ -2,44 +2,117 @@
 
 A document keeps its shard for life; a new one fills its section's open shard. The one exception: an update
 that would push its shard over the byte limit moves that document to the open shard (dirtying both).
+
+Large batches are validated and rendered in worker processes, a chunk per task, which also read what the
+manifest holds for the chunk's documents (incremental/workers.py says why that is safe); this process applies
+the chunks already back, in order, and writes the result.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
 
 from sqlalchemy import Connection, select, tuple_
 
-from incremental.events import Delete, Event, Upsert, parse_event
-from snapshot.document import InvalidDocument, Rules
+from incremental import document_rows
+from incremental.document_rows import Ident, Row, Stored
+from incremental.events import DeleteRow, ParsedEvents, UpsertRow, parse_events
+from incremental.workers import parse_and_load, reader_for
+from snapshot.document import Rules
+from snapshot.faults import checkpoint
 from snapshot.limits import Limits
-from snapshot.manifest import Counts, Manifest, documents, sections, shards
-from snapshot.render import url_fragment
+from snapshot.manifest import Counts, Manifest, sections, shards
 
-CHUNK = 400  # keys per IN (...) query: well below every database's parameter limit
+log = logging.getLogger(__name__)
 
+CHUNK = 400  # shards per IN (...) query: well below every database's parameter limit
+PARSE_CHUNK = 1_000  # events per task sent to a worker: small enough to start applying early
+PARALLEL_MIN = 2_000  # batches from this size on are parsed in worker processes, smaller ones here
 
-@dataclass(slots=True)
-class _Doc:
-    shard_no: int | None
-    version: int | None
-    size: int
-    live: bool
+Current = tuple[int | None, int | None, int, bool]  # a document as the batch leaves it: shard_no, version, size, live
 
 
-@dataclass(slots=True)
 class _Shard:
-    url_count: int
-    byte_count: int
-    touched: bool = False
+    __slots__ = ("byte_count", "touched", "url_count")
+
+    def __init__(self, url_count: int, byte_count: int) -> None:
+        self.url_count = url_count
+        self.byte_count = byte_count
+        self.touched = False
 
 
 class Applier:
-    def __init__(self, manifest: Manifest, rules: Rules, limits: Limits) -> None:
+    def __init__(self, manifest: Manifest, rules: Rules, limits: Limits, workers: int = 0,
+                 parallel_min: int = PARALLEL_MIN, parse_chunk: int = PARSE_CHUNK) -> None:
         self.manifest = manifest
         self.rules = rules
         self.limits = limits
+        self.workers = workers
+        self.parallel_min = parallel_min
+        self.parse_chunk = parse_chunk
+        self._pool: ProcessPoolExecutor | None = None
+        self._reader = reader_for(manifest.engine)
+
+    # -- worker processes -----------------------------------------------------------------------------------
+
+    def start_workers(self) -> None:
+        """Start the worker processes now rather than on the first large batch (a service's first batch)."""
+        pool = self._workers()
+        if pool is not None:
+            for f in [pool.submit(parse_events, self.rules, []) for _ in range(self.workers)]:
+                f.result()
+
+    def worker_pids(self) -> list[int]:
+        return sorted(self._pool._processes) if self._pool is not None else []  # for the benchmark's CPU figures
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _drop_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def _workers(self) -> ProcessPoolExecutor | None:
+        if self.workers < 1:
+            return None
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("forkserver"))
+        return self._pool
+
+    def _parsed(self, raws: list[bytes]) -> Iterator[tuple[int, ParsedEvents, dict[Ident, Stored] | None]]:
+        """(offset in `raws`, parsed chunk, stored state of its documents if read), in order.
+
+        Called with the write lock held: what the workers read is what this transaction sees.
+        """
+        pool = self._workers() if len(raws) >= self.parallel_min else None
+        if pool is None:
+            yield 0, parse_events(self.rules, raws), None
+            return
+        size = self.parse_chunk
+        tasks: list[tuple[int, Future[tuple[ParsedEvents, dict[Ident, Stored] | None]]]] = [
+            (i, pool.submit(parse_and_load, self.rules, self._reader, raws[i:i + size]))
+            for i in range(0, len(raws), size)]
+        try:
+            for i, task in tasks:
+                try:
+                    parsed, stored = task.result()
+                except BrokenProcessPool:  # a worker died (killed, out of memory): parse here, restart later
+                    log.warning("a parsing worker died; parsing events %d-%d in the applying process", i, i + size)
+                    self._drop_pool()
+                    parsed, stored = parse_events(self.rules, raws[i:i + size]), None
+                yield i, parsed, stored
+        finally:
+            for _i, task in tasks:
+                task.cancel()
+
+    # -- applying -------------------------------------------------------------------------------------------
 
     def apply_raw(
         self,
@@ -51,122 +124,135 @@ class Applier:
         Invalid ones go to the dead-letter table in the same transaction; `extra` runs in it too (the Kafka
         consumer stores its offsets there, which is what makes the effect exactly-once).
         """
-        events: list[Event] = []
+        items = items if isinstance(items, list) else list(items)
         letters: list[tuple[str, str, bytes]] = []
-        for source, raw in items:
-            try:
-                events.append(parse_event(raw, self.rules))
-            except InvalidDocument as exc:
-                letters.append((source, str(exc), raw))
         with self.manifest.write() as conn:
-            counts = self._apply(conn, events)
+            batch = _Batch(conn, self.limits)
+            for start, parsed, stored in self._parsed([raw for _source, raw in items]):
+                for i, reason in parsed.rejects:
+                    source, raw = items[start + i]
+                    letters.append((source, reason, raw))
+                batch.add(parsed.ops, stored)
+            batch.write(self.manifest)
             Manifest.add_dead_letters(conn, letters)
             if extra is not None:
                 extra(conn)
-        counts.rejected += len(letters)
-        return counts
+            checkpoint("apply-commit")  # a kill here: the batch is rolled back whole
+        batch.counts.rejected += len(letters)
+        return batch.counts
 
-    def _apply(self, conn: Connection, events: Sequence[Event]) -> Counts:
-        counts = Counts()
-        if not events:
-            return counts
-        docs = self._load_docs(conn, {(e.section, e.key) for e in events})
-        open_shards = self._load_open_shards(conn, {e.section for e in events})
-        wanted = {(s, d.shard_no) for (s, _k), d in docs.items() if d.shard_no is not None}
-        wanted |= {(s, n) for s, n in open_shards.items()}
-        shard_state = self._load_shards(conn, wanted)
-        rows: dict[tuple[str, str], tuple[object, ...]] = {}
 
-        def shard(section: str, shard_no: int) -> _Shard:
-            return shard_state.setdefault((section, shard_no), _Shard(0, 0))
+class _Batch:
+    """One transaction's worth of events: documents and shards as the events leave them, written at the end."""
 
-        def place(section: str, size: int, preferred: int | None) -> int:
-            if preferred is not None and self.limits.fits(shard(section, preferred).url_count,
-                                                         shard(section, preferred).byte_count, size):
-                return preferred
-            n = open_shards.setdefault(section, 1)
-            st = shard(section, n)
-            if not self.limits.fits(st.url_count, st.byte_count, size):
-                n += 1
-                open_shards[section] = n
-            return n
+    def __init__(self, conn: Connection, limits: Limits) -> None:
+        self.conn = conn
+        self.limits = limits
+        self.counts = Counts()
+        self.stored: dict[Ident, Stored] = {}  # loaded from the manifest
+        self.docs: dict[Ident, Current] = {}  # as this batch leaves them
+        self.rows: dict[Ident, Row] = {}
+        self.shards: dict[tuple[str, int], _Shard] = {}
+        self.open_shards: dict[str, int] = {}
+        self.known_sections: set[str] = set()
 
-        for ev in events:
-            ident = (ev.section, ev.key)
+    def add(self, ops: Sequence[UpsertRow | DeleteRow], stored: dict[Ident, Stored] | None = None) -> None:
+        """Apply events in order. `stored`: what the manifest holds for their documents, if already read."""
+        if not ops:
+            return
+        self._load(ops, stored)
+        docs, rows, counts = self.docs, self.rows, self.counts
+        for op in ops:
+            section, key, version = op[0], op[1], op[2]
+            ident = (section, key)
             cur = docs.get(ident)
-            if cur is not None and ev.version is not None and cur.version is not None and ev.version <= cur.version:
-                counts.stale += 1
-                continue
-            version = ev.version if ev.version is not None else (cur.version if cur else None)
+            if cur is not None:
+                if version is not None and cur[1] is not None and version <= cur[1]:
+                    counts.stale += 1
+                    continue
+                if version is None:
+                    version = cur[1]
+                if cur[3] and cur[0] is not None:  # leave the old place
+                    old = self._shard(section, cur[0])
+                    old.url_count -= 1
+                    old.byte_count -= cur[2]
+                    old.touched = True
             counts.applied += 1
-            if cur is not None and cur.live and cur.shard_no is not None:  # leave the old place
-                old = shard(ev.section, cur.shard_no)
-                old.url_count -= 1
-                old.byte_count -= cur.size
-                old.touched = True
-            if isinstance(ev, Delete):
-                shard_no = cur.shard_no if cur else None
-                docs[ident] = _Doc(shard_no, version, 0, False)
+            if len(op) == 3:  # a deletion: a tombstone keeps the version and the shard
+                shard_no = cur[0] if cur is not None else None
+                docs[ident] = (shard_no, version, 0, False)
                 if cur is not None or version is not None:
-                    rows[ident] = (ev.section, ev.key, shard_no, version, None, None, None, 0, None)
+                    rows[ident] = (section, key, shard_no, version, None, None, None, 0, None)
                 continue
-            assert isinstance(ev, Upsert)
-            d = ev.document
-            xml = url_fragment(d)
-            size = len(xml.encode())
-            shard_no = place(ev.section, size, cur.shard_no if cur else None)
-            st = shard(ev.section, shard_no)
+            _s, _k, _v, loc, lastmod, lastmod_ts, size, xml = op
+            shard_no = self._place(section, size, cur[0] if cur is not None else None)
+            st = self._shard(section, shard_no)
             st.url_count += 1
             st.byte_count += size
             st.touched = True
-            docs[ident] = _Doc(shard_no, version, size, True)
-            rows[ident] = (d.section, d.key, shard_no, version, d.loc, d.lastmod, d.lastmod_ts, size, xml)
+            docs[ident] = (shard_no, version, size, True)
+            rows[ident] = (section, key, shard_no, version, loc, lastmod, lastmod_ts, size, xml)
 
-        revision = Manifest.next_revision(conn)
-        self.manifest.upsert(conn, documents, ("section", "key"), list(rows.values()))
-        self.manifest.upsert(conn, shards, ("section", "shard_no"), [
-            (s, n, st.url_count, st.byte_count, revision) for (s, n), st in shard_state.items() if st.touched
-        ])
-        self.manifest.upsert(conn, sections, ("name",), list(open_shards.items()))
-        return counts
+    def _shard(self, section: str, shard_no: int) -> _Shard:
+        st = self.shards.get((section, shard_no))
+        if st is None:
+            st = self.shards[(section, shard_no)] = _Shard(0, 0)
+        return st
 
-    @staticmethod
-    def _load_docs(conn: Connection, idents: set[tuple[str, str]]) -> dict[tuple[str, str], _Doc]:
-        # Per section, `key IN (...)` (one `= ANY(array)` on PostgreSQL): both use the unique index, where a
-        # row-value IN over (section, key) had both databases scan (PostgreSQL fell to ~400 events/s).
-        by_section: dict[str, list[str]] = {}
-        for s, k in idents:
-            by_section.setdefault(s, []).append(k)
-        found: dict[tuple[str, str], _Doc] = {}
-        query = "SELECT section, key, shard_no, version, size, xml IS NOT NULL FROM documents WHERE section ="
-        for section, keys in by_section.items():
-            queries: list[tuple[str, tuple[object, ...]]]
-            if conn.dialect.name == "postgresql":
-                queries = [(query + " %s AND key = ANY(%s)", (section, keys))]
-            else:
-                queries = []
-                for i in range(0, len(keys), CHUNK):
-                    chunk = keys[i:i + CHUNK]
-                    marks = ",".join("?" * len(chunk))
-                    queries.append((f"{query} ? AND key IN ({marks})", (section, *chunk)))
-            for sql, params in queries:
-                for s, k, n, v, size, live in conn.exec_driver_sql(sql, params):
-                    found[(s, k)] = _Doc(n, v, size, bool(live))
-        return found
+    def _place(self, section: str, size: int, preferred: int | None) -> int:
+        fits = self.limits.fits
+        if preferred is not None:
+            st = self._shard(section, preferred)
+            if fits(st.url_count, st.byte_count, size):
+                return preferred
+        n = self.open_shards.setdefault(section, 1)
+        st = self._shard(section, n)
+        if not fits(st.url_count, st.byte_count, size):
+            n += 1
+            self.open_shards[section] = n
+        return n
 
-    @staticmethod
-    def _load_open_shards(conn: Connection, names: set[str]) -> dict[str, int]:
-        query = select(sections.c.name, sections.c.open_shard).where(sections.c.name.in_(sorted(names)))
-        return {name: int(n) for name, n in conn.execute(query)}
+    def _load(self, ops: Sequence[UpsertRow | DeleteRow], stored: dict[Ident, Stored] | None) -> None:
+        """Take in the stored state of the documents first seen here (read now unless given), their shards and
+        their sections."""
+        docs = self.docs
+        fresh = {(op[0], op[1]) for op in ops} - docs.keys()
+        if not fresh:
+            return
+        conn = self.conn
+        new_sections = sorted({s for s, _k in fresh} - self.known_sections)
+        if new_sections:
+            query = select(sections.c.name, sections.c.open_shard).where(sections.c.name.in_(new_sections))
+            self.open_shards.update({name: int(n) for name, n in conn.execute(query)})
+            self.known_sections.update(new_sections)
+        if stored is None:
+            stored = document_rows.load_all(conn.connection.driver_connection, conn.dialect.name, fresh)
+        wanted = set(self.open_shards.items())
+        for ident in fresh:
+            state = stored.get(ident)
+            if state is not None:
+                self.stored[ident] = state
+                docs[ident] = state[1:]
+                if state[1] is not None:
+                    wanted.add((ident[0], state[1]))
+        self._load_shards(wanted - self.shards.keys())
 
-    @staticmethod
-    def _load_shards(conn: Connection, wanted: set[tuple[str, int]]) -> dict[tuple[str, int], _Shard]:
-        found: dict[tuple[str, int], _Shard] = {}
-        todo = list(wanted)
+    def _load_shards(self, wanted: set[tuple[str, int]]) -> None:
+        todo = sorted(wanted)
         key = tuple_(shards.c.section, shards.c.shard_no)
         for i in range(0, len(todo), CHUNK):
             query = select(shards.c.section, shards.c.shard_no, shards.c.url_count, shards.c.byte_count).where(
                 key.in_(todo[i:i + CHUNK]))
-            for s, n, count, size in conn.execute(query):
-                found[(s, n)] = _Shard(count, size)
-        return found
+            for s, n, count, size in self.conn.execute(query):
+                self.shards[(s, n)] = _Shard(count, size)
+
+    def write(self, manifest: Manifest) -> None:
+        if not self.counts.applied:
+            return
+        conn = self.conn
+        revision = Manifest.next_revision(conn)
+        document_rows.write(manifest, conn, self.rows.values(), self.stored)
+        manifest.upsert(conn, shards, ("section", "shard_no"), [
+            (s, n, st.url_count, st.byte_count, revision) for (s, n), st in self.shards.items() if st.touched
+        ])
+        manifest.upsert(conn, sections, ("name",), list(self.open_shards.items()))

@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from snapshot.document import (
     Document,
@@ -18,6 +19,7 @@ from snapshot.document import (
     load_json,
     parse_document,
 )
+from snapshot.render import url_fragment
 
 MAX_EVENT_BYTES = 1024 * 1024
 
@@ -62,3 +64,36 @@ def parse_event(raw: bytes | str, rules: Rules) -> Event:
     if op == "delete":
         return Delete(check_section(obj.get("section")), check_key(obj.get("key")), check_version(obj.get("version")))
     raise InvalidDocument(f"op must be 'upsert' or 'delete', got {op!r}")
+
+
+# What the applier needs of a valid event, as plain tuples (cheap to send back from a worker process):
+UpsertRow = tuple[str, str, int | None, str, str | None, float | None, int, str]
+"""(section, key, version, loc, lastmod, lastmod_ts, size, xml): an upsert, validated and rendered."""
+DeleteRow = tuple[str, str, int | None]
+"""(section, key, version): a deletion."""
+
+
+@dataclass(slots=True)
+class ParsedEvents:
+    ops: list[UpsertRow | DeleteRow] = field(default_factory=list)  # the valid events, in order
+    rejects: list[tuple[int, str]] = field(default_factory=list)  # (index in the input, reason)
+
+
+def parse_events(rules: Rules, raws: Sequence[bytes]) -> ParsedEvents:
+    """Validate and render raw events into rows (runs in a worker process for large batches)."""
+    out = ParsedEvents()
+    ops, rejects = out.ops, out.rejects
+    for i, raw in enumerate(raws):
+        try:
+            ev = parse_event(raw, rules)
+        except InvalidDocument as exc:
+            rejects.append((i, str(exc)))
+            continue
+        if isinstance(ev, Delete):
+            ops.append((ev.section, ev.key, ev.version))
+            continue
+        d = ev.document
+        xml = url_fragment(d)
+        size = len(xml) if xml.isascii() else len(xml.encode())
+        ops.append((d.section, d.key, d.version, d.loc, d.lastmod, d.lastmod_ts, size, xml))
+    return out

@@ -1,0 +1,85 @@
+"""The documents rows of the apply path, read and written through the database driver itself.
+
+The apply path touches every event's row twice (read its state, write its new one), so it skips the SQLAlchemy
+Core layer here and, on SQLite, writes by rowid: an update that keeps a document's shard then rewrites the row's
+own page only, not the (section, key) or (section, shard_no, key) index pages a generic upsert also visits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection
+
+from snapshot.manifest import DOCUMENT_COLUMNS, Manifest, documents
+
+CHUNK = 500  # keys per IN (...) query on SQLite: well below its parameter limit
+
+Ident = tuple[str, str]  # (section, key)
+Stored = tuple[int | None, int | None, int | None, int, bool]
+"""What the manifest holds for a document: (rowid on SQLite else None, shard_no, version, size, live)."""
+Row = tuple[Any, ...]  # a documents row, in DOCUMENT_COLUMNS order
+
+_LOAD = "SELECT {rowid}key, shard_no, version, size, xml IS NOT NULL FROM documents WHERE section = "
+_COLUMNS = ", ".join(DOCUMENT_COLUMNS)
+_INSERT = f"INSERT INTO documents ({_COLUMNS}) VALUES ({', '.join('?' * len(DOCUMENT_COLUMNS))})"
+_SET = "version = ?, loc = ?, lastmod = ?, lastmod_ts = ?, size = ?, xml = ? WHERE rowid = ?"
+_SAME_SHARD = f"UPDATE documents SET {_SET}"
+_MOVED = f"UPDATE documents SET shard_no = ?, {_SET}"
+
+
+def load(raw: Any, dialect: str, section: str, keys: Iterable[str]) -> dict[Ident, Stored]:
+    """The stored state of these documents of one section (those the manifest has), through a driver
+    connection (`raw`: sqlite3 or psycopg)."""
+    found: dict[Ident, Stored] = {}
+    if dialect == "postgresql":
+        # `= ANY(array)` uses the unique index; a row-value IN over (section, key) scanned the table.
+        with raw.cursor() as cur:
+            cur.execute(_LOAD.format(rowid="") + "%s AND key = ANY(%s)", (section, list(keys)))
+            for k, n, v, size, live in cur:
+                found[(section, k)] = (None, n, v, size, live)
+        return found
+    todo = sorted(keys)  # in index order: neighbouring lookups share pages
+    for i in range(0, len(todo), CHUNK):
+        chunk = todo[i:i + CHUNK]
+        sql = f"{_LOAD.format(rowid='rowid, ')}? AND key IN ({','.join('?' * len(chunk))})"
+        for rowid, k, n, v, size, live in raw.execute(sql, (section, *chunk)):
+            found[(section, k)] = (rowid, n, v, size, bool(live))
+    return found
+
+
+def load_all(raw: Any, dialect: str, idents: Iterable[Ident]) -> dict[Ident, Stored]:
+    by_section: dict[str, set[str]] = {}
+    for section, key in idents:
+        by_section.setdefault(section, set()).add(key)
+    found: dict[Ident, Stored] = {}
+    for section, keys in by_section.items():
+        found.update(load(raw, dialect, section, keys))
+    return found
+
+
+def write(manifest: Manifest, conn: Connection, rows: Iterable[Row], stored: dict[Ident, Stored]) -> None:
+    """Store the documents rows; `stored` says which exist (loaded in this transaction)."""
+    if conn.dialect.name != "sqlite":
+        manifest.upsert(conn, documents, ("section", "key"), list(rows))
+        return
+    new: list[Row] = []
+    same: list[tuple[Any, ...]] = []
+    moved: list[tuple[Any, ...]] = []
+    for row in rows:
+        old = stored.get((row[0], row[1]))
+        if old is None:
+            new.append(row)
+        elif old[1] == row[2]:
+            same.append((*row[3:], old[0]))
+        else:
+            moved.append((*row[2:], old[0]))
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    for sql, params in ((_SAME_SHARD, same), (_MOVED, moved)):
+        if params:
+            params.sort(key=lambda p: p[-1])  # rowid order: each table page is visited once
+            raw.executemany(sql, params)
+    if new:
+        raw.executemany(_INSERT, new)
