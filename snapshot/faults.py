@@ -8,7 +8,13 @@ from __future__ import annotations
 import os
 import signal
 
+_reached: dict[str, int] = {}
+
 
 def checkpoint(step: str) -> None:
-    if os.environ.get("SITEMAPS_KILL_AT") == step:
-        os.kill(os.getpid(), signal.SIGKILL)
+    """`SITEMAPS_KILL_AT=step` kills at the first time `step` is reached, `step@k` at the k-th time."""
+    name, _, nth = os.environ.get("SITEMAPS_KILL_AT", "").partition("@")
+    if name == step:
+        _reached[step] = _reached.get(step, 0) + 1
+        if _reached[step] == int(nth or 1):
+            os.kill(os.getpid(), signal.SIGKILL)

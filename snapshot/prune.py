@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from snapshot import generation
+from snapshot.faults import checkpoint
 from snapshot.manifest import Manifest
 from snapshot.routers.base import Router
 from snapshot.stores.base import Store
@@ -47,6 +48,7 @@ def prune(manifest: Manifest, store: Store, router: Router, keep: int = KEEP, gr
         for gen_id in published:
             if gen_id not in kept:
                 store.delete(gen_id)
+                checkpoint("prune-delete")  # deleted, not yet recorded: the next prune records it
                 manifest.set_state(gen_id, "pruned")
                 result.deleted.append(gen_id)
         known = {g.id: g for g in gens}
@@ -58,6 +60,7 @@ def prune(manifest: Manifest, store: Store, router: Router, keep: int = KEEP, gr
             if created is not None and now - created < grace:
                 continue  # perhaps still being built
             store.delete(gen_id)
+            checkpoint("prune-abandoned")
             if g is not None:
                 manifest.set_state(gen_id, "pruned" if g.state == "pruned" else "abandoned")
             result.abandoned.append(gen_id)
