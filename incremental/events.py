@@ -19,7 +19,7 @@ from snapshot.document import (
     load_json,
     parse_document,
 )
-from snapshot.render import url_fragment
+from snapshot.render import rendered
 
 MAX_EVENT_BYTES = 1024 * 1024
 
@@ -93,7 +93,6 @@ def parse_events(rules: Rules, raws: Sequence[bytes]) -> ParsedEvents:
             ops.append((ev.section, ev.key, ev.version))
             continue
         d = ev.document
-        xml = url_fragment(d)
-        size = len(xml) if xml.isascii() else len(xml.encode())
+        xml, size = rendered(d)
         ops.append((d.section, d.key, d.version, d.loc, d.lastmod, d.lastmod_ts, size, xml))
     return out

@@ -24,7 +24,7 @@ from snapshot.faults import checkpoint
 from snapshot.limits import Limits
 from snapshot.manifest import DOCUMENT_COLUMNS, Counts, Manifest, documents, sections, shards
 from snapshot.publish import EmptyManifest
-from snapshot.render import SHARD_OVERHEAD, url_fragment
+from snapshot.render import SHARD_OVERHEAD, rendered
 
 CHUNK_SIZE = 5_000  # rows of a database source per task sent to a worker
 BLOCK_SIZE = 1 << 20  # bytes of a JSON-lines source per task (about 5,000 documents)
@@ -76,8 +76,7 @@ def parse_chunk(rules: Rules, chunk: Chunk) -> Parsed:
             raw = payload if isinstance(payload, bytes) else orjson.dumps(payload, default=str)
             out.rejects.append((f"{chunk.name}:{n}", str(exc), raw))
             continue
-        xml = url_fragment(d)
-        size = len(xml) if xml.isascii() else len(xml.encode())  # isascii() is O(1) on CPython's strings
+        xml, size = rendered(d)
         rows.append([d.section, d.key, 0, d.version, d.loc, d.lastmod, d.lastmod_ts, size, xml])
     return out
 

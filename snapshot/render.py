@@ -62,6 +62,12 @@ def url_fragment(doc: Document) -> str:
     return xml + "</url>\n"
 
 
+def rendered(doc: Document) -> tuple[str, int]:
+    """The document's <url> fragment and its size in bytes, as the manifest stores them."""
+    xml = url_fragment(doc)
+    return xml, len(xml) if xml.isascii() else len(xml.encode())  # isascii() is O(1) on CPython's strings
+
+
 def shard_xml(fragments: Iterable[str]) -> bytes:
     return (URLSET_OPEN + "".join(fragments) + URLSET_CLOSE).encode()
 
