@@ -21,7 +21,7 @@ Stored = tuple[int | None, int | None, int | None, int, bool]
 """What the manifest holds for a document: (rowid on SQLite else None, shard_no, version, size, live)."""
 Row = tuple[Any, ...]  # a documents row, in DOCUMENT_COLUMNS order
 
-_LOAD = "SELECT {rowid}key, shard_no, version, size, xml IS NOT NULL FROM documents WHERE section = "
+_LOAD = "SELECT {rowid}key, shard_no, version, size, size > 0 FROM documents WHERE section = "
 _COLUMNS = ", ".join(DOCUMENT_COLUMNS)
 _INSERT = f"INSERT INTO documents ({_COLUMNS}) VALUES ({', '.join('?' * len(DOCUMENT_COLUMNS))})"
 _SET = "version = ?, loc = ?, lastmod = ?, lastmod_ts = ?, size = ?, xml = ? WHERE rowid = ?"

@@ -25,7 +25,7 @@ from incremental.leader import Leader
 from incremental.offsets import OffsetStore
 from incremental.service import Service
 from incremental.sources.kafka import KafkaConfig, KafkaSource
-from snapshot.manifest import Counts, documents, sections, shards
+from snapshot.manifest import Counts, documents, sections, shard_packs, shards
 from snapshot.publish import PublishResult
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class Replay:
         """Empty the manifest (unless kept), store the replay's start and end offsets: one transaction."""
         with self.app.manifest.write() as conn:
             if not keep_manifest:
-                for table in (documents, shards, sections):
+                for table in (documents, shards, sections, shard_packs):
                     conn.execute(table.delete())
             self.offsets.reset(conn, self.config.topic, sp.start, sp.end)
 

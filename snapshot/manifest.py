@@ -36,6 +36,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 
+from snapshot import packs
+from snapshot.packs import Entry
+
 metadata = MetaData()
 
 meta = Table(
@@ -56,8 +59,9 @@ shards = Table(
     Column("byte_count", BigInteger, nullable=False),
     Column("revision", BigInteger, nullable=False),
 )
-# A row whose xml is NULL is a tombstone: it remembers a deleted document's version (so a late, older upsert
-# is refused) and its shard (so the document gets its shard back if it returns). No primary key but a
+# A row whose size is 0 is a tombstone: it remembers a deleted document's version (so a late, older upsert
+# is refused) and its shard (so the document gets its shard back if it returns). A live row whose xml is NULL
+# is packed: a rebuild loaded it, and its content is in shard_packs (snapshot/packs.py). No primary key but a
 # unique index, so a rebuild can bulk-load first and build its indexes after.
 documents = Table(
     "documents", metadata,
@@ -74,6 +78,17 @@ documents = Table(
 DOCUMENT_COLUMNS = tuple(c.name for c in documents.c)
 Index("ux_documents_key", documents.c.section, documents.c.key, unique=True)
 Index("ix_documents_shard", documents.c.section, documents.c.shard_no, documents.c.key)
+
+shard_packs = Table(
+    "shard_packs", metadata,
+    Column("section", String(64), primary_key=True),
+    Column("shard_no", Integer, primary_key=True),
+    Column("seq", Integer, primary_key=True),  # the section's packs in source order
+    # The shard's documents are entries [entry_from, entry_to) of the pack: a pack can span two shards.
+    Column("entry_from", Integer, nullable=False),
+    Column("entry_to", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+)
 
 generations = Table(
     "generations", metadata,
@@ -338,16 +353,30 @@ class Manifest:
     def shard_rows(self, conn: Connection, section: str, shard_no: int
                    ) -> list[tuple[str, str | None, float | None]]:
         """(xml, lastmod, lastmod_ts) of the live documents of one shard, in a stable order."""
-        mark = "?" if self.dialect == "sqlite" else "%s"
-        raw = conn.connection.driver_connection  # fetched by the driver in C: a shard is 50,000 rows
+        with self._cursor(conn) as (cur, mark):  # fetched by the driver in C: a shard is 50,000 rows
+            cur.execute("SELECT key, xml, lastmod, lastmod_ts FROM documents "
+                        f"WHERE section = {mark} AND shard_no = {mark} AND size > 0 ORDER BY key",
+                        (section, shard_no))
+            rows = cur.fetchall()
+            if all(row[1] is not None for row in rows):
+                return [row[1:] for row in rows]
+            packed = self._packed(cur, mark, section, shard_no)
+            return [row[1:] if row[1] is not None else packed[row[0]][:3] for row in rows]
+
+    def _packed(self, cur: Any, mark: str, section: str, shard_no: int) -> dict[str, Entry]:
+        """The packed documents of one shard, by key; every packed row of the shard must be among them."""
+        cur.execute("SELECT entry_from, entry_to, data FROM shard_packs "
+                    f"WHERE section = {mark} AND shard_no = {mark} ORDER BY seq", (section, shard_no))
+        return _Packed(section, shard_no, packs.entries([(a, b, bytes(data)) for a, b, data in cur.fetchall()]))
+
+    @contextmanager
+    def _cursor(self, conn: Connection) -> Iterator[tuple[Any, str]]:
+        """A cursor of the driver itself, inside `conn`'s transaction, and its parameter mark."""
+        raw = conn.connection.driver_connection
         assert raw is not None
         cur = raw.cursor()
         try:
-            cur.execute("SELECT xml, lastmod, lastmod_ts FROM documents "
-                        f"WHERE section = {mark} AND shard_no = {mark} AND xml IS NOT NULL ORDER BY key",
-                        (section, shard_no))
-            rows: list[tuple[str, str | None, float | None]] = cur.fetchall()
-            return rows
+            yield cur, "?" if self.dialect == "sqlite" else "%s"
         finally:
             cur.close()
 
@@ -367,12 +396,18 @@ class Manifest:
             return {s: (int(n), int(u)) for s, n, u in conn.execute(query)}
 
     def documents(self) -> Iterator[tuple[str, str, str, str | None]]:
-        """(section, key, loc, lastmod) of every live document."""
-        query = select(documents.c.section, documents.c.key, documents.c.loc, documents.c.lastmod).where(
-            documents.c.xml.is_not(None)
-        )
-        with self.engine.connect() as conn:
-            yield from conn.execution_options(yield_per=10_000).execute(query)
+        """(section, key, loc, lastmod) of every live document, a shard at a time."""
+        with self.read() as conn, self._cursor(conn) as (cur, mark):
+            for shard in self.shards(conn):
+                cur.execute("SELECT key, loc, lastmod, xml IS NULL FROM documents "
+                            f"WHERE section = {mark} AND shard_no = {mark} AND size > 0",
+                            (shard.section, shard.shard_no))
+                rows = cur.fetchall()
+                packed = self._packed(cur, mark, shard.section, shard.shard_no) if any(r[3] for r in rows) else {}
+                for key, loc, lastmod, is_packed in rows:
+                    if is_packed:
+                        _xml, lastmod, _ts, loc, _v, _size = packed[key]
+                    yield shard.section, key, loc, lastmod
 
     # -- generations ----------------------------------------------------------------------------------------
 
@@ -458,6 +493,21 @@ class Manifest:
         else:
             with self.engine.connect() as c:
                 yield c
+
+
+class _Packed(dict[str, packs.Entry]):
+    """A shard's packed documents; a key missing from them means the manifest is damaged, and says where."""
+
+    def __init__(self, section: str, shard_no: int, found: dict[str, packs.Entry]) -> None:
+        super().__init__(found)
+        self.where = f"shard {shard_no} of section {section}"
+
+    def __missing__(self, key: str) -> packs.Entry:
+        raise ManifestDamaged(f"document {key!r} of {self.where} is packed, but no pack of the shard holds it")
+
+
+class ManifestDamaged(RuntimeError):
+    """The manifest contradicts itself (it was changed by hand, or a store lost data)."""
 
 
 def _asdict(record: FileRecord) -> dict[str, Any]:

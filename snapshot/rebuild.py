@@ -2,7 +2,8 @@
 
 The new manifest is loaded into staging tables and swapped in with one short transaction, so a rebuild that
 fails or is killed half-way changes nothing: the old manifest and the live generation stay as they were.
-Parsing and validation run in worker processes (both cores); this process assigns shards and loads rows.
+Parsing and validation run in worker processes (both cores); this process assigns shards and loads rows: a
+small documents row each, and the content in shard packs (snapshot/packs.py says why).
 """
 
 from __future__ import annotations
@@ -10,27 +11,32 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import repeat
 from multiprocessing import get_context
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, Connection, MetaData, Table, func, literal, select, text
+from sqlalchemy import BigInteger, Connection, MetaData, func, literal, select, text
 from sqlalchemy.exc import IntegrityError
 
 from snapshot.bounded import bounded_map
 from snapshot.document import InvalidDocument, Rules, load_json, parse_document
 from snapshot.faults import checkpoint
 from snapshot.limits import Limits
-from snapshot.manifest import DOCUMENT_COLUMNS, Counts, Manifest, documents, sections, shards
+from snapshot.manifest import Counts, Manifest, documents, sections, shard_packs, shards
+from snapshot.packs import pack, unpack, without
 from snapshot.publish import EmptyManifest
 from snapshot.render import SHARD_OVERHEAD, rendered
 
 CHUNK_SIZE = 5_000  # rows of a database source per task sent to a worker
 BLOCK_SIZE = 1 << 20  # bytes of a JSON-lines source per task (about 5,000 documents)
 IN_FLIGHT = 4  # tasks queued ahead per worker: enough to keep both cores busy, little memory
+LOAD_ROWS = 50_000  # documents per load transaction
+PACKED_COLUMNS = ("section", "key", "shard_no", "version", "size")  # what a packed documents row holds
+TABLES = (documents, shards, sections, shard_packs)
 
-Row = list[Any]  # a documents row in DOCUMENT_COLUMNS order; a list, so the shard number is filled in place
+PackRow = tuple[int, int, int, bytes]  # (seq, entry_from, entry_to, data) of one shard's pack
 Payload = bytes | dict[str, Any]  # a JSON line, or a row of the application's database
 
 
@@ -57,15 +63,31 @@ class Chunk:
 
 
 @dataclass(slots=True)
+class Run:
+    """The valid documents of one section in a chunk, in source order: what this process needs to give them
+    their shards (keys, versions, sizes), and their content, packed by the worker (snapshot/packs.py)."""
+
+    section: str
+    keys: tuple[str, ...]
+    versions: tuple[int | None, ...]
+    sizes: tuple[int, ...]
+    pack: bytes
+
+
+@dataclass(slots=True)
 class Parsed:
-    rows: list[Row]
+    runs: list[Run]
     rejects: list[tuple[str, str, bytes]]  # (source, reason, raw)
+
+    @property
+    def documents(self) -> int:
+        return sum(len(run.keys) for run in self.runs)
 
 
 def parse_chunk(rules: Rules, chunk: Chunk) -> Parsed:
-    """Validate and render one chunk of source documents (runs in a worker process)."""
-    out = Parsed([], [])
-    rows = out.rows
+    """Validate, render and pack one chunk of source documents (runs in a worker process)."""
+    rejects: list[tuple[str, str, bytes]] = []
+    by_section: dict[str, list[tuple[Any, ...]]] = {}
     for n, payload in chunk.payloads():
         try:
             obj = load_json(payload) if isinstance(payload, bytes) else payload
@@ -74,11 +96,18 @@ def parse_chunk(rules: Rules, chunk: Chunk) -> Parsed:
             d = parse_document(obj, rules)
         except InvalidDocument as exc:
             raw = payload if isinstance(payload, bytes) else orjson.dumps(payload, default=str)
-            out.rejects.append((f"{chunk.name}:{n}", str(exc), raw))
+            rejects.append((f"{chunk.name}:{n}", str(exc), raw))
             continue
         xml, size = rendered(d)
-        rows.append([d.section, d.key, 0, d.version, d.loc, d.lastmod, d.lastmod_ts, size, xml])
-    return out
+        docs = by_section.get(d.section)
+        if docs is None:
+            docs = by_section[d.section] = []
+        docs.append((d.key, d.version, d.loc, d.lastmod, d.lastmod_ts, size, xml))
+    runs = []
+    for section, docs in by_section.items():
+        columns = list(zip(*docs, strict=True))  # transposed in C: keys, versions, locs, ... (packs.Columns)
+        runs.append(Run(section, columns[0], columns[1], columns[5], pack(columns)))
+    return Parsed(runs, rejects)
 
 
 def row_chunks(name: str, rows: Iterable[dict[str, Any]], size: int = CHUNK_SIZE) -> Iterator[Chunk]:
@@ -102,7 +131,8 @@ class Rebuilder:
         self.limits = limits
         self.workers = workers
         md = MetaData()
-        self.staging = {t.name: t.to_metadata(md, name=t.name + "_staging") for t in (documents, shards, sections)}
+        self.staging = {t.name: t.to_metadata(md, name=t.name + "_staging") for t in TABLES}
+        self._seqs: dict[str, int] = {}  # section -> packs made
         for t in self.staging.values():
             for ix in list(t.indexes):
                 t.indexes.discard(ix)  # built after the load, under names of their own
@@ -113,25 +143,26 @@ class Rebuilder:
         for t in self.staging.values():
             t.create(self.manifest.engine)
         counts = Counts()
+        self._seqs.clear()
         totals: dict[tuple[str, int], tuple[int, int]] = {}  # (section, shard_no) -> (URLs, bytes), when full
         sections_state: dict[str, list[int]] = {}  # section -> [open shard_no, its URLs, its bytes]
-        batch: list[Row] = []
-        letters: list[tuple[str, str, bytes]] = []
+        batch = _Batch()
         workers = max(1, self.workers)
         with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
             results = bounded_map(pool, _parse_with_rules(self.rules), source, workers * IN_FLIGHT)
             for parsed in results:
-                self._assign(parsed.rows, sections_state, totals)
-                batch += parsed.rows
-                letters += parsed.rejects
-                counts.applied += len(parsed.rows)
+                for run in parsed.runs:
+                    self._add(batch, run, sections_state, totals)
+                batch.letters += parsed.rejects
+                documents = parsed.documents
+                counts.applied += documents
                 counts.rejected += len(parsed.rejects)
-                if len(batch) >= 50_000:
-                    self._load(batch, letters)
-                    batch, letters = [], []
+                if len(batch.rows) >= LOAD_ROWS:
+                    self._load(batch)
+                    batch = _Batch()
                 if progress is not None:
-                    progress(len(parsed.rows) + len(parsed.rejects))
-            self._load(batch, letters)
+                    progress(documents + len(parsed.rejects))
+            self._load(batch)
         if counts.applied == 0:  # never swap an empty manifest in: the next publish would drop the whole site
             self._drop_staging()
             raise EmptyManifest(f"no valid document in the source ({counts}): the manifest is left as it was")
@@ -142,28 +173,47 @@ class Rebuilder:
         counts.applied -= counts.stale
         return counts
 
-    def _assign(self, rows: list[Row], state: dict[str, list[int]], full: dict[tuple[str, int], tuple[int, int]]
-                ) -> None:
-        """Fill each section's open shard in source order (the hot loop of this process: kept lean)."""
+    def _add(self, batch: _Batch, run: Run, state: dict[str, list[int]],
+             full: dict[tuple[str, int], tuple[int, int]]) -> None:
+        """Give a run's documents their shards, filling the section's open shard in source order, and queue
+        their rows and packs (one pack row per shard the run reaches)."""
+        section, sizes = run.section, run.sizes
+        st = state.get(section)
+        if st is None:
+            st = state[section] = [1, 0, 0]  # [open shard_no, its URLs, its bytes]
         max_urls = self.limits.max_urls
         max_bytes = self.limits.max_bytes - SHARD_OVERHEAD
-        for row in rows:
-            st = state.get(row[0])
-            if st is None:
-                st = state[row[0]] = [1, 0, 0]  # [shard_no, url_count, byte_count]
-            size = row[7]
-            if st[1] >= max_urls or st[2] + size > max_bytes:  # Limits.fits, inlined
-                full[row[0], st[0]] = (st[1], st[2])
-                st[0] += 1
-                st[1] = st[2] = 0
-            st[1] += 1
+        count, size = len(sizes), sum(sizes)
+        seq = self._seqs[section] = self._seqs.get(section, 0) + 1
+        if st[1] + count <= max_urls and st[2] + size <= max_bytes:  # the whole run fits: the common case
+            st[1] += count
             st[2] += size
-            row[2] = st[0]
+            shard_nos: Iterable[int] = repeat(st[0], count)
+            batch.packs.append((section, st[0], seq, 0, count, run.pack))
+        else:
+            shard_nos = []
+            start = 0
+            for i, size in enumerate(sizes):
+                if st[1] >= max_urls or st[2] + size > max_bytes:  # Limits.fits, inlined
+                    full[section, st[0]] = (st[1], st[2])
+                    if i > start:
+                        batch.packs.append((section, st[0], seq, start, i, run.pack))
+                    start = i
+                    st[0] += 1
+                    st[1] = st[2] = 0
+                st[1] += 1
+                st[2] += size
+                shard_nos.append(st[0])
+            batch.packs.append((section, st[0], seq, start, count, run.pack))
+        batch.rows += zip(repeat(section), run.keys, shard_nos, run.versions, sizes)
 
-    def _load(self, rows: list[Row], letters: list[tuple[str, str, bytes]]) -> None:
+    def _load(self, batch: _Batch) -> None:
+        """Insert a packed documents row per document, and the packs."""
         with self.manifest.write() as conn:
-            self.manifest.bulk_insert(conn, self.staging["documents"].name, DOCUMENT_COLUMNS, rows)
-            Manifest.add_dead_letters(conn, letters)
+            self.manifest.bulk_insert(conn, self.staging["documents"].name, PACKED_COLUMNS, batch.rows)
+            self.manifest.bulk_insert(conn, self.staging["shard_packs"].name, [c.name for c in shard_packs.c],
+                                      batch.packs)
+            Manifest.add_dead_letters(conn, batch.letters)
 
     def _finish(self, totals: dict[tuple[str, int], tuple[int, int]]) -> int:
         """Remove duplicate keys, index, count shards, swap the staging tables in. Returns duplicates removed.
@@ -181,8 +231,9 @@ class Rebuilder:
             except IntegrityError:  # the source repeated some keys: keep one copy of each, then index
                 dupes = conn.execute(select(docs.c.section, docs.c.key)
                                      .group_by(docs.c.section, docs.c.key).having(func.count() > 1)).all()
+                cache: dict[tuple[str, int], list[PackRow]] = {}
                 for section, key in dupes:
-                    duplicates += self._keep_newest(conn, docs, section, key)
+                    duplicates += self._keep_one(conn, section, key, cache)
                 conn.execute(text(f"CREATE UNIQUE INDEX ux_documents_key_{suffix} ON {docs.name} (section, key)"))
             revision = Manifest.next_revision(conn)
             if duplicates:  # count again what is left (a scan of every row: only then)
@@ -198,27 +249,70 @@ class Rebuilder:
                 ["name", "open_shard"],
                 select(self.staging["shards"].c.section, func.max(self.staging["shards"].c.shard_no))
                 .group_by(self.staging["shards"].c.section)))
-            for t in (documents, shards, sections):
+            for t in TABLES:
                 conn.execute(text(f"DROP TABLE {t.name}"))
                 conn.execute(text(f"ALTER TABLE {t.name}_staging RENAME TO {t.name}"))
                 if self.manifest.dialect == "postgresql" and t is not documents:
                     conn.execute(text(f"ALTER INDEX {t.name}_staging_pkey RENAME TO {t.name}_pkey"))
         return duplicates
 
-    @staticmethod
-    def _keep_newest(conn: Connection, docs: Table, section: str, key: str) -> int:
-        """Keep the copy with the highest version (then the greatest content, to be deterministic)."""
+    def _keep_one(self, conn: Connection, section: str, key: str, cache: dict[tuple[str, int], list[PackRow]]
+                  ) -> int:
+        """Keep the copy of a repeated key that applying the source's lines in order would keep: a copy with a
+        version no newer than the kept one's is stale; one without a version replaces it (the version stays).
+        Returns the copies removed."""
+        docs, packs_table = self.staging["documents"], self.staging["shard_packs"]
         where = (docs.c.section == section) & (docs.c.key == key)
-        rows = conn.execute(select(docs).where(where)).all()
-        best = max(rows, key=lambda r: (r.version if r.version is not None else -1, r.loc or "", r.xml or ""))
+        copies = []  # (shard_no, seq, position, version, size) in source order: shards and packs fill in order
+        for n in sorted({n for (n,) in conn.execute(select(docs.c.shard_no).where(where))}):
+            for seq, a, b, data in self._packs_of(conn, section, n, cache):
+                keys, versions, _locs, _lastmods, _stamps, sizes, _xmls = unpack(data)
+                copies += [(n, seq, i, versions[i], sizes[i]) for i in range(a, b) if keys[i] == key]
+        kept, version = copies[0], copies[0][3]
+        for copy in copies[1:]:
+            if copy[3] is not None and version is not None and copy[3] <= version:
+                continue
+            kept, version = copy, copy[3] if copy[3] is not None else version
+        n, seq, position, _v, size = kept
         conn.execute(docs.delete().where(where))
-        conn.execute(docs.insert().values(**best._asdict()))
-        return len(rows) - 1
+        conn.execute(docs.insert().values(section=section, key=key, shard_no=n, version=version, size=size))
+        # The other shards' copies stay unseen (no row points there); the kept shard's packs keep only one.
+        stale = {c[1] for c in copies if c is not kept and c[0] == n}
+        if stale:
+            for pack_seq, _a, _b, data in cache.pop((section, n)):
+                if pack_seq in stale or pack_seq == seq:
+                    conn.execute(packs_table.update().where(
+                        packs_table.c.section == section, packs_table.c.shard_no == n, packs_table.c.seq == pack_seq
+                    ).values(data=without(data, key, position if pack_seq == seq else None)))
+        return len(copies) - 1
+
+    def _packs_of(self, conn: Connection, section: str, shard_no: int, cache: dict[tuple[str, int], list[PackRow]]
+                  ) -> list[PackRow]:
+        """(seq, entry_from, entry_to, data) of a shard's packs; a few shards are kept, as duplicates cluster."""
+        found = cache.get((section, shard_no))
+        if found is None:
+            if len(cache) >= 4:
+                cache.pop(next(iter(cache)))
+            t = self.staging["shard_packs"]
+            found = cache[section, shard_no] = [
+                (seq, a, b, bytes(data)) for seq, a, b, data in conn.execute(
+                    select(t.c.seq, t.c.entry_from, t.c.entry_to, t.c.data)
+                    .where(t.c.section == section, t.c.shard_no == shard_no).order_by(t.c.seq))]
+        return found
 
     def _drop_staging(self) -> None:
         with self.manifest.write() as conn:
             for t in self.staging.values():
                 conn.execute(text(f"DROP TABLE IF EXISTS {t.name}"))
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What the next load transaction writes."""
+
+    rows: list[tuple[str, str, int, int | None, int]] = field(default_factory=list)  # PACKED_COLUMNS
+    packs: list[tuple[str, int, int, int, int, bytes]] = field(default_factory=list)  # shard_packs columns
+    letters: list[tuple[str, str, bytes]] = field(default_factory=list)
 
 
 class _parse_with_rules:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import math
 import os
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
+from sqlalchemy import select
 
 from incremental.app import App
 from snapshot import naming
+from snapshot.manifest import documents
 from snapshot.publish import EmptyManifest
 from snapshot.rebuild import Rebuilder, row_chunks
 from snapshot.serve import make_server, serve_in_thread
@@ -181,3 +184,61 @@ def test_rebuild_keeps_the_newest_copy_of_a_repeated_key(app: App) -> None:
     app.publisher.publish()
     assert served(app) == model.expected()
     assert sum(s.url_count for s in app.manifest.shards()) == 331
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_packed_documents_repeated_in_the_source_then_changed(tmp_path: Path, database_url: str, seed: int
+                                                              ) -> None:
+    """A rebuild keeps documents in packs (snapshot/packs.py); a source that repeats keys in one shard and across
+    shards, with versions and without, ends as if applied in order, and events on packed documents win."""
+    settings = Settings(data_dir=tmp_path / "data", database_url=database_url, base_url="http://127.0.0.1:8080/sitemaps/",
+                        allowed_hosts=(HOST,), max_urls=100, max_bytes=20_000, workers=2)
+    app = App(settings)
+    try:
+        _packed_documents(app, random.Random(seed))
+    finally:
+        app.close()
+
+
+def _packed_documents(app: App, rnd: random.Random) -> None:
+    model = Model()
+    docs = []
+    for i in range(700):
+        k = rnd.randrange(300) if rnd.random() < 0.4 else 1000 + i  # repeated keys, near and far apart
+        version = rnd.choice([None, rnd.randrange(1, 6)])
+        d = doc(k, section=("books", "authors")[k % 2], day=1 + rnd.randrange(28), version=version)
+        if version is None:
+            del d["version"]
+        docs.append(d)
+    for d in docs:
+        model.event(d)
+    counts = Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 2).rebuild(row_chunks("src", docs, 97))
+    assert counts.applied == len(model.live) and counts.applied + counts.stale == len(docs)
+    assert sum(s.url_count for s in app.manifest.shards()) == len(model.live)
+    app.publisher.publish(full=True)
+    assert served(app) == model.expected()
+    assert {loc: lastmod for _s, _k, loc, lastmod in app.manifest.documents()} == model.expected()
+    # Updates (some too big for their shard: they move), deletions and new documents over packed ones.
+    events: list[dict[str, object]] = []
+    for n, (section, key) in enumerate(rnd.sample(sorted(model.live), 120)):
+        if n % 3 == 0:
+            events.append({"op": "delete", "section": section, "key": key, "version": 10})
+        else:
+            padding = "x" * (1500 if n % 3 == 1 else 0)  # over its shard's 20,000 bytes: it moves
+            events.append({"op": "upsert", **doc(int(key), section=section, day=2, version=10),
+                           "loc": f"https://{HOST}/{section}/{key}?p={padding}"})
+    events += [doc(5000 + i, section="authors", version=1) for i in range(50)]
+    before = _shard_nos(app)
+    apply(app, model, events)
+    after = _shard_nos(app)
+    padded = {(str(e["section"]), str(e["key"])) for e in events if "?p=x" in str(e.get("loc"))}
+    assert any(after[ident] != before[ident] for ident in padded)  # too big for their shard: moved
+    app.publisher.publish()
+    assert served(app) == model.expected()
+    assert {loc: lastmod for _s, _k, loc, lastmod in app.manifest.documents()} == model.expected()
+
+
+def _shard_nos(app: App) -> dict[tuple[str, str], int]:
+    with app.manifest.read() as conn:
+        rows = conn.execute(select(documents.c.section, documents.c.key, documents.c.shard_no)).all()
+    return {(s, k): n for s, k, n in rows}
