@@ -9,49 +9,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from snapshot.document import (
-    Document,
-    InvalidDocument,
-    Rules,
-    check_key,
-    check_section,
-    check_version,
-    load_json,
-    parse_document,
-)
-from snapshot.render import rendered
+from snapshot.document import InvalidDocument, Rules, check_key, check_section, check_version, load_json
+from snapshot.render import DocumentRow, document_row
 
 MAX_EVENT_BYTES = 1024 * 1024
 
-
-@dataclass(frozen=True, slots=True)
-class Upsert:
-    document: Document
-
-    @property
-    def section(self) -> str:
-        return self.document.section
-
-    @property
-    def key(self) -> str:
-        return self.document.key
-
-    @property
-    def version(self) -> int | None:
-        return self.document.version
+# What the applier needs of a valid event, as plain tuples (cheap to send back from a worker process):
+UpsertRow = DocumentRow
+"""(section, key, version, loc, lastmod, lastmod_ts, size, xml): an upsert, validated and rendered."""
+DeleteRow = tuple[str, str, int | None]
+"""(section, key, version): a deletion."""
 
 
-@dataclass(frozen=True, slots=True)
-class Delete:
-    section: str
-    key: str
-    version: int | None = None
-
-
-Event = Upsert | Delete
-
-
-def parse_event(raw: bytes | str, rules: Rules) -> Event:
+def parse_event(raw: bytes | str, rules: Rules) -> UpsertRow | DeleteRow:
     """Decode and validate one event, or raise InvalidDocument with the reason."""
     if len(raw) > MAX_EVENT_BYTES:
         raise InvalidDocument(f"event is {len(raw)} bytes, at most {MAX_EVENT_BYTES} allowed")
@@ -60,17 +30,10 @@ def parse_event(raw: bytes | str, rules: Rules) -> Event:
         raise InvalidDocument(f"an event must be a JSON object, got {type(obj).__name__}")
     op = obj.get("op", "upsert")
     if op == "upsert":
-        return Upsert(parse_document(obj, rules))
+        return document_row(obj, rules)
     if op == "delete":
-        return Delete(check_section(obj.get("section")), check_key(obj.get("key")), check_version(obj.get("version")))
+        return check_section(obj.get("section")), check_key(obj.get("key")), check_version(obj.get("version"))
     raise InvalidDocument(f"op must be 'upsert' or 'delete', got {op!r}")
-
-
-# What the applier needs of a valid event, as plain tuples (cheap to send back from a worker process):
-UpsertRow = tuple[str, str, int | None, str, str | None, float | None, int, str]
-"""(section, key, version, loc, lastmod, lastmod_ts, size, xml): an upsert, validated and rendered."""
-DeleteRow = tuple[str, str, int | None]
-"""(section, key, version): a deletion."""
 
 
 @dataclass(slots=True)
@@ -85,14 +48,7 @@ def parse_events(rules: Rules, raws: Sequence[bytes]) -> ParsedEvents:
     ops, rejects = out.ops, out.rejects
     for i, raw in enumerate(raws):
         try:
-            ev = parse_event(raw, rules)
+            ops.append(parse_event(raw, rules))
         except InvalidDocument as exc:
             rejects.append((i, str(exc)))
-            continue
-        if isinstance(ev, Delete):
-            ops.append((ev.section, ev.key, ev.version))
-            continue
-        d = ev.document
-        xml, size = rendered(d)
-        ops.append((d.section, d.key, d.version, d.loc, d.lastmod, d.lastmod_ts, size, xml))
     return out

@@ -233,34 +233,41 @@ def load_json(raw: bytes | str) -> Any:
         raise InvalidDocument(f"not valid JSON: {exc}") from None
 
 
+Fields = tuple[str, str, str, str | None, str | None, float | None, tuple[Image, ...], tuple[Alternate, ...],
+               int | None]
+"""A valid document's fields, in Document's order."""
+
+
 def parse_document(obj: Any, rules: Rules) -> Document:
     """Build a Document from a decoded JSON object, or raise InvalidDocument naming the problem."""
+    return Document(*document_fields(obj, rules))
+
+
+def document_fields(obj: Any, rules: Rules) -> Fields:
+    """The validated fields of a decoded JSON object (parse_document without building the Document: the rebuild
+    and the apply path turn millions of objects straight into rows), or raise InvalidDocument."""
     if not isinstance(obj, dict):
         raise InvalidDocument(f"a document must be a JSON object, got {type(obj).__name__}")
-    section = check_section(obj.get("section"))
-    key = check_key(obj.get("key"))
-    loc = check_url(obj.get("loc"), rules, "loc")
-    lastmod = normalise_lastmod(obj.get("lastmod"))
-    changefreq = obj.get("changefreq")
+    get = obj.get
+    section = check_section(get("section"))
+    key = check_key(get("key"))
+    loc = check_url(get("loc"), rules, "loc")
+    lastmod = normalise_lastmod(get("lastmod"))
+    changefreq = get("changefreq")
     if changefreq is not None and (not isinstance(changefreq, str) or changefreq not in CHANGEFREQS):
         raise InvalidDocument(f"changefreq must be one of {', '.join(sorted(CHANGEFREQS))}, got {_show(changefreq)}")
-    priority = obj.get("priority")
+    priority = get("priority")
     if priority is not None:
         if isinstance(priority, bool) or not isinstance(priority, (int, float)) or not math.isfinite(priority) \
                 or not 0.0 <= priority <= 1.0:
             raise InvalidDocument(f"priority must be a number from 0.0 to 1.0, got {_show(priority)}")
         priority = float(priority)
-    return Document(
-        section=section,
-        key=key,
-        loc=loc,
-        lastmod=lastmod,
-        changefreq=changefreq,
-        priority=priority,
-        images=_images(obj.get("images"), rules),
-        alternates=_alternates(obj.get("alternates"), rules),
-        version=check_version(obj.get("version")),
-    )
+    images = get("images")
+    alternates = get("alternates")
+    return (section, key, loc, lastmod, changefreq, priority,
+            _images(images, rules) if images is not None else (),
+            _alternates(alternates, rules) if alternates is not None else (),
+            check_version(get("version")))
 
 
 def _images(value: Any, rules: Rules) -> tuple[Image, ...]:

@@ -21,13 +21,13 @@ from sqlalchemy import BigInteger, Connection, MetaData, func, literal, select, 
 from sqlalchemy.exc import IntegrityError
 
 from snapshot.bounded import bounded_map
-from snapshot.document import InvalidDocument, Rules, load_json, parse_document
+from snapshot.document import InvalidDocument, Rules, load_json
 from snapshot.faults import checkpoint
 from snapshot.limits import Limits
 from snapshot.manifest import Counts, Manifest, documents, sections, shard_packs, shards
 from snapshot.packs import pack, unpack, without
 from snapshot.publish import EmptyManifest
-from snapshot.render import SHARD_OVERHEAD, rendered
+from snapshot.render import SHARD_OVERHEAD, document_row
 
 CHUNK_SIZE = 5_000  # rows of a database source per task sent to a worker
 BLOCK_SIZE = 1 << 20  # bytes of a JSON-lines source per task (about 5,000 documents)
@@ -93,16 +93,15 @@ def parse_chunk(rules: Rules, chunk: Chunk) -> Parsed:
             obj = load_json(payload) if isinstance(payload, bytes) else payload
             if isinstance(obj, dict) and obj.get("op", "upsert") != "upsert":
                 raise InvalidDocument(f"a rebuild source holds documents, not {obj.get('op')!r} events")
-            d = parse_document(obj, rules)
+            row = document_row(obj, rules)
         except InvalidDocument as exc:
             raw = payload if isinstance(payload, bytes) else orjson.dumps(payload, default=str)
             rejects.append((f"{chunk.name}:{n}", str(exc), raw))
             continue
-        xml, size = rendered(d)
-        docs = by_section.get(d.section)
+        docs = by_section.get(row[0])
         if docs is None:
-            docs = by_section[d.section] = []
-        docs.append((d.key, d.version, d.loc, d.lastmod, d.lastmod_ts, size, xml))
+            docs = by_section[row[0]] = []
+        docs.append(row[1:])
     runs = []
     for section, docs in by_section.items():
         columns = list(zip(*docs, strict=True))  # transposed in C: keys, versions, locs, ... (packs.Columns)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from isal import igzip
 
-from snapshot.document import Document
+from snapshot.document import Alternate, Document, Image, Rules, document_fields, lastmod_timestamp
 
 URLSET_OPEN = (
     '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -40,16 +41,34 @@ def escape(text: str) -> str:
     return text
 
 
+DocumentRow = tuple[str, str, int | None, str, str | None, float | None, int, str]
+"""(section, key, version, loc, lastmod, lastmod_ts, size, xml): a document as the manifest stores it."""
+
+
+def document_row(obj: Any, rules: Rules) -> DocumentRow:
+    """Validate a decoded JSON object and render it, or raise InvalidDocument naming the problem."""
+    section, key, loc, lastmod, changefreq, priority, images, alternates, version = document_fields(obj, rules)
+    xml = fragment(loc, lastmod, changefreq, priority, images, alternates)
+    # isascii() is O(1) on CPython's strings: most fragments need no encoding to be measured.
+    return (section, key, version, loc, lastmod, lastmod_timestamp(lastmod),
+            len(xml) if xml.isascii() else len(xml.encode()), xml)
+
+
 def url_fragment(doc: Document) -> str:
     """The <url> element of one document, on one line."""
-    xml = f"<url><loc>{escape(doc.loc)}</loc>"
-    if doc.lastmod is not None:
-        xml += f"<lastmod>{doc.lastmod}</lastmod>"
-    if doc.changefreq is not None:
-        xml += f"<changefreq>{doc.changefreq}</changefreq>"
-    if doc.priority is not None:
-        xml += f"<priority>{doc.priority:.1f}</priority>"
-    for image in doc.images:
+    return fragment(doc.loc, doc.lastmod, doc.changefreq, doc.priority, doc.images, doc.alternates)
+
+
+def fragment(loc: str, lastmod: str | None, changefreq: str | None, priority: float | None,
+             images: Iterable[Image], alternates: Iterable[Alternate]) -> str:
+    xml = f"<url><loc>{escape(loc)}</loc>"
+    if lastmod is not None:
+        xml += f"<lastmod>{lastmod}</lastmod>"
+    if changefreq is not None:
+        xml += f"<changefreq>{changefreq}</changefreq>"
+    if priority is not None:
+        xml += f"<priority>{priority:.1f}</priority>"
+    for image in images:
         xml += f"<image:image><image:loc>{escape(image.loc)}</image:loc>"
         # Google's image schema orders the children: loc, caption, geo_location, title, license.
         if image.caption is not None:
@@ -57,15 +76,9 @@ def url_fragment(doc: Document) -> str:
         if image.title is not None:
             xml += f"<image:title>{escape(image.title)}</image:title>"
         xml += "</image:image>"
-    for alt in doc.alternates:
+    for alt in alternates:
         xml += f'<xhtml:link rel="alternate" hreflang="{alt.hreflang}" href="{escape(alt.href)}"/>'
     return xml + "</url>\n"
-
-
-def rendered(doc: Document) -> tuple[str, int]:
-    """The document's <url> fragment and its size in bytes, as the manifest stores them."""
-    xml = url_fragment(doc)
-    return xml, len(xml) if xml.isascii() else len(xml.encode())  # isascii() is O(1) on CPython's strings
 
 
 def shard_xml(fragments: Iterable[str]) -> bytes:

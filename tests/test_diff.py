@@ -19,7 +19,7 @@ from snapshot import diff
 from snapshot.document import Alternate, Document, Image
 from snapshot.manifest import documents
 from snapshot.prune import prune
-from snapshot.render import gzip_bytes, shard_xml, url_fragment
+from snapshot.render import URLSET_CLOSE, URLSET_OPEN, gzip_bytes, shard_xml, url_fragment
 from snapshot.settings import Settings
 from tests.support import cli, read_site
 
@@ -157,7 +157,28 @@ def test_shard_parser_reads_only_url_locs(monkeypatch: pytest.MonkeyPatch) -> No
                      images=(Image(f"https://cdn.{HOST}/{i}.jpg", title="t & <t>"),),
                      alternates=(Alternate("de", f"https://{HOST}/de/{i}"),)) for i in range(300)]
     data = gzip_bytes(shard_xml(url_fragment(d) for d in docs))
-    assert list(diff.shard_urls(data)) == [(d.loc, d.lastmod) for d in docs]
+    expected = [(d.loc, d.lastmod) for d in docs]
+    assert diff._own_shard_urls(data) == expected  # the regex path: this service's own files
+    assert list(diff._parsed_shard_urls(data)) == expected  # expat
+    assert list(diff.shard_urls(data)) == expected
+
+
+@pytest.mark.parametrize("xml", [
+    # Another writer's layout: indented, one element per line.
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n'
+    b"  <url>\n    <loc>https://librer.io/a?x=1&amp;y=2</loc>\n    <lastmod>2024-05-01</lastmod>\n  </url>\n"
+    b"  <url><loc>https://librer.io/b</loc></url>\n</urlset>\n",
+    # This service's header, but a character reference escape() never writes.
+    (URLSET_OPEN + '<url><loc>https://librer.io/a?x=1&#38;y=2</loc><lastmod>2024-05-01</lastmod></url>\n'
+     '<url><loc>https://librer.io/b</loc></url>\n' + URLSET_CLOSE).encode(),
+    # This service's header, but a <url> the one-line regex does not read.
+    (URLSET_OPEN + '<url><loc>https://librer.io/a?x=1&amp;y=2</loc><lastmod>2024-05-01</lastmod></url>\n'
+     '<url>\n<loc>https://librer.io/b</loc></url>\n' + URLSET_CLOSE).encode(),
+])
+def test_shard_parser_falls_back_to_expat_for_other_files(xml: bytes) -> None:
+    data = gzip_bytes(xml)
+    assert diff._own_shard_urls(data) is None
+    assert list(diff.shard_urls(data)) == [("https://librer.io/a?x=1&y=2", "2024-05-01"), ("https://librer.io/b", None)]
 
 
 def run(env: dict[str, str], *args: str, stdin: bytes | None = None, code: int = 0) -> Result:
