@@ -9,8 +9,9 @@ small documents row each, and the content in shard packs (snapshot/packs.py says
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import repeat
 from multiprocessing import get_context
@@ -31,8 +32,9 @@ from snapshot.render import SHARD_OVERHEAD, document_row
 
 CHUNK_SIZE = 5_000  # rows of a database source per task sent to a worker
 BLOCK_SIZE = 1 << 20  # bytes of a JSON-lines source per task (about 5,000 documents)
-IN_FLIGHT = 4  # tasks queued ahead per worker: enough to keep both cores busy, little memory
+IN_FLIGHT = 8  # tasks queued ahead per worker: enough to keep both cores busy, little memory
 LOAD_ROWS = 50_000  # documents per load transaction
+LOADS_AHEAD = 2  # load transactions queued behind the one running
 PACKED_COLUMNS = ("section", "key", "shard_no", "version", "size")  # what a packed documents row holds
 TABLES = (documents, shards, sections, shard_packs)
 
@@ -147,7 +149,11 @@ class Rebuilder:
         sections_state: dict[str, list[int]] = {}  # section -> [open shard_no, its URLs, its bytes]
         batch = _Batch()
         workers = max(1, self.workers)
-        with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
+        # Loads run in a thread of their own (sqlite3 and psycopg release the GIL while the database works), so
+        # this thread goes on taking the workers' results meanwhile; at most LOADS_AHEAD batches wait.
+        loads: deque[Future[None]] = deque()
+        with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool, \
+                ThreadPoolExecutor(1, thread_name_prefix="sitemaps-load") as loader:
             results = bounded_map(pool, _parse_with_rules(self.rules), source, workers * IN_FLIGHT)
             for parsed in results:
                 for run in parsed.runs:
@@ -157,11 +163,15 @@ class Rebuilder:
                 counts.applied += documents
                 counts.rejected += len(parsed.rejects)
                 if len(batch.rows) >= LOAD_ROWS:
-                    self._load(batch)
+                    loads.append(loader.submit(self._load, batch))
                     batch = _Batch()
+                    if len(loads) > LOADS_AHEAD:
+                        loads.popleft().result()  # raises what the load raised
                 if progress is not None:
                     progress(documents + len(parsed.rejects))
-            self._load(batch)
+            loads.append(loader.submit(self._load, batch))
+            while loads:
+                loads.popleft().result()
         if counts.applied == 0:  # never swap an empty manifest in: the next publish would drop the whole site
             self._drop_staging()
             raise EmptyManifest(f"no valid document in the source ({counts}): the manifest is left as it was")
@@ -223,6 +233,8 @@ class Rebuilder:
         suffix = os.urandom(4).hex()
         duplicates = 0
         with self.manifest.write() as conn:
+            if self.manifest.dialect == "sqlite":
+                conn.exec_driver_sql("PRAGMA threads = 2")  # helper threads for the index builds' sorts
             conn.execute(text(f"CREATE INDEX ix_documents_shard_{suffix} ON {docs.name} (section, shard_no, key)"))
             try:
                 with conn.begin_nested():  # a savepoint: on PostgreSQL a failed statement spoils the transaction
