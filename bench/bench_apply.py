@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import database
 from incremental.app import App
+from incremental.apply import Prepared
 from incremental.leader import Leader
 from incremental.offsets import OffsetStore
 from incremental.service import Service, tune_gc
@@ -67,10 +68,10 @@ class TimedService(Service):
 
     first: float | None = None
 
-    def apply(self, batch: Batch) -> Counts:
+    def apply(self, batch: Batch, prepared: Prepared | None = None) -> Counts:
         if self.first is None:
             self.first = time.perf_counter()
-        return super().apply(batch)
+        return super().apply(batch, prepared)
 
 
 def timed_run(app: App, source: EventSource, offsets: OffsetStore, n: int, batch_size: int) -> float:

@@ -3,9 +3,10 @@
 A document keeps its shard for life; a new one fills its section's open shard. The one exception: an update
 that would push its shard over the byte limit moves that document to the open shard (dirtying both).
 
-Large batches are validated and rendered in worker processes, a chunk per task, which also read what the
-manifest holds for the chunk's documents (incremental/workers.py says why that is safe); this process applies
-the chunks already back, in order, and writes the result.
+Large batches are validated and rendered in worker processes, a chunk per task; this process reads what the
+manifest holds for the chunks' documents, applies the chunks already back, in order, and writes the result.
+Parsing needs nothing from the manifest, so it may start before the write lock is taken: the service hands
+the next batch to the workers (`prepare`) while it applies this one.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from multiprocessing import get_context
 
 from sqlalchemy import Connection, select, tuple_
@@ -21,7 +23,6 @@ from sqlalchemy import Connection, select, tuple_
 from incremental import document_rows
 from incremental.document_rows import Ident, Row, Stored
 from incremental.events import DeleteRow, ParsedEvents, UpsertRow, parse_events
-from incremental.workers import parse_and_load, reader_for
 from snapshot.document import Rules
 from snapshot.faults import checkpoint
 from snapshot.limits import Limits
@@ -55,7 +56,6 @@ class Applier:
         self.parallel_min = parallel_min
         self.parse_chunk = parse_chunk
         self._pool: ProcessPoolExecutor | None = None
-        self._reader = reader_for(manifest.engine)
 
     # -- worker processes -----------------------------------------------------------------------------------
 
@@ -86,31 +86,35 @@ class Applier:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("forkserver"))
         return self._pool
 
-    def _parsed(self, raws: list[bytes]) -> Iterator[tuple[int, ParsedEvents, dict[Ident, Stored] | None]]:
-        """(offset in `raws`, parsed chunk, stored state of its documents if read), in order.
+    def prepare(self, raws: list[bytes]) -> Prepared:
+        """Hand a batch's events to the parsing workers now; apply it later with `apply_raw(prepared=...)`.
 
-        Called with the write lock held: what the workers read is what this transaction sees.
+        Parsing needs nothing from the manifest, so the service prepares the next batch while it applies this
+        one: the workers validate and render while this process writes and commits.
         """
         pool = self._workers() if len(raws) >= self.parallel_min else None
-        if pool is None:
-            yield 0, parse_events(self.rules, raws), None
-            return
         size = self.parse_chunk
-        tasks: list[tuple[int, Future[tuple[ParsedEvents, dict[Ident, Stored] | None]]]] = [
-            (i, pool.submit(parse_and_load, self.rules, self._reader, raws[i:i + size]))
-            for i in range(0, len(raws), size)]
+        tasks = [] if pool is None else [
+            (i, pool.submit(parse_events, self.rules, raws[i:i + size])) for i in range(0, len(raws), size)]
+        return Prepared(raws, size, tasks)
+
+    def _parsed(self, prepared: Prepared) -> Iterator[tuple[int, ParsedEvents]]:
+        """(offset in the batch, parsed chunk), in order."""
+        if not prepared.tasks:
+            yield 0, parse_events(self.rules, prepared.raws)
+            return
+        size = prepared.chunk
         try:
-            for i, task in tasks:
+            for i, task in prepared.tasks:
                 try:
-                    parsed, stored = task.result()
+                    parsed = task.result()
                 except BrokenProcessPool:  # a worker died (killed, out of memory): parse here, restart later
                     log.warning("a parsing worker died; parsing events %d-%d in the applying process", i, i + size)
                     self._drop_pool()
-                    parsed, stored = parse_events(self.rules, raws[i:i + size]), None
-                yield i, parsed, stored
+                    parsed = parse_events(self.rules, prepared.raws[i:i + size])
+                yield i, parsed
         finally:
-            for _i, task in tasks:
-                task.cancel()
+            prepared.discard()
 
     # -- applying -------------------------------------------------------------------------------------------
 
@@ -118,21 +122,25 @@ class Applier:
         self,
         items: Iterable[tuple[str, bytes]],
         extra: Callable[[Connection], None] | None = None,
+        prepared: Prepared | None = None,
     ) -> Counts:
         """Validate and apply raw events, (source, bytes) each, in one transaction.
 
         Invalid ones go to the dead-letter table in the same transaction; `extra` runs in it too (the Kafka
-        consumer stores its offsets there, which is what makes the effect exactly-once).
+        consumer stores its offsets there, which is what makes the effect exactly-once). `prepared`: these
+        items, already handed to the workers by `prepare`.
         """
         items = items if isinstance(items, list) else list(items)
+        if prepared is None:
+            prepared = self.prepare([raw for _source, raw in items])
         letters: list[tuple[str, str, bytes]] = []
         with self.manifest.write() as conn:
             batch = _Batch(conn, self.limits)
-            for start, parsed, stored in self._parsed([raw for _source, raw in items]):
+            for start, parsed in self._parsed(prepared):
                 for i, reason in parsed.rejects:
                     source, raw = items[start + i]
                     letters.append((source, reason, raw))
-                batch.add(parsed.ops, stored)
+                batch.add(parsed.ops)
             batch.write(self.manifest)
             Manifest.add_dead_letters(conn, letters)
             if extra is not None:
@@ -140,6 +148,20 @@ class Applier:
             checkpoint("apply-commit")  # a kill here: the batch is rolled back whole
         batch.counts.rejected += len(letters)
         return batch.counts
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A batch's raw events and the worker tasks parsing them, chunk by chunk (none: parsed when applied)."""
+
+    raws: list[bytes]
+    chunk: int
+    tasks: list[tuple[int, Future[ParsedEvents]]]
+
+    def discard(self) -> None:
+        """Drop what is still queued (the batch is applied, or will be read again)."""
+        for _i, task in self.tasks:
+            task.cancel()
 
 
 class _Batch:
@@ -156,11 +178,11 @@ class _Batch:
         self.open_shards: dict[str, int] = {}
         self.known_sections: set[str] = set()
 
-    def add(self, ops: Sequence[UpsertRow | DeleteRow], stored: dict[Ident, Stored] | None = None) -> None:
-        """Apply events in order. `stored`: what the manifest holds for their documents, if already read."""
+    def add(self, ops: Sequence[UpsertRow | DeleteRow]) -> None:
+        """Apply events in order."""
         if not ops:
             return
-        self._load(ops, stored)
+        self._load(ops)
         docs, rows, counts = self.docs, self.rows, self.counts
         for op in ops:
             section, key, version = op[0], op[1], op[2]
@@ -212,9 +234,8 @@ class _Batch:
             self.open_shards[section] = n
         return n
 
-    def _load(self, ops: Sequence[UpsertRow | DeleteRow], stored: dict[Ident, Stored] | None) -> None:
-        """Take in the stored state of the documents first seen here (read now unless given), their shards and
-        their sections."""
+    def _load(self, ops: Sequence[UpsertRow | DeleteRow]) -> None:
+        """Take in the stored state of the documents first seen here, their shards and their sections."""
         docs = self.docs
         fresh = {(op[0], op[1]) for op in ops} - docs.keys()
         if not fresh:
@@ -225,8 +246,7 @@ class _Batch:
             query = select(sections.c.name, sections.c.open_shard).where(sections.c.name.in_(new_sections))
             self.open_shards.update({name: int(n) for name, n in conn.execute(query)})
             self.known_sections.update(new_sections)
-        if stored is None:
-            stored = document_rows.load_all(conn.connection.driver_connection, conn.dialect.name, fresh)
+        stored = document_rows.load_all(conn.connection.driver_connection, conn.dialect.name, fresh)
         wanted = set(self.open_shards.items())
         for ident in fresh:
             state = stored.get(ident)

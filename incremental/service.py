@@ -1,10 +1,10 @@
 """`sitemaps run`: consume events, apply them exactly once, publish and prune on timers, answer probes.
 
 The main thread owns the event source and the applier: poll a batch, apply it with its offsets in one
-transaction, tell the source, repeat. Everything that fails outside that transaction (the broker, the
-database, a rebalance) leads back to the offsets stored in the manifest, so no event is lost or applied
-twice, whenever the process stops. Timers run on their own thread (incremental/scheduler.py); probes and
-metrics on another (incremental/health.py).
+transaction, tell the source, repeat (reading the next batch ahead, for the workers to parse meanwhile).
+Everything that fails outside that transaction (the broker, the database, a rebalance) leads back to the
+offsets stored in the manifest, so no event is lost or applied twice, whenever the process stops. Timers run
+on their own thread (incremental/scheduler.py); probes and metrics on another (incremental/health.py).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from incremental.app import App
+from incremental.apply import Prepared
 from incremental.health import make_health_server
 from incremental.leader import Leader, open_leader
 from incremental.metrics import Metrics
@@ -56,6 +57,7 @@ class Service:
         self.backoff = 1.0
         self.letters_seen = 0  # dead_letters ids up to this one are not ours to forward
         self.total = Counts()  # what this run applied
+        self.ahead: tuple[Batch, Prepared] | None = None  # the next batch, read while this one is applied
 
     # -- probes ---------------------------------------------------------------------------------------------
 
@@ -90,6 +92,9 @@ class Service:
                 self._turn()
         finally:
             log.info("stopping: %s", self.total)
+            if self.ahead is not None:  # never applied: the next run reads it again from the stored offsets
+                self.ahead[1].discard()
+                self.ahead = None
             self.source.close()
             self.timers.shutdown()
             self.leader.stop()
@@ -101,14 +106,17 @@ class Service:
         try:
             if time.monotonic() - self.checked >= CHECK_EVERY:
                 self._check()
-            batch = self.source.poll(self.batch_size, POLL_TIMEOUT)
-            if batch is not None:
-                self.total.add(self.apply(batch))
+            current, self.ahead = self.ahead or self._poll(POLL_TIMEOUT), None
+            if current is not None:
+                # Read the next batch now if it is there (no waiting): the workers parse it while this one is
+                # applied. It starts where this one ends, so it is applied only if this one commits.
+                self.ahead = self._poll(0)
+                self.total.add(self.apply(*current))
             self.db_status, self.backoff = (True, "ok"), 1.0
         except SQLAlchemyError as exc:
             self.db_status = (False, f"manifest unavailable: {exc.__class__.__name__}")
             log.warning("manifest unavailable (%s); retrying in %.0fs", exc, self.backoff)
-            self.source.rewind()
+            self._rewind()
             self.stopping.wait(self.backoff)
             self.backoff = min(self.backoff * 2, MAX_BACKOFF)
 
@@ -119,15 +127,28 @@ class Service:
             self.metrics.lag.set(self.source.lag)
         self.metrics.ready.set(1 if self.ready()[0] else 0)
 
-    def apply(self, batch: Batch) -> Counts:
+    def _poll(self, timeout: float) -> tuple[Batch, Prepared] | None:
+        batch = self.source.poll(self.batch_size, timeout)
+        if batch is None:
+            return None
+        return batch, self.app.applier.prepare([raw for _source, raw in batch.items])
+
+    def _rewind(self) -> None:
+        """Back to the offsets stored in the manifest; a batch read ahead is read again from there."""
+        if self.ahead is not None:
+            self.ahead[1].discard()
+            self.ahead = None
+        self.source.rewind()
+
+    def apply(self, batch: Batch, prepared: Prepared | None = None) -> Counts:
         """Apply one batch with its end offsets, in one transaction; fenced against a rebalance."""
         try:
             write_offsets = self.offsets.writer(batch.start, batch.end)
-            counts = self.app.applier.apply_raw(batch.items, extra=write_offsets)
+            counts = self.app.applier.apply_raw(batch.items, extra=write_offsets, prepared=prepared)
         except OffsetConflict as exc:
             log.warning("batch dropped: %s; going back to the stored offsets", exc)
             self.metrics.conflicts.inc()
-            self.source.rewind()
+            self._rewind()
             return Counts()
         self.source.committed(batch)
         self.metrics.counted(counts)

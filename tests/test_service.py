@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
+from sqlalchemy import Connection
+from sqlalchemy.exc import OperationalError
 
-from incremental.apply import Applier
-from incremental.leader import LeaseLeader, open_leader
+from incremental import service as service_module
+from incremental.app import App
+from incremental.apply import Applier, Prepared
+from incremental.leader import Leader, LeaseLeader, open_leader
 from incremental.offsets import OffsetConflict, OffsetStore
+from incremental.service import Service
+from incremental.sources.follow import FileFollower
 from snapshot.document import Rules
 from snapshot.limits import Limits
+from snapshot.manifest import Counts as CountsType
 from snapshot.manifest import Manifest
 from snapshot.settings import Settings
 from tests.service_helpers import (
@@ -136,3 +144,48 @@ def test_lease_election(kube_api: KubeAPIServer) -> None:
     wait_for(first.is_leader, 5, "the renewal thread to hold the lease")
     first.stop()
     assert not first.is_leader()
+
+
+@pytest.mark.parametrize("failure", ["manifest down", "offsets moved on"])
+def test_a_batch_read_ahead_is_applied_only_after_the_one_before(tmp_path: Path, database_url: str,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 failure: str) -> None:
+    """The service reads the next batch while it applies one (the workers parse it meanwhile). When that one
+    fails, the batch read ahead is dropped and read again from the stored offsets: every event once, in order."""
+    values, _keys, model, bad = mixed_stream(1500, 200, seed=5)
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(values) + b"\n")
+    app = App(Settings(data_dir=tmp_path / "data", database_url=database_url, allowed_hosts=(HOST,), workers=2))
+    app.applier.parallel_min, app.applier.parse_chunk = 50, 40  # batches of 100 go through the workers
+    offsets = OffsetStore(app.manifest)
+    real = app.applier.apply_raw
+    calls = Counter[str]()
+
+    def flaky(items: list[tuple[str, bytes]], extra: Callable[[Connection], None] | None = None,
+              prepared: Prepared | None = None) -> CountsType:
+        calls["apply"] += 1
+        if calls["apply"] in (3, 7, 8):
+            calls["failed"] += 1
+            if failure == "manifest down":
+                raise OperationalError("SELECT 1", {}, Exception("database is locked"))
+            raise OffsetConflict("another consumer moved on")
+        assert prepared is not None and prepared.tasks, "not read ahead"
+        return real(items, extra, prepared)
+
+    monkeypatch.setattr(app.applier, "apply_raw", flaky)
+    monkeypatch.setattr(service_module, "MAX_BACKOFF", 0.1)
+    service = Service(app, FileFollower(path, offsets), offsets, Leader(), batch_size=100)
+    service.backoff = 0.05
+    topic = f"file:{path.resolve()}"
+    try:
+        done = service.run(port=0, until=lambda: offsets.load(topic) == {0: path.stat().st_size})
+        assert calls["failed"] == 3
+        # A batch read ahead starts where the one before it ends: the offset fence never had to refuse one.
+        conflicts = service.metrics.registry.get_sample_value("sitemaps_offset_conflicts_total")
+        assert conflicts == (3 if failure == "offsets moved on" else 0)
+        assert done.applied + done.stale + done.rejected == len(values)  # each event counted once
+        assert done.rejected == len(bad)
+        assert manifest_versions(app.manifest) == model.versions
+        assert {loc: lastmod for _s, _k, loc, lastmod in app.manifest.documents()} == model.expected()
+    finally:
+        app.close()

@@ -25,6 +25,7 @@ class FileFollower(EventSource):
         self.stream: BinaryIO | None = None
         self.offset = 0  # the next byte to read
         self.expected: int | None = None  # what the manifest holds
+        self.handed: int | None = None  # where the last batch handed out ends: the next batch's start
         self.must_rewind = True
 
     def rewind(self) -> None:
@@ -43,6 +44,7 @@ class FileFollower(EventSource):
         if self.must_rewind:
             self.expected = self.store.load(self.position[0]).get(0)
             self.offset = self.expected or 0
+            self.handed = self.expected
             self.must_rewind = False
         if self.stream is None:
             try:
@@ -63,8 +65,10 @@ class FileFollower(EventSource):
                 items.append((label, line.strip()))
         if end == self.offset:
             return None
-        batch = Batch(items, {self.position: self.expected}, {self.position: end})
-        self.offset = end
+        # A batch may be handed out before the one before it is committed (the service reads ahead): it starts
+        # where that one ends, which is what the manifest holds once that one is committed.
+        batch = Batch(items, {self.position: self.handed}, {self.position: end})
+        self.offset = self.handed = end
         return batch
 
     def committed(self, batch: Batch) -> None:

@@ -232,7 +232,8 @@ class KafkaSource(EventSource):
         batch = Batch()
         for tp, records in self.pending.items():
             pos = (tp.topic, tp.partition)
-            batch.start[pos] = self.expected.get(pos)
+            # Where the last batch handed out ends (the service reads ahead), else what the manifest holds.
+            batch.start[pos] = self.next[tp] if tp in self.next else self.expected.get(pos)
             batch.end[pos] = records[-1].offset + 1
             self.next[tp] = records[-1].offset + 1
             for r in records:
