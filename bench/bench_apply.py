@@ -39,7 +39,7 @@ from incremental.app import App
 from incremental.apply import Prepared
 from incremental.leader import Leader
 from incremental.offsets import OffsetStore
-from incremental.service import Service, tune_gc
+from incremental.service import BATCH_SIZE, Service, tune_gc
 from incremental.sources.base import Batch, EventSource
 from incremental.sources.follow import FileFollower
 from snapshot import synthetic
@@ -217,7 +217,7 @@ def main() -> None:
     ap.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--catalog", type=int, default=200_000, help="documents preloaded before the events")
-    ap.add_argument("--batch-size", type=int, default=10_000)
+    ap.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="as `sitemaps run` (its default)")
     ap.add_argument("--kafka", action="store_true", help="also consume through a Tansu broker")
     ap.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--interval", type=float, default=5.0, help="publish interval of the latency run")

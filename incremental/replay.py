@@ -23,7 +23,7 @@ from kafka import KafkaConsumer, TopicPartition
 from incremental.app import App
 from incremental.leader import Leader
 from incremental.offsets import OffsetStore
-from incremental.service import Service
+from incremental.service import BATCH_SIZE, Service
 from incremental.sources.kafka import KafkaConfig, KafkaSource
 from snapshot.manifest import Counts, documents, sections, shard_packs, shards
 from snapshot.publish import PublishResult
@@ -73,7 +73,7 @@ def span(config: KafkaConfig, since: float | None) -> Span:
 
 
 class Replay:
-    def __init__(self, app: App, batch_size: int = 10_000, stopping: threading.Event | None = None) -> None:
+    def __init__(self, app: App, batch_size: int = BATCH_SIZE, stopping: threading.Event | None = None) -> None:
         self.app = app
         self.config = KafkaConfig.from_settings(app.settings)
         self.offsets = OffsetStore(app.manifest)

@@ -211,7 +211,10 @@ def connect(database_url: str) -> Engine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA cache_size=-32768")  # 32 MiB: updates land on pages all over the table
+            cur.execute("PRAGMA cache_size=-65536")  # 64 MiB: updates land on pages all over the table
+            # Copy the WAL back every 20,000 pages (80 MiB), not 1,000: consecutive batches touch many of the same
+            # pages, and each is then copied back once, not once per batch.
+            cur.execute("PRAGMA wal_autocheckpoint=20000")
             cur.close()
 
         @event.listens_for(engine, "begin")

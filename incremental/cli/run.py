@@ -9,9 +9,9 @@ import click
 
 from incremental.app import App
 from incremental.cli.options import option, with_app
-from incremental.service import open_service, tune_gc
+from incremental.service import BATCH_SIZE, open_service, tune_gc
 
-batch_size_option = option("--batch-size", type=int, default=10_000, help="Most events in one transaction.")
+batch_size_option = option("--batch-size", type=int, default=BATCH_SIZE, help="Most events in one transaction.")
 keep_option = option("--keep", type=int, default=3, help="Generations the prune timer keeps, live included.")
 
 
