@@ -129,6 +129,7 @@ STAGING_SUFFIX = "_staging"
 REVISION = "revision"
 PG_WRITE_LOCK = 0x517E_4D41  # pg_advisory_xact_lock key serialising manifest writers across replicas
 PG_PUBLISH_LOCK = 0x517E_9B11  # pg_try_advisory_lock key: one publisher/pruner at a time
+SQLITE_CACHE_KIB = 65_536  # 64 MiB of page cache per connection: updates land on pages all over the table
 COPY_UPSERT_ROWS = 100  # PostgreSQL upserts of this many rows or more go through COPY
 
 
@@ -211,7 +212,7 @@ def connect(database_url: str) -> Engine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA cache_size=-65536")  # 64 MiB: updates land on pages all over the table
+            cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
             # Copy the WAL back every 20,000 pages (80 MiB), not 1,000: consecutive batches touch many of the same
             # pages, and each is then copied back once, not once per batch.
             cur.execute("PRAGMA wal_autocheckpoint=20000")

@@ -25,7 +25,7 @@ from snapshot.bounded import bounded_map
 from snapshot.document import InvalidDocument, Rules, load_json
 from snapshot.faults import checkpoint
 from snapshot.limits import Limits
-from snapshot.manifest import Counts, Manifest, documents, sections, shard_packs, shards
+from snapshot.manifest import SQLITE_CACHE_KIB, Counts, Manifest, documents, sections, shard_packs, shards
 from snapshot.packs import pack, unpack, without
 from snapshot.publish import EmptyManifest
 from snapshot.render import SHARD_OVERHEAD, document_row
@@ -35,6 +35,7 @@ BLOCK_SIZE = 1 << 20  # bytes of a JSON-lines source per task (about 5,000 docum
 IN_FLIGHT = 8  # tasks queued ahead per worker: enough to keep both cores busy, little memory
 LOAD_ROWS = 50_000  # documents per load transaction
 LOADS_AHEAD = 2  # load transactions queued behind the one running
+SQLITE_SORT_KIB = 16_384  # page cache while the indexes are built: a bigger one only costs memory
 PACKED_COLUMNS = ("section", "key", "shard_no", "version", "size")  # what a packed documents row holds
 TABLES = (documents, shards, sections, shard_packs)
 
@@ -233,8 +234,8 @@ class Rebuilder:
         suffix = os.urandom(4).hex()
         duplicates = 0
         with self.manifest.write() as conn:
-            if self.manifest.dialect == "sqlite":
-                conn.exec_driver_sql("PRAGMA threads = 2")  # helper threads for the index builds' sorts
+            if self.manifest.dialect == "sqlite":  # the index builds' sorts take up to the page cache's size
+                conn.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_SORT_KIB}")
             conn.execute(text(f"CREATE INDEX ix_documents_shard_{suffix} ON {docs.name} (section, shard_no, key)"))
             try:
                 with conn.begin_nested():  # a savepoint: on PostgreSQL a failed statement spoils the transaction
@@ -265,6 +266,8 @@ class Rebuilder:
                 conn.execute(text(f"ALTER TABLE {t.name}_staging RENAME TO {t.name}"))
                 if self.manifest.dialect == "postgresql" and t is not documents:
                     conn.execute(text(f"ALTER INDEX {t.name}_staging_pkey RENAME TO {t.name}_pkey"))
+            if self.manifest.dialect == "sqlite":
+                conn.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
         return duplicates
 
     def _keep_one(self, conn: Connection, section: str, key: str, cache: dict[tuple[str, int], list[PackRow]]
