@@ -247,14 +247,11 @@ class _Batch:
             self.open_shards.update({name: int(n) for name, n in conn.execute(query)})
             self.known_sections.update(new_sections)
         stored = document_rows.load_all(conn.connection.driver_connection, conn.dialect.name, fresh)
+        # `stored` holds exactly the fresh documents the manifest has (the others are new): taken in whole.
+        self.stored.update(stored)
+        docs.update({ident: state[1:] for ident, state in stored.items()})
         wanted = set(self.open_shards.items())
-        for ident in fresh:
-            state = stored.get(ident)
-            if state is not None:
-                self.stored[ident] = state
-                docs[ident] = state[1:]
-                if state[1] is not None:
-                    wanted.add((ident[0], state[1]))
+        wanted.update({(ident[0], state[1]) for ident, state in stored.items() if state[1] is not None})
         self._load_shards(wanted - self.shards.keys())
 
     def _load_shards(self, wanted: set[tuple[str, int]]) -> None:

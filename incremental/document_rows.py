@@ -44,8 +44,8 @@ def load(raw: Any, dialect: str, section: str, keys: Iterable[str]) -> dict[Iden
     for i in range(0, len(todo), CHUNK):
         chunk = todo[i:i + CHUNK]
         sql = f"{_LOAD.format(rowid='rowid, ')}? AND key IN ({','.join('?' * len(chunk))})"
-        for rowid, k, n, v, size, live in raw.execute(sql, (section, *chunk)):
-            found[(section, k)] = (rowid, n, v, size, bool(live))
+        found.update({(section, k): (rowid, n, v, size, live == 1)
+                      for rowid, k, n, v, size, live in raw.execute(sql, (section, *chunk))})
     return found
 
 
