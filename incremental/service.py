@@ -95,9 +95,7 @@ class Service:
                 self._turn()
         finally:
             log.info("stopping: %s", self.total)
-            if self.ahead is not None:  # never applied: the next run reads it again from the stored offsets
-                self.ahead[1].discard()
-                self.ahead = None
+            self._drop_ahead()  # never applied: the next run reads it again from the stored offsets
             self.source.close()
             self.timers.shutdown()
             self.leader.stop()
@@ -138,10 +136,13 @@ class Service:
 
     def _rewind(self) -> None:
         """Back to the offsets stored in the manifest; a batch read ahead is read again from there."""
+        self._drop_ahead()
+        self.source.rewind()
+
+    def _drop_ahead(self) -> None:
         if self.ahead is not None:
             self.ahead[1].discard()
             self.ahead = None
-        self.source.rewind()
 
     def apply(self, batch: Batch, prepared: Prepared | None = None) -> Counts:
         """Apply one batch with its end offsets, in one transaction; fenced against a rebalance."""

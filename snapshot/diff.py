@@ -30,7 +30,7 @@ from xml.parsers import expat
 from sqlalchemy import BigInteger, Column, Engine, MetaData, String, Table, select
 
 from snapshot.manifest import FileRecord, Manifest
-from snapshot.render import URLSET_OPEN
+from snapshot.render import ESCAPES, URLSET_OPEN
 from snapshot.stores.base import Store
 
 KINDS = ("added", "removed", "changed")
@@ -92,7 +92,7 @@ class DiffCounts:
 def shard_urls(data: bytes) -> Iterator[tuple[str, str | None]]:
     """(loc, lastmod) of every <url> of a gzip-compressed shard.
 
-    A shard this service wrote (its own header, a <url> per line) is read with one regex per block, about ten
+    A shard this service wrote (its own header, a <url> per line) is read with one regex per block, about three
     times faster than expat's callbacks; anything else, or any line the regex does not account for, goes
     through expat.
     """
@@ -102,8 +102,8 @@ def shard_urls(data: bytes) -> Iterator[tuple[str, str | None]]:
 
 _OWN_HEADER = URLSET_OPEN.encode()
 _OWN_URL = re.compile(rb"<url><loc>([^<]*)</loc>(?:<lastmod>([^<]*)</lastmod>)?")
-_ENTITIES = {b"&amp;": b"&", b"&lt;": b"<", b"&gt;": b">", b"&quot;": b'"', b"&apos;": b"'", b"&#13;": b"\r"}
-_ENTITY = re.compile(rb"&(?:amp|lt|gt|quot|apos|#13);")  # what snapshot.render.escape writes
+_ENTITIES = {entity.encode(): char.encode() for char, entity in ESCAPES.items()}  # what render.escape writes
+_ENTITY = re.compile(b"|".join(re.escape(entity) for entity in _ENTITIES))
 
 
 def _own_shard_urls(data: bytes) -> list[tuple[str, str | None]] | None:

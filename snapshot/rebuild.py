@@ -134,7 +134,6 @@ class Rebuilder:
         self.workers = workers
         md = MetaData()
         self.staging = {t.name: t.to_metadata(md, name=t.name + "_staging") for t in TABLES}
-        self._seqs: dict[str, int] = {}  # section -> packs made
         for t in self.staging.values():
             for ix in list(t.indexes):
                 t.indexes.discard(ix)  # built after the load, under names of their own
@@ -145,9 +144,8 @@ class Rebuilder:
         for t in self.staging.values():
             t.create(self.manifest.engine)
         counts = Counts()
-        self._seqs.clear()
         totals: dict[tuple[str, int], tuple[int, int]] = {}  # (section, shard_no) -> (URLs, bytes), when full
-        sections_state: dict[str, list[int]] = {}  # section -> [open shard_no, its URLs, its bytes]
+        sections_state: dict[str, list[int]] = {}  # section -> [open shard_no, its URLs, its bytes, packs made]
         batch = _Batch()
         workers = max(1, self.workers)
         # Loads run in a thread of their own (sqlite3 and psycopg release the GIL while the database works), so
@@ -177,7 +175,7 @@ class Rebuilder:
             self._drop_staging()
             raise EmptyManifest(f"no valid document in the source ({counts}): the manifest is left as it was")
         checkpoint("rebuild-swap")
-        for section, (shard_no, urls, size) in sections_state.items():
+        for section, (shard_no, urls, size, _packs) in sections_state.items():
             totals[section, shard_no] = (urls, size)
         counts.stale = self._finish(totals)
         counts.applied -= counts.stale
@@ -190,11 +188,12 @@ class Rebuilder:
         section, sizes = run.section, run.sizes
         st = state.get(section)
         if st is None:
-            st = state[section] = [1, 0, 0]  # [open shard_no, its URLs, its bytes]
+            st = state[section] = [1, 0, 0, 0]  # [open shard_no, its URLs, its bytes, packs made]
         max_urls = self.limits.max_urls
         max_bytes = self.limits.max_bytes - SHARD_OVERHEAD
         count, size = len(sizes), sum(sizes)
-        seq = self._seqs[section] = self._seqs.get(section, 0) + 1
+        st[3] += 1
+        seq = st[3]
         if st[1] + count <= max_urls and st[2] + size <= max_bytes:  # the whole run fits: the common case
             st[1] += count
             st[2] += size

@@ -31,7 +31,8 @@ SHARD_OVERHEAD = len((URLSET_OPEN + URLSET_CLOSE).encode())
 GZIP_LEVEL = 1  # isal level 1 is ~10x zlib's level 6 for ~1% larger files
 
 # '\r' too: a parser would read a literal one back as '\n' (XML end-of-line handling).
-_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;", "\r": "&#13;"})
+ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;", "\r": "&#13;"}
+_ESCAPES = str.maketrans(ESCAPES)
 
 
 def escape(text: str) -> str:
