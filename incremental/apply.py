@@ -26,7 +26,7 @@ from incremental.events import DeleteRow, ParsedEvents, UpsertRow, parse_events
 from snapshot.document import Rules
 from snapshot.faults import checkpoint
 from snapshot.limits import Limits
-from snapshot.manifest import Counts, Manifest, sections, shards
+from snapshot.manifest import Counts, Manifest, RebuildRunning, sections, shards
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,10 @@ class Applier:
             prepared = self.prepare([raw for _source, raw in items])
         letters: list[tuple[str, str, bytes]] = []
         with self.manifest.write() as conn:
+            if self.manifest.rebuild_running(conn):  # its swap would drop what is applied now: nothing is
+                prepared.discard()
+                raise RebuildRunning("a rebuild is running on this manifest: events are applied once it has "
+                                     "swapped its tables in")
             batch = _Batch(conn, self.limits)
             for start, parsed in self._parsed(prepared):
                 for i, reason in parsed.rejects:

@@ -29,7 +29,7 @@ from incremental.scheduler import Timers
 from incremental.sources.base import Batch, EventSource
 from incremental.sources.follow import FileFollower
 from incremental.sources.kafka import KafkaConfig, KafkaSource
-from snapshot.manifest import Counts, dead_letters
+from snapshot.manifest import Counts, RebuildRunning, dead_letters
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ POLL_TIMEOUT = 1.0  # seconds a poll may wait for events: also how fast a stop r
 CHECK_EVERY = 5.0  # seconds between source health checks (lag, reachability)
 LIVENESS = 300.0  # the main loop is considered stuck after this long without a turn
 MAX_BACKOFF = 30.0
+REBUILD_CHECK = 1.0  # seconds between looks at a running rebuild, while events wait for it
 # Events per transaction at most. On SQLite a batch costs about the pages it touches, and a bigger batch touches
 # fewer per event (docs/performance.md); it is also what is applied again after a crash.
 BATCH_SIZE = 20_000
@@ -61,6 +62,7 @@ class Service:
         self.letters_seen = 0  # dead_letters ids up to this one are not ours to forward
         self.total = Counts()  # what this run applied
         self.ahead: tuple[Batch, Prepared] | None = None  # the next batch, read while this one is applied
+        self.paused = False  # a rebuild is running: events wait in the source
 
     # -- probes ---------------------------------------------------------------------------------------------
 
@@ -107,6 +109,9 @@ class Service:
         try:
             if time.monotonic() - self.checked >= CHECK_EVERY:
                 self._check()
+            if self._rebuild_running():
+                self.stopping.wait(REBUILD_CHECK)
+                return
             current, self.ahead = self.ahead or self._poll(POLL_TIMEOUT), None
             if current is not None:
                 # Read the next batch now if it is there (no waiting): the workers parse it while this one is
@@ -120,6 +125,18 @@ class Service:
             self._rewind()
             self.stopping.wait(self.backoff)
             self.backoff = min(self.backoff * 2, MAX_BACKOFF)
+
+    def _rebuild_running(self) -> bool:
+        """A rebuild's swap would drop what is applied while it runs: events wait in the source until then."""
+        running = self.app.manifest.rebuild_running()
+        if running != self.paused:
+            self.paused = running
+            if running:
+                log.info("a rebuild is running: events wait until it has swapped its tables in")
+                self._rewind()  # what was read ahead is read again afterwards, from the stored offsets
+            else:
+                log.info("the rebuild is over: applying events again")
+        return running
 
     def _check(self) -> None:
         self.checked = time.monotonic()
@@ -152,6 +169,9 @@ class Service:
         except OffsetConflict as exc:
             log.warning("batch dropped: %s; going back to the stored offsets", exc)
             self.metrics.conflicts.inc()
+            self._rewind()
+            return Counts()
+        except RebuildRunning:  # it started after this turn looked: the next turns wait for it
             self._rewind()
             return Counts()
         self.source.committed(batch)

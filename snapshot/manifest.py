@@ -129,6 +129,7 @@ STAGING_SUFFIX = "_staging"
 REVISION = "revision"
 PG_WRITE_LOCK = 0x517E_4D41  # pg_advisory_xact_lock key serialising manifest writers across replicas
 PG_PUBLISH_LOCK = 0x517E_9B11  # pg_try_advisory_lock key: one publisher/pruner at a time
+PG_REBUILD_LOCK = 0x517E_2EB1  # pg_try_advisory_lock key: a rebuild, from before it reads its source to its swap
 SQLITE_CACHE_KIB = 65_536  # 64 MiB of page cache per connection: updates land on pages all over the table
 COPY_UPSERT_ROWS = 100  # PostgreSQL upserts of this many rows or more go through COPY
 
@@ -200,6 +201,10 @@ class PublishLockHeld(RuntimeError):
     """Another process is publishing or pruning right now."""
 
 
+class RebuildRunning(RuntimeError):
+    """A rebuild is loading this manifest: events are applied once it has swapped its tables in (or failed)."""
+
+
 def connect(database_url: str) -> Engine:
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
@@ -240,6 +245,15 @@ class Manifest:
         manifest.create()
         return manifest
 
+    @property
+    def worker_url(self) -> str | None:
+        """The URL worker processes open the manifest with; None for an in-memory SQLite database (private
+        to this process)."""
+        url = self.engine.url
+        if self.dialect == "sqlite" and url.database in (None, "", ":memory:"):
+            return None
+        return url.render_as_string(hide_password=False)
+
     def create(self) -> None:
         metadata.create_all(self.engine)
         with self.write() as conn:
@@ -273,37 +287,86 @@ class Manifest:
     @contextmanager
     def publish_lock(self) -> Iterator[None]:
         """Held while publishing, rolling back or pruning: one at a time across every replica."""
-        if self.dialect != "postgresql":
-            with self._file_lock():
-                yield
-            return
-        with self.engine.connect() as conn:
-            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": PG_PUBLISH_LOCK}).scalar()
-            conn.commit()
-            if not got:
-                raise PublishLockHeld("another process is publishing or pruning this manifest")
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PG_PUBLISH_LOCK})
-                conn.commit()
+        with self._exclusive("publish", PG_PUBLISH_LOCK,
+                             PublishLockHeld("another process is publishing or pruning this manifest")):
+            yield
 
     @contextmanager
-    def _file_lock(self) -> Iterator[None]:
-        """SQLite's publish lock: flock(2) on a file beside the database (released by the kernel on a crash)."""
-        database = self.engine.url.database
-        if not database or database == ":memory:":
+    def rebuild_lock(self) -> Iterator[None]:
+        """Held by a rebuild from before it reads its source until its tables are swapped in.
+
+        The swap replaces the documents table, so an event applied meanwhile would be lost: appliers check
+        `rebuild_running` under the write lock and wait. An event applied before the lock was taken stands for
+        a change its source already holds; one that waited is applied to the new tables.
+        """
+        # An applier's probe holds the file for a moment: try for a little while before calling it taken.
+        with self._exclusive("rebuild", PG_REBUILD_LOCK, RebuildRunning("another rebuild is running on this manifest"),
+                             patience=2.0):
+            yield
+
+    def rebuild_running(self, conn: Connection | None = None) -> bool:
+        """Whether a rebuild holds `rebuild_lock` (in any process, on any replica)."""
+        if self.dialect == "postgresql":
+            query = text("SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                         "WHERE d.datname = current_database() AND l.locktype = 'advisory' AND l.granted "
+                         "AND l.classid = 0 AND l.objid = :k AND l.objsubid = 1)")
+            if conn is not None:
+                return bool(conn.execute(query, {"k": PG_REBUILD_LOCK}).scalar())
+            with self.engine.connect() as own:
+                return bool(own.execute(query, {"k": PG_REBUILD_LOCK}).scalar())
+        path = self._lock_path("rebuild")
+        if path is None:
+            return False
+        with open(path, "a+b") as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            return False
+
+    @contextmanager
+    def _exclusive(self, name: str, pg_key: int, taken: Exception, patience: float = 0.0) -> Iterator[None]:
+        """A lock that dies with its holder: a PostgreSQL session advisory lock, or on SQLite flock(2) on a file
+        beside the database (no lock at all for an in-memory database, which only this process sees)."""
+        deadline = time.monotonic() + patience
+        if self.dialect == "postgresql":
+            with self.engine.connect() as conn:
+                while not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": pg_key}).scalar():
+                    conn.commit()
+                    if time.monotonic() >= deadline:
+                        raise taken
+                    time.sleep(0.05)
+                conn.commit()
+                try:
+                    yield
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": pg_key})
+                    conn.commit()
+            return
+        path = self._lock_path(name)
+        if path is None:
             yield
             return
-        with open(f"{database}.publish-lock", "a+b") as f:
-            try:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise PublishLockHeld("another process is publishing or pruning this manifest") from None
+        with open(path, "a+b") as f:
+            while True:
+                try:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise taken from None
+                    time.sleep(0.05)
             try:
                 yield
             finally:
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    def _lock_path(self, name: str) -> str | None:
+        database = self.engine.url.database
+        if self.dialect != "sqlite" or not database or database == ":memory:":
+            return None
+        return f"{database}.{name}-lock"
 
     @staticmethod
     def next_revision(conn: Connection) -> int:
@@ -516,3 +579,17 @@ class ManifestDamaged(RuntimeError):
 
 def _asdict(record: FileRecord) -> dict[str, Any]:
     return {name: getattr(record, name) for name in record.__slots__}
+
+
+_in_worker: Manifest | None = None
+
+
+def open_in_worker(database_url: str) -> None:
+    """A process pool's initializer: the worker's own engine on a manifest its parent opened (and created)."""
+    global _in_worker
+    _in_worker = Manifest(connect(database_url))
+
+
+def in_worker() -> Manifest:
+    assert _in_worker is not None, "open_in_worker() is the pool's initializer"
+    return _in_worker

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from snapshot import generation, naming
 from snapshot.faults import checkpoint
 from snapshot.limits import Limits
-from snapshot.manifest import FileRecord, Manifest, Shard, shards
+from snapshot.manifest import FileRecord, Manifest, Shard, in_worker, open_in_worker, shards
 from snapshot.render import IndexEntry, gzip_bytes, index_xml, shard_xml
 from snapshot.routers.base import Router
 from snapshot.stores.base import Store
@@ -118,17 +118,8 @@ def render_shard(manifest: Manifest, section: str, shard_no: int, limits: Limits
     )
 
 
-_worker_manifest: Manifest | None = None
-
-
-def _init_worker(database_url: str) -> None:
-    global _worker_manifest
-    _worker_manifest = Manifest.open(database_url)
-
-
 def _render_in_worker(args: tuple[str, int, Limits]) -> RenderedShard | None:
-    assert _worker_manifest is not None
-    return render_shard(_worker_manifest, *args)
+    return render_shard(in_worker(), *args)
 
 
 class Publisher:
@@ -235,12 +226,12 @@ class Publisher:
     def _render_and_put(self, todo: list[Shard], put: Callable[[RenderedShard | None], FileRecord | None]
                         ) -> list[FileRecord | None]:
         args = [(s.section, s.shard_no, self.limits) for s in todo]
-        if len(todo) < POOL_THRESHOLD or self.workers <= 1:
+        url = self.manifest.worker_url  # None: an in-memory manifest, which only this process sees
+        if len(todo) < POOL_THRESHOLD or self.workers <= 1 or url is None:
             return [put(render_shard(self.manifest, *a)) for a in args]
-        url = self.manifest.engine.url.render_as_string(hide_password=False)
         # forkserver: workers start clean (no inherited connections or threads) and open their own engine.
         with ProcessPoolExecutor(self.workers, mp_context=get_context("forkserver"),
-                                 initializer=_init_worker, initargs=(url,)) as pool:
+                                 initializer=open_in_worker, initargs=(url,)) as pool:
             rendered = pool.map(_render_in_worker, args, chunksize=1)
             # Uploads overlap the rendering of the next shards; network stores upload in parallel too.
             return self.store.map(put, rendered)

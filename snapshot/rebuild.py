@@ -139,7 +139,14 @@ class Rebuilder:
                 t.indexes.discard(ix)  # built after the load, under names of their own
 
     def rebuild(self, source: Iterable[Chunk], progress: Callable[[int], None] | None = None) -> Counts:
-        """Load every document of `source` into a new manifest and swap it in. Returns the counts."""
+        """Load every document of `source` into a new manifest and swap it in. Returns the counts.
+
+        Events wait meanwhile (`Manifest.rebuild_lock`), and a second rebuild of the same manifest is refused.
+        """
+        with self.manifest.rebuild_lock():
+            return self._rebuild(source, progress)
+
+    def _rebuild(self, source: Iterable[Chunk], progress: Callable[[int], None] | None) -> Counts:
         self._drop_staging()
         for t in self.staging.values():
             t.create(self.manifest.engine)

@@ -91,6 +91,10 @@ def test_kill_during_rebuild_leaves_manifest_and_site_alone(tmp_path: Path, data
     assert killed.returncode == -signal.SIGKILL
     assert served_locally(tmp_path / "data") == model.expected()
     assert "nothing to publish" in cli("publish", env=env).stdout  # the manifest was not touched
+    # The killed rebuild's lock died with it: events are applied at once, not held back for it.
+    (tmp_path / "one.jsonl").write_bytes(orjson.dumps({"op": "upsert", **doc(7, version=2, day=3)}))
+    applied = cli("apply", str(tmp_path / "one.jsonl"), env=env, timeout=60)
+    assert "applied 1" in applied.stdout and "rebuild is running" not in applied.stderr
     cli("rebuild", "--source", str(tmp_path / "other.jsonl"), env=env)
     assert served_locally(tmp_path / "data") == {str(d["loc"]): str(d["lastmod"]) for d in other}
 

@@ -6,7 +6,7 @@ import click
 
 from incremental.app import App
 from incremental.cli.options import option, with_app
-from snapshot.manifest import Counts
+from snapshot.manifest import Counts, RebuildRunning
 from snapshot.sources import jsonl_lines
 
 
@@ -23,8 +23,23 @@ def command(app: App, files: tuple[str, ...], batch_size: int) -> None:
         for item in jsonl_lines(path):
             batch.append(item)
             if len(batch) >= batch_size:
-                total.add(app.applier.apply_raw(batch))
+                total.add(_apply(app, batch))
                 batch = []
-        total.add(app.applier.apply_raw(batch))
+        total.add(_apply(app, batch))
     seconds = time.monotonic() - started
     click.echo(f"{total} in {seconds:.2f}s")
+
+
+def _apply(app: App, batch: list[tuple[str, bytes]]) -> Counts:
+    """Apply one batch; while a rebuild runs, wait for it (its swap would drop what is applied meanwhile)."""
+    told = False
+    while True:
+        if not app.manifest.rebuild_running():
+            try:
+                return app.applier.apply_raw(batch)
+            except RebuildRunning:  # it started just now
+                pass
+        if not told:
+            click.echo("a rebuild is running: waiting until it has swapped its tables in", err=True)
+            told = True
+        time.sleep(1.0)

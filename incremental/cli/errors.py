@@ -9,14 +9,14 @@ from contextlib import contextmanager
 import click
 
 from snapshot.document import InvalidDocument
-from snapshot.manifest import PublishLockHeld
+from snapshot.manifest import PublishLockHeld, RebuildRunning
 from snapshot.publish import EmptyManifest
 from snapshot.rollback import RollbackError
 from snapshot.routers.base import RouterError
 from snapshot.stores.base import StoreError
 from snapshot.verify import VerificationError
 
-EXPECTED = (InvalidDocument, PublishLockHeld, EmptyManifest, RollbackError, RouterError, StoreError,
+EXPECTED = (InvalidDocument, PublishLockHeld, RebuildRunning, EmptyManifest, RollbackError, RouterError, StoreError,
             VerificationError, FileNotFoundError)
 
 

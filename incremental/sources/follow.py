@@ -55,14 +55,15 @@ class FileFollower(EventSource):
         stream.seek(self.offset)
         items: list[tuple[str, bytes]] = []
         end = self.offset
+        name = self.path.name
         while len(items) < max_records:
             line = stream.readline()
             if not line.endswith(b"\n"):  # the end, or a line still being written
                 break
-            label = f"{self.path.name}@{end}"
+            raw = line.strip()
+            if raw:
+                items.append((f"{name}@{end}", raw))
             end += len(line)
-            if line.strip():
-                items.append((label, line.strip()))
         if end == self.offset:
             return None
         # A batch may be handed out before the one before it is committed (the service reads ahead): it starts
