@@ -37,6 +37,8 @@ class Metrics:
         self.ready = Gauge("sitemaps_ready", "1 when events can flow (source reachable, manifest writable)",
                            registry=r)
         self.leader = Gauge("sitemaps_leader", "1 while this replica may publish and prune", registry=r)
+        self.paused = Gauge("sitemaps_paused_for_rebuild", "1 while events wait for a running rebuild's swap",
+                            registry=r)
         for result in ("applied", "stale", "rejected"):
             self.events.labels(result)  # show zeros from the start
         for result in ("published", "nothing", "skipped", "failed"):

@@ -131,6 +131,7 @@ class Service:
         running = self.app.manifest.rebuild_running()
         if running != self.paused:
             self.paused = running
+            self.metrics.paused.set(1 if running else 0)
             if running:
                 log.info("a rebuild is running: events wait until it has swapped its tables in")
                 self._rewind()  # what was read ahead is read again afterwards, from the stored offsets

@@ -64,6 +64,7 @@ def test_events_wait_for_a_running_rebuild_then_apply_to_its_tables(tmp_path: Pa
                 f.write(b"".join(orjson.dumps(e) + b"\n" for e in changed))
             time.sleep(3)  # the service, polling every 0.1 s, would have applied them by now
             assert set(manifest_versions(manifest).values()) == {1}, "applied while the rebuild was loading"
+            assert svc.metrics()["sitemaps_paused_for_rebuild"] == 1
 
         rebuild(app, stalling(catalog(2), DOCS // 2, during))
         expected = {(e["section"], e["key"]): 2 for e in catalog(2)}
@@ -71,6 +72,7 @@ def test_events_wait_for_a_running_rebuild_then_apply_to_its_tables(tmp_path: Pa
         wait_for(lambda: manifest_versions(manifest) == expected, 30, "the waiting events applied")
         applied, _stale, _rejected = svc.counted()
         assert applied == len(changed)
+        wait_for(lambda: svc.metrics()["sitemaps_paused_for_rebuild"] == 0, 10, "the service resumed")
     finally:
         svc.kill()
         app.close()
