@@ -62,7 +62,7 @@ class Service:
         self.letters_seen = 0  # dead_letters ids up to this one are not ours to forward
         self.total = Counts()  # what this run applied
         self.ahead: tuple[Batch, Prepared] | None = None  # the next batch, read while this one is applied
-        self.paused = False  # a rebuild is running: events wait in the source
+        self.paused = False  # a batch was refused for a running rebuild: events wait in the source until it ends
 
     # -- probes ---------------------------------------------------------------------------------------------
 
@@ -109,7 +109,7 @@ class Service:
         try:
             if time.monotonic() - self.checked >= CHECK_EVERY:
                 self._check()
-            if self._rebuild_running():
+            if self.paused and self._still_paused():
                 self.stopping.wait(REBUILD_CHECK)
                 return
             current, self.ahead = self.ahead or self._poll(POLL_TIMEOUT), None
@@ -126,18 +126,20 @@ class Service:
             self.stopping.wait(self.backoff)
             self.backoff = min(self.backoff * 2, MAX_BACKOFF)
 
-    def _rebuild_running(self) -> bool:
+    def _pause(self) -> None:
         """A rebuild's swap would drop what is applied while it runs: events wait in the source until then."""
-        running = self.app.manifest.rebuild_running()
-        if running != self.paused:
-            self.paused = running
-            self.metrics.paused.set(1 if running else 0)
-            if running:
-                log.info("a rebuild is running: events wait until it has swapped its tables in")
-                self._rewind()  # what was read ahead is read again afterwards, from the stored offsets
-            else:
-                log.info("the rebuild is over: applying events again")
-        return running
+        self.paused = True
+        self.metrics.paused.set(1)
+        log.info("a rebuild is running: events wait until it has swapped its tables in")
+        self._rewind()  # the refused batch and the one read ahead are read again afterwards
+
+    def _still_paused(self) -> bool:
+        if self.app.manifest.rebuild_running():
+            return True
+        self.paused = False
+        self.metrics.paused.set(0)
+        log.info("the rebuild is over: applying events again")
+        return False
 
     def _check(self) -> None:
         self.checked = time.monotonic()
@@ -172,8 +174,8 @@ class Service:
             self.metrics.conflicts.inc()
             self._rewind()
             return Counts()
-        except RebuildRunning:  # it started after this turn looked: the next turns wait for it
-            self._rewind()
+        except RebuildRunning:  # the next turns wait for it, looking every REBUILD_CHECK seconds
+            self._pause()
             return Counts()
         self.source.committed(batch)
         self.metrics.counted(counts)

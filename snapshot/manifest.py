@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import fcntl
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -246,13 +246,14 @@ class Manifest:
         return manifest
 
     @property
+    def in_memory(self) -> bool:
+        """An in-memory SQLite database: private to this process (no workers, no lock files)."""
+        return self.dialect == "sqlite" and self.engine.url.database in (None, "", ":memory:")
+
+    @property
     def worker_url(self) -> str | None:
-        """The URL worker processes open the manifest with; None for an in-memory SQLite database (private
-        to this process)."""
-        url = self.engine.url
-        if self.dialect == "sqlite" and url.database in (None, "", ":memory:"):
-            return None
-        return url.render_as_string(hide_password=False)
+        """The URL worker processes open the manifest with; None for an in-memory database."""
+        return None if self.in_memory else self.engine.url.render_as_string(hide_password=False)
 
     def create(self) -> None:
         metadata.create_all(self.engine)
@@ -310,10 +311,8 @@ class Manifest:
             query = text("SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
                          "WHERE d.datname = current_database() AND l.locktype = 'advisory' AND l.granted "
                          "AND l.classid = 0 AND l.objid = :k AND l.objsubid = 1)")
-            if conn is not None:
-                return bool(conn.execute(query, {"k": PG_REBUILD_LOCK}).scalar())
-            with self.engine.connect() as own:
-                return bool(own.execute(query, {"k": PG_REBUILD_LOCK}).scalar())
+            with nullcontext(conn) if conn is not None else self.engine.connect() as c:
+                return bool(c.execute(query, {"k": PG_REBUILD_LOCK}).scalar())
         path = self._lock_path("rebuild")
         if path is None:
             return False
@@ -329,15 +328,15 @@ class Manifest:
     def _exclusive(self, name: str, pg_key: int, taken: Exception, patience: float = 0.0) -> Iterator[None]:
         """A lock that dies with its holder: a PostgreSQL session advisory lock, or on SQLite flock(2) on a file
         beside the database (no lock at all for an in-memory database, which only this process sees)."""
-        deadline = time.monotonic() + patience
         if self.dialect == "postgresql":
             with self.engine.connect() as conn:
-                while not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": pg_key}).scalar():
+
+                def try_pg() -> bool:
+                    got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": pg_key}).scalar())
                     conn.commit()
-                    if time.monotonic() >= deadline:
-                        raise taken
-                    time.sleep(0.05)
-                conn.commit()
+                    return got
+
+                _take(try_pg, patience, taken)
                 try:
                     yield
                 finally:
@@ -349,24 +348,25 @@ class Manifest:
             yield
             return
         with open(path, "a+b") as f:
-            while True:
+
+            def try_flock() -> bool:
                 try:
                     fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
                 except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise taken from None
-                    time.sleep(0.05)
+                    return False
+                return True
+
+            _take(try_flock, patience, taken)
             try:
                 yield
             finally:
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
     def _lock_path(self, name: str) -> str | None:
-        database = self.engine.url.database
-        if self.dialect != "sqlite" or not database or database == ":memory:":
+        """The file an SQLite manifest's lock `name` is held on; None where there is none to hold."""
+        if self.dialect != "sqlite" or self.in_memory:
             return None
-        return f"{database}.{name}-lock"
+        return f"{self.engine.url.database}.{name}-lock"
 
     @staticmethod
     def next_revision(conn: Connection) -> int:
@@ -575,6 +575,15 @@ class _Packed(dict[str, packs.Entry]):
 
 class ManifestDamaged(RuntimeError):
     """The manifest contradicts itself (it was changed by hand, or a store lost data)."""
+
+
+def _take(attempt: Callable[[], bool], patience: float, taken: Exception) -> None:
+    """Try to take a lock until it is taken or `patience` seconds have passed (then raise `taken`)."""
+    deadline = time.monotonic() + patience
+    while not attempt():
+        if time.monotonic() >= deadline:
+            raise taken
+        time.sleep(0.05)
 
 
 def _asdict(record: FileRecord) -> dict[str, Any]:
