@@ -25,7 +25,7 @@ from incremental.leader import Leader
 from incremental.offsets import OffsetStore
 from incremental.service import BATCH_SIZE, Service
 from incremental.sources.kafka import KafkaConfig, KafkaSource
-from snapshot.manifest import Counts, documents, sections, shard_packs, shards
+from snapshot.manifest import Counts, RebuildRunning, documents, sections, shard_packs, shards
 from snapshot.publish import PublishResult
 
 log = logging.getLogger(__name__)
@@ -81,8 +81,14 @@ class Replay:
         self.stopping = stopping or threading.Event()
 
     def reset(self, sp: Span, keep_manifest: bool) -> None:
-        """Empty the manifest (unless kept), store the replay's start and end offsets: one transaction."""
+        """Empty the manifest (unless kept), store the replay's start and end offsets: one transaction.
+
+        Refused while a rebuild loads: its swap would bring back what this empties, under the replay's offsets.
+        """
         with self.app.manifest.write() as conn:
+            if self.app.manifest.rebuild_running(conn):
+                raise RebuildRunning("a rebuild is running on this manifest: replay once it has swapped its "
+                                     "tables in")
             if not keep_manifest:
                 for table in (documents, shards, sections, shard_packs):
                     conn.execute(table.delete())

@@ -114,3 +114,31 @@ def test_a_replay_that_has_not_caught_up_is_never_published(tmp_path: Path) -> N
 def test_replay_needs_kafka(tmp_path: Path) -> None:
     proc = cli("replay", env=service_env(tmp_path, f"sqlite:///{tmp_path / 'm.db'}"), check=False)
     assert proc.returncode == 2 and "replay reads Kafka" in proc.stderr
+
+
+def test_a_replay_is_refused_while_a_rebuild_loads(kafka_broker: TansuBroker, new_topic: Any, tmp_path: Path,
+                                                   database_url: str) -> None:
+    """The rebuild's swap would bring back what the replay's reset empties, under the replay's offsets."""
+    from tests.test_rebuild_lock import catalog, open_app, rebuild, stalling
+
+    topic = new_topic(1)
+    kafka_broker.produce(topic, [orjson.dumps(event(1, 9))], [key_of(event(1, 9))])
+    env = kafka_env(tmp_path, database_url, kafka_broker, topic)
+    app = open_app(tmp_path, database_url)
+    outcome: dict[str, Any] = {}
+
+    def during() -> None:
+        outcome["replay"] = cli("replay", "--exit", env=env, check=False, timeout=60)  # without the check: it waits
+
+    try:
+        rebuild(app, stalling(catalog(2), 10, during))
+        replay = outcome["replay"]
+        assert (replay.returncode, replay.stderr.splitlines()[-1]) == (
+            1, "error: a rebuild is running on this manifest: replay once it has swapped its tables in")
+        assert set(manifest_versions(app.manifest).values()) == {2}  # the rebuild's, untouched by the replay
+        assert stored_offsets(app.manifest, topic) == {}
+        out = cli("replay", "--exit", env=env).stdout  # once the rebuild is done, the replay runs
+        assert "replayed: applied 1" in out
+        assert manifest_versions(app.manifest) == {(event(1, 9)["section"], "1"): 9}
+    finally:
+        app.close()
