@@ -32,6 +32,7 @@ from tests.service_helpers import (
 from tests.services.kafka import TansuBroker
 from tests.support import Model, cli
 from tests.test_kafka import kafka_env
+from tests.test_rebuild_lock import catalog, open_app, rebuild, stalling
 
 
 def test_replay_rebuilds_the_manifest_from_the_topic(kafka_broker: TansuBroker, new_topic: Any,
@@ -119,10 +120,9 @@ def test_replay_needs_kafka(tmp_path: Path) -> None:
 def test_a_replay_is_refused_while_a_rebuild_loads(kafka_broker: TansuBroker, new_topic: Any, tmp_path: Path,
                                                    database_url: str) -> None:
     """The rebuild's swap would bring back what the replay's reset empties, under the replay's offsets."""
-    from tests.test_rebuild_lock import catalog, open_app, rebuild, stalling
-
     topic = new_topic(1)
-    kafka_broker.produce(topic, [orjson.dumps(event(1, 9))], [key_of(event(1, 9))])
+    ev = event(1, 9)
+    kafka_broker.produce(topic, [orjson.dumps(ev)], [key_of(ev)])
     env = kafka_env(tmp_path, database_url, kafka_broker, topic)
     app = open_app(tmp_path, database_url)
     outcome: dict[str, Any] = {}
@@ -139,6 +139,6 @@ def test_a_replay_is_refused_while_a_rebuild_loads(kafka_broker: TansuBroker, ne
         assert stored_offsets(app.manifest, topic) == {}
         out = cli("replay", "--exit", env=env).stdout  # once the rebuild is done, the replay runs
         assert "replayed: applied 1" in out
-        assert manifest_versions(app.manifest) == {(event(1, 9)["section"], "1"): 9}
+        assert manifest_versions(app.manifest) == {(ev["section"], ev["key"]): 9}
     finally:
         app.close()
