@@ -7,9 +7,10 @@
 Throughput is the service's own loop (incremental/service.py): a source hands batches to the applier, which
 applies each with its offsets in one transaction. The source is a JSON-lines file (`--follow`'s source) of
 synthetic change events (snapshot/synthetic.py: 85% updates, 10% new documents, 5% deletions) over a manifest
-preloaded with a catalog; with --kafka also a Tansu broker (Kafka protocol) started here, timed from the first
-applied batch (the group join is not counted). Latency is `sitemaps run --follow` as a subprocess: single
-events appended one at a time, each timed until the local router serves its URL; the target is the publish
+preloaded with a catalog; with --kafka also a Tansu broker (Kafka protocol) started here. Each run is timed
+from the first batch read to the last one committed (a Kafka group join before it and the service's shutdown
+after it are not the apply path). Latency is `sitemaps run --follow` as a subprocess: single events appended
+one at a time, each timed until the local router serves its URL; the target is the publish
 interval plus 1 s. Each throughput line also gives the CPU seconds (user + system) of the applying
 process, of its parsing workers (started before timing, as a service does once) and of the PostgreSQL backends
 serving the run's database: on a shared 2-core machine they are steadier than the rate. PostgreSQL: a scratch
@@ -64,24 +65,33 @@ def write_events(path: Path, n: int, catalog: int) -> None:
 
 
 class TimedService(Service):
-    """The service, noting when its first batch came (a Kafka group join is not the apply path)."""
+    """The service, noting when its first batch was read (a Kafka group join is not the apply path) and when
+    each batch was committed (stopping the service afterwards, up to half a second, is not either)."""
 
     first: float | None = None
+    last: float | None = None
+
+    def _poll(self, timeout: float) -> tuple[Batch, Prepared] | None:
+        got = super()._poll(timeout)
+        if got is not None and self.first is None:
+            self.first = time.perf_counter()
+        return got
 
     def apply(self, batch: Batch, prepared: Prepared | None = None) -> Counts:
-        if self.first is None:
-            self.first = time.perf_counter()
-        return super().apply(batch, prepared)
+        counts = super().apply(batch, prepared)
+        self.last = time.perf_counter()
+        return counts
 
 
 def timed_run(app: App, source: EventSource, offsets: OffsetStore, n: int, batch_size: int) -> float:
-    """Seconds from the first batch to the n-th event applied, through the service loop."""
+    """Seconds from the first batch read to the n-th event applied, through the service loop."""
     service = TimedService(app, source, offsets, Leader(), batch_size)
     app.applier.start_workers()  # once per service process: not the apply path
     t = service.total
     done = service.run(port=0, until=lambda: t.applied + t.stale + t.rejected >= n)
-    assert service.first is not None and done.applied + done.stale + done.rejected >= n, done
-    return time.perf_counter() - service.first
+    assert service.first is not None and service.last is not None, done
+    assert done.applied + done.stale + done.rejected >= n, done
+    return service.last - service.first
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -141,7 +151,7 @@ def throughput(kind: str, source: str, events: int, catalog: int, batch_size: in
                 note = f"(catalog {catalog:,}, batches of {batch_size:,}"
             else:
                 seconds = kafka_run(app, offsets, path, events, batch_size)
-                note = "(3 partitions, timed from the first batch: the group join is not counted"
+                note = "(3 partitions, timed from the first batch read: the group join is not counted"
         report(f"{kind:<10} {source:<5} -> manifest", events, seconds, f"{note}; {cpu[0]})")
         app.close()
 

@@ -3,12 +3,16 @@ and against the serial path, batch for batch."""
 
 from __future__ import annotations
 
+import gc
+import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from incremental.app import App
+from incremental.apply import WORKER_NICENESS
 from snapshot.manifest import Manifest, dead_letters, documents, shards
 from snapshot.settings import Settings
 from tests.service_helpers import HOST, mixed_stream
@@ -49,6 +53,9 @@ def test_parallel_apply_matches_serial_and_model(database_url: str, tmp_path: Pa
             assert counts == serial.applier.apply_raw(batch)
             total += counts.applied + counts.stale + counts.rejected
         assert parallel.applier.worker_pids(), "the workers were not used"
+        # They yield a shared core to the applying process.
+        assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in parallel.applier.worker_pids()} == {
+            os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICENESS}
         assert total == len(items)
         got = tables(parallel.manifest)
         assert got == tables(serial.manifest)
@@ -64,3 +71,21 @@ def test_parallel_apply_matches_serial_and_model(database_url: str, tmp_path: Pa
     finally:
         parallel.close()
         serial.close()
+
+
+def test_no_collection_runs_while_a_batch_is_applied(tmp_path: Path) -> None:
+    values, _keys, model, _bad = mixed_stream(300, 100, seed=3)
+    app = App(Settings(data_dir=tmp_path / "data", allowed_hosts=(HOST,)))
+    seen: list[bool] = []
+    try:
+        counts = app.applier.apply_raw([(f"t:{i}", raw) for i, raw in enumerate(values)],
+                                       extra=lambda _conn: seen.append(gc.isenabled()))
+        assert counts.applied > 0
+        assert seen == [False], "the collector ran during the batch"
+        assert gc.isenabled(), "the collector was not resumed"
+        with pytest.raises(ValueError):  # resumed after a failed batch too
+            app.applier.apply_raw([("t:x", values[0])], extra=lambda _conn: int("not a number"))
+        assert gc.isenabled()
+        assert {loc: lastmod for _s, _k, loc, lastmod in app.manifest.documents()} == model.expected()
+    finally:
+        app.close()
