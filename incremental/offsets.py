@@ -39,7 +39,7 @@ class OffsetConflict(RuntimeError):
 class OffsetStore:
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
-        metadata.create_all(manifest.engine)
+        manifest.ensure_tables(metadata)
 
     def load(self, topic: str, conn: Connection | None = None) -> dict[int, int]:
         """partition -> next offset, as committed."""

@@ -20,14 +20,13 @@ from __future__ import annotations
 import dataclasses
 import re
 import sqlite3
-import weakref
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from xml.parsers import expat
 
-from sqlalchemy import BigInteger, Column, Engine, MetaData, String, Table, select
+from sqlalchemy import BigInteger, Column, MetaData, String, Table, select
 
 from snapshot.manifest import FileRecord, Manifest
 from snapshot.render import ESCAPES, URLSET_OPEN
@@ -49,18 +48,6 @@ generation_diffs = Table(
     Column("removed", BigInteger, nullable=False),
     Column("changed", BigInteger, nullable=False),
 )
-
-_created: weakref.WeakKeyDictionary[Engine, set[MetaData]] = weakref.WeakKeyDictionary()
-
-
-def ensure_tables(manifest: Manifest, md: MetaData) -> None:
-    """Create a module's own tables on first use (in a write transaction: replicas may race to it)."""
-    done = _created.setdefault(manifest.engine, set())
-    if md not in done:
-        with manifest.write() as conn:
-            md.create_all(conn)
-        done.add(md)
-
 
 class DiffUnavailable(RuntimeError):
     """The URLs of a generation cannot be read back: it is unknown, was pruned, or never finished."""
@@ -301,7 +288,7 @@ class Recorded:
 
 
 def record(manifest: Manifest, gen_id: str, base_id: str | None, counts: dict[str, DiffCounts]) -> None:
-    ensure_tables(manifest, metadata)
+    manifest.ensure_tables(metadata)
     with manifest.write() as conn:
         conn.execute(generation_diffs.delete().where(generation_diffs.c.generation_id == gen_id))
         if counts:
@@ -313,7 +300,7 @@ def record(manifest: Manifest, gen_id: str, base_id: str | None, counts: dict[st
 
 def recorded(manifest: Manifest, gen_id: str) -> Recorded | None:
     """The counts recorded when `gen_id` went live, against the generation it was published on."""
-    ensure_tables(manifest, metadata)
+    manifest.ensure_tables(metadata)
     t = generation_diffs.c
     with manifest.engine.connect() as conn:
         rows = conn.execute(select(t.section, t.base_id, t.added, t.removed, t.changed)

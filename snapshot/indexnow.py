@@ -225,7 +225,7 @@ submissions = Table(
 
 
 def record(manifest: Manifest, gen_id: str, outcomes: list[Outcome]) -> None:
-    diff.ensure_tables(manifest, metadata)
+    manifest.ensure_tables(metadata)
     now = time.time()
     with manifest.write() as conn:
         conn.execute(submissions.delete().where(submissions.c.generation_id == gen_id))
@@ -238,7 +238,7 @@ def record(manifest: Manifest, gen_id: str, outcomes: list[Outcome]) -> None:
 
 def last_outcomes(manifest: Manifest) -> list[dict[str, Any]]:
     """The outcomes of the newest generation that has any, one per endpoint."""
-    diff.ensure_tables(manifest, metadata)
+    manifest.ensure_tables(metadata)
     with manifest.engine.connect() as conn:
         newest = conn.execute(select(func.max(submissions.c.generation_id))).scalar()
         rows = conn.execute(select(submissions).where(submissions.c.generation_id == newest)

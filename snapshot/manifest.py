@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -234,6 +235,11 @@ def connect(database_url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+# Tables are created in a write transaction: in a deferred one, SQLite refuses the CREATE at once ("database
+# is locked", no waiting) when another connection, a replica's or a rebuild's, committed since its first read.
+_created: weakref.WeakKeyDictionary[Engine, set[MetaData]] = weakref.WeakKeyDictionary()
+
+
 class Manifest:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -256,10 +262,18 @@ class Manifest:
         return None if self.in_memory else self.engine.url.render_as_string(hide_password=False)
 
     def create(self) -> None:
-        metadata.create_all(self.engine)
         with self.write() as conn:
+            metadata.create_all(conn)
             if conn.execute(select(meta.c.value).where(meta.c.name == REVISION)).first() is None:
                 conn.execute(meta.insert().values(name=REVISION, value=0))
+
+    def ensure_tables(self, md: MetaData) -> None:
+        """Create a module's own tables on first use."""
+        done = _created.setdefault(self.engine, set())
+        if md not in done:
+            with self.write() as conn:
+                md.create_all(conn)
+            done.add(md)
 
     def close(self) -> None:
         self.engine.dispose()

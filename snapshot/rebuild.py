@@ -148,8 +148,9 @@ class Rebuilder:
 
     def _rebuild(self, source: Iterable[Chunk], progress: Callable[[int], None] | None) -> Counts:
         self._drop_staging()
-        for t in self.staging.values():
-            t.create(self.manifest.engine)
+        with self.manifest.write() as conn:
+            for t in self.staging.values():
+                t.create(conn)
         counts = Counts()
         totals: dict[tuple[str, int], tuple[int, int]] = {}  # (section, shard_no) -> (URLs, bytes), when full
         sections_state: dict[str, list[int]] = {}  # section -> [open shard_no, its URLs, its bytes, packs made]
