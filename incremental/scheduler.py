@@ -19,7 +19,7 @@ from incremental.metrics import Metrics
 from incremental.offsets import OffsetStore
 from snapshot.manifest import PublishLockHeld
 from snapshot.prune import prune
-from snapshot.publish import EmptyManifest, plan
+from snapshot.publish import EmptyManifest, ForeignLive, plan
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,10 @@ class Timers:
             return
         except EmptyManifest:
             self.metrics.publishes.labels("nothing").inc()
+            return
+        except ForeignLive as exc:  # an operator's mistake to fix, not a failure to trace back
+            log.error("not publishing: %s", exc)
+            self.metrics.publishes.labels("failed").inc()
             return
         except Exception:
             log.exception("publish failed; the live generation is unchanged, the next turn tries again")

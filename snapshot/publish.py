@@ -38,6 +38,10 @@ class EmptyManifest(RuntimeError):
     """Publishing would produce a generation without a single URL."""
 
 
+class ForeignLive(RuntimeError):
+    """The router serves a generation this manifest never published: an incremental publish is refused."""
+
+
 @dataclass(slots=True)
 class RenderedShard:
     section: str
@@ -155,7 +159,16 @@ class Publisher:
     def publish(self, full: bool = False) -> PublishResult:
         started = time.monotonic()
         with self.manifest.publish_lock():
-            p = plan(self.manifest, self.reconcile(), full=full)
+            live = self.reconcile()
+            if live is not None and not full and self.manifest.generation(live) is None:
+                # A new or wrong manifest (a data dir's default file, a mistyped URL) holds a fraction of the
+                # site at best: its incremental publish would replace the whole live site with that fraction.
+                raise ForeignLive(
+                    f"the router serves generation {live}, which this manifest never published: a publish "
+                    "would replace the live site with what this manifest holds. Check that the manifest is "
+                    "the one that publishes this site (SITEMAPS_DATABASE_URL); to replace the site with "
+                    "this manifest on purpose, publish --full (or rebuild)")
+            p = plan(self.manifest, live, full=full)
             if not p.render and not p.copy:
                 raise EmptyManifest("the manifest has no documents: refusing to publish an empty generation")
             if not full and not p.dirty:

@@ -15,11 +15,11 @@ from sqlalchemy import select
 from incremental.app import App
 from snapshot import naming
 from snapshot.manifest import documents
-from snapshot.publish import EmptyManifest
+from snapshot.publish import EmptyManifest, ForeignLive
 from snapshot.rebuild import Rebuilder, row_chunks
 from snapshot.serve import make_server, serve_in_thread
 from snapshot.settings import Settings
-from tests.support import Model, http_fetch, read_site
+from tests.support import Model, cli, http_fetch, read_site
 
 HOST = "librer.io"
 
@@ -129,6 +129,33 @@ def test_empty_manifest_is_never_published(app: App) -> None:
     with pytest.raises(EmptyManifest):
         app.publisher.publish()
     assert app.router.current() is None
+
+
+def test_a_manifest_that_never_published_the_live_site_does_not_replace_it(app: App, tmp_path: Path) -> None:
+    model = Model()
+    apply(app, model, [doc(i) for i in range(30)])
+    live = app.publisher.publish().generation
+    assert live is not None and served(app) == model.expected()
+    # Another manifest on the same data dir and router: the data dir's default SQLite file, say, when the
+    # database URL was left out. It holds one document.
+    other = App(app.settings.replace(database_url=None))
+    try:
+        apply(other, Model(), [doc(1000)])
+        with pytest.raises(ForeignLive, match=f"the router serves generation {live}, which this manifest never "
+                                              "published"):
+            other.publisher.publish()
+        assert app.router.current() == live and served(app) == model.expected()
+        # The command says so in one line, and the service's timer does not publish either.
+        env = {"SITEMAPS_DATA_DIR": str(app.settings.data_dir), "SITEMAPS_ALLOWED_HOSTS": HOST,
+               "SITEMAPS_BASE_URL": app.settings.base_url}
+        proc = cli("publish", env=env, check=False)
+        assert proc.returncode == 1 and proc.stderr.startswith(f"error: the router serves generation {live},"), proc
+        assert app.router.current() == live
+        # On purpose: a full publish replaces the site with what this manifest holds.
+        assert other.publisher.publish(full=True).generation is not None
+        assert served(app) == {f"https://{HOST}/books/1000": "2024-05-01T10:00:00+00:00"}
+    finally:
+        other.close()
 
 
 def test_one_publisher_at_a_time(app: App) -> None:
