@@ -110,6 +110,7 @@ class Service:
             if time.monotonic() - self.checked >= CHECK_EVERY:
                 self._check()
             if self.paused and self._still_paused():
+                self.source.idle()
                 self.stopping.wait(REBUILD_CHECK)
                 return
             current, self.ahead = self.ahead or self._poll(POLL_TIMEOUT), None

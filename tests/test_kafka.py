@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 import random
 import threading
@@ -16,9 +17,16 @@ from typing import Any
 import pytest
 from kafka import TopicPartition
 
+from incremental.app import App
+from incremental.leader import Leader
+from incremental.offsets import OffsetStore
+from incremental.service import Service
+from incremental.sources.kafka import KafkaConfig, KafkaSource
 from snapshot.manifest import Manifest
+from snapshot.settings import Settings
 from tests.conftest import fresh_pg_database
 from tests.service_helpers import (
+    HOST,
     MALFORMED,
     ServiceProcess,
     letters,
@@ -237,3 +245,41 @@ def test_broker_stopped_and_restarted_mid_stream(moto_s3: MotoS3Server, tmp_path
     finally:
         manifest.close()
         broker.close()
+
+
+def test_a_rebuild_longer_than_the_poll_interval_keeps_the_consumer_in_its_group(
+        kafka_broker: TansuBroker, new_topic: Any, tmp_path: Path, database_url: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Events wait while a rebuild runs; the consumer goes on polling (its partitions paused), so Kafka does
+    not take it out of its group after max.poll.interval, here 5 s instead of 5 minutes."""
+    topic = new_topic(1)
+    values, keys, model, _bad = mixed_stream(300, 60, seed=23)
+    half = len(values) // 2
+    app = App(Settings(data_dir=tmp_path / "data", database_url=database_url, allowed_hosts=(HOST,),
+                       publish_interval=3600, prune_interval=3600, http_host="127.0.0.1", http_port=0))
+    offsets = OffsetStore(app.manifest)
+    config = KafkaConfig(kafka_broker.bootstrap, topic, f"group-{topic}", session_timeout=4, max_poll_interval=5)
+    source = KafkaSource(config, offsets, max_records=100)
+    revoked: list[set[TopicPartition]] = []
+    forget = source.forget
+    # (kafka-python revokes an empty set on the first join)
+    source.forget = lambda parts: (parts and revoked.append(set(parts)), forget(parts))[1]  # type: ignore[method-assign]
+    service = Service(app, source, offsets, Leader(), batch_size=100)
+    thread = threading.Thread(target=service.run, kwargs={"port": 0}, daemon=True)
+    thread.start()
+    try:
+        first = produce(kafka_broker, topic, values[:half], keys[:half])
+        wait_for(lambda: stored_offsets(app.manifest, topic) == first, 90, "the first half applied")
+        with app.manifest.rebuild_lock(), caplog.at_level(logging.WARNING):
+            ends = produce(kafka_broker, topic, values[half:], keys[half:])
+            wait_for(lambda: service.paused, 30, "the service to wait for the rebuild")
+            time.sleep(12)  # over twice max.poll.interval
+            assert stored_offsets(app.manifest, topic) == first, "an event was applied during the rebuild"
+        wait_for(lambda: stored_offsets(app.manifest, topic) == ends, 60, "the second half applied after it")
+        assert not [r for r in caplog.records if "poll timeout has expired" in r.getMessage()]
+        assert revoked == [], "the consumer left its group and rejoined"
+        assert manifest_versions(app.manifest) == dict(model.versions)
+    finally:
+        service.stopping.set()
+        thread.join(60)
+        app.close()

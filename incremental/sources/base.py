@@ -47,6 +47,9 @@ class EventSource(ABC):
     def check(self) -> None:
         """Refresh `status` and `lag`; may block briefly."""
 
+    def idle(self) -> None:  # noqa: B027
+        """No events are taken for a while (a rebuild runs): keep the connection alive, hand nothing out."""
+
     def dead_letter(self, letters: list[tuple[str, str, bytes, bytes | None]]) -> None:  # noqa: B027
         """Also send refused events (label, reason, raw, key) elsewhere; the manifest has them already."""
 

@@ -49,6 +49,7 @@ class KafkaConfig:
     ssl_cafile: str | None = None
     dead_letter_topic: str | None = None
     session_timeout: float = 10.0
+    max_poll_interval: float = 300.0  # Kafka's default; a consumer idling for a rebuild polls all the same
 
     @classmethod
     def from_settings(cls, s: Settings) -> KafkaConfig:
@@ -83,6 +84,7 @@ class KafkaConfig:
             "session_timeout_ms": session,
             "heartbeat_interval_ms": max(100, session // 4),
             "max_poll_records": max_records,
+            "max_poll_interval_ms": int(self.max_poll_interval * 1000),
             "metadata_max_age_ms": 10_000,  # notice a topic created after start, or new partitions, soon
         }
 
@@ -200,6 +202,8 @@ class KafkaSource(EventSource):
             time.sleep(min(timeout, max(0.0, self.retry_at - time.monotonic())))
             return None
         try:
+            if consumer.paused():
+                consumer.resume(*consumer.paused())
             if self.must_rewind:
                 self.seek_stored(consumer.assignment())
                 self.must_rewind = False
@@ -211,6 +215,20 @@ class KafkaSource(EventSource):
             self._failed(f"Kafka error: {exc!r}")
             return None
         return self._take()
+
+    def idle(self) -> None:
+        """Poll with every partition paused. A consumer that stops polling for longer than max.poll.interval
+        (5 minutes by default) is taken out of its group, and a rebuild of a large site may take longer."""
+        consumer = self.consumer
+        if consumer is None:
+            return
+        try:
+            consumer.pause(*consumer.assignment())
+            consumer.poll(timeout_ms=0)  # records of a partition assigned meanwhile (not paused) are dropped
+        except KafkaError as exc:
+            log.warning("Kafka error while idle: %r", exc)
+        self.pending.clear()
+        self.must_rewind = True  # and read again from the stored offsets, as everything else
 
     def _fill(self, consumer: KafkaConsumer, max_records: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
