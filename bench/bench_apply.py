@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 import orjson
@@ -147,13 +147,14 @@ def throughput(kind: str, source: str, events: int, catalog: int, batch_size: in
         path = workdir / "events.jsonl"
         write_events(path, events, catalog)
         offsets = OffsetStore(app.manifest)
-        with cpu_note(app, url) as cpu:
-            if source == "file":
-                seconds = timed_run(app, FileFollower(path, offsets), offsets, events, batch_size)
-                note = f"(catalog {catalog:,}, batches of {batch_size:,}"
-            else:
-                seconds = kafka_run(app, offsets, path, events, batch_size)
-                note = "(3 partitions, timed from the first batch read: the group join is not counted"
+        if source == "file":
+            feed: AbstractContextManager[EventSource] = nullcontext(FileFollower(path, offsets))
+            note = f"(catalog {catalog:,}, batches of {batch_size:,}"
+        else:
+            feed = kafka_source(offsets, path, batch_size)
+            note = "(3 partitions, timed from the first batch read: the group join is not counted"
+        with feed as events_source, cpu_note(app, url) as cpu:  # producing to Kafka is not counted either
+            seconds = timed_run(app, events_source, offsets, events, batch_size)
         report(f"{kind:<10} {source:<5} -> manifest", events, seconds, f"{note}; {cpu[0]})")
         app.close()
 
@@ -162,7 +163,9 @@ def report(what: str, events: int, seconds: float, note: str = "") -> None:
     print(f"{what}: {events:>8,} events in {seconds:6.2f}s = {events / seconds:>8,.0f}/s  {note}", flush=True)
 
 
-def kafka_run(app: App, offsets: OffsetStore, path: Path, events: int, batch_size: int) -> float:
+@contextmanager
+def kafka_source(offsets: OffsetStore, path: Path, batch_size: int) -> Iterator[EventSource]:
+    """A Tansu broker holding the events on a topic of 3 partitions, and a consumer of it."""
     from incremental.sources.kafka import KafkaConfig, KafkaSource
     from tests.services.kafka import TansuBroker
 
@@ -175,7 +178,7 @@ def kafka_run(app: App, offsets: OffsetStore, path: Path, events: int, batch_siz
         producer.flush()
         producer.close()
         config = KafkaConfig(broker.bootstrap, topic, f"bench-{topic}", session_timeout=4)
-        return timed_run(app, KafkaSource(config, offsets, max_records=batch_size), offsets, events, batch_size)
+        yield KafkaSource(config, offsets, max_records=batch_size)
 
 
 def latency(samples: int, interval: float, catalog: int) -> None:
