@@ -20,7 +20,7 @@ from sqlalchemy import select
 from snapshot import generation, naming
 from snapshot.faults import checkpoint
 from snapshot.limits import Limits
-from snapshot.manifest import FileRecord, Manifest, Shard, in_worker, open_in_worker, shards
+from snapshot.manifest import FileRecord, Generation, Manifest, Shard, in_worker, open_in_worker, shards
 from snapshot.render import IndexEntry, gzip_bytes, index_xml, shard_xml
 from snapshot.routers.base import Router
 from snapshot.stores.base import Store
@@ -147,20 +147,20 @@ class Publisher:
         self.on_switch = on_switch  # told (new, old) after a successful switch; its failures never fail a publish
         self.extra_files = dict(extra_files or {})  # small files put into every generation (IndexNow's key)
 
-    def reconcile(self) -> str | None:
-        """Make the manifest agree with the router: the router is the truth about what is live."""
+    def reconcile(self) -> tuple[str | None, Generation | None]:
+        """Make the manifest agree with the router: the router is the truth about what is live.
+        Returns the live generation's id and its record (None if this manifest has none)."""
         live = self.router.current()
-        if live is not None:
-            gen = self.manifest.generation(live)
-            if gen is not None and gen.state != "live":
-                self.manifest.set_state(live, "live")
-        return live
+        gen = self.manifest.generation(live) if live is not None else None
+        if live is not None and gen is not None and gen.state != "live":
+            self.manifest.set_state(live, "live")
+        return live, gen
 
     def publish(self, full: bool = False) -> PublishResult:
         started = time.monotonic()
         with self.manifest.publish_lock():
-            live = self.reconcile()
-            if live is not None and not full and self.manifest.generation(live) is None:
+            live, gen = self.reconcile()
+            if live is not None and gen is None and not full:
                 # A new or wrong manifest (a data dir's default file, a mistyped URL) holds a fraction of the
                 # site at best: its incremental publish would replace the whole live site with that fraction.
                 raise ForeignLive(

@@ -202,8 +202,9 @@ class KafkaSource(EventSource):
             time.sleep(min(timeout, max(0.0, self.retry_at - time.monotonic())))
             return None
         try:
-            if consumer.paused():
-                consumer.resume(*consumer.paused())
+            paused = consumer.paused()  # by idle()
+            if paused:
+                consumer.resume(*paused)
             if self.must_rewind:
                 self.seek_stored(consumer.assignment())
                 self.must_rewind = False
