@@ -38,6 +38,7 @@ LOADS_AHEAD = 2  # load transactions queued behind the one running
 SQLITE_SORT_KIB = 16_384  # page cache while the indexes are built: a bigger one only costs memory
 PACKED_COLUMNS = ("section", "key", "shard_no", "version", "size")  # what a packed documents row holds
 TABLES = (documents, shards, sections, shard_packs)
+MAX_SHRINK = 0.5  # the fraction of the manifest's URLs a rebuild may remove, unless told otherwise
 
 PackRow = tuple[int, int, int, bytes]  # (seq, entry_from, entry_to, data) of one shard's pack
 Payload = bytes | dict[str, Any]  # a JSON line, or a row of the application's database
@@ -126,9 +127,17 @@ def row_chunks(name: str, rows: Iterable[dict[str, Any]], size: int = CHUNK_SIZE
         yield Chunk(name, first, chunk)
 
 
+class SourceShrank(RuntimeError):
+    """A rebuild's source holds far fewer documents than the manifest it would replace."""
+
+
 class Rebuilder:
-    def __init__(self, manifest: Manifest, rules: Rules, limits: Limits, workers: int = 2) -> None:
+    def __init__(self, manifest: Manifest, rules: Rules, limits: Limits, workers: int = 2,
+                 max_shrink: float = MAX_SHRINK) -> None:
+        if not 0 <= max_shrink <= 1:
+            raise ValueError(f"max shrink must be a fraction from 0 to 1, got {max_shrink}")
         self.manifest = manifest
+        self.max_shrink = max_shrink
         self.rules = rules
         self.limits = limits
         self.workers = workers
@@ -182,12 +191,28 @@ class Rebuilder:
         if counts.applied == 0:  # never swap an empty manifest in: the next publish would drop the whole site
             self._drop_staging()
             raise EmptyManifest(f"no valid document in the source ({counts}): the manifest is left as it was")
+        self._check_shrink(counts)
         checkpoint("rebuild-swap")
         for section, (shard_no, urls, size, _packs) in sections_state.items():
             totals[section, shard_no] = (urls, size)
         counts.stale = self._finish(totals)
         counts.applied -= counts.stale
         return counts
+
+    def _check_shrink(self, counts: Counts) -> None:
+        """Refuse a source far smaller than the manifest it would replace, before the swap: nothing is lost.
+
+        A truncated file or a query that failed half-way reads like a site that lost most of its documents,
+        and its full publish would take their URLs out of every search engine.
+        """
+        before = self.manifest.url_count()  # appliers wait for the rebuild lock: nothing changes it meanwhile
+        if before and counts.applied < before * (1 - self.max_shrink):
+            self._drop_staging()
+            raise SourceShrank(
+                f"the source holds {counts.applied:,} valid documents, {counts.applied / before:.0%} of the "
+                f"{before:,} URLs in the manifest, and at most {self.max_shrink:.0%} may go in one rebuild: the "
+                "manifest is left as it was (a truncated source, or a query that stopped early?). Raise "
+                "--max-shrink (SITEMAPS_MAX_SHRINK; 1 allows any) to replace it anyway")
 
     def _add(self, batch: _Batch, run: Run, state: dict[str, list[int]],
              full: dict[tuple[str, int], tuple[int, int]]) -> None:

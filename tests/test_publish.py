@@ -16,7 +16,7 @@ from incremental.app import App
 from snapshot import naming
 from snapshot.manifest import documents
 from snapshot.publish import EmptyManifest, ForeignLive
-from snapshot.rebuild import Rebuilder, row_chunks
+from snapshot.rebuild import Rebuilder, SourceShrank, row_chunks
 from snapshot.serve import make_server, serve_in_thread
 from snapshot.settings import Settings
 from tests.support import Model, cli, http_fetch, read_site
@@ -156,6 +156,44 @@ def test_a_manifest_that_never_published_the_live_site_does_not_replace_it(app: 
         assert served(app) == {f"https://{HOST}/books/1000": "2024-05-01T10:00:00+00:00"}
     finally:
         other.close()
+
+
+def test_a_source_far_smaller_than_the_manifest_does_not_replace_it(app: App, tmp_path: Path) -> None:
+    """A truncated source file, or a query that stopped early, reads like a site that lost most of its
+    documents: the rebuild refuses it before the swap, so the manifest and the live site stay whole."""
+    settings = app.settings
+
+    def rebuild(n: int, max_shrink: float = 0.5) -> None:
+        docs = [doc(i) for i in range(n)]
+        Rebuilder(app.manifest, settings.rules, settings.limits, 2, max_shrink).rebuild(row_chunks("src", docs))
+
+    def site(n: int) -> dict[str, str | None]:
+        return {f"https://{HOST}/books/{i}": "2024-05-01T10:00:00+00:00" for i in range(n)}
+
+    rebuild(200)
+    live = app.publisher.publish(full=True).generation
+    assert live is not None and served(app) == site(200)
+    with pytest.raises(SourceShrank, match="the source holds 99 valid documents, 50% of the 200 URLs in the "
+                                           "manifest, and at most 50% may go"):
+        rebuild(99)
+    with app.manifest.read() as conn:
+        assert len(conn.execute(select(documents.c.key)).all()) == 200
+    assert app.manifest.url_count() == 200 and app.publisher.publish().generation is None  # nothing dirty
+    assert app.router.current() == live and served(app) == site(200)
+    rebuild(100)  # half may go
+    assert app.publisher.publish(full=True).generation is not None and served(app) == site(100)
+    # The command says so in one line; the limit is an option (and SITEMAPS_MAX_SHRINK).
+    source = tmp_path / "small.jsonl"
+    source.write_bytes(b"".join(orjson.dumps(doc(i)) + b"\n" for i in range(10)))
+    env = {"SITEMAPS_DATA_DIR": str(settings.data_dir), "SITEMAPS_DATABASE_URL": settings.manifest_url,
+           "SITEMAPS_ALLOWED_HOSTS": HOST, "SITEMAPS_BASE_URL": settings.base_url, "SITEMAPS_MAX_URLS": "100"}
+    proc = cli("rebuild", "--source", str(source), env=env, check=False)
+    assert proc.returncode == 1 and proc.stderr.startswith("error: the source holds 10 valid documents, 10% of "
+                                                           "the 100 URLs"), proc
+    assert served(app) == site(100)
+    assert cli("rebuild", "--source", str(source), "--max-shrink", "2", env=env, check=False).returncode == 2
+    cli("rebuild", "--source", str(source), env={**env, "SITEMAPS_MAX_SHRINK": "1"})
+    assert served(app) == site(10)
 
 
 def test_one_publisher_at_a_time(app: App) -> None:

@@ -42,7 +42,9 @@ def command(app: App, documents: int, changes: int, port: int, serve: bool) -> N
         app.announcer.wait()
         return "done"
 
-    rebuilder = Rebuilder(app.manifest, app.settings.rules, app.settings.limits, app.settings.workers)
+    # The demo replaces whatever catalog the data dir held, however small its own.
+    rebuilder = Rebuilder(app.manifest, app.settings.rules, app.settings.limits, app.settings.workers,
+                          max_shrink=1.0)
     counts = timed(f"rebuild: load {documents:,} documents", lambda: rebuilder.rebuild(
         row_chunks("synthetic", synthetic.catalog(documents))))
     timed("rebuild: publish a full generation", lambda: app.publisher.publish(full=True).message)
