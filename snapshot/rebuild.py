@@ -209,10 +209,10 @@ class Rebuilder:
         if before and counts.applied < before * (1 - self.max_shrink):
             self._drop_staging()
             raise SourceShrank(
-                f"the source holds {counts.applied:,} valid documents, {counts.applied / before:.0%} of the "
-                f"{before:,} URLs in the manifest, and at most {self.max_shrink:.0%} may go in one rebuild: the "
-                "manifest is left as it was (a truncated source, or a query that stopped early?). Raise "
-                "--max-shrink (SITEMAPS_MAX_SHRINK; 1 allows any) to replace it anyway")
+                f"the source holds {counts.applied:,} valid documents and the manifest {before:,} URLs: this "
+                f"rebuild would remove {before - counts.applied:,} of them, more than the {self.max_shrink:.0%} "
+                "allowed. The manifest is left as it was (a truncated source, or a query that stopped early?); "
+                "raise --max-shrink (SITEMAPS_MAX_SHRINK; 1 allows any) to replace it anyway")
 
     def _add(self, batch: _Batch, run: Run, state: dict[str, list[int]],
              full: dict[tuple[str, int], tuple[int, int]]) -> None:
