@@ -21,10 +21,10 @@ from snapshot import generation, naming
 from snapshot.faults import checkpoint
 from snapshot.limits import Limits
 from snapshot.manifest import FileRecord, Generation, Manifest, Shard, in_worker, open_in_worker, shards
-from snapshot.render import IndexEntry, gzip_bytes, index_xml, shard_xml
+from snapshot.render import IndexEntry, gzip_pieces, index_xml, shard_pieces
 from snapshot.routers.base import Router
 from snapshot.stores.base import Store
-from snapshot.verify import check_index, check_shard, verify_generation
+from snapshot.verify import ShardCheck, check_index, verify_generation
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +114,12 @@ def render_shard(manifest: Manifest, section: str, shard_no: int, limits: Limits
     if known:
         ts = max(known)
         newest = (ts, lastmods[stamps.index(ts)])
-    xml = shard_xml(fragments)
-    check_shard(naming.shard_name(section, shard_no), xml, len(rows), limits)
+    check = ShardCheck(naming.shard_name(section, shard_no), limits)
+    data = gzip_pieces(check.passing(shard_pieces(fragments)))
+    check.close(len(rows))
     return RenderedShard(
-        section, shard_no, int(revision), len(rows),
-        newest[1] if newest else None, newest[0] if newest else None, gzip_bytes(xml),
+        section, shard_no, int(revision), len(rows), newest[1] if newest else None, newest[0] if newest else None,
+        data,
     )
 
 

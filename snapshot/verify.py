@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from xml.parsers import expat
+from xml.parsers.expat import XMLParserType
 
 from snapshot.limits import Limits
 from snapshot.manifest import FileRecord
@@ -15,24 +16,52 @@ class VerificationError(RuntimeError):
     """A generation is not complete or not valid; it must not be switched to."""
 
 
-def _parse(name: str, xml: bytes) -> None:
-    parser = expat.ParserCreate()
+def _parse(name: str, parser: XMLParserType, data: bytes, final: bool = True) -> None:
     try:
-        parser.Parse(xml, True)  # no handlers: a well-formedness check at C speed
+        parser.Parse(data, final)  # no handlers: a well-formedness check at C speed
     except expat.ExpatError as exc:
         raise VerificationError(f"{name} is not well-formed XML: {exc}") from None
 
 
+class ShardCheck:
+    """A shard file checked as it is written, piece by piece: well-formed, within both limits, and holding
+    exactly the manifest's URLs. Pieces split the file between elements, never inside a `<url>` tag."""
+
+    def __init__(self, name: str, limits: Limits) -> None:
+        self.name = name
+        self.limits = limits
+        self.size = 0
+        self.urls = 0
+        self._parser = expat.ParserCreate()
+
+    def feed(self, piece: bytes) -> None:
+        self.size += len(piece)
+        self.urls += piece.count(b"<url>")
+        _parse(self.name, self._parser, piece, final=False)
+
+    def passing(self, pieces: Iterable[bytes]) -> Iterator[bytes]:
+        """The pieces, each fed to the check on its way through."""
+        for piece in pieces:
+            self.feed(piece)
+            yield piece
+
+    def close(self, url_count: int) -> None:
+        """Raise VerificationError unless the whole file passed, holding `url_count` URLs."""
+        _parse(self.name, self._parser, b"")
+        name, limits = self.name, self.limits
+        if self.size > limits.max_bytes:
+            raise VerificationError(f"{name} is {self.size} bytes uncompressed, over the limit of {limits.max_bytes}")
+        if self.urls != url_count:
+            raise VerificationError(f"{name} holds {self.urls} URLs, the manifest has {url_count}")
+        if self.urls > limits.max_urls:
+            raise VerificationError(f"{name} holds {self.urls} URLs, over the limit of {limits.max_urls}")
+
+
 def check_shard(name: str, xml: bytes, url_count: int, limits: Limits) -> None:
-    """A rendered shard is well-formed, within both limits, and holds exactly the manifest's URLs."""
-    if len(xml) > limits.max_bytes:
-        raise VerificationError(f"{name} is {len(xml)} bytes uncompressed, over the limit of {limits.max_bytes}")
-    found = xml.count(b"<url>")
-    if found != url_count:
-        raise VerificationError(f"{name} holds {found} URLs, the manifest has {url_count}")
-    if found > limits.max_urls:
-        raise VerificationError(f"{name} holds {found} URLs, over the limit of {limits.max_urls}")
-    _parse(name, xml)
+    """A whole shard file (read back from a store) passes `ShardCheck`."""
+    check = ShardCheck(name, limits)
+    check.feed(xml)
+    check.close(url_count)
 
 
 def check_index(name: str, xml: bytes, limits: Limits) -> None:
@@ -41,7 +70,7 @@ def check_index(name: str, xml: bytes, limits: Limits) -> None:
         raise VerificationError(f"{name} lists {entries} sitemaps, allowed 1 to {limits.max_index_entries}")
     if len(xml) > limits.max_bytes:
         raise VerificationError(f"{name} is {len(xml)} bytes, over the limit of {limits.max_bytes}")
-    _parse(name, xml)
+    _parse(name, expat.ParserCreate(), xml)
 
 
 def verify_generation(store: Store, gen_id: str, records: Mapping[str, FileRecord], limits: Limits,

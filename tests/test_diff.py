@@ -19,7 +19,7 @@ from snapshot import diff
 from snapshot.document import Alternate, Document, Image
 from snapshot.manifest import documents
 from snapshot.prune import prune
-from snapshot.render import URLSET_CLOSE, URLSET_OPEN, gzip_bytes, shard_xml, url_fragment
+from snapshot.render import URLSET_CLOSE, URLSET_OPEN, gzip_pieces, shard_pieces, url_fragment
 from snapshot.settings import Settings
 from tests.support import cli, read_site
 
@@ -156,7 +156,7 @@ def test_shard_parser_reads_only_url_locs(monkeypatch: pytest.MonkeyPatch) -> No
     docs = [Document("books", str(i), f"https://{HOST}/b?id={i}&x=<{i}>", None if i % 3 else "2024-05-01",
                      images=(Image(f"https://cdn.{HOST}/{i}.jpg", title="t & <t>"),),
                      alternates=(Alternate("de", f"https://{HOST}/de/{i}"),)) for i in range(300)]
-    data = gzip_bytes(shard_xml(url_fragment(d) for d in docs))
+    data = gzip_pieces(shard_pieces([url_fragment(d) for d in docs]))
     expected = [(d.loc, d.lastmod) for d in docs]
     assert diff._own_shard_urls(data) == expected  # the regex path: this service's own files
     assert list(diff._parsed_shard_urls(data)) == expected  # expat
@@ -176,7 +176,7 @@ def test_shard_parser_reads_only_url_locs(monkeypatch: pytest.MonkeyPatch) -> No
      '<url>\n<loc>https://librer.io/b</loc></url>\n' + URLSET_CLOSE).encode(),
 ])
 def test_shard_parser_falls_back_to_expat_for_other_files(xml: bytes) -> None:
-    data = gzip_bytes(xml)
+    data = gzip_pieces([xml])
     assert diff._own_shard_urls(data) is None
     assert list(diff.shard_urls(data)) == [("https://librer.io/a?x=1&y=2", "2024-05-01"), ("https://librer.io/b", None)]
 
