@@ -95,35 +95,37 @@ _ENTITY = re.compile(b"|".join(re.escape(entity) for entity in _ENTITIES))
 
 def _own_shard_urls(data: bytes) -> list[tuple[str, str | None]] | None:
     """shard_urls for the files snapshot.render writes; None for any other file."""
-    inflate = zlib.decompressobj(wbits=31)
     found: list[tuple[str, str | None]] = []
     rest = b""
-    offsets = range(0, len(data), _CHUNK)
-    if not offsets:
-        return None
     checked = False
-    for i in offsets:
-        last = i == offsets[-1]
-        text = rest + inflate.decompress(data[i:i + _CHUNK]) + (inflate.flush() if last else b"")
+    for chunk in _inflated(data):
+        text = rest + chunk
         if not checked:
-            if len(text) < len(_OWN_HEADER) and not last:
+            if len(text) < len(_OWN_HEADER):
                 rest = text
                 continue
             if not text.startswith(_OWN_HEADER):
                 return None
             checked = True
-        cut = len(text) if last else text.rfind(b"\n") + 1
-        block, rest = text[:cut], text[cut:]
-        urls = _OWN_URL.findall(block)
-        if len(urls) != block.count(b"<url>"):
+        cut = text.rfind(b"\n") + 1
+        if not _scan_own(text[:cut], found):
             return None
-        for loc, lastmod in urls:
-            if b"&" in loc:
-                if loc.count(b"&") != len(_ENTITY.findall(loc)):
-                    return None  # a reference escape() never writes: let expat resolve it
-                loc = _ENTITY.sub(lambda m: _ENTITIES[m.group()], loc)
-            found.append((loc.decode(), lastmod.decode() if lastmod else None))
-    return found if not rest else None
+        rest = text[cut:]
+    return found if checked and _scan_own(rest, found) else None
+
+
+def _scan_own(block: bytes, found: list[tuple[str, str | None]]) -> bool:
+    """Add the URLs of a block of whole lines; False if the regex does not account for every one."""
+    urls = _OWN_URL.findall(block)
+    if len(urls) != block.count(b"<url>"):
+        return False
+    for loc, lastmod in urls:
+        if b"&" in loc:
+            if loc.count(b"&") != len(_ENTITY.findall(loc)):
+                return False  # a reference escape() never writes: let expat resolve it
+            loc = _ENTITY.sub(lambda m: _ENTITIES[m.group()], loc)
+        found.append((loc.decode(), lastmod.decode() if lastmod else None))
+    return True
 
 
 def _parsed_shard_urls(data: bytes) -> Iterator[tuple[str, str | None]]:
@@ -147,13 +149,23 @@ def _parsed_shard_urls(data: bytes) -> Iterator[tuple[str, str | None]]:
     parser.buffer_text = True
     parser.EndElementHandler = end
     parser.CharacterDataHandler = text.append
-    inflate = zlib.decompressobj(wbits=31)
-    for i in range(0, len(data), _CHUNK):
-        parser.Parse(inflate.decompress(data[i:i + _CHUNK]), False)
+    for block in _inflated(data):
+        parser.Parse(block, False)
         yield from found
         found.clear()
-    parser.Parse(inflate.flush(), True)
+    parser.Parse(b"", True)
     yield from found
+
+
+def _inflated(data: bytes) -> Iterator[bytes]:
+    """A gzip file's content in blocks of at most _CHUNK bytes, however well it compressed: a shard of
+    50 MiB compresses to well under 1 MiB, and decompressed whole it took the diff to 277 MiB."""
+    inflate = zlib.decompressobj(wbits=31)
+    pending = data
+    while pending:
+        yield inflate.decompress(pending, _CHUNK)
+        pending = inflate.unconsumed_tail
+    yield inflate.flush()
 
 
 def tally(changes: Iterable[Change], counts: dict[str, DiffCounts]) -> Iterator[Change]:

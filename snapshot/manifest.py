@@ -131,7 +131,12 @@ REVISION = "revision"
 PG_WRITE_LOCK = 0x517E_4D41  # pg_advisory_xact_lock key serialising manifest writers across replicas
 PG_PUBLISH_LOCK = 0x517E_9B11  # pg_try_advisory_lock key: one publisher/pruner at a time
 PG_REBUILD_LOCK = 0x517E_2EB1  # pg_try_advisory_lock key: a rebuild, from before it reads its source to its swap
-SQLITE_CACHE_KIB = 65_536  # 64 MiB of page cache per connection: updates land on pages all over the table
+# SQLite's page cache is per connection. The one connection writes go through gets 64 MiB (updates land on pages
+# all over the table); every other gets 8 MiB. With 64 MiB each, the three or four connections `sitemaps run`
+# reads through beside it (publish, render, diff, probes) took the service to 428 MiB.
+SQLITE_CACHE_KIB = 65_536
+SQLITE_READ_CACHE_KIB = 8_192
+WRITER_WAIT = 600.0  # seconds a writer of this process waits for the write connection (SQLite itself waits 60)
 COPY_UPSERT_ROWS = 100  # PostgreSQL upserts of this many rows or more go through COPY
 
 
@@ -206,10 +211,14 @@ class RebuildRunning(RuntimeError):
     """A rebuild is loading this manifest: events are applied once it has swapped its tables in (or failed)."""
 
 
-def connect(database_url: str) -> Engine:
+def connect(database_url: str, writer: bool = False) -> Engine:
+    """An engine on the manifest; on SQLite, `writer` makes it the one connection write transactions use."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": 60})
+        cache_kib = SQLITE_CACHE_KIB if writer else SQLITE_READ_CACHE_KIB
+        # Writers queue for the one connection here as they would for SQLite's write lock anyway.
+        pool: dict[str, Any] = {"pool_size": 1, "max_overflow": 0, "pool_timeout": WRITER_WAIT} if writer else {}
+        engine = create_engine(url, connect_args={"timeout": 60}, **pool)
 
         @event.listens_for(engine, "connect")
         def _connect(dbapi_conn: Any, _record: Any) -> None:
@@ -218,7 +227,7 @@ def connect(database_url: str) -> Engine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+            cur.execute(f"PRAGMA cache_size=-{cache_kib}")
             # Copy the WAL back every 20,000 pages (80 MiB), not 1,000: consecutive batches touch many of the same
             # pages, and each is then copied back once, not once per batch.
             cur.execute("PRAGMA wal_autocheckpoint=20000")
@@ -244,6 +253,10 @@ class Manifest:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        # Write transactions go through `writer`: on SQLite one connection of its own, with the big page cache.
+        # An in-memory database exists once per connection, so it has no separate writer.
+        self.writer = (connect(engine.url.render_as_string(hide_password=False), writer=True)
+                        if self.dialect == "sqlite" and not self.in_memory else engine)
 
     @classmethod
     def open(cls, database_url: str) -> Manifest:
@@ -276,6 +289,7 @@ class Manifest:
             done.add(md)
 
     def close(self) -> None:
+        self.writer.dispose()
         self.engine.dispose()
 
     # -- transactions ---------------------------------------------------------------------------------------
@@ -283,7 +297,7 @@ class Manifest:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction, serialised against every other writer of this manifest."""
-        with self.engine.connect() as conn:
+        with self.writer.connect() as conn:
             conn.execution_options(sqlite_write=True)
             with conn.begin():
                 if self.dialect == "postgresql":

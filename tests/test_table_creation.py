@@ -50,7 +50,7 @@ def test_a_commit_by_another_connection_meanwhile_does_not_fail_the_creation(tmp
         conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS replica_notes (n INTEGER)")
     tries: list[str] = []
 
-    @event.listens_for(manifest.engine, "before_cursor_execute")
+    @event.listens_for(manifest.writer, "before_cursor_execute")
     def commit_meanwhile(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         if statement.lstrip().startswith(prefix) and not tries:
             try:
