@@ -133,7 +133,8 @@ PG_PUBLISH_LOCK = 0x517E_9B11  # pg_try_advisory_lock key: one publisher/pruner 
 PG_REBUILD_LOCK = 0x517E_2EB1  # pg_try_advisory_lock key: a rebuild, from before it reads its source to its swap
 # SQLite's page cache is per connection. The one connection writes go through gets 64 MiB (updates land on pages
 # all over the table); every other gets 8 MiB. With 64 MiB each, the three or four connections `sitemaps run`
-# reads through beside it (publish, render, diff, probes) took the service to 428 MiB.
+# reads through beside it (publish, render, diff, probes) took the service to 359 MiB, 282 MiB now
+# (bench/bench_service_memory.py).
 SQLITE_CACHE_KIB = 65_536
 SQLITE_READ_CACHE_KIB = 8_192
 WRITER_WAIT = 600.0  # seconds a writer of this process waits for the write connection (SQLite itself waits 60)
