@@ -36,7 +36,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import database
+from bench.common import database, write_events
 from incremental.app import App
 from incremental.apply import Prepared
 from incremental.leader import Leader
@@ -58,12 +58,6 @@ def prepared_app(workdir: Path, url: str | None, catalog: int) -> App:
         row_chunks("synthetic", synthetic.catalog(catalog)))
     app.publisher.publish(full=True)
     return app
-
-
-def write_events(path: Path, n: int, catalog: int) -> None:
-    with path.open("wb") as f:
-        for raw in synthetic.changes(n, catalog, seed=1):
-            f.write(raw + b"\n")
 
 
 class TimedService(Service):

@@ -37,7 +37,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Step, catalog_file, cli, database, start_moto
+from bench.common import Step, catalog_file, cli, database, start_moto, write_events
 from snapshot import synthetic
 from tests.services.kube import KubeAPIServer
 from tests.services.s3 import DEFAULT_ACCESS_KEY, DEFAULT_REGION, DEFAULT_SECRET_KEY
@@ -184,7 +184,7 @@ def main() -> None:
         print(f"catalog of {args.documents:,} documents ...", file=sys.stderr, flush=True)
         source = catalog_file(args.documents, cache)
         events = tmp / "events.jsonl"
-        events.write_bytes(b"".join(e + b"\n" for e in synthetic.changes(args.events, args.documents, seed=1)))
+        write_events(events, args.events, args.documents)
         for config in configs:
             workdir = tmp / config
             workdir.mkdir()

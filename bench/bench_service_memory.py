@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import catalog_file
+from bench.common import ROOT, catalog_file, children, cli, write_events
 from snapshot import synthetic
 
 
@@ -32,10 +32,7 @@ def descendants(pid: int) -> list[int]:
     while todo:
         p = todo.pop()
         found.append(p)
-        try:
-            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
-        except OSError:
-            continue
+        todo += children(p)
     return found
 
 
@@ -59,18 +56,15 @@ def main() -> None:
         work = Path(tmp)
         env = {**os.environ, "SITEMAPS_DATA_DIR": str(work / "data"), "SITEMAPS_ALLOWED_HOSTS": synthetic.HOST,
                "SITEMAPS_LOG_LEVEL": "WARNING"}
-        cli = [sys.executable, "-m", "incremental.cli"]
-        subprocess.run([*cli, "rebuild", "--source", str(catalog_file(args.documents, work))], env=env,
-                       check=True, capture_output=True)
+        cli(["rebuild", "--source", str(catalog_file(args.documents, work))], env, work / "logs")
         feed = work / "events.jsonl"
         feed.touch()
-        service = subprocess.Popen([*cli, "run", "--follow", str(feed), "--publish-interval", "2",
-                                    "--http-port", "0"], env=env, stderr=subprocess.DEVNULL)
+        service = subprocess.Popen([sys.executable, "-m", "incremental.cli", "run", "--follow", str(feed),
+                                    "--publish-interval", "2", "--http-port", "0"], env=env, cwd=ROOT,
+                                   stderr=subprocess.DEVNULL)
         try:
             time.sleep(4)  # started, workers up
-            with feed.open("ab") as f:
-                for raw in synthetic.changes(args.events, args.documents, seed=1):
-                    f.write(raw + b"\n")
+            write_events(feed, args.events, args.documents)  # all at once, into the file it follows
             total = own = 0
             deadline = time.monotonic() + args.seconds
             while time.monotonic() < deadline:

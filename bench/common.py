@@ -40,6 +40,13 @@ def catalog_file(n: int, cache: Path) -> Path:
     return path
 
 
+def write_events(path: Path, n: int, catalog: int) -> None:
+    """n synthetic change events over a catalog of that many documents, as JSON lines (seeded: the same each run)."""
+    with path.open("wb") as f:
+        for raw in synthetic.changes(n, catalog, seed=1):
+            f.write(raw + b"\n")
+
+
 @contextmanager
 def database(kind: str, workdir: Path) -> Iterator[str]:
     """The manifest's URL: an SQLite file in workdir, or a scratch database on 127.0.0.1:5432 dropped after."""
@@ -85,11 +92,13 @@ def _become_subreaper() -> None:
         raise SystemExit("the benchmarks measure memory with PR_SET_CHILD_SUBREAPER: Linux only")
 
 
-def _children() -> set[int]:
+def children(pid: int | str = "self") -> set[int]:
+    """The child processes of `pid`, whichever of its threads started them."""
     found: set[int] = set()
-    for task in Path("/proc/self/task").iterdir():
-        with contextlib.suppress(OSError):
-            found.update(int(p) for p in (task / "children").read_text().split())
+    with contextlib.suppress(OSError):  # the process is gone
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found.update(int(p) for p in (task / "children").read_text().split())
     return found
 
 
@@ -97,7 +106,7 @@ def cli(args: list[str], env: dict[str, str], logs: Path) -> Step:
     """Run `sitemaps ARGS`; fail with its standard error if it fails. Output goes to files under `logs`
     (never a pipe: we block in wait4, and a long rebuild writes a progress line a second)."""
     _become_subreaper()
-    servers = _children()  # what the benchmark itself runs (moto): not part of the step
+    servers = children()  # what the benchmark itself runs (moto): not part of the step
     logs.mkdir(parents=True, exist_ok=True)
     out_path, err_path = logs / f"{args[0]}.out", logs / f"{args[0]}.err"
     with out_path.open("wb") as out, err_path.open("wb") as err:
@@ -118,7 +127,7 @@ def _reap_orphans(servers: set[int], timeout: float = 60.0) -> list[resource.str
     """Wait for the command's leftover processes (the fork server exits once the command has gone)."""
     usages: list[resource.struct_rusage] = []
     deadline = time.monotonic() + timeout
-    while left := _children() - servers:
+    while left := children() - servers:
         for pid in left:
             with contextlib.suppress(ChildProcessError):
                 reaped, _status, usage = os.wait4(pid, os.WNOHANG)

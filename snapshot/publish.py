@@ -153,8 +153,8 @@ class Publisher:
         Returns the live generation's id and its record (None if this manifest has none)."""
         live = self.router.current()
         gen = self.manifest.generation(live) if live is not None else None
-        if live is not None and gen is not None and gen.state != "live":
-            self.manifest.set_state(live, "live")
+        if gen is not None and gen.state != "live":
+            self.manifest.set_state(gen.id, "live")
         return live, gen
 
     def publish(self, full: bool = False) -> PublishResult:
