@@ -36,7 +36,7 @@ class App:
         config = self.settings.indexnow
         return Publisher(self.manifest, self.store, self.router, self.settings.base_url, self.settings.limits,
                          workers=self.settings.workers, on_switch=self.announcer,
-                         extra_files=config.key_file if config else None)
+                         extra_files=config.key_file if config else None, max_shrink=self.settings.max_shrink)
 
     @cached_property
     def announcer(self) -> Announcer:

@@ -19,7 +19,7 @@ from incremental.metrics import Metrics
 from incremental.offsets import OffsetStore
 from snapshot.manifest import PublishLockHeld
 from snapshot.prune import prune
-from snapshot.publish import EmptyManifest, ForeignLive, plan
+from snapshot.publish import EmptyManifest, Refused, plan
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class Timers:
         except EmptyManifest:
             self.metrics.publishes.labels("nothing").inc()
             return
-        except ForeignLive as exc:  # an operator's mistake to fix, not a failure to trace back
+        except Refused as exc:  # the operator's to decide (a wrong manifest, a site shrinking), not to trace back
             log.error("not publishing: %s", exc)
             self.metrics.publishes.labels("failed").inc()
             return

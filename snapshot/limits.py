@@ -9,6 +9,7 @@ from snapshot.render import SHARD_OVERHEAD
 MAX_URLS = 50_000
 MAX_BYTES = 50 * 1024 * 1024  # 52,428,800 bytes uncompressed, per sitemaps.org
 MAX_INDEX_ENTRIES = 50_000
+MAX_SHRINK = 0.5  # the fraction of the site's URLs one rebuild or publish may remove, unless told otherwise
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,3 +29,19 @@ class Limits:
     def fits(self, url_count: int, byte_count: int, size: int) -> bool:
         """Whether one more URL of `size` bytes fits a shard holding `url_count` URLs in `byte_count` bytes."""
         return url_count < self.max_urls and byte_count + size + SHARD_OVERHEAD <= self.max_bytes
+
+
+def check_max_shrink(value: float) -> float:
+    if not 0 <= value <= 1:
+        raise ValueError(f"max shrink must be a fraction from 0 to 1, got {value}")
+    return value
+
+
+def shrinks_too_far(before: int, after: int, max_shrink: float) -> bool:
+    """Whether going from `before` URLs to `after` removes more than the fraction `max_shrink` of them.
+
+    A truncated source, a query that stopped early, a replay of a topic that no longer holds every document:
+    each reads like a site that lost most of its documents, and publishing it takes their URLs out of search
+    engines. A real site shrinks that much only on purpose.
+    """
+    return before > 0 and after < before * (1 - max_shrink)

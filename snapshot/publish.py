@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from snapshot import generation, naming
 from snapshot.faults import checkpoint
-from snapshot.limits import Limits
+from snapshot.limits import MAX_SHRINK, Limits, check_max_shrink, shrinks_too_far
 from snapshot.manifest import FileRecord, Generation, Manifest, Shard, in_worker, open_in_worker, shards
 from snapshot.render import IndexEntry, gzip_pieces, index_xml, shard_pieces
 from snapshot.routers.base import Router
@@ -38,8 +38,16 @@ class EmptyManifest(RuntimeError):
     """Publishing would produce a generation without a single URL."""
 
 
-class ForeignLive(RuntimeError):
+class Refused(RuntimeError):
+    """A publish refused for the live site's sake: an operator's decision, not a failure to retry."""
+
+
+class ForeignLive(Refused):
     """The router serves a generation this manifest never published: an incremental publish is refused."""
+
+
+class SiteShrank(Refused):
+    """The new generation would hold far fewer URLs than the live one."""
 
 
 @dataclass(slots=True)
@@ -60,6 +68,7 @@ class Plan:
     render: list[Shard] = field(default_factory=list)
     copy: list[FileRecord] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)  # shards of the live generation that lost all URLs
+    urls: int = 0  # in the manifest: what the new generation will hold
 
     @property
     def dirty(self) -> bool:
@@ -88,6 +97,7 @@ def plan(manifest: Manifest, live: str | None, full: bool = False) -> Plan:
             continue
         name = naming.shard_name(shard.section, shard.shard_no)
         current_names.add(name)
+        result.urls += shard.url_count
         old = base_files.get(name)
         if not full and old is not None and old.revision == shard.revision:
             result.copy.append(old)
@@ -138,6 +148,7 @@ class Publisher:
         workers: int = 2,
         on_switch: Callable[[str, str | None], None] | None = None,
         extra_files: Mapping[str, bytes] | None = None,
+        max_shrink: float = MAX_SHRINK,
     ) -> None:
         self.manifest = manifest
         self.store = store
@@ -147,6 +158,7 @@ class Publisher:
         self.workers = workers
         self.on_switch = on_switch  # told (new, old) after a successful switch; its failures never fail a publish
         self.extra_files = dict(extra_files or {})  # small files put into every generation (IndexNow's key)
+        self.max_shrink = check_max_shrink(max_shrink)  # of the live generation's URLs, in one publish
 
     def reconcile(self) -> tuple[str | None, Generation | None]:
         """Make the manifest agree with the router: the router is the truth about what is live.
@@ -172,6 +184,13 @@ class Publisher:
             p = plan(self.manifest, live, full=full)
             if not p.render and not p.copy:
                 raise EmptyManifest("the manifest has no documents: refusing to publish an empty generation")
+            if gen is not None and shrinks_too_far(gen.url_count, p.urls, self.max_shrink):
+                raise SiteShrank(
+                    f"generation {live} serves {gen.url_count:,} URLs and this manifest holds {p.urls:,}: "
+                    f"publishing would remove {gen.url_count - p.urls:,} of them, more than the "
+                    f"{self.max_shrink:.0%} allowed. The live site is left as it was (a replay of a topic that "
+                    "no longer holds every document? a mass deletion upstream?); publish with --max-shrink 1 "
+                    "(SITEMAPS_MAX_SHRINK) to remove them on purpose")
             if not full and not p.dirty:
                 return PublishResult(None, p.live, seconds=time.monotonic() - started,
                                      message=f"nothing to publish: generation {p.live} is up to date")

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from snapshot.bounded import bounded_map
 from snapshot.document import InvalidDocument, Rules, load_json
 from snapshot.faults import checkpoint
-from snapshot.limits import Limits
+from snapshot.limits import MAX_SHRINK, Limits, check_max_shrink, shrinks_too_far
 from snapshot.manifest import SQLITE_CACHE_KIB, Counts, Manifest, documents, sections, shard_packs, shards
 from snapshot.packs import pack, unpack, without
 from snapshot.publish import EmptyManifest
@@ -38,7 +38,6 @@ LOADS_AHEAD = 2  # load transactions queued behind the one running
 SQLITE_SORT_KIB = 16_384  # page cache while the indexes are built: a bigger one only costs memory
 PACKED_COLUMNS = ("section", "key", "shard_no", "version", "size")  # what a packed documents row holds
 TABLES = (documents, shards, sections, shard_packs)
-MAX_SHRINK = 0.5  # the fraction of the manifest's URLs a rebuild may remove, unless told otherwise
 
 PackRow = tuple[int, int, int, bytes]  # (seq, entry_from, entry_to, data) of one shard's pack
 Payload = bytes | dict[str, Any]  # a JSON line, or a row of the application's database
@@ -134,10 +133,8 @@ class SourceShrank(RuntimeError):
 class Rebuilder:
     def __init__(self, manifest: Manifest, rules: Rules, limits: Limits, workers: int = 2,
                  max_shrink: float = MAX_SHRINK) -> None:
-        if not 0 <= max_shrink <= 1:
-            raise ValueError(f"max shrink must be a fraction from 0 to 1, got {max_shrink}")
         self.manifest = manifest
-        self.max_shrink = max_shrink
+        self.max_shrink = check_max_shrink(max_shrink)
         self.rules = rules
         self.limits = limits
         self.workers = workers
@@ -202,11 +199,10 @@ class Rebuilder:
     def _check_shrink(self, counts: Counts) -> None:
         """Refuse a source far smaller than the manifest it would replace, before the swap: nothing is lost.
 
-        A truncated file or a query that failed half-way reads like a site that lost most of its documents,
-        and its full publish would take their URLs out of every search engine.
+        The publish checks the same against the live generation (`Publisher`); this check keeps the manifest.
         """
         before = self.manifest.url_count()  # appliers wait for the rebuild lock: nothing changes it meanwhile
-        if before and counts.applied < before * (1 - self.max_shrink):
+        if shrinks_too_far(before, counts.applied, self.max_shrink):
             self._drop_staging()
             raise SourceShrank(
                 f"the source holds {counts.applied:,} valid documents and the manifest {before:,} URLs: this "

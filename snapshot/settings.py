@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from snapshot.document import Rules
-from snapshot.limits import MAX_BYTES, MAX_INDEX_ENTRIES, MAX_URLS, Limits
+from snapshot.limits import MAX_BYTES, MAX_INDEX_ENTRIES, MAX_SHRINK, MAX_URLS, Limits, check_max_shrink
 from snapshot.naming import check_base_url
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ class Settings:
     storage: str = "local"
     router: str = "local"
     keep: int = 3
+    max_shrink: float = MAX_SHRINK  # of the live site's URLs, in one rebuild or publish
     # S3 / MinIO (storage=s3)
     s3_endpoint: str | None = None
     s3_access_key: str | None = None
@@ -79,6 +80,7 @@ class Settings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_url", check_base_url(self.base_url))
         self.limits  # noqa: B018 - fail early, with the message naming the bad limit
+        check_max_shrink(self.max_shrink)
         self.indexnow  # noqa: B018 - likewise for a bad IndexNow key or endpoint
 
     @property

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from incremental.app import App
 from snapshot import naming
 from snapshot.manifest import documents
-from snapshot.publish import EmptyManifest, ForeignLive
+from snapshot.publish import EmptyManifest, ForeignLive, SiteShrank
 from snapshot.rebuild import Rebuilder, SourceShrank, row_chunks
 from snapshot.serve import make_server, serve_in_thread
 from snapshot.settings import Settings
@@ -194,6 +194,34 @@ def test_a_source_far_smaller_than_the_manifest_does_not_replace_it(app: App, tm
     assert cli("rebuild", "--source", str(source), "--max-shrink", "2", env=env, check=False).returncode == 2
     cli("rebuild", "--source", str(source), env={**env, "SITEMAPS_MAX_SHRINK": "1"})
     assert served(app) == site(10)
+
+
+def test_a_publish_that_would_remove_most_of_the_live_site_is_refused(app: App) -> None:
+    """Deletions of most documents at once (a bug upstream, a replay of a topic that no longer holds every
+    document) would take their URLs out of search engines: the publish refuses, and the live site stays."""
+    model = Model()
+    apply(app, model, [doc(i) for i in range(10)])
+    live = app.publisher.publish().generation
+    assert live is not None and served(app) == model.expected()
+    whole = model.expected()
+    apply(app, model, [{"op": "delete", "section": "books", "key": str(i), "version": 2} for i in range(6)])
+    for full in (False, True):
+        with pytest.raises(SiteShrank, match=f"generation {live} serves 10 URLs and this manifest holds 4: "
+                                             "publishing would remove 6 of them, more than the 50% allowed"):
+            app.publisher.publish(full=full)
+    assert app.router.current() == live and served(app) == whole
+    assert [g.id for g in app.manifest.generations()] == [live]
+    # The command says so in one line; --max-shrink (SITEMAPS_MAX_SHRINK) publishes the deletions on purpose.
+    env = {"SITEMAPS_DATA_DIR": str(app.settings.data_dir), "SITEMAPS_DATABASE_URL": app.settings.manifest_url,
+           "SITEMAPS_ALLOWED_HOSTS": HOST, "SITEMAPS_BASE_URL": app.settings.base_url}
+    proc = cli("publish", env=env, check=False)
+    assert proc.returncode == 1 and proc.stderr.startswith(f"error: generation {live} serves 10 URLs"), proc
+    assert app.router.current() == live
+    assert cli("publish", "--max-shrink", "0.6", env=env).returncode == 0  # 6 of 10 may go
+    assert app.router.current() != live and served(app) == model.expected() and len(model.expected()) == 4
+    # Half may go in one publish, so a site shrinking step by step is published at every step.
+    apply(app, model, [{"op": "delete", "section": "books", "key": str(i), "version": 2} for i in (6, 7)])
+    assert app.publisher.publish().generation is not None and served(app) == model.expected()
 
 
 def test_one_publisher_at_a_time(app: App) -> None:

@@ -17,6 +17,7 @@ from incremental.scheduler import Timers
 from snapshot.manifest import Manifest
 from snapshot.settings import Settings
 from tests.service_helpers import (
+    BASE,
     HOST,
     ServiceProcess,
     event,
@@ -110,6 +111,41 @@ def test_a_replay_that_has_not_caught_up_is_never_published(tmp_path: Path) -> N
     assert app.router.current() is not None and not store.replay_pending()
     assert store.load("replay:docs") == {}
     app.close()
+
+
+def test_a_replay_of_a_topic_that_lost_most_documents_does_not_replace_the_site(
+        kafka_broker: TansuBroker, new_topic: Any, tmp_path: Path, database_url: str) -> None:
+    """A topic with time- or size-based retention holds only its recent events, and its replay rebuilds that
+    fraction of the site: the replay's full publish refuses it, and so does the service's timer after it."""
+    topic = new_topic(1)
+    env = kafka_env(tmp_path, database_url, kafka_broker, topic)
+    path = tmp_path / "site.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(event(i, 1)) + b"\n" for i in range(20)))
+    cli("apply", str(path), env=env)
+    cli("publish", env=env)
+    site = local_site(tmp_path / "data")
+    assert len(site) == 20
+    recent = [event(i, 2) for i in range(5)]  # all the topic still holds
+    kafka_broker.produce(topic, [orjson.dumps(e) for e in recent], [key_of(e) for e in recent])
+    proc = cli("replay", "--exit", env=env, check=False)
+    last = proc.stderr.splitlines()[-1]
+    assert proc.returncode == 1 and last.startswith("error: generation ") and (
+        "serves 20 URLs and this manifest holds 5: publishing would remove 15 of them") in last, proc
+    assert local_site(tmp_path / "data") == site
+    app = App(Settings(data_dir=tmp_path / "data", database_url=database_url, base_url=BASE,
+                       allowed_hosts=(HOST,), max_urls=500))
+    try:
+        metrics = Metrics()
+        Timers(app, metrics, Leader(), OffsetStore(app.manifest)).publish()  # what `sitemaps run` would do
+        assert metrics.publishes.labels("failed")._value.get() == 1 and local_site(tmp_path / "data") == site
+    finally:
+        app.close()
+    # On purpose: the operator accepts the smaller site.
+    cli("publish", "--full", "--max-shrink", "1", env=env)
+    model = Model()
+    for ev in recent:
+        model.event(ev)
+    assert local_site(tmp_path / "data") == model.expected()
 
 
 def test_replay_needs_kafka(tmp_path: Path) -> None:

@@ -33,8 +33,8 @@ def timed(label: str, fn: Callable[[], T]) -> T:
 def command(app: App, documents: int, changes: int, port: int, serve: bool) -> None:
     """Rebuild a synthetic catalog, apply changes, publish incrementally, prune, and serve the result."""
     settings = app.settings
-    if not settings.allowed_hosts:
-        app = App(settings.replace(allowed_hosts=(synthetic.HOST,)))
+    # The demo replaces whatever catalog the data dir held, however small its own.
+    app = App(settings.replace(allowed_hosts=settings.allowed_hosts or (synthetic.HOST,), max_shrink=1.0))
     click.echo(f"data in {app.settings.data_dir.resolve()}, manifest {app.settings.public()['database_url']}")
 
     def recorded() -> str:
@@ -42,9 +42,8 @@ def command(app: App, documents: int, changes: int, port: int, serve: bool) -> N
         app.announcer.wait()
         return "done"
 
-    # The demo replaces whatever catalog the data dir held, however small its own.
     rebuilder = Rebuilder(app.manifest, app.settings.rules, app.settings.limits, app.settings.workers,
-                          max_shrink=1.0)
+                          app.settings.max_shrink)
     counts = timed(f"rebuild: load {documents:,} documents", lambda: rebuilder.rebuild(
         row_chunks("synthetic", synthetic.catalog(documents))))
     timed("rebuild: publish a full generation", lambda: app.publisher.publish(full=True).message)

@@ -10,14 +10,14 @@ import click
 
 from snapshot.document import InvalidDocument
 from snapshot.manifest import PublishLockHeld, RebuildRunning
-from snapshot.publish import EmptyManifest, ForeignLive
+from snapshot.publish import EmptyManifest, Refused
 from snapshot.rebuild import SourceShrank
 from snapshot.rollback import RollbackError
 from snapshot.routers.base import RouterError
 from snapshot.stores.base import StoreError
 from snapshot.verify import VerificationError
 
-EXPECTED = (InvalidDocument, PublishLockHeld, RebuildRunning, EmptyManifest, ForeignLive, SourceShrank, RollbackError,
+EXPECTED = (InvalidDocument, PublishLockHeld, RebuildRunning, EmptyManifest, Refused, SourceShrank, RollbackError,
             RouterError, StoreError, VerificationError, FileNotFoundError)
 
 

@@ -35,6 +35,10 @@ SHARED: list[tuple[str, str, dict[str, Any]]] = [
                                   "help": "Uncompressed bytes per shard, at most 50 MiB."}),
     ("--max-index-entries", "max_index_entries", {"type": int, "default": 50_000,
                                                   "help": "Entries per index file, at most 50,000."}),
+    ("--max-shrink", "max_shrink", {
+        "type": click.FloatRange(0, 1), "default": 0.5,
+        "help": "Refuse a rebuild or publish that would remove more than this fraction of the site's URLs "
+                "(a truncated source, a replay of a topic that lost events); 1 allows any."}),
     ("--workers", "workers", {"type": int, "default": 2, "help": "Processes for rendering and parsing."}),
     ("--storage", "storage", {"type": click.Choice(["local", "s3"]), "default": "local",
                               "help": "Where generations are stored."}),

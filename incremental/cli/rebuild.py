@@ -8,7 +8,7 @@ import click
 from incremental.app import App
 from incremental.cli.options import option, with_app
 from incremental.cli.progress import Progress
-from snapshot.rebuild import MAX_SHRINK, Rebuilder, row_chunks
+from snapshot.rebuild import Rebuilder, row_chunks
 from snapshot.sources import jsonl_chunks, sql_rows
 
 
@@ -17,19 +17,17 @@ from snapshot.sources import jsonl_chunks, sql_rows
 @option("--source-sql", help="A query whose columns are document fields (section, key, loc, lastmod, ...).")
 @option("--source-database-url", help="SQLAlchemy URL of the application database the query runs on.")
 @option("--publish/--no-publish", default=True, help="Publish a fresh generation after loading.")
-@option("--max-shrink", type=click.FloatRange(0, 1), default=MAX_SHRINK,
-        help="Refuse a source that would remove more than this fraction of the manifest's URLs "
-             "(a truncated file, a query that stopped early); 1 allows any.")
 @with_app
 def command(app: App, source: str | None, source_sql: str | None, source_database_url: str | None,
-            publish: bool, max_shrink: float) -> None:
+            publish: bool) -> None:
     """Full snapshot rebuild: replace the manifest from a source and publish a fresh generation."""
     if (source is None) == (source_sql is None):
         raise click.UsageError("give exactly one of --source FILE and --source-sql QUERY")
     if source_sql is not None and not source_database_url:
         raise click.UsageError("--source-sql needs --source-database-url")
     started = time.monotonic()
-    rebuilder = Rebuilder(app.manifest, app.settings.rules, app.settings.limits, app.settings.workers, max_shrink)
+    rebuilder = Rebuilder(app.manifest, app.settings.rules, app.settings.limits, app.settings.workers,
+                          app.settings.max_shrink)
     if source is not None:
         length = os.path.getsize(source) if source != "-" else None
         with Progress("loading (bytes)", length) as bar:
