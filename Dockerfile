@@ -13,11 +13,19 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
+# gcc builds snapshot/_fastrow.c, the C fast path that validates and renders documents (the rebuild's and the
+# apply path's workers). setup.py lets an install without a compiler fall back to Python, several times slower:
+# the import after the install makes this build fail instead.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /src
-# .dockerignore is an allow-list: only pyproject.toml, README.md and the packages reach the context.
+# .dockerignore is an allow-list: only pyproject.toml, setup.py, README.md and the packages reach the context.
 COPY . .
 RUN pip install --upgrade pip \
-    && pip install .
+    && pip install . \
+    && cd / && python -c "import snapshot._fastrow"
 
 # --- runtime: same base (the venv's python symlinks into it), no sources, no build leftovers ---
 FROM python:3.11-slim

@@ -853,6 +853,11 @@ def test_dockerfile_base_install_and_entrypoint() -> None:
     assert re.search(r"pip install --upgrade pip\b", install)
     assert re.search(r"pip install \.(\s|$)", install)
     assert install.index("--upgrade pip") < re.search(r"pip install \.(\s|$)", install).start()
+    # The C extension is optional for pip; the image must have it: a compiler in the build stage, and an
+    # import from outside the source tree (where `snapshot` is the installed package) after the install.
+    build = " ".join(rest for ins, rest in instrs[:len(instrs) - len(final_stage())] if ins == "RUN")
+    assert re.search(r"apt-get install [^&]*\bgcc\b", build), build
+    assert re.search(r"pip install \.\s.*&& cd / && python -c \"import snapshot\._fastrow\"", install), install
     final = final_stage()
     assert image_uid() != 0
     entry = [json.loads(rest) for ins, rest in final if ins == "ENTRYPOINT"]
@@ -912,6 +917,8 @@ def test_dockerignore_lets_in_what_pip_install_needs() -> None:
     assert lines[0] == "*", "allow-list style"
     allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
     assert "pyproject.toml" in allowed
+    assert "setup.py" in allowed, "it declares the C extension"
+    assert "**/*.so" in lines, "a developer's built extension never reaches the image"
     readme = pyproject["project"].get("readme")
     if isinstance(readme, str):
         assert readme in allowed
