@@ -19,7 +19,7 @@
 #define MAX_ALTERNATES 200
 
 static PyObject *K_SECTION, *K_KEY, *K_LOC, *K_LASTMOD, *K_CHANGEFREQ, *K_PRIORITY, *K_IMAGES, *K_ALTERNATES,
-    *K_VERSION, *K_TITLE, *K_CAPTION, *K_HREFLANG, *K_HREF;
+    *K_VERSION, *K_TITLE, *K_CAPTION, *K_HREFLANG, *K_HREF, *K_OP;
 
 static const char *CHANGEFREQS[] = {"always", "hourly", "daily", "weekly", "monthly", "yearly", "never", NULL};
 
@@ -250,12 +250,9 @@ static int check_lastmod(const char *s, Py_ssize_t n, double *stamp) {
         if (ok_ == 0) goto other;                                                                               \
     } while (0)
 
-static PyObject *row(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2 || !PyAnySet_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "row(obj, allowed_hosts: frozenset)");
-        return NULL;
-    }
-    PyObject *obj = args[0], *hosts = args[1];
+/* The row of a document of the common shape, from field `skip` on (0: all of DocumentRow, 1: without the
+ * section); None (a new reference) for any other document; NULL with an exception set on an error. */
+static PyObject *make_row(PyObject *obj, PyObject *hosts, Py_ssize_t skip) {
     if (!PyDict_CheckExact(obj)) Py_RETURN_NONE;
     Buf b = {.data = NULL, .len = 0, .cap = sizeof(b.small)};
     b.data = b.small;
@@ -387,18 +384,22 @@ static PyObject *row(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssiz
     xml = PyUnicode_New(b.len, 127);
     if (xml == NULL) goto error;
     memcpy(PyUnicode_1BYTE_DATA(xml), b.data, b.len);
-    result = PyTuple_New(8);
-    if (result == NULL) goto error;
     PyObject *size = PyLong_FromSsize_t(b.len);  /* ASCII: characters are bytes */
     if (size == NULL) goto error;
-    PyTuple_SET_ITEM(result, 0, Py_NewRef(section));
-    PyTuple_SET_ITEM(result, 1, Py_NewRef(key));
-    PyTuple_SET_ITEM(result, 2, Py_NewRef(version != NULL ? version : Py_None));
-    PyTuple_SET_ITEM(result, 3, Py_NewRef(loc));
-    PyTuple_SET_ITEM(result, 4, lastmod_out != NULL ? lastmod_out : Py_NewRef(Py_None));
-    PyTuple_SET_ITEM(result, 5, stamp != NULL ? stamp : Py_NewRef(Py_None));
-    PyTuple_SET_ITEM(result, 6, size);
-    PyTuple_SET_ITEM(result, 7, xml);
+    PyObject *fields[8] = {
+        Py_NewRef(section), Py_NewRef(key), Py_NewRef(version != NULL ? version : Py_None), Py_NewRef(loc),
+        lastmod_out != NULL ? lastmod_out : Py_NewRef(Py_None), stamp != NULL ? stamp : Py_NewRef(Py_None), size, xml,
+    };
+    result = PyTuple_New(8 - skip);
+    if (result == NULL) {
+        for (int i = 0; i < 8; i++) Py_DECREF(fields[i]);
+        lastmod_out = stamp = xml = NULL;  /* released just above */
+        goto error;
+    }
+    for (Py_ssize_t i = 0; i < 8; i++) {
+        if (i < skip) Py_DECREF(fields[i]);
+        else PyTuple_SET_ITEM(result, i - skip, fields[i]);
+    }
     if (b.data != b.small) PyMem_Free(b.data);
     return result;
 other:
@@ -415,9 +416,87 @@ error:
     return NULL;
 }
 
+static PyObject *row(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyAnySet_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "row(obj, allowed_hosts: frozenset)");
+        return NULL;
+    }
+    return make_row(args[0], args[1], 0);
+}
+
+static inline int is_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }  /* what bytes.strip() strips */
+
+/* snapshot.rebuild.parse_chunk's loop for a run of common documents: items[start:] (JSON lines as bytes, or
+ * decoded objects) are decoded with `loads`, rendered, and appended to by_section[section] as rows without the
+ * section, in order, until an item this code leaves to Python: a document not of the common shape, an event
+ * other than an upsert, a line that is not JSON. Blank lines are skipped. Returns that item's index, or
+ * len(items) when every item was taken. */
+static PyObject *rows(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5 || !PyList_CheckExact(args[0]) || !PyLong_CheckExact(args[1]) || !PyAnySet_Check(args[2])
+        || !PyDict_CheckExact(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "rows(items: list, start: int, allowed_hosts: frozenset, loads, by_section: dict)");
+        return NULL;
+    }
+    PyObject *items = args[0], *hosts = args[2], *loads = args[3], *by_section = args[4];
+    Py_ssize_t i = PyLong_AsSsize_t(args[1]);
+    if (i == -1 && PyErr_Occurred()) return NULL;
+    for (; i < PyList_GET_SIZE(items); i++) {
+        PyObject *item = PyList_GET_ITEM(items, i), *obj;
+        if (PyBytes_CheckExact(item)) {
+            const char *data = PyBytes_AS_STRING(item);
+            Py_ssize_t a = 0, z = PyBytes_GET_SIZE(item);
+            while (a < z && is_space(data[a])) a++;
+            while (z > a && is_space(data[z - 1])) z--;
+            if (a == z) continue;  /* a blank line: no item */
+            PyObject *line = z - a == PyBytes_GET_SIZE(item) ? Py_NewRef(item) : PyBytes_FromStringAndSize(data + a, z - a);
+            if (line == NULL) return NULL;
+            obj = PyObject_CallOneArg(loads, line);
+            Py_DECREF(line);
+            if (obj == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_ValueError)) return NULL;
+                PyErr_Clear();  /* not JSON: Python says why */
+                break;
+            }
+        } else {
+            obj = Py_NewRef(item);
+        }
+        PyObject *op = PyDict_CheckExact(obj) ? PyDict_GetItemWithError(obj, K_OP) : NULL;
+        if (op == NULL && PyErr_Occurred()) {
+            Py_DECREF(obj);
+            return NULL;
+        }
+        if (op != NULL && !(PyUnicode_CheckExact(op) && PyUnicode_CompareWithASCIIString(op, "upsert") == 0)) {
+            Py_DECREF(obj);
+            break;
+        }
+        PyObject *r = make_row(obj, hosts, 1);
+        if (r == NULL || r == Py_None) {
+            Py_DECREF(obj);
+            if (r == NULL) return NULL;
+            Py_DECREF(r);
+            break;
+        }
+        PyObject *section = PyDict_GetItemWithError(obj, K_SECTION);  /* there: make_row checked it */
+        PyObject *list = section != NULL ? PyDict_GetItemWithError(by_section, section) : NULL;
+        int failed = section == NULL || (list == NULL && PyErr_Occurred());
+        if (!failed && list == NULL) {
+            list = PyList_New(0);
+            failed = list == NULL || PyDict_SetItem(by_section, section, list) < 0;
+            Py_XDECREF(list);  /* by_section holds it */
+        }
+        failed = failed || PyList_Append(list, r) < 0;
+        Py_DECREF(r);
+        Py_DECREF(obj);
+        if (failed) return NULL;
+    }
+    return PyLong_FromSsize_t(i);
+}
+
 static PyMethodDef methods[] = {
     {"row", (PyCFunction)(void (*)(void))row, METH_FASTCALL,
      "row(obj, allowed_hosts) -> the DocumentRow of a document of the common shape, or None: see document_row."},
+    {"rows", (PyCFunction)(void (*)(void))rows, METH_FASTCALL,
+     "rows(items, start, allowed_hosts, loads, by_section) -> the index of the first item left to Python."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -432,7 +511,7 @@ PyMODINIT_FUNC PyInit__fastrow(void) {
     } keys[] = {{&K_SECTION, "section"}, {&K_KEY, "key"}, {&K_LOC, "loc"}, {&K_LASTMOD, "lastmod"},
                 {&K_CHANGEFREQ, "changefreq"}, {&K_PRIORITY, "priority"}, {&K_IMAGES, "images"},
                 {&K_ALTERNATES, "alternates"}, {&K_VERSION, "version"}, {&K_TITLE, "title"},
-                {&K_CAPTION, "caption"}, {&K_HREFLANG, "hreflang"}, {&K_HREF, "href"}};
+                {&K_CAPTION, "caption"}, {&K_HREFLANG, "hreflang"}, {&K_HREF, "href"}, {&K_OP, "op"}};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         if ((*keys[i].slot = PyUnicode_InternFromString(keys[i].name)) == NULL) return NULL;
     return PyModule_Create(&module);

@@ -1,5 +1,8 @@
+from collections.abc import Callable
 from typing import Any
 
 from snapshot.render import DocumentRow
 
 def row(obj: Any, allowed_hosts: frozenset[str]) -> DocumentRow | None: ...
+def rows(items: list[Any], start: int, allowed_hosts: frozenset[str], loads: Callable[[bytes], Any],
+         by_section: dict[str, list[tuple[Any, ...]]]) -> int: ...

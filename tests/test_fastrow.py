@@ -15,21 +15,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from snapshot import render, synthetic
+from snapshot import rebuild, render, synthetic
 from snapshot.document import ANY_HOST, InvalidDocument, Rules
+from snapshot.packs import unpack
+from snapshot.rebuild import Chunk, parse_chunk
 from snapshot.render import DocumentRow, document_row
 
 RULES = Rules(frozenset({"librer.io", "cdn.librer.io"}))
 FAST = render.fast_row
+FAST_ROWS = rebuild.fast_rows
 
 
 @contextmanager
 def python_only() -> Iterator[None]:
-    render.fast_row = None
+    """The reference: the Python code alone, as an install without a C compiler runs."""
+    render.fast_row = rebuild.fast_rows = None
     try:
         yield
     finally:
-        render.fast_row = FAST
+        render.fast_row, rebuild.fast_rows = FAST, FAST_ROWS
 
 
 def reference(obj: Any, rules: Rules) -> DocumentRow | None:
@@ -42,7 +46,8 @@ def reference(obj: Any, rules: Rules) -> DocumentRow | None:
 
 
 def test_the_native_fast_path_is_built() -> None:
-    assert FAST is not None, "snapshot._fastrow was not built (pip install needs a C compiler): rebuilds run slower"
+    assert FAST is not None and FAST_ROWS is not None, \
+        "snapshot._fastrow was not built (pip install needs a C compiler): rebuilds run slower"
 
 
 def same(fast: DocumentRow, expected: DocumentRow | None) -> None:
@@ -197,3 +202,32 @@ def test_the_synthetic_catalog_and_its_changes_take_the_fast_path() -> None:
         fast = FAST(obj, rules.allowed_hosts)
         assert fast is not None, obj
         same(fast, reference(obj, rules))
+
+
+def parsed(chunk: Chunk, rules: Rules) -> tuple[list[tuple[Any, ...]], list[tuple[str, str, bytes]]]:
+    """parse_chunk's runs (their packs unpacked) and rejects."""
+    out = parse_chunk(rules, chunk)
+    return [(r.section, r.keys, r.versions, r.sizes, unpack(r.pack)) for r in out.runs], out.rejects
+
+
+LINES = [orjson.dumps(d) for d in synthetic.catalog(40)] + [
+    b"", b"   ", b"\t" + orjson.dumps(synthetic.document(50)) + b" \r", b"{not json", b"[1, 2]", b"17",
+    orjson.dumps({**synthetic.document(51), "op": "delete"}), orjson.dumps({**synthetic.document(52), "op": "upsert"}),
+    orjson.dumps({**synthetic.document(53), "op": 1}), orjson.dumps({**synthetic.document(54), "loc": "https://x.io/a"}),
+    orjson.dumps({**synthetic.document(55), "loc": "https://librer.io/bücher"}),  # repaired by the Python code
+    orjson.dumps(synthetic.document(3, version=7)),  # a key again: order decides which copy wins
+]
+
+
+@given(st.lists(st.sampled_from(LINES), max_size=60))
+@settings(max_examples=300, deadline=None)
+def test_a_chunk_parses_the_same_with_the_c_loop_as_without(lines: list[bytes]) -> None:
+    """Runs of common lines go through the C loop, the rest through Python: same runs in the same order, same
+    rejects with the same line numbers and reasons."""
+    chunk = Chunk("source.jsonl", 7, b"\n".join(lines))
+    rows = Chunk("query", 1, [orjson.loads(line) for line in lines if line.strip() and line != b"{not json"])
+    rules = Rules(frozenset({synthetic.HOST}))
+    for source in (chunk, rows):
+        native = parsed(source, rules)
+        with python_only():
+            assert native == parsed(source, rules)
