@@ -38,7 +38,6 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 
 from snapshot import packs
-from snapshot.packs import Entry
 
 metadata = MetaData()
 
@@ -447,23 +446,35 @@ class Manifest:
             return [Shard(*row) for row in c.execute(query)]
 
     def shard_rows(self, conn: Connection, section: str, shard_no: int
-                   ) -> list[tuple[str, str | None, float | None]]:
-        """(xml, lastmod, lastmod_ts) of the live documents of one shard, in a stable order."""
+                   ) -> tuple[list[str], list[str | None], list[float | None]]:
+        """xml, lastmod and lastmod_ts of the live documents of one shard, in a stable order (by key), as columns."""
         with self._cursor(conn) as (cur, mark):  # fetched by the driver in C: a shard is 50,000 rows
             cur.execute("SELECT key, xml, lastmod, lastmod_ts FROM documents "
                         f"WHERE section = {mark} AND shard_no = {mark} AND size > 0 ORDER BY key",
                         (section, shard_no))
             rows = cur.fetchall()
-            if all(row[1] is not None for row in rows):
-                return [row[1:] for row in rows]
-            packed = self._packed(cur, mark, section, shard_no)
-            return [row[1:] if row[1] is not None else packed[row[0]][:3] for row in rows]
+            if not rows:
+                return [], [], []
+            keys, xmls, lastmods, stamps = (list(col) for col in zip(*rows, strict=True))
+            packed = [i for i, xml in enumerate(xmls) if xml is None]
+            if packed:  # their content is in the shard's packs
+                at, cols = self._packed(cur, mark, section, shard_no)
+                pxmls, plastmods, pstamps = cols[6], cols[3], cols[4]
+                if len(packed) == len(keys):  # as a rebuild left the shard: whole columns, in C
+                    order = [at[key] for key in keys]
+                    return [pxmls[p] for p in order], [plastmods[p] for p in order], [pstamps[p] for p in order]
+                for i in packed:
+                    p = at[keys[i]]
+                    xmls[i], lastmods[i], stamps[i] = pxmls[p], plastmods[p], pstamps[p]
+            return xmls, lastmods, stamps  # every xml filled in above
 
-    def _packed(self, cur: Any, mark: str, section: str, shard_no: int) -> dict[str, Entry]:
-        """The packed documents of one shard, by key; every packed row of the shard must be among them."""
+    def _packed(self, cur: Any, mark: str, section: str, shard_no: int) -> tuple[_Positions, packs.Columns]:
+        """The columns of one shard's packs, and where each key is in them (a later copy wins); every packed
+        row of the shard must be there."""
         cur.execute("SELECT entry_from, entry_to, data FROM shard_packs "
                     f"WHERE section = {mark} AND shard_no = {mark} ORDER BY seq", (section, shard_no))
-        return _Packed(section, shard_no, packs.entries([(a, b, bytes(data)) for a, b, data in cur.fetchall()]))
+        cols = packs.shard_columns([(a, b, bytes(data)) for a, b, data in cur.fetchall()])
+        return _Positions(section, shard_no, zip(cols[0], range(len(cols[0])), strict=True)), cols
 
     @contextmanager
     def _cursor(self, conn: Connection) -> Iterator[tuple[Any, str]]:
@@ -499,10 +510,12 @@ class Manifest:
                             f"WHERE section = {mark} AND shard_no = {mark} AND size > 0",
                             (shard.section, shard.shard_no))
                 rows = cur.fetchall()
-                packed = self._packed(cur, mark, shard.section, shard.shard_no) if any(r[3] for r in rows) else {}
+                at, cols = self._packed(cur, mark, shard.section, shard.shard_no) if any(r[3] for r in rows) \
+                    else (_Positions(shard.section, shard.shard_no, ()), [])
                 for key, loc, lastmod, is_packed in rows:
                     if is_packed:
-                        _xml, lastmod, _ts, loc, _v, _size = packed[key]
+                        p = at[key]
+                        loc, lastmod = cols[2][p], cols[3][p]
                     yield shard.section, key, loc, lastmod
 
     # -- generations ----------------------------------------------------------------------------------------
@@ -591,14 +604,15 @@ class Manifest:
                 yield c
 
 
-class _Packed(dict[str, packs.Entry]):
-    """A shard's packed documents; a key missing from them means the manifest is damaged, and says where."""
+class _Positions(dict[str, int]):
+    """Where each key of a shard's packs is in their columns; a key missing from them means the manifest is
+    damaged, and says where."""
 
-    def __init__(self, section: str, shard_no: int, found: dict[str, packs.Entry]) -> None:
+    def __init__(self, section: str, shard_no: int, found: Iterable[tuple[str, int]]) -> None:
         super().__init__(found)
         self.where = f"shard {shard_no} of section {section}"
 
-    def __missing__(self, key: str) -> packs.Entry:
+    def __missing__(self, key: str) -> int:
         raise ManifestDamaged(f"document {key!r} of {self.where} is packed, but no pack of the shard holds it")
 
 

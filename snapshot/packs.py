@@ -19,8 +19,6 @@ from isal import igzip
 
 PACK_LEVEL = 1  # isal level 1: fast enough for the workers, several times smaller than the plain columns
 
-Entry = tuple[str, str | None, float | None, str | None, int | None, int]
-"""A packed document: (xml, lastmod, lastmod_ts, loc, version, size)."""
 Columns = list[list[Any]]
 """A pack's columns: keys, versions, locs, lastmods, lastmod_ts, sizes, xmls (one entry per document)."""
 
@@ -35,13 +33,14 @@ def unpack(data: bytes) -> Columns:
     return columns
 
 
-def entries(packs: Sequence[tuple[int, int, bytes]]) -> dict[str, Entry]:
-    """key -> entry of one shard, from its packs in source order: (entry_from, entry_to, data) each."""
-    found: dict[str, Entry] = {}
+def shard_columns(packs: Sequence[tuple[int, int, bytes]]) -> Columns:
+    """The columns of one shard's entries, from its packs in source order ((entry_from, entry_to, data) each):
+    columns, not a tuple per entry, since a shard holds 50,000 of them."""
+    out: Columns = [[] for _ in range(7)]
     for a, b, data in packs:
-        keys, versions, locs, lastmods, stamps, sizes, xmls = (col[a:b] for col in unpack(data))
-        found.update(zip(keys, zip(xmls, lastmods, stamps, locs, versions, sizes, strict=True), strict=True))
-    return found
+        for col, values in zip(out, unpack(data), strict=True):
+            col += values[a:b]
+    return out
 
 
 def without(data: bytes, key: str, keep: int | None) -> bytes:

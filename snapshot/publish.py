@@ -115,20 +115,19 @@ def render_shard(manifest: Manifest, section: str, shard_no: int, limits: Limits
         revision = conn.execute(
             select(shards.c.revision).where(shards.c.section == section, shards.c.shard_no == shard_no)
         ).scalar()
-        rows = manifest.shard_rows(conn, section, shard_no)
-    if revision is None or not rows:
+        fragments, lastmods, stamps = manifest.shard_rows(conn, section, shard_no)
+    if revision is None or not fragments:
         return None
-    fragments, lastmods, stamps = zip(*rows, strict=True)  # columns, transposed in C
     known = [ts for ts in stamps if ts is not None]
-    newest: tuple[float, str] | None = None
+    newest: tuple[float, str | None] | None = None
     if known:
         ts = max(known)
         newest = (ts, lastmods[stamps.index(ts)])
     check = ShardCheck(naming.shard_name(section, shard_no), limits)
     data = gzip_pieces(check.passing(shard_pieces(fragments)))
-    check.close(len(rows))
+    check.close(len(fragments))
     return RenderedShard(
-        section, shard_no, int(revision), len(rows), newest[1] if newest else None, newest[0] if newest else None,
+        section, shard_no, int(revision), len(fragments), newest[1] if newest else None, newest[0] if newest else None,
         data,
     )
 

@@ -335,3 +335,20 @@ def _shard_nos(app: App) -> dict[tuple[str, str], int]:
     with app.manifest.read() as conn:
         rows = conn.execute(select(documents.c.section, documents.c.key, documents.c.shard_no)).all()
     return {(s, k): n for s, k, n in rows}
+
+
+@pytest.mark.parametrize("changed", [False, True])
+def test_a_packed_document_missing_from_its_packs_is_reported_not_published(app: App, changed: bool) -> None:
+    """A rebuild keeps content in packs; a documents row whose pack is gone (a manifest changed by hand) stops
+    the render with the document and the shard named, whether every row of the shard is packed or some are not."""
+    from snapshot.manifest import ManifestDamaged, shard_packs
+    from snapshot.publish import render_shard
+
+    Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 2).rebuild(
+        row_chunks("src", [doc(i) for i in range(30)], 10))
+    if changed:  # one row of the shard written in full by an event, the others still packed
+        apply(app, Model(), [doc(5, version=2, day=9)])
+    with app.manifest.write() as conn:  # the pack of documents 10 to 19
+        conn.execute(shard_packs.delete().where(shard_packs.c.seq == 2))
+    with pytest.raises(ManifestDamaged, match="document '10' of shard 1 of section books is packed, but no pack"):
+        render_shard(app.manifest, "books", 1, app.settings.limits)
