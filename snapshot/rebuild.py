@@ -281,6 +281,8 @@ class Rebuilder:
         with self.manifest.write() as conn:
             if self.manifest.dialect == "sqlite":  # the index builds' sorts take up to the page cache's size
                 conn.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_SORT_KIB}")
+                # Sorter threads, each up to that size too: the workers are idle by now, so their cores are free.
+                conn.exec_driver_sql(f"PRAGMA threads = {max(0, self.workers)}")
             conn.execute(text(f"CREATE INDEX ix_documents_shard_{suffix} ON {docs.name} (section, shard_no, key)"))
             try:
                 with conn.begin_nested():  # a savepoint: on PostgreSQL a failed statement spoils the transaction
@@ -313,6 +315,7 @@ class Rebuilder:
                     conn.execute(text(f"ALTER INDEX {t.name}_staging_pkey RENAME TO {t.name}_pkey"))
             if self.manifest.dialect == "sqlite":
                 conn.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
+                conn.exec_driver_sql("PRAGMA threads = 0")
         return duplicates
 
     def _keep_one(self, conn: Connection, section: str, key: str, cache: dict[tuple[str, int], list[PackRow]]
