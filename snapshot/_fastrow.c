@@ -8,6 +8,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -243,6 +244,12 @@ static int check_lastmod(const char *s, Py_ssize_t n, double *stamp) {
         if (into == NULL && PyErr_Occurred()) goto error;                                                       \
     } while (0)
 
+/* An output step: it fails only with an exception set (out of memory). */
+#define TRY(expr)                                                                                               \
+    do {                                                                                                        \
+        if ((expr) < 0) goto error;                                                                             \
+    } while (0)
+
 #define CHECK(expr)                                                                                             \
     do {                                                                                                        \
         int ok_ = (expr);                                                                                       \
@@ -272,9 +279,9 @@ static PyObject *make_row(PyObject *obj, PyObject *hosts, Py_ssize_t skip) {
     CHECK(check_url(loc, hosts));
     Py_ssize_t n;
     const char *s = chars(loc, &n);
-    CHECK(PUTS(&b, "<url><loc>") == 0 ? 1 : -1);
-    CHECK(put_escaped(&b, s, n) == 0 ? 1 : -1);
-    CHECK(PUTS(&b, "</loc>") == 0 ? 1 : -1);
+    TRY(PUTS(&b, "<url><loc>"));
+    TRY(put_escaped(&b, s, n));
+    TRY(PUTS(&b, "</loc>"));
     if (lastmod != NULL && lastmod != Py_None) {
         const char *m;
         Py_ssize_t mn;
@@ -292,8 +299,9 @@ static PyObject *make_row(PyObject *obj, PyObject *hosts, Py_ssize_t skip) {
         stamp = PyFloat_FromDouble(ts);
         if (lastmod_out == NULL || stamp == NULL) goto error;
         const char *o = (const char *)PyUnicode_1BYTE_DATA(lastmod_out);
-        CHECK(PUTS(&b, "<lastmod>") == 0 && put(&b, o, PyUnicode_GET_LENGTH(lastmod_out)) == 0
-              && PUTS(&b, "</lastmod>") == 0 ? 1 : -1);
+        TRY(PUTS(&b, "<lastmod>"));
+        TRY(put(&b, o, PyUnicode_GET_LENGTH(lastmod_out)));
+        TRY(PUTS(&b, "</lastmod>"));
     }
     if (changefreq != NULL && changefreq != Py_None) {
         const char *c;
@@ -303,7 +311,9 @@ static PyObject *make_row(PyObject *obj, PyObject *hosts, Py_ssize_t skip) {
         for (const char **f = CHANGEFREQS; *f != NULL; f++)
             if ((Py_ssize_t)strlen(*f) == cn && memcmp(*f, c, cn) == 0) known = 1;
         CHECK(known);
-        CHECK(PUTS(&b, "<changefreq>") == 0 && put(&b, c, cn) == 0 && PUTS(&b, "</changefreq>") == 0 ? 1 : -1);
+        TRY(PUTS(&b, "<changefreq>"));
+        TRY(put(&b, c, cn));
+        TRY(PUTS(&b, "</changefreq>"));
     }
     if (priority != NULL && priority != Py_None) {
         double p;
@@ -314,18 +324,22 @@ static PyObject *make_row(PyObject *obj, PyObject *hosts, Py_ssize_t skip) {
             if (overflow || (v != 0 && v != 1)) goto other;
             p = (double)v;
         } else goto other;
-        if (!(p >= 0.0 && p <= 1.0)) goto other;  /* NaN fails too */
+        if (!(p >= 0.0 && p <= 1.0) || signbit(p)) goto other;  /* NaN fails too; -0.0 is written "-0.0" */
+        char text[3];  /* f"{p:.1f}" of 0 <= p <= 1: "0.0" to "1.0" */
         int tenths = (int)(p * 10);
-        if (tenths / 10.0 == p) {  /* 0.0, 0.1, ... 1.0 exactly: what f"{p:.1f}" writes, without formatting */
-            char text[3] = {(char)('0' + tenths / 10), '.', (char)('0' + tenths % 10)};
-            CHECK(PUTS(&b, "<priority>") == 0 && put(&b, text, 3) == 0 && PUTS(&b, "</priority>") == 0 ? 1 : -1);
+        if (tenths / 10.0 == p) {  /* 0.0, 0.1, ... 1.0 exactly: written without formatting */
+            text[0] = (char)('0' + tenths / 10);
+            text[1] = '.';
+            text[2] = (char)('0' + tenths % 10);
         } else {
-            char *text = PyOS_double_to_string(p, 'f', 1, 0, NULL);  /* what f"{p:.1f}" calls */
-            if (text == NULL) goto error;
-            int ok = PUTS(&b, "<priority>") == 0 && put(&b, text, strlen(text)) == 0 && PUTS(&b, "</priority>") == 0;
-            PyMem_Free(text);
-            CHECK(ok ? 1 : -1);
+            char *formatted = PyOS_double_to_string(p, 'f', 1, 0, NULL);  /* what f"{p:.1f}" calls */
+            if (formatted == NULL) goto error;
+            memcpy(text, formatted, sizeof(text));
+            PyMem_Free(formatted);
         }
+        TRY(PUTS(&b, "<priority>"));
+        TRY(put(&b, text, sizeof(text)));
+        TRY(PUTS(&b, "</priority>"));
     }
     if (images != NULL && images != Py_None) {
         CHECK(PyList_CheckExact(images) && PyList_GET_SIZE(images) <= MAX_IMAGES);
@@ -341,19 +355,22 @@ static PyObject *make_row(PyObject *obj, PyObject *hosts, Py_ssize_t skip) {
             const char *t;
             Py_ssize_t tn;
             t = chars(iloc, &tn);
-            CHECK(PUTS(&b, "<image:image><image:loc>") == 0 && put_escaped(&b, t, tn) == 0
-                  && PUTS(&b, "</image:loc>") == 0 ? 1 : -1);
+            TRY(PUTS(&b, "<image:image><image:loc>"));
+            TRY(put_escaped(&b, t, tn));
+            TRY(PUTS(&b, "</image:loc>"));
             if (caption != NULL && caption != Py_None) {  /* Google's order: loc, caption, ..., title */
                 t = chars(caption, &tn);
-                CHECK(PUTS(&b, "<image:caption>") == 0 && put_escaped(&b, t, tn) == 0
-                      && PUTS(&b, "</image:caption>") == 0 ? 1 : -1);
+                TRY(PUTS(&b, "<image:caption>"));
+                TRY(put_escaped(&b, t, tn));
+                TRY(PUTS(&b, "</image:caption>"));
             }
             if (title != NULL && title != Py_None) {
                 t = chars(title, &tn);
-                CHECK(PUTS(&b, "<image:title>") == 0 && put_escaped(&b, t, tn) == 0
-                      && PUTS(&b, "</image:title>") == 0 ? 1 : -1);
+                TRY(PUTS(&b, "<image:title>"));
+                TRY(put_escaped(&b, t, tn));
+                TRY(PUTS(&b, "</image:title>"));
             }
-            CHECK(PUTS(&b, "</image:image>") == 0 ? 1 : -1);
+            TRY(PUTS(&b, "</image:image>"));
         }
     }
     if (alternates != NULL && alternates != Py_None) {
@@ -369,8 +386,11 @@ static PyObject *make_row(PyObject *obj, PyObject *hosts, Py_ssize_t skip) {
             Py_ssize_t hn, tn;
             h = chars(hreflang, &hn);
             t = chars(href, &tn);
-            CHECK(PUTS(&b, "<xhtml:link rel=\"alternate\" hreflang=\"") == 0 && put(&b, h, hn) == 0
-                  && PUTS(&b, "\" href=\"") == 0 && put_escaped(&b, t, tn) == 0 && PUTS(&b, "\"/>") == 0 ? 1 : -1);
+            TRY(PUTS(&b, "<xhtml:link rel=\"alternate\" hreflang=\""));
+            TRY(put(&b, h, hn));
+            TRY(PUTS(&b, "\" href=\""));
+            TRY(put_escaped(&b, t, tn));
+            TRY(PUTS(&b, "\"/>"));
         }
     }
     if (version != NULL && version != Py_None) {  /* check_version: 0 <= version < 2**63, never a bool */
@@ -380,7 +400,7 @@ static PyObject *make_row(PyObject *obj, PyObject *hosts, Py_ssize_t skip) {
         if (v == -1 && PyErr_Occurred()) goto error;
         CHECK(!overflow && v >= 0);
     }
-    CHECK(PUTS(&b, "</url>\n") == 0 ? 1 : -1);
+    TRY(PUTS(&b, "</url>\n"));
     xml = PyUnicode_New(b.len, 127);
     if (xml == NULL) goto error;
     memcpy(PyUnicode_1BYTE_DATA(xml), b.data, b.len);

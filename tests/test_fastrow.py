@@ -117,7 +117,8 @@ documents = st.fixed_dictionaries(
         "lastmod": lastmods,
         "changefreq": mostly(st.sampled_from(["always", "hourly", "daily", "weekly", "monthly", "yearly", "never"]),
                              st.sampled_from(["Weekly", "", 3])),
-        "priority": mostly(st.one_of(st.floats(0, 1), st.integers(0, 1), st.sampled_from([0.25, 0.35, 0.05, 1e-300])),
+        "priority": mostly(st.one_of(st.floats(0, 1), st.integers(0, 1),
+                                     st.sampled_from([0.25, 0.35, 0.05, 1e-300, -0.0])),
                            st.one_of(st.floats(), st.integers(-1, 2), st.booleans())),
         "images": images, "alternates": alternates,
         "version": mostly(st.integers(0, 2**63 - 1),
@@ -169,6 +170,7 @@ DECLINED = [  # left to the Python code: repairs (IRIs, dates), and every refusa
     {"key": 17},
     {"key": "bücher"},
     {"priority": True},
+    {"priority": -0.0},  # written "-0.0", as format() writes it
     {"version": True},
     {"version": -1},
     {"images": [{"loc": "https://librer.io/i.jpg", "title": "é"}]},
