@@ -55,14 +55,21 @@ class Chunk:
     first: int
     items: bytes | list[dict[str, Any]]
 
+    def split(self) -> list[Any]:
+        """The items (lines, or database rows), blank lines included: item i is number `first + i`."""
+        return self.items.split(b"\n") if isinstance(self.items, bytes) else self.items
+
     def payloads(self) -> Iterator[tuple[int, Payload]]:
-        if isinstance(self.items, bytes):
-            for n, line in enumerate(self.items.split(b"\n"), self.first):
-                line = line.strip()
-                if line:
-                    yield n, line
-        else:
-            yield from enumerate(self.items, self.first)
+        for n, item in enumerate(self.split(), self.first):
+            if (found := payload(item)) is not None:
+                yield n, found
+
+
+def payload(item: Payload) -> Payload | None:
+    """An item as it is parsed: a line without its surrounding white space; None for a blank line."""
+    if isinstance(item, bytes):
+        return item.strip() or None
+    return item
 
 
 @dataclass(slots=True)
@@ -96,26 +103,24 @@ def parse_chunk(rules: Rules, chunk: Chunk) -> Parsed:
     """
     rejects: list[tuple[str, str, bytes]] = []
     by_section: dict[str, list[tuple[Any, ...]]] = {}
-    items = chunk.items.split(b"\n") if isinstance(chunk.items, bytes) else chunk.items
+    items = chunk.split()
     i = 0
     while i < len(items):
         if fast_rows is not None:
             i = fast_rows(items, i, rules.allowed_hosts, orjson.loads, by_section)
             if i == len(items):
                 break
-        n, payload = chunk.first + i, items[i]
+        n, found = chunk.first + i, payload(items[i])
         i += 1
-        if isinstance(payload, bytes):
-            payload = payload.strip()
-            if not payload:
-                continue
+        if found is None:
+            continue
         try:
-            obj = load_json(payload) if isinstance(payload, bytes) else payload
+            obj = load_json(found) if isinstance(found, bytes) else found
             if isinstance(obj, dict) and obj.get("op", "upsert") != "upsert":
                 raise InvalidDocument(f"a rebuild source holds documents, not {obj.get('op')!r} events")
             row = document_row(obj, rules)
         except InvalidDocument as exc:
-            raw = payload if isinstance(payload, bytes) else orjson.dumps(payload, default=str)
+            raw = found if isinstance(found, bytes) else orjson.dumps(found, default=str)
             rejects.append((f"{chunk.name}:{n}", str(exc), raw))
             continue
         docs = by_section.get(row[0])
