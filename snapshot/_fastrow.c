@@ -460,6 +460,10 @@ static PyObject *rows(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssi
     PyObject *items = args[0], *hosts = args[2], *loads = args[3], *by_section = args[4];
     Py_ssize_t i = PyLong_AsSsize_t(args[1]);
     if (i == -1 && PyErr_Occurred()) return NULL;
+    if (i < 0) {
+        PyErr_SetString(PyExc_ValueError, "rows: start must not be negative");
+        return NULL;
+    }
     for (; i < PyList_GET_SIZE(items); i++) {
         PyObject *item = PyList_GET_ITEM(items, i), *obj;
         if (PyBytes_CheckExact(item)) {
