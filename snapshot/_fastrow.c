@@ -103,26 +103,21 @@ static int check_section(PyObject *o) {
     return 1;
 }
 
-/* document.check_key's fast path: 1 to MAX_KEY printable ASCII characters. */
-static int check_key(PyObject *o) {
+/* An exact str of `min` to `max` printable ASCII characters (str.isascii() and str.isprintable()). */
+static int printable(PyObject *o, Py_ssize_t min, Py_ssize_t max) {
     const char *s;
     Py_ssize_t n;
-    if (o == NULL || !ascii(o, &s, &n) || n < 1 || n > MAX_KEY) return 0;
+    if (!ascii(o, &s, &n) || n < min || n > max) return 0;
     for (Py_ssize_t i = 0; i < n; i++)
         if (s[i] < 0x20 || s[i] > 0x7e) return 0;
     return 1;
 }
 
+/* document.check_key's fast path: 1 to MAX_KEY printable ASCII characters. */
+static int check_key(PyObject *o) { return o != NULL && printable(o, 1, MAX_KEY); }
+
 /* document.check_text's fast path: None, or at most MAX_TEXT printable ASCII characters. */
-static int check_text(PyObject *o) {
-    const char *s;
-    Py_ssize_t n;
-    if (o == NULL || o == Py_None) return 1;
-    if (!ascii(o, &s, &n) || n > MAX_TEXT) return 0;
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (s[i] < 0x20 || s[i] > 0x7e) return 0;
-    return 1;
-}
+static int check_text(PyObject *o) { return o == NULL || o == Py_None || printable(o, 0, MAX_TEXT); }
 
 /* The path, query and fragment characters of document.CLEAN_URL_RE. */
 static inline int is_path_char(char c) {

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from incremental.app import App
+from snapshot.limits import MAX_SHRINK
 from snapshot.settings import DEFAULT_BASE_URL, Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -36,7 +37,7 @@ SHARED: list[tuple[str, str, dict[str, Any]]] = [
     ("--max-index-entries", "max_index_entries", {"type": int, "default": 50_000,
                                                   "help": "Entries per index file, at most 50,000."}),
     ("--max-shrink", "max_shrink", {
-        "type": click.FloatRange(0, 1), "default": 0.5,
+        "type": click.FloatRange(0, 1), "default": MAX_SHRINK,
         "help": "Refuse a rebuild or publish that would remove more than this fraction of the site's URLs "
                 "(a truncated source, a replay of a topic that lost events); 1 allows any."}),
     ("--workers", "workers", {"type": int, "default": 2, "help": "Processes for rendering and parsing."}),
