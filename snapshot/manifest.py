@@ -127,6 +127,9 @@ dead_letters = Table(
 
 STAGING_SUFFIX = "_staging"
 REVISION = "revision"
+# The revision the last rebuild gave every shard. A shard still at it is exactly what its packs hold (no event
+# has touched it since), so it renders from them alone: no read of its documents rows, no index needed.
+PACKED_REVISION = "packed_revision"
 PG_WRITE_LOCK = 0x517E_4D41  # pg_advisory_xact_lock key serialising manifest writers across replicas
 PG_PUBLISH_LOCK = 0x517E_9B11  # pg_try_advisory_lock key: one publisher/pruner at a time
 PG_REBUILD_LOCK = 0x517E_2EB1  # pg_try_advisory_lock key: a rebuild, from before it reads its source to its swap
@@ -397,6 +400,12 @@ class Manifest:
         return f"{self.engine.url.database}.{name}-lock"
 
     @staticmethod
+    def mark_rebuilt(conn: Connection, revision: int) -> None:
+        """Every shard is at `revision` and holds exactly its packs' documents (in the rebuild's swap)."""
+        conn.execute(meta.delete().where(meta.c.name == PACKED_REVISION))
+        conn.execute(meta.insert().values(name=PACKED_REVISION, value=revision))
+
+    @staticmethod
     def next_revision(conn: Connection) -> int:
         conn.execute(meta.update().where(meta.c.name == REVISION).values(value=meta.c.value + 1))
         return int(conn.execute(select(meta.c.value).where(meta.c.name == REVISION)).scalar_one())
@@ -449,6 +458,9 @@ class Manifest:
                    ) -> tuple[list[str], list[str | None], list[float | None]]:
         """xml, lastmod and lastmod_ts of the live documents of one shard, in a stable order (by key), as columns."""
         with self._cursor(conn) as (cur, mark):  # fetched by the driver in C: a shard is 50,000 rows
+            as_rebuilt = self._as_rebuilt(cur, mark, section, shard_no)
+            if as_rebuilt is not None:
+                return as_rebuilt
             cur.execute("SELECT key, xml, lastmod, lastmod_ts FROM documents "
                         f"WHERE section = {mark} AND shard_no = {mark} AND size > 0 ORDER BY key",
                         (section, shard_no))
@@ -460,13 +472,34 @@ class Manifest:
             if packed:  # their content is in the shard's packs
                 at, cols = self._packed(cur, mark, section, shard_no)
                 pxmls, plastmods, pstamps = cols[6], cols[3], cols[4]
-                if len(packed) == len(keys):  # as a rebuild left the shard: whole columns, in C
-                    order = [at[key] for key in keys]
-                    return [pxmls[p] for p in order], [plastmods[p] for p in order], [pstamps[p] for p in order]
                 for i in packed:
                     p = at[keys[i]]
                     xmls[i], lastmods[i], stamps[i] = pxmls[p], plastmods[p], pstamps[p]
             return xmls, lastmods, stamps  # every xml filled in above
+
+    def _as_rebuilt(self, cur: Any, mark: str, section: str, shard_no: int
+                    ) -> tuple[list[str], list[str | None], list[float | None]] | None:
+        """A shard no event touched since the last rebuild, from its packs alone, in the same order; None for any
+        other shard, or one whose packs do not hold exactly its URL count (the documents rows decide then)."""
+        cur.execute(f"SELECT s.url_count FROM shards s JOIN {meta.name} m ON m.name = {mark} "
+                    f"AND m.value = s.revision WHERE s.section = {mark} AND s.shard_no = {mark}",
+                    (PACKED_REVISION, section, shard_no))
+        found = cur.fetchone()
+        if found is None:
+            return None
+        xmls, lastmods, stamps = self._from_packs(cur, mark, section, shard_no)
+        return (xmls, lastmods, stamps) if len(xmls) == found[0] else None
+
+    @staticmethod
+    def _from_packs(cur: Any, mark: str, section: str, shard_no: int
+                    ) -> tuple[list[str], list[str | None], list[float | None]]:
+        cur.execute(f"SELECT entry_from, entry_to, data FROM {shard_packs.name} "
+                    f"WHERE section = {mark} AND shard_no = {mark} ORDER BY seq", (section, shard_no))
+        keys, _versions, _locs, lastmods, stamps, _sizes, xmls = packs.shard_columns(
+            [(a, b, bytes(data)) for a, b, data in cur.fetchall()])
+        # Blank keys are copies of a repeated key that the rebuild dropped (`packs.without`).
+        order = sorted((i for i, key in enumerate(keys) if key), key=keys.__getitem__)
+        return [xmls[i] for i in order], [lastmods[i] for i in order], [stamps[i] for i in order]
 
     def _packed(self, cur: Any, mark: str, section: str, shard_no: int) -> tuple[_Positions, packs.Columns]:
         """The columns of one shard's packs, and where each key is in them (a later copy wins); every packed

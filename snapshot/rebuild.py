@@ -300,6 +300,7 @@ class Rebuilder:
                     duplicates += self._keep_one(conn, section, key, cache)
                 conn.execute(text(f"CREATE UNIQUE INDEX ux_documents_key_{suffix} ON {docs.name} (section, key)"))
             revision = Manifest.next_revision(conn)
+            Manifest.mark_rebuilt(conn, revision)
             if duplicates:  # count again what is left (a scan of every row: only then)
                 conn.execute(self.staging["shards"].insert().from_select(
                     ["section", "shard_no", "url_count", "byte_count", "revision"],
@@ -343,14 +344,16 @@ class Rebuilder:
         n, seq, position, _v, size = kept
         conn.execute(docs.delete().where(where))
         conn.execute(docs.insert().values(section=section, key=key, shard_no=n, version=version, size=size))
-        # The other shards' copies stay unseen (no row points there); the kept shard's packs keep only one.
-        stale = {c[1] for c in copies if c is not kept and c[0] == n}
-        if stale:
-            for pack_seq, _a, _b, data in cache.pop((section, n)):
-                if pack_seq in stale or pack_seq == seq:
+        # Every other copy is blanked in its pack, so each shard's packs hold exactly its documents (what lets an
+        # untouched shard render from its packs alone: `Manifest.shard_rows`).
+        for m in sorted({c[0] for c in copies if c is not kept}):
+            stale = {c[1] for c in copies if c is not kept and c[0] == m}
+            for pack_seq, _a, _b, data in self._packs_of(conn, section, m, cache):
+                if pack_seq in stale:
                     conn.execute(packs_table.update().where(
-                        packs_table.c.section == section, packs_table.c.shard_no == n, packs_table.c.seq == pack_seq
-                    ).values(data=without(data, key, position if pack_seq == seq else None)))
+                        packs_table.c.section == section, packs_table.c.shard_no == m, packs_table.c.seq == pack_seq
+                    ).values(data=without(data, key, position if (m, pack_seq) == (n, seq) else None)))
+            cache.pop((section, m))
         return len(copies) - 1
 
     def _packs_of(self, conn: Connection, section: str, shard_no: int, cache: dict[tuple[str, int], list[PackRow]]

@@ -352,3 +352,40 @@ def test_a_packed_document_missing_from_its_packs_is_reported_not_published(app:
         conn.execute(shard_packs.delete().where(shard_packs.c.seq == 2))
     with pytest.raises(ManifestDamaged, match="document '10' of shard 1 of section books is packed, but no pack"):
         render_shard(app.manifest, "books", 1, app.settings.limits)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_an_untouched_shard_renders_from_its_packs_as_from_its_rows(tmp_path: Path, database_url: str, seed: int
+                                                                   ) -> None:
+    """A shard no event touched since the rebuild is rendered from its packs alone (no documents rows read);
+    with keys repeated in the source, in one shard and across shards, that gives what its rows give."""
+    from snapshot.manifest import PACKED_REVISION, meta
+
+    settings = Settings(data_dir=tmp_path / "data", database_url=database_url, allowed_hosts=(HOST,), max_urls=100,
+                        max_bytes=20_000, workers=2)
+    app = App(settings)
+    try:
+        rnd = random.Random(seed)
+        docs = [doc(k, section=("books", "authors")[k % 2], day=1 + rnd.randrange(28), version=rnd.randrange(1, 6))
+                for k in (rnd.randrange(300) if rnd.random() < 0.4 else 1000 + i for i in range(700))]
+        Rebuilder(app.manifest, settings.rules, settings.limits, 2).rebuild(row_chunks("src", docs, 97))
+        untouched = app.manifest.shards()[0]
+        apply(app, Model(), [doc(5000, section="authors")])  # touches the authors' open shard only
+
+        def rows() -> dict[tuple[str, int], tuple[list[str], list[str | None], list[float | None]]]:
+            with app.manifest.read() as conn:
+                return {(s.section, s.shard_no): app.manifest.shard_rows(conn, s.section, s.shard_no)
+                        for s in app.manifest.shards()}
+
+        with app.manifest.read() as conn, app.manifest._cursor(conn) as (cur, mark):
+            from_packs = {(s.section, s.shard_no) for s in app.manifest.shards()
+                          if app.manifest._as_rebuilt(cur, mark, s.section, s.shard_no) is not None}
+        assert len(from_packs) == len(app.manifest.shards()) - 1
+        assert (untouched.section, untouched.shard_no) in from_packs
+        rendered = rows()
+        with app.manifest.write() as conn:  # every shard from its rows now
+            conn.execute(meta.delete().where(meta.c.name == PACKED_REVISION))
+        assert rows() == rendered
+    finally:
+        app.close()
+
