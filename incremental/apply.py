@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
-from multiprocessing import get_context
 
 from sqlalchemy import Connection, select, tuple_
 
@@ -30,6 +28,7 @@ from snapshot.document import Rules
 from snapshot.faults import checkpoint
 from snapshot.limits import Limits
 from snapshot.manifest import Counts, Manifest, RebuildRunning, sections, shards
+from snapshot.workers import worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +88,7 @@ class Applier:
         if self.workers < 1:
             return None
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("forkserver"),
-                                             initializer=os.nice, initargs=(WORKER_NICENESS,))
+            self._pool = worker_pool(self.workers, niceness=WORKER_NICENESS)
         return self._pool
 
     def prepare(self, raws: list[bytes]) -> Prepared:

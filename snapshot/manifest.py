@@ -664,17 +664,3 @@ def _take(attempt: Callable[[], bool], patience: float, taken: Exception) -> Non
 
 def _asdict(record: FileRecord) -> dict[str, Any]:
     return {name: getattr(record, name) for name in record.__slots__}
-
-
-_in_worker: Manifest | None = None
-
-
-def open_in_worker(database_url: str) -> None:
-    """A process pool's initializer: the worker's own engine on a manifest its parent opened (and created)."""
-    global _in_worker
-    _in_worker = Manifest(connect(database_url))
-
-
-def in_worker() -> Manifest:
-    assert _in_worker is not None, "open_in_worker() is the pool's initializer"
-    return _in_worker

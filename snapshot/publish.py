@@ -11,20 +11,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 
 from sqlalchemy import select
 
 from snapshot import generation, naming
 from snapshot.faults import checkpoint
 from snapshot.limits import MAX_SHRINK, Limits, check_max_shrink, shrinks_too_far
-from snapshot.manifest import FileRecord, Generation, Manifest, Shard, in_worker, open_in_worker, shards
+from snapshot.manifest import FileRecord, Generation, Manifest, Shard, shards
 from snapshot.render import IndexEntry, gzip_pieces, index_xml, shard_pieces
 from snapshot.routers.base import Router
 from snapshot.stores.base import Store
 from snapshot.verify import ShardCheck, check_index, verify_generation
+from snapshot.workers import in_worker, worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -261,9 +261,7 @@ class Publisher:
         url = self.manifest.worker_url  # None: an in-memory manifest, which only this process sees
         if len(todo) < POOL_THRESHOLD or self.workers <= 1 or url is None:
             return [put(render_shard(self.manifest, *a)) for a in args]
-        # forkserver: workers start clean (no inherited connections or threads) and open their own engine.
-        with ProcessPoolExecutor(self.workers, mp_context=get_context("forkserver"),
-                                 initializer=open_in_worker, initargs=(url,)) as pool:
+        with worker_pool(self.workers, url) as pool:
             rendered = pool.map(_render_in_worker, args, chunksize=1)
             # Uploads overlap the rendering of the next shards; network stores upload in parallel too.
             return self.store.map(put, rendered)

@@ -11,10 +11,9 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import repeat
-from multiprocessing import get_context
 from typing import Any
 
 import orjson
@@ -29,6 +28,7 @@ from snapshot.manifest import SQLITE_CACHE_KIB, Counts, Manifest, documents, sec
 from snapshot.packs import pack, unpack, without
 from snapshot.publish import EmptyManifest
 from snapshot.render import SHARD_OVERHEAD, document_row, fast_rows
+from snapshot.workers import worker_pool
 
 CHUNK_SIZE = 5_000  # rows of a database source per task sent to a worker
 BLOCK_SIZE = 1 << 20  # bytes of a JSON-lines source per task (about 5,000 documents)
@@ -187,7 +187,7 @@ class Rebuilder:
         # Loads run in a thread of their own (sqlite3 and psycopg release the GIL while the database works), so
         # this thread goes on taking the workers' results meanwhile; at most LOADS_AHEAD batches wait.
         loads: deque[Future[None]] = deque()
-        with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool, \
+        with worker_pool(workers) as pool, \
                 ThreadPoolExecutor(1, thread_name_prefix="sitemaps-load") as loader:
             results = bounded_map(pool, _parse_with_rules(self.rules), source, workers * IN_FLIGHT)
             for parsed in results:
@@ -269,6 +269,7 @@ class Rebuilder:
 
     def _load(self, batch: _Batch) -> None:
         """Insert a packed documents row per document, and the packs."""
+        checkpoint("rebuild-load")  # the workers are still running
         with self.manifest.write() as conn:
             self.manifest.bulk_insert(conn, self.staging["documents"].name, PACKED_COLUMNS, batch.rows)
             self.manifest.bulk_insert(conn, self.staging["shard_packs"].name, [c.name for c in shard_packs.c],

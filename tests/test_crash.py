@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 
 from snapshot.publish import STEPS
 from tests.support import Model, cli, read_site
@@ -62,6 +63,24 @@ def apply_changes(tmp_path: Path, env: dict[str, str], model: Model, seed: int, 
         model.event(e)
 
 
+def test_kill_during_apply_loses_nothing_and_leaves_no_worker_behind(tmp_path: Path, database_url: str) -> None:
+    """A batch big enough for the parsing workers, killed at its commit: the command ends (its workers do not
+    outlive it holding its output: this call would time out), nothing of the batch is applied, and applying
+    the file again applies all of it."""
+    env, model = setup(tmp_path, database_url, n=100, max_urls=50)
+    events = [{"op": "upsert", **doc(i, version=2, day=5)} for i in range(3000)]
+    (tmp_path / "big.jsonl").write_bytes(b"\n".join(orjson.dumps(e) for e in events))
+    killed = cli("apply", str(tmp_path / "big.jsonl"), env={**env, "SITEMAPS_KILL_AT": "apply-commit"},
+                 check=False, timeout=60)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert "nothing to publish" in cli("publish", env=env).stdout
+    assert "applied 3000" in cli("apply", str(tmp_path / "big.jsonl"), env=env).stdout
+    for e in events:
+        model.event(e)
+    cli("publish", env=env)
+    assert served_locally(tmp_path / "data") == model.expected()
+
+
 def test_kill_at_each_step_of_publish(tmp_path: Path, database_url: str) -> None:
     env, model = setup(tmp_path, database_url, n=400, max_urls=50)
     assert served_locally(tmp_path / "data") == model.expected()
@@ -82,13 +101,16 @@ def test_kill_at_each_step_of_publish(tmp_path: Path, database_url: str) -> None
     assert gens == [os.readlink(tmp_path / "data" / "current").rsplit("/", 1)[1]]
 
 
-def test_kill_during_rebuild_leaves_manifest_and_site_alone(tmp_path: Path, database_url: str) -> None:
+@pytest.mark.parametrize("step", ["rebuild-load", "rebuild-swap"])
+def test_kill_during_rebuild_leaves_manifest_and_site_alone(tmp_path: Path, database_url: str, step: str) -> None:
     env, model = setup(tmp_path, database_url, n=300, max_urls=50)
     env["SITEMAPS_MAX_SHRINK"] = "1"  # the rebuilds replace the site with a smaller one on purpose
     other = [doc(i, version=5, day=9) for i in range(1000, 1100)]
     (tmp_path / "other.jsonl").write_bytes(b"\n".join(orjson.dumps(d) for d in other))
+    # Killed while its workers run (rebuild-load), the command's output still ends: its workers do not
+    # outlive it holding its stdout and stderr (this call would time out).
     killed = cli("rebuild", "--source", str(tmp_path / "other.jsonl"),
-                 env={**env, "SITEMAPS_KILL_AT": "rebuild-swap"}, check=False)
+                 env={**env, "SITEMAPS_KILL_AT": step}, check=False, timeout=60)
     assert killed.returncode == -signal.SIGKILL
     assert served_locally(tmp_path / "data") == model.expected()
     assert "nothing to publish" in cli("publish", env=env).stdout  # the manifest was not touched

@@ -1,0 +1,62 @@
+"""The worker processes of a rebuild or a publish: a pool whose workers never outlive the command.
+
+forkserver: workers start clean (no inherited connections or threads) and open their own engine. When the
+command is killed (SIGKILL, the OOM killer), nothing tells its workers: they wait on their queue for ever (each
+holds the queue's write end itself), and so does the forkserver (they hold its liveness pipe), keeping the
+command's stdout and stderr open. So each worker watches the command's process and exits when it ends.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+
+from snapshot.manifest import Manifest, connect
+
+WATCH_SECONDS = 0.5
+
+_manifest: Manifest | None = None
+
+
+def worker_pool(workers: int, database_url: str | None = None, niceness: int = 0) -> ProcessPoolExecutor:
+    """A pool of `workers` processes at `niceness`; with `database_url`, each opens the manifest there
+    (`in_worker`)."""
+    return ProcessPoolExecutor(max(1, workers), mp_context=get_context("forkserver"),
+                               initializer=_start, initargs=(os.getpid(), database_url, niceness))
+
+
+def in_worker() -> Manifest:
+    assert _manifest is not None, "the pool was made without a database_url"
+    return _manifest
+
+
+def _start(command: int, database_url: str | None, niceness: int) -> None:
+    global _manifest
+    os.nice(niceness)
+    threading.Thread(target=_watch, args=(command,), name="sitemaps-watch", daemon=True).start()
+    if database_url is not None:
+        _manifest = Manifest(connect(database_url))
+
+
+def _watch(pid: int) -> None:
+    try:
+        # Readable once the process has exited, even while it is a zombie nobody has reaped yet.
+        select.select([os.pidfd_open(pid)], [], [])
+    except (AttributeError, OSError):  # no pidfd (not Linux): poll
+        while _alive(pid):
+            time.sleep(WATCH_SECONDS)
+    os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
