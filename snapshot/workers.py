@@ -1,4 +1,4 @@
-"""The worker processes of a rebuild or a publish: a pool whose workers never outlive the command.
+"""The worker processes of a rebuild, a publish or an apply: a pool whose workers never outlive the command.
 
 forkserver: workers start clean (no inherited connections or threads) and open their own engine. When the
 command is killed (SIGKILL, the OOM killer), nothing tells its workers: they wait on their queue for ever (each
