@@ -493,10 +493,7 @@ class Manifest:
     @staticmethod
     def _from_packs(cur: Any, mark: str, section: str, shard_no: int
                     ) -> tuple[list[str], list[str | None], list[float | None]]:
-        cur.execute(f"SELECT entry_from, entry_to, data FROM {shard_packs.name} "
-                    f"WHERE section = {mark} AND shard_no = {mark} ORDER BY seq", (section, shard_no))
-        keys, _versions, _locs, lastmods, stamps, _sizes, xmls = packs.shard_columns(
-            [(a, b, bytes(data)) for a, b, data in cur.fetchall()])
+        keys, _versions, _locs, lastmods, stamps, _sizes, xmls = Manifest._pack_columns(cur, mark, section, shard_no)
         # Blank keys are copies of a repeated key that the rebuild dropped (`packs.without`).
         order = sorted((i for i, key in enumerate(keys) if key), key=keys.__getitem__)
         return [xmls[i] for i in order], [lastmods[i] for i in order], [stamps[i] for i in order]
@@ -504,10 +501,15 @@ class Manifest:
     def _packed(self, cur: Any, mark: str, section: str, shard_no: int) -> tuple[_Positions, packs.Columns]:
         """The columns of one shard's packs, and where each key is in them (a later copy wins); every packed
         row of the shard must be there."""
-        cur.execute("SELECT entry_from, entry_to, data FROM shard_packs "
-                    f"WHERE section = {mark} AND shard_no = {mark} ORDER BY seq", (section, shard_no))
-        cols = packs.shard_columns([(a, b, bytes(data)) for a, b, data in cur.fetchall()])
+        cols = self._pack_columns(cur, mark, section, shard_no)
         return _Positions(section, shard_no, zip(cols[0], range(len(cols[0])), strict=True)), cols
+
+    @staticmethod
+    def _pack_columns(cur: Any, mark: str, section: str, shard_no: int) -> packs.Columns:
+        """The columns of one shard's entries in its packs, in source order."""
+        cur.execute(f"SELECT entry_from, entry_to, data FROM {shard_packs.name} "
+                    f"WHERE section = {mark} AND shard_no = {mark} ORDER BY seq", (section, shard_no))
+        return packs.shard_columns([(a, b, bytes(data)) for a, b, data in cur.fetchall()])
 
     @contextmanager
     def _cursor(self, conn: Connection) -> Iterator[tuple[Any, str]]:
