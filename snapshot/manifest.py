@@ -9,6 +9,8 @@ and a rollback or an operator's manual switch needs no bookkeeping.
 from __future__ import annotations
 
 import fcntl
+import logging
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -39,6 +41,7 @@ from sqlalchemy.engine import make_url
 
 from snapshot import packs
 
+log = logging.getLogger(__name__)
 metadata = MetaData()
 
 meta = Table(
@@ -139,6 +142,9 @@ PG_REBUILD_LOCK = 0x517E_2EB1  # pg_try_advisory_lock key: a rebuild, from befor
 # (bench/bench_service_memory.py).
 SQLITE_CACHE_KIB = 65_536
 SQLITE_READ_CACHE_KIB = 8_192
+# Copy the WAL back every 20,000 pages (80 MiB), not 1,000: consecutive batches touch many of the same pages, and
+# each is then copied back once, not once per batch.
+WAL_AUTOCHECKPOINT = 20_000
 WRITER_WAIT = 600.0  # seconds a writer of this process waits for the write connection (SQLite itself waits 60)
 COPY_UPSERT_ROWS = 100  # PostgreSQL upserts of this many rows or more go through COPY
 
@@ -231,9 +237,7 @@ def connect(database_url: str, writer: bool = False) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute(f"PRAGMA cache_size=-{cache_kib}")
-            # Copy the WAL back every 20,000 pages (80 MiB), not 1,000: consecutive batches touch many of the same
-            # pages, and each is then copied back once, not once per batch.
-            cur.execute("PRAGMA wal_autocheckpoint=20000")
+            cur.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -245,6 +249,11 @@ def connect(database_url: str, writer: bool = False) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def _driver(conn: Connection) -> Any:
+    """The driver's own connection under `conn` (sqlite3's, in autocommit mode: `connect`)."""
+    return conn.connection.dbapi_connection
 
 
 # Tables are created in a write transaction: in a deferred one, SQLite refuses the CREATE at once ("database
@@ -260,6 +269,7 @@ class Manifest:
         # An in-memory database exists once per connection, so it has no separate writer.
         self.writer = (connect(engine.url.render_as_string(hide_password=False), writer=True)
                         if self.dialect == "sqlite" and not self.in_memory else engine)
+        self._copying: threading.Thread | None = None  # `_copy_back_soon`
 
     @classmethod
     def open(cls, database_url: str) -> Manifest:
@@ -292,20 +302,51 @@ class Manifest:
             done.add(md)
 
     def close(self) -> None:
+        if self._copying is not None:
+            self._copying.join()
         self.writer.dispose()
         self.engine.dispose()
 
     # -- transactions ---------------------------------------------------------------------------------------
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """A write transaction, serialised against every other writer of this manifest."""
+    def write(self, copy_back: bool = True) -> Iterator[Connection]:
+        """A write transaction, serialised against every other writer of this manifest.
+
+        `copy_back=False` is for a transaction that writes hundreds of MB (a rebuild's index builds): on SQLite its
+        commit then leaves copying the WAL back into the database file to a thread (`_copy_back_soon`), so what
+        comes next need not wait for it.
+        """
+        defer = not copy_back and self.dialect == "sqlite" and not self.in_memory
         with self.writer.connect() as conn:
             conn.execution_options(sqlite_write=True)
-            with conn.begin():
-                if self.dialect == "postgresql":
-                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_WRITE_LOCK})
-                yield conn
+            try:
+                with conn.begin():
+                    if defer:
+                        conn.exec_driver_sql("PRAGMA wal_autocheckpoint = 0")
+                    if self.dialect == "postgresql":
+                        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_WRITE_LOCK})
+                    yield conn
+            finally:
+                # On the driver's connection: through SQLAlchemy's, the statement would begin a transaction.
+                if defer and not conn.invalidated:
+                    _driver(conn).execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
+        if defer:
+            self._copy_back_soon()
+
+    def _copy_back_soon(self) -> None:
+        """Copy the WAL back into the database file on a thread of its own. A passive checkpoint blocks neither
+        readers nor the writer; a writer's own checkpoint meanwhile gives way to it. Crash-safe like any other:
+        until a page is copied back, the WAL holds it. Interpreter exit and `close` wait for it."""
+        def run() -> None:
+            try:
+                with self.engine.connect() as conn:
+                    _driver(conn).execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except Exception:  # the next commits copy back what is left
+                log.warning("copying the WAL back into %s failed", self.engine.url.database, exc_info=True)
+
+        self._copying = threading.Thread(target=run, name="sitemaps-checkpoint")
+        self._copying.start()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

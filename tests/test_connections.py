@@ -4,10 +4,14 @@ about 280 MiB to 359 MiB (bench/bench_service_memory.py)."""
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 import threading
 from pathlib import Path
 
-from snapshot.manifest import SQLITE_CACHE_KIB, SQLITE_READ_CACHE_KIB, Manifest
+import pytest
+
+from snapshot.manifest import SQLITE_CACHE_KIB, SQLITE_READ_CACHE_KIB, WAL_AUTOCHECKPOINT, Manifest
 
 
 def test_writes_share_one_connection_with_the_big_cache(tmp_path: Path) -> None:
@@ -43,5 +47,44 @@ def test_an_in_memory_manifest_writes_where_it_reads() -> None:
             conn.exec_driver_sql("INSERT INTO notes VALUES (1)")
         with manifest.read() as conn:
             assert conn.exec_driver_sql("SELECT n FROM notes").scalar_one() == 1
+    finally:
+        manifest.close()
+
+
+def test_a_big_write_is_copied_back_by_a_thread_not_by_its_commit(tmp_path: Path) -> None:
+    """A rebuild's index builds write hundreds of MB; `write(copy_back=False)` leaves their checkpoint to a thread,
+    so the publish after it does not wait. The database file must still get every page."""
+    path = tmp_path / "manifest.db"
+    manifest = Manifest.open(f"sqlite:///{path}")
+    # Open beside the manifest's connections, so closing those is not the last close (which checkpoints itself).
+    bystander = sqlite3.connect(path)
+    bystander.execute("SELECT count(*) FROM sqlite_master").fetchall()  # attached to the WAL from now on
+    try:
+        with manifest.write(copy_back=False) as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 0
+            conn.exec_driver_sql("CREATE TABLE notes (n INTEGER)")
+            conn.exec_driver_sql("INSERT INTO notes VALUES (1), (2), (3)")
+        with manifest.write() as conn:  # the writer's own checkpoints are back for the next transactions
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == WAL_AUTOCHECKPOINT
+        manifest.close()  # waits for the copy back
+        copy = tmp_path / "copy.db"
+        shutil.copyfile(path, copy)  # the database file alone, without its WAL
+        alone = sqlite3.connect(copy)
+        try:
+            assert alone.execute("SELECT n FROM notes ORDER BY n").fetchall() == [(1,), (2,), (3,)]
+        finally:
+            alone.close()
+    finally:
+        bystander.close()
+        manifest.close()
+
+
+def test_a_failed_big_write_leaves_the_writer_checkpointing(tmp_path: Path) -> None:
+    manifest = Manifest.open(f"sqlite:///{tmp_path / 'manifest.db'}")
+    try:
+        with pytest.raises(RuntimeError, match="index build failed"), manifest.write(copy_back=False):
+            raise RuntimeError("index build failed")
+        with manifest.write() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == WAL_AUTOCHECKPOINT
     finally:
         manifest.close()
