@@ -345,6 +345,8 @@ class Manifest:
             except Exception:  # the next commits copy back what is left
                 log.warning("copying the WAL back into %s failed", self.engine.url.database, exc_info=True)
 
+        if self._copying is not None:  # one at a time (a second rebuild in this process), so `close` waits for all
+            self._copying.join()
         self._copying = threading.Thread(target=run, name="sitemaps-checkpoint")
         self._copying.start()
 
