@@ -251,11 +251,6 @@ def connect(database_url: str, writer: bool = False) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def _driver(conn: Connection) -> Any:
-    """The driver's own connection under `conn` (sqlite3's, in autocommit mode: `connect`)."""
-    return conn.connection.dbapi_connection
-
-
 # Tables are created in a write transaction: in a deferred one, SQLite refuses the CREATE at once ("database
 # is locked", no waiting) when another connection, a replica's or a rebuild's, committed since its first read.
 _created: weakref.WeakKeyDictionary[Engine, set[MetaData]] = weakref.WeakKeyDictionary()
@@ -328,9 +323,10 @@ class Manifest:
                         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_WRITE_LOCK})
                     yield conn
             finally:
-                # On the driver's connection: through SQLAlchemy's, the statement would begin a transaction.
+                # Through the driver's cursor: through SQLAlchemy, the statement would begin a transaction.
                 if defer and not conn.invalidated:
-                    _driver(conn).execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
+                    with self._cursor(conn) as (cur, _mark):
+                        cur.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
         if defer:
             self._copy_back_soon()
 
@@ -340,8 +336,8 @@ class Manifest:
         until a page is copied back, the WAL holds it. Interpreter exit and `close` wait for it."""
         def run() -> None:
             try:
-                with self.engine.connect() as conn:
-                    _driver(conn).execute("PRAGMA wal_checkpoint(PASSIVE)")
+                with self.engine.connect() as conn, self._cursor(conn) as (cur, _mark):
+                    cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
             except Exception:  # the next commits copy back what is left
                 log.warning("copying the WAL back into %s failed", self.engine.url.database, exc_info=True)
 
