@@ -13,7 +13,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any
 
 import orjson
@@ -24,7 +23,7 @@ from snapshot.bounded import bounded_map
 from snapshot.document import InvalidDocument, Rules, load_json
 from snapshot.faults import checkpoint
 from snapshot.limits import MAX_SHRINK, Limits, check_max_shrink, shrinks_too_far
-from snapshot.manifest import SQLITE_CACHE_KIB, Counts, Manifest, documents, sections, shard_packs, shards
+from snapshot.manifest import SQLITE_CACHE_KIB, Counts, DocumentRun, Manifest, documents, sections, shard_packs, shards
 from snapshot.packs import pack, unpack, without
 from snapshot.publish import EmptyManifest
 from snapshot.render import SHARD_OVERHEAD, document_row, fast_rows
@@ -36,7 +35,6 @@ IN_FLIGHT = 8  # tasks queued ahead per worker: enough to keep both cores busy, 
 LOAD_ROWS = 50_000  # documents per load transaction
 LOADS_AHEAD = 2  # load transactions queued behind the one running
 SQLITE_SORT_KIB = 16_384  # page cache while the indexes are built: a bigger one only costs memory
-PACKED_COLUMNS = ("section", "key", "shard_no", "version", "size")  # what a packed documents row holds
 TABLES = (documents, shards, sections, shard_packs)
 
 PackRow = tuple[int, int, int, bytes]  # (seq, entry_from, entry_to, data) of one shard's pack
@@ -197,7 +195,7 @@ class Rebuilder:
                 documents = parsed.documents
                 counts.applied += documents
                 counts.rejected += len(parsed.rejects)
-                if len(batch.rows) >= LOAD_ROWS:
+                if batch.size >= LOAD_ROWS:
                     loads.append(loader.submit(self._load, batch))
                     batch = _Batch()
                     if len(loads) > LOADS_AHEAD:
@@ -245,33 +243,30 @@ class Rebuilder:
         count, size = len(sizes), sum(sizes)
         st[3] += 1
         seq = st[3]
+        batch.size += count
         if st[1] + count <= max_urls and st[2] + size <= max_bytes:  # the whole run fits: the common case
             st[1] += count
             st[2] += size
-            shard_nos: Iterable[int] = repeat(st[0], count)
-            batch.packs.append((section, st[0], seq, 0, count, run.pack))
-        else:
-            shard_nos = []
-            start = 0
-            for i, size in enumerate(sizes):
-                if st[1] >= max_urls or st[2] + size > max_bytes:  # Limits.fits, inlined
-                    full[section, st[0]] = (st[1], st[2])
-                    if i > start:
-                        batch.packs.append((section, st[0], seq, start, i, run.pack))
-                    start = i
-                    st[0] += 1
-                    st[1] = st[2] = 0
-                st[1] += 1
-                st[2] += size
-                shard_nos.append(st[0])
-            batch.packs.append((section, st[0], seq, start, count, run.pack))
-        batch.rows += zip(repeat(section), run.keys, shard_nos, run.versions, sizes)
+            batch.add(section, st[0], seq, run, 0, count)
+            return
+        start = 0
+        for i, size in enumerate(sizes):
+            if st[1] >= max_urls or st[2] + size > max_bytes:  # Limits.fits, inlined
+                full[section, st[0]] = (st[1], st[2])
+                if i > start:
+                    batch.add(section, st[0], seq, run, start, i)
+                start = i
+                st[0] += 1
+                st[1] = st[2] = 0
+            st[1] += 1
+            st[2] += size
+        batch.add(section, st[0], seq, run, start, count)
 
     def _load(self, batch: _Batch) -> None:
         """Insert a packed documents row per document, and the packs."""
         checkpoint("rebuild-load")  # the workers are still running
         with self.manifest.write() as conn:
-            self.manifest.bulk_insert(conn, self.staging["documents"].name, PACKED_COLUMNS, batch.rows)
+            self.manifest.load_documents(conn, self.staging["documents"].name, batch.documents)
             self.manifest.bulk_insert(conn, self.staging["shard_packs"].name, [c.name for c in shard_packs.c],
                                       batch.packs)
             Manifest.add_dead_letters(conn, batch.letters)
@@ -383,9 +378,17 @@ class Rebuilder:
 class _Batch:
     """What the next load transaction writes."""
 
-    rows: list[tuple[str, str, int, int | None, int]] = field(default_factory=list)  # PACKED_COLUMNS
+    documents: list[DocumentRun] = field(default_factory=list)
+    size: int = 0  # documents in `documents`
     packs: list[tuple[str, int, int, int, int, bytes]] = field(default_factory=list)  # shard_packs columns
     letters: list[tuple[str, str, bytes]] = field(default_factory=list)
+
+    def add(self, section: str, shard_no: int, seq: int, run: Run, start: int, stop: int) -> None:
+        """Entries [start, stop) of a run, all in one shard: their documents rows and their range of its pack."""
+        # A tuple's whole slice is the tuple itself: the common case copies nothing.
+        self.documents.append((section, shard_no, run.keys[start:stop], run.versions[start:stop],
+                               run.sizes[start:stop]))
+        self.packs.append((section, shard_no, seq, start, stop, run.pack))
 
 
 class _parse_with_rules:

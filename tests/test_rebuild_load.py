@@ -1,0 +1,55 @@
+"""A rebuild's documents rows reach the database as they left the workers, on SQLite and PostgreSQL.
+
+On SQLite most runs travel as one JSON object each (`Manifest.load_documents`); the runs the object cannot carry
+(a repeated key, a code past 64 bits) go through executemany. Both must store the same rows.
+"""
+
+from __future__ import annotations
+
+import orjson
+from sqlalchemy import MetaData, select
+
+from snapshot.manifest import SIZE_BITS, DocumentRun, Manifest, _json_rows, _sqlite_json, connect, documents
+
+LARGEST_CODED_VERSION = (1 << (63 - SIZE_BITS)) - 2  # (version + 1) << SIZE_BITS is still below 2**63
+RUNS: list[DocumentRun] = [
+    # keys JSON must escape, versions none, zero and the largest the code holds, beside the largest size
+    ("books", 1, ("1", 'quo"te', "back\\slash", "ünï", "😀", "\u2028", "a/b"),
+     (None, 0, 1, LARGEST_CODED_VERSION, None, 7, 8), (10, 20, 30, 40, (1 << SIZE_BITS) - 1, 60, 70)),
+    ("books", 2, ("plain", "no-versions"), (None, None), (1, 2)),
+    ("books", 3, ("big",), (LARGEST_CODED_VERSION + 1,), (5,)),  # past the code: executemany
+    ("authors", 1, ("x", "y", "x"), (1, 2, 3), (5, 6, 7)),  # a repeated key: executemany, every copy kept
+    ("authors", 2, ("huge",), (None,), (1 << SIZE_BITS,)),  # a size past its bits: executemany
+]
+
+
+def expected_rows(runs: list[DocumentRun]) -> list[tuple[str, str, int, int | None, int]]:
+    return sorted((s, k, n, v, z) for s, n, keys, versions, sizes in runs
+                  for k, v, z in zip(keys, versions, sizes, strict=True))
+
+
+def test_runs_go_as_json_objects_only_when_the_object_holds_them() -> None:
+    assert _sqlite_json()  # else every run would take executemany and the JSON path would go untested
+    coded = [_json_rows(run) for run in RUNS]
+    assert [data is not None for data in coded] == [True, True, False, False, False]
+    _section, _shard_no, keys, versions, sizes = RUNS[0]
+    assert orjson.loads(coded[0] or b"") == {
+        k: z if v is None else z + ((v + 1) << SIZE_BITS) for k, v, z in zip(keys, versions, sizes, strict=True)}
+
+
+def test_load_documents_stores_every_row_as_given(database_url: str) -> None:
+    manifest = Manifest(connect(database_url))
+    try:
+        manifest.create()
+        table = documents.to_metadata(MetaData(), name="documents_load")
+        for ix in list(table.indexes):  # as the rebuild's staging table: repeated keys are resolved later
+            table.indexes.discard(ix)
+        with manifest.write() as conn:
+            table.create(conn)
+            manifest.load_documents(conn, table.name, RUNS)
+        with manifest.read() as conn:
+            rows = conn.execute(select(table.c.section, table.c.key, table.c.shard_no, table.c.version,
+                                       table.c.size)).all()
+        assert sorted(tuple(r) for r in rows) == expected_rows(RUNS)
+    finally:
+        manifest.close()
