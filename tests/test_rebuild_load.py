@@ -13,9 +13,10 @@ from snapshot.manifest import SIZE_BITS, DocumentRun, Manifest, _json_rows, _sql
 
 LARGEST_CODED_VERSION = (1 << (63 - SIZE_BITS)) - 2  # (version + 1) << SIZE_BITS is still below 2**63
 RUNS: list[DocumentRun] = [
-    # keys JSON must escape, versions none, zero and the largest the code holds, beside the largest size
-    ("books", 1, ("1", 'quo"te', "back\\slash", "ünï", "😀", "\u2028", "a/b"),
-     (None, 0, 1, LARGEST_CODED_VERSION, None, 7, 8), (10, 20, 30, 40, (1 << SIZE_BITS) - 1, 60, 70)),
+    # keys JSON must escape (a key may hold a tab or a line break: `check_key`); versions none, zero and the
+    # largest the code holds; the largest size
+    ("books", 1, ("1", 'quo"te', "back\\slash", "ünï", "😀", "\u2028", "a/b", "tab\tnew\nline\rend"),
+     (None, 0, 1, LARGEST_CODED_VERSION, None, 7, 8, 9), (10, 20, 30, 40, (1 << SIZE_BITS) - 1, 60, 70, 80)),
     ("books", 2, ("plain", "no-versions"), (None, None), (1, 2)),
     ("books", 3, ("big",), (LARGEST_CODED_VERSION + 1,), (5,)),  # past the code: executemany
     ("authors", 1, ("x", "y", "x"), (1, 2, 3), (5, 6, 7)),  # a repeated key: executemany, every copy kept
