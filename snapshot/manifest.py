@@ -48,6 +48,14 @@ from snapshot import packs
 log = logging.getLogger(__name__)
 metadata = MetaData()
 
+
+def _name(length: int) -> String:
+    """A section or key column: compared byte by byte on PostgreSQL too (COLLATE "C"), as on SQLite and by
+    Python's sorted(). A shard then lists its documents in the same order whether read from its rows or from
+    its packs, whatever the database's locale, and its indexes sort without the locale's rules."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
 meta = Table(
     "sitemaps_meta", metadata,
     Column("name", String(64), primary_key=True),
@@ -55,12 +63,12 @@ meta = Table(
 )
 sections = Table(
     "sections", metadata,
-    Column("name", String(64), primary_key=True),
+    Column("name", _name(64), primary_key=True),
     Column("open_shard", Integer, nullable=False),
 )
 shards = Table(
     "shards", metadata,
-    Column("section", String(64), primary_key=True),
+    Column("section", _name(64), primary_key=True),
     Column("shard_no", Integer, primary_key=True),
     Column("url_count", Integer, nullable=False),
     Column("byte_count", BigInteger, nullable=False),
@@ -72,8 +80,8 @@ shards = Table(
 # unique index, so a rebuild can bulk-load first and build its indexes after.
 documents = Table(
     "documents", metadata,
-    Column("section", String(64), nullable=False),
-    Column("key", String(512), nullable=False),
+    Column("section", _name(64), nullable=False),
+    Column("key", _name(512), nullable=False),
     Column("shard_no", Integer),
     Column("version", BigInteger),
     Column("loc", String(2048)),
@@ -88,7 +96,7 @@ Index("ix_documents_shard", documents.c.section, documents.c.shard_no, documents
 
 shard_packs = Table(
     "shard_packs", metadata,
-    Column("section", String(64), primary_key=True),
+    Column("section", _name(64), primary_key=True),
     Column("shard_no", Integer, primary_key=True),
     Column("seq", Integer, primary_key=True),  # the section's packs in source order
     # The shard's documents are entries [entry_from, entry_to) of the pack: a pack can span two shards.

@@ -21,11 +21,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     yield from fresh_pg_database()
 
 
-def fresh_pg_database() -> Iterator[str]:
+def fresh_pg_database(options: str = "") -> Iterator[str]:
+    """A new PostgreSQL database (CREATE DATABASE's `options`, if any), dropped after."""
     name = f"sitemaps_test_{secrets.token_hex(4)}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}" {options}'))
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
     finally:
