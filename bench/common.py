@@ -19,8 +19,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
-
 from snapshot import synthetic
 from tests.conftest import fresh_pg_database
 from tests.services.ports import LOCALHOST, ManagedProcess, free_port, wait_for_port
@@ -32,12 +30,7 @@ PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 def catalog_file(n: int, cache: Path) -> Path:
     """The synthetic catalog of n documents as JSON lines (a rebuild source), written once per cache dir."""
     path = cache / f"catalog-{n}.jsonl"
-    if not path.exists():
-        with open(path.with_suffix(".tmp"), "wb") as f:
-            for d in synthetic.catalog(n):
-                f.write(orjson.dumps(d) + b"\n")
-        path.with_suffix(".tmp").rename(path)
-    return path
+    return path if path.exists() else synthetic.write_catalog(path, n)
 
 
 def write_events(path: Path, n: int, catalog: int) -> None:

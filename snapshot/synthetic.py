@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -32,6 +33,15 @@ def document(i: int, version: int = 1, day: int = 0, host: str = HOST) -> dict[s
 def catalog(n: int, host: str = HOST) -> Iterator[dict[str, Any]]:
     for i in range(n):
         yield document(i, host=host)
+
+
+def write_catalog(path: Path, n: int) -> Path:
+    """The catalog as a JSON-lines file, a rebuild's source: written under another name, then renamed."""
+    part = path.with_name(path.name + ".part")
+    with part.open("wb") as f:
+        for d in catalog(n):
+            f.write(orjson.dumps(d) + b"\n")
+    return part.rename(path)
 
 
 def changes(n: int, catalog_size: int, seed: int = 1, host: str = HOST) -> Iterator[bytes]:

@@ -194,10 +194,12 @@ def test_serve_waits_for_first_publish(env: dict[str, str], server: Server) -> N
 def test_demo_runs_every_step(tmp_path: Path) -> None:
     env = {"SITEMAPS_DATA_DIR": str(tmp_path / "data"), "SITEMAPS_LOG_LEVEL": "WARNING"}
     out = cli("demo", "--documents", "3000", "--changes", "200", "--no-serve", env=env).stdout
-    for step in ("rebuild: load 3,000 documents", "publish incrementally", "publish one changed document",
+    for step in ("write the catalog file (3,000 documents)", "rebuild: load 3,000 documents",
+                 "publish incrementally", "publish one changed document",
                  "nothing to publish", "prune, keeping 2", "Sitemap: http://127.0.0.1:8080/sitemaps/sitemap.xml"):
         assert step in out, step
     assert "1 shards rendered" in out
+    assert not list((tmp_path / "data").glob("demo-catalog*"))  # the catalog file is the rebuild's, then gone
     current = tmp_path / "data" / "current"
     site = read_site(lambda name: (current / name).read_bytes(), BASE)
     assert len(site.urls) > 3000  # the catalog plus the new documents of the change stream, less deletions
