@@ -7,8 +7,12 @@ On SQLite most runs travel as one JSON object each (`Manifest.load_documents`); 
 from __future__ import annotations
 
 import orjson
-from sqlalchemy import MetaData, select
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import MetaData, Table, select
 
+from snapshot.document import InvalidDocument, check_key
 from snapshot.manifest import SIZE_BITS, DocumentRun, Manifest, _json_rows, _sqlite_json, connect, documents
 
 LARGEST_CODED_VERSION = (1 << (63 - SIZE_BITS)) - 2  # (version + 1) << SIZE_BITS is still below 2**63
@@ -24,9 +28,16 @@ RUNS: list[DocumentRun] = [
 ]
 
 
-def expected_rows(runs: list[DocumentRun]) -> list[tuple[str, str, int, int | None, int]]:
-    return sorted((s, k, n, v, z) for s, n, keys, versions, sizes in runs
-                  for k, v, z in zip(keys, versions, sizes, strict=True))
+Row = tuple[str, str, int, int | None, int]
+
+
+def in_order(rows: list[Row]) -> list[Row]:
+    return sorted(rows, key=lambda r: (r[0], r[1], r[2], r[3] is not None, r[3] or 0, r[4]))
+
+
+def expected_rows(runs: list[DocumentRun]) -> list[Row]:
+    return in_order([(s, k, n, v, z) for s, n, keys, versions, sizes in runs
+                     for k, v, z in zip(keys, versions, sizes, strict=True)])
 
 
 def test_runs_go_as_json_objects_only_when_the_object_holds_them() -> None:
@@ -39,6 +50,35 @@ def test_runs_go_as_json_objects_only_when_the_object_holds_them() -> None:
 
 
 def test_load_documents_stores_every_row_as_given(database_url: str) -> None:
+    assert load_and_read(database_url, RUNS) == expected_rows(RUNS)
+
+
+def valid_key(key: str) -> bool:
+    try:
+        return check_key(key) == key
+    except InvalidDocument:
+        return False
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.text(min_size=1, max_size=20).filter(valid_key),
+                          st.one_of(st.none(), st.integers(0, 1000), st.integers(0, LARGEST_CODED_VERSION)),
+                          st.integers(1, 1 << SIZE_BITS)),
+                min_size=1, max_size=40))
+def test_any_valid_keys_versions_and_sizes_round_trip(tmp_path_factory: pytest.TempPathFactory,
+                                                        rows: list[tuple[str, int | None, int]]) -> None:
+    """Random valid keys, versions the code holds and sizes: a run goes as a JSON object unless it repeats a key
+    or holds a size past its bits (RUNS has the versions past the code)."""
+    keys, versions, sizes = (tuple(col) for col in zip(*rows, strict=True))
+    runs: list[DocumentRun] = [("books", 1, keys, versions, sizes)]
+    as_json = len(set(keys)) == len(keys) and max(sizes) < 1 << SIZE_BITS
+    assert (_json_rows(runs[0]) is not None) == as_json
+    path = tmp_path_factory.mktemp("load") / "manifest.db"
+    assert load_and_read(f"sqlite:///{path}", runs) == expected_rows(runs)
+
+
+def load_and_read(database_url: str, runs: list[DocumentRun]) -> list[Row]:
+    """The runs loaded into a table like the rebuild's staging table, read back sorted."""
     manifest = Manifest(connect(database_url))
     try:
         manifest.create()
@@ -47,10 +87,14 @@ def test_load_documents_stores_every_row_as_given(database_url: str) -> None:
             table.indexes.discard(ix)
         with manifest.write() as conn:
             table.create(conn)
-            manifest.load_documents(conn, table.name, RUNS)
-        with manifest.read() as conn:
-            rows = conn.execute(select(table.c.section, table.c.key, table.c.shard_no, table.c.version,
-                                       table.c.size)).all()
-        assert sorted(tuple(r) for r in rows) == expected_rows(RUNS)
+            manifest.load_documents(conn, table.name, runs)
+        return read_back(manifest, table)
     finally:
         manifest.close()
+
+
+def read_back(manifest: Manifest, table: Table) -> list[Row]:
+    with manifest.read() as conn:
+        rows = conn.execute(select(table.c.section, table.c.key, table.c.shard_no, table.c.version,
+                                   table.c.size)).all()
+    return in_order([(s, k, n, v, z) for s, k, n, v, z in rows])
