@@ -13,7 +13,7 @@ import select
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
+from multiprocessing import forkserver, get_context
 
 from snapshot.manifest import Manifest, connect
 
@@ -30,9 +30,29 @@ def worker_pool(workers: int, database_url: str | None = None, niceness: int = 0
     """A pool of `workers` processes at `niceness`; with `database_url`, each opens the manifest there
     (`in_worker`)."""
     context = get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)  # read when the fork server starts, with this process's first pool
+    context.set_forkserver_preload(PRELOAD)
+    _start_fork_server()
     return ProcessPoolExecutor(max(1, workers), mp_context=context,
                                initializer=_start, initargs=(os.getpid(), database_url, niceness))
+
+
+def _start_fork_server() -> None:
+    """Start this process's fork server, if it is not running, without the working directory on its path.
+
+    Python 3.11 starts it with `python -c`, whose import path begins with the working directory, and imports
+    PRELOAD before it takes this process's path: run from a source checkout, the workers ran that tree (without
+    its compiled extension), not the installed package. PYTHONSAFEPATH leaves the directory out. It is set only
+    while the server starts: other subprocesses may need the directory (`python -m` from a checkout).
+    """
+    saved = os.environ.get("PYTHONSAFEPATH")
+    os.environ["PYTHONSAFEPATH"] = "1"
+    try:
+        forkserver.ensure_running()
+    finally:
+        if saved is None:
+            del os.environ["PYTHONSAFEPATH"]
+        else:
+            os.environ["PYTHONSAFEPATH"] = saved
 
 
 def in_worker() -> Manifest:
