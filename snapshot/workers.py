@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import select
+import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -37,22 +38,25 @@ def worker_pool(workers: int, database_url: str | None = None, niceness: int = 0
 
 
 def _start_fork_server() -> None:
-    """Start this process's fork server, if it is not running, without the working directory on its path.
+    """Start this process's fork server, if it is not running, with this process's import path.
 
     Python 3.11 starts it with `python -c`, whose import path begins with the working directory, and imports
-    PRELOAD before it takes this process's path: run from a source checkout, the workers ran that tree (without
-    its compiled extension), not the installed package. PYTHONSAFEPATH leaves the directory out. It is set only
-    while the server starts: other subprocesses may need the directory (`python -m` from a checkout).
+    PRELOAD before it takes this process's path: run from a source checkout with the package installed, the
+    workers ran the checkout's tree (without its compiled extension), not the package the command runs. So the
+    server starts with PYTHONSAFEPATH (no working directory) and PYTHONPATH (this process's path, in order),
+    set only while it starts.
     """
-    saved = os.environ.get("PYTHONSAFEPATH")
-    os.environ["PYTHONSAFEPATH"] = "1"
+    wanted = {"PYTHONSAFEPATH": "1", "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)}
+    saved = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
     try:
         forkserver.ensure_running()
     finally:
-        if saved is None:
-            del os.environ["PYTHONSAFEPATH"]
-        else:
-            os.environ["PYTHONSAFEPATH"] = saved
+        for name, value in saved.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
 
 
 def in_worker() -> Manifest:

@@ -3,9 +3,12 @@ pool starts without each worker importing SQLAlchemy and the rest again."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import snapshot
 from snapshot.workers import PRELOAD, worker_pool
@@ -21,21 +24,33 @@ def test_workers_start_with_the_product_imported() -> None:
     assert seen == [sorted(names)] * 4
 
 
-def test_workers_run_the_command_s_package_not_one_in_its_working_directory(tmp_path: Path) -> None:
-    """Run from a source checkout (the README's first command), the workers must run the installed package,
-    not the tree in the working directory: Python 3.11 starts the fork server with `python -c`, whose import
-    path begins with the working directory, and imports PRELOAD there before it takes the command's path."""
-    decoy = tmp_path / "snapshot"
-    decoy.mkdir()
-    (decoy / "__init__.py").write_text("")
-    (decoy / "rebuild.py").write_text("raise SystemExit('the decoy was imported')\n")
-    script = tmp_path / "bin" / "command.py"  # like a console script: its own directory, not the cwd, comes first
-    script.parent.mkdir()
-    script.write_text(
-        "from snapshot.workers import worker_pool\n"
-        "if __name__ == '__main__':\n"
-        "    with worker_pool(1) as pool:\n"
-        "        print(pool.submit(eval, \"__import__('snapshot').__file__\").result())\n")
-    out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+COMMAND = """
+from snapshot.workers import worker_pool
+if __name__ == "__main__":
+    import snapshot
+    with worker_pool(1) as pool:
+        print(snapshot.__file__, pool.submit(eval, "__import__('snapshot').__file__").result())
+"""
+
+
+@pytest.mark.parametrize("layout", ["script", "module"])
+def test_workers_import_the_package_their_command_imported(tmp_path: Path, layout: str) -> None:
+    """Python 3.11 starts the fork server with `python -c`, whose import path begins with the working directory,
+    and imports PRELOAD before it takes the command's path. The workers must run the command's package all the
+    same: the installed one for a console script run from a source checkout (the README's first command), the
+    working directory's for `python -m` there."""
+    package = tmp_path / "snapshot"
+    if layout == "script":  # a checkout's tree in the working directory; the script's own directory comes first
+        package.mkdir()
+        (package / "__init__.py").write_text("")
+        (package / "rebuild.py").write_text("raise SystemExit('the working directory's tree was imported')\n")
+        (tmp_path / "bin").mkdir()
+        (tmp_path / "bin" / "command.py").write_text(COMMAND)
+        argv, expected = [str(tmp_path / "bin" / "command.py")], Path(snapshot.__file__)
+    else:  # `python -m` puts the working directory first: its copy of the package is the command's
+        shutil.copytree(Path(snapshot.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
+        (tmp_path / "command.py").write_text(COMMAND)
+        argv, expected = ["-m", "command"], package / "__init__.py"
+    out = subprocess.run([sys.executable, *argv], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert Path(out.stdout.strip()) == Path(snapshot.__file__)
+    assert [Path(p) for p in out.stdout.split()] == [expected, expected]
