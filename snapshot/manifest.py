@@ -498,8 +498,9 @@ class Manifest:
         assert raw is not None
         insert = (f"INSERT INTO {table} ({', '.join(LOAD_COLUMNS)}) SELECT ?, key, ?, NULLIF(value >> {SIZE_BITS}, "
                   f"0) - 1, value & {(1 << SIZE_BITS) - 1} FROM json_each(?)")
+        has_json = _sqlite_json()
         for run in runs:
-            data = _json_rows(run) if _sqlite_json() else None
+            data = _json_rows(run) if has_json else None
             if data is None:
                 self.bulk_insert(conn, table, LOAD_COLUMNS, list(_load_rows(run)))
             else:

@@ -21,8 +21,8 @@ from snapshot import naming
 from snapshot.rebuild import Rebuilder, row_chunks
 from snapshot.settings import Settings
 from tests.conftest import fresh_pg_database
+from tests.service_helpers import HOST
 
-HOST = "librer.io"
 # Byte order: "B" < "Z" < "a" < "a-b" < "a_b" < "ab" < "c" < "é"; an English collation puts "a" before "B",
 # "é" beside "e", and weighs "-" and "_" below the letters.
 KEYS = ["a", "B", "c", "é", "Z", "a-b", "a_b", "ab", "e", "A"]
