@@ -21,11 +21,12 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
-# .dockerignore is an allow-list: only pyproject.toml, setup.py, README.md and the packages reach the context.
+# .dockerignore is an allow-list: only pyproject.toml, setup.py, README.md, LICENSE and the package folders reach
+# the context.
 COPY . .
 RUN pip install --upgrade pip \
     && pip install . \
-    && cd / && python -c "import snapshot._fastrow"
+    && cd / && python -c "import sitemap_keeper.snapshot._fastrow"
 
 # --- runtime: same base (the venv's python symlinks into it), no sources, no build leftovers ---
 FROM python:3.11-slim

@@ -6,4 +6,4 @@ without a C compiler the install still succeeds, and the Python code does all th
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("snapshot._fastrow", ["snapshot/_fastrow.c"], optional=True)])
+setup(ext_modules=[Extension("sitemap_keeper.snapshot._fastrow", ["snapshot/_fastrow.c"], optional=True)])

@@ -37,17 +37,17 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import database, write_events
-from incremental.app import App
-from incremental.apply import Prepared
-from incremental.leader import Leader
-from incremental.offsets import OffsetStore
-from incremental.service import BATCH_SIZE, Service, tune_gc
-from incremental.sources.base import Batch, EventSource
-from incremental.sources.follow import FileFollower
-from snapshot import synthetic
-from snapshot.manifest import Counts
-from snapshot.rebuild import Rebuilder, row_chunks
-from snapshot.settings import Settings
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.incremental.apply import Prepared
+from sitemap_keeper.incremental.leader import Leader
+from sitemap_keeper.incremental.offsets import OffsetStore
+from sitemap_keeper.incremental.service import BATCH_SIZE, Service, tune_gc
+from sitemap_keeper.incremental.sources.base import Batch, EventSource
+from sitemap_keeper.incremental.sources.follow import FileFollower
+from sitemap_keeper.snapshot import synthetic
+from sitemap_keeper.snapshot.manifest import Counts
+from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
+from sitemap_keeper.snapshot.settings import Settings
 
 
 def prepared_app(workdir: Path, url: str | None, catalog: int) -> App:
@@ -160,7 +160,7 @@ def report(what: str, events: int, seconds: float, note: str = "") -> None:
 @contextmanager
 def kafka_source(offsets: OffsetStore, path: Path, batch_size: int) -> Iterator[EventSource]:
     """A Tansu broker holding the events on a topic of 3 partitions, and a consumer of it."""
-    from incremental.sources.kafka import KafkaConfig, KafkaSource
+    from sitemap_keeper.incremental.sources.kafka import KafkaConfig, KafkaSource
     from tests.services.kafka import TansuBroker
 
     with TansuBroker() as broker:
@@ -185,7 +185,7 @@ def latency(samples: int, interval: float, catalog: int) -> None:
         env = {**os.environ, "SITEMAPS_DATA_DIR": str(workdir / "data"), "SITEMAPS_HTTP_PORT": "0",
                "SITEMAPS_ALLOWED_HOSTS": synthetic.HOST, "SITEMAPS_PUBLISH_INTERVAL": str(interval),
                "SITEMAPS_LOG_LEVEL": "WARNING"}
-        proc = subprocess.Popen([sys.executable, "-m", "incremental.cli", "run", "--follow", str(path)],
+        proc = subprocess.Popen([sys.executable, "-m", "sitemap_keeper", "run", "--follow", str(path)],
                                 env=env, stdout=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])
         rnd = random.Random(2)
         waits = []

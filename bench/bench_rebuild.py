@@ -20,7 +20,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import catalog_file, cli
-from snapshot import synthetic
+from sitemap_keeper.snapshot import synthetic
 
 
 def main() -> None:

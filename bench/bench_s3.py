@@ -28,15 +28,15 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import start_moto
-from incremental.apply import Applier
-from snapshot import publish as publish_module
-from snapshot import synthetic
-from snapshot.manifest import Manifest
-from snapshot.publish import Publisher
-from snapshot.rebuild import Rebuilder, row_chunks
-from snapshot.routers.ingress import IngressRouter
-from snapshot.settings import Settings
-from snapshot.stores.s3 import Layout, S3Store
+from sitemap_keeper.incremental.apply import Applier
+from sitemap_keeper.snapshot import publish as publish_module
+from sitemap_keeper.snapshot import synthetic
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.publish import Publisher
+from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
+from sitemap_keeper.snapshot.routers.ingress import IngressRouter
+from sitemap_keeper.snapshot.settings import Settings
+from sitemap_keeper.snapshot.stores.s3 import Layout, S3Store
 from tests.services.kube import KubeAPIServer
 
 

@@ -38,7 +38,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import Step, catalog_file, cli, database, start_moto, write_events
-from snapshot import synthetic
+from sitemap_keeper.snapshot import synthetic
 from tests.services.kube import KubeAPIServer
 from tests.services.s3 import DEFAULT_ACCESS_KEY, DEFAULT_REGION, DEFAULT_SECRET_KEY
 

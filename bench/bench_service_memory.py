@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import ROOT, catalog_file, children, cli, write_events
-from snapshot import synthetic
+from sitemap_keeper.snapshot import synthetic
 
 
 def descendants(pid: int) -> list[int]:
@@ -59,7 +59,7 @@ def main() -> None:
         cli(["rebuild", "--source", str(catalog_file(args.documents, work))], env, work / "logs")
         feed = work / "events.jsonl"
         feed.touch()
-        service = subprocess.Popen([sys.executable, "-m", "incremental.cli", "run", "--follow", str(feed),
+        service = subprocess.Popen([sys.executable, "-m", "sitemap_keeper", "run", "--follow", str(feed),
                                     "--publish-interval", "2", "--http-port", "0"], env=env, cwd=ROOT,
                                    stderr=subprocess.DEVNULL)
         try:

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from snapshot import synthetic
+from sitemap_keeper.snapshot import synthetic
 from tests.conftest import fresh_pg_database
 from tests.services.ports import LOCALHOST, ManagedProcess, free_port, wait_for_port
 
@@ -104,7 +104,7 @@ def cli(args: list[str], env: dict[str, str], logs: Path) -> Step:
     out_path, err_path = logs / f"{args[0]}.out", logs / f"{args[0]}.err"
     with out_path.open("wb") as out, err_path.open("wb") as err:
         started = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "incremental.cli", *args], env=env, cwd=ROOT,
+        proc = subprocess.Popen([sys.executable, "-m", "sitemap_keeper", *args], env=env, cwd=ROOT,
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=err)
         _pid, status, usage = os.wait4(proc.pid, 0)
         wall = time.monotonic() - started

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from incremental.apply import Applier
-from snapshot.indexnow import Announcer
-from snapshot.manifest import Manifest
-from snapshot.publish import Publisher
-from snapshot.routers import Router, open_router
-from snapshot.settings import Settings
-from snapshot.stores import Store, open_store
+from sitemap_keeper.incremental.apply import Applier
+from sitemap_keeper.snapshot.indexnow import Announcer
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.publish import Publisher
+from sitemap_keeper.snapshot.routers import Router, open_router
+from sitemap_keeper.snapshot.settings import Settings
+from sitemap_keeper.snapshot.stores import Store, open_store
 
 
 class App:

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, select, tuple_
 
-from incremental import document_rows
-from incremental.document_rows import Ident, Row, Stored
-from incremental.events import DeleteRow, ParsedEvents, UpsertRow, parse_events
-from snapshot.document import Rules
-from snapshot.faults import checkpoint
-from snapshot.limits import Limits
-from snapshot.manifest import Counts, Manifest, RebuildRunning, sections, shards
-from snapshot.workers import worker_pool
+from sitemap_keeper.incremental import document_rows
+from sitemap_keeper.incremental.document_rows import Ident, Row, Stored
+from sitemap_keeper.incremental.events import DeleteRow, ParsedEvents, UpsertRow, parse_events
+from sitemap_keeper.snapshot.document import Rules
+from sitemap_keeper.snapshot.faults import checkpoint
+from sitemap_keeper.snapshot.limits import Limits
+from sitemap_keeper.snapshot.manifest import Counts, Manifest, RebuildRunning, sections, shards
+from sitemap_keeper.snapshot.workers import worker_pool
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from snapshot.manifest import DOCUMENT_COLUMNS, Manifest, documents
+from sitemap_keeper.snapshot.manifest import DOCUMENT_COLUMNS, Manifest, documents
 
 CHUNK = 500  # keys per IN (...) query on SQLite: well below its parameter limit
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from snapshot.document import InvalidDocument, Rules, check_key, check_section, check_version, load_json
-from snapshot.render import DocumentRow, document_row
+from sitemap_keeper.snapshot.document import InvalidDocument, Rules, check_key, check_section, check_version, load_json
+from sitemap_keeper.snapshot.render import DocumentRow, document_row
 
 MAX_EVENT_BYTES = 1024 * 1024
 

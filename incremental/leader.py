@@ -19,8 +19,8 @@ from datetime import UTC, datetime, timedelta
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from snapshot.routers.kube import api_client
-from snapshot.settings import Settings
+from sitemap_keeper.snapshot.routers.kube import api_client
+from sitemap_keeper.snapshot.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from snapshot.manifest import Counts
+from sitemap_keeper.snapshot.manifest import Counts
 
 
 class Metrics:

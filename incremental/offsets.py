@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 
 from sqlalchemy import BigInteger, Column, Connection, Float, Integer, MetaData, String, Table, delete, select
 
-from snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest import Manifest
 
 metadata = MetaData()
 offsets = Table(

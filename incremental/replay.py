@@ -20,13 +20,13 @@ from datetime import UTC, datetime
 
 from kafka import KafkaConsumer, TopicPartition
 
-from incremental.app import App
-from incremental.leader import Leader
-from incremental.offsets import OffsetStore
-from incremental.service import BATCH_SIZE, Service
-from incremental.sources.kafka import KafkaConfig, KafkaSource
-from snapshot.manifest import Counts, RebuildRunning, documents, sections, shard_packs, shards
-from snapshot.publish import PublishResult
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.incremental.leader import Leader
+from sitemap_keeper.incremental.offsets import OffsetStore
+from sitemap_keeper.incremental.service import BATCH_SIZE, Service
+from sitemap_keeper.incremental.sources.kafka import KafkaConfig, KafkaSource
+from sitemap_keeper.snapshot.manifest import Counts, RebuildRunning, documents, sections, shard_packs, shards
+from sitemap_keeper.snapshot.publish import PublishResult
 
 log = logging.getLogger(__name__)
 

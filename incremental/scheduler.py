@@ -13,13 +13,13 @@ import time
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from incremental.app import App
-from incremental.leader import Leader
-from incremental.metrics import Metrics
-from incremental.offsets import OffsetStore
-from snapshot.manifest import PublishLockHeld
-from snapshot.prune import prune
-from snapshot.publish import EmptyManifest, Refused, plan
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.incremental.leader import Leader
+from sitemap_keeper.incremental.metrics import Metrics
+from sitemap_keeper.incremental.offsets import OffsetStore
+from sitemap_keeper.snapshot.manifest import PublishLockHeld
+from sitemap_keeper.snapshot.prune import prune
+from sitemap_keeper.snapshot.publish import EmptyManifest, Refused, plan
 
 log = logging.getLogger(__name__)
 

@@ -19,17 +19,17 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from incremental.app import App
-from incremental.apply import Prepared
-from incremental.health import make_health_server
-from incremental.leader import Leader, open_leader
-from incremental.metrics import Metrics
-from incremental.offsets import OffsetConflict, OffsetStore
-from incremental.scheduler import Timers
-from incremental.sources.base import Batch, EventSource
-from incremental.sources.follow import FileFollower
-from incremental.sources.kafka import KafkaConfig, KafkaSource
-from snapshot.manifest import Counts, RebuildRunning, dead_letters
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.incremental.apply import Prepared
+from sitemap_keeper.incremental.health import make_health_server
+from sitemap_keeper.incremental.leader import Leader, open_leader
+from sitemap_keeper.incremental.metrics import Metrics
+from sitemap_keeper.incremental.offsets import OffsetConflict, OffsetStore
+from sitemap_keeper.incremental.scheduler import Timers
+from sitemap_keeper.incremental.sources.base import Batch, EventSource
+from sitemap_keeper.incremental.sources.follow import FileFollower
+from sitemap_keeper.incremental.sources.kafka import KafkaConfig, KafkaSource
+from sitemap_keeper.snapshot.manifest import Counts, RebuildRunning, dead_letters
 
 log = logging.getLogger(__name__)
 

@@ -520,7 +520,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, .m_name = "snapshot._fastrow", .m_size = -1, .m_methods = methods,
+    PyModuleDef_HEAD_INIT, .m_name = "sitemap_keeper.snapshot._fastrow", .m_size = -1, .m_methods = methods,
 };
 
 PyMODINIT_FUNC PyInit__fastrow(void) {

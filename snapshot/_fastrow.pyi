@@ -1,7 +1,7 @@
 from collections.abc import Callable
 from typing import Any
 
-from snapshot.render import DocumentRow
+from sitemap_keeper.snapshot.render import DocumentRow
 
 def row(obj: Any, allowed_hosts: frozenset[str]) -> DocumentRow | None: ...
 def rows(items: list[Any], start: int, allowed_hosts: frozenset[str], loads: Callable[[bytes], Any],

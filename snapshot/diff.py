@@ -28,9 +28,9 @@ from xml.parsers import expat
 
 from sqlalchemy import BigInteger, Column, MetaData, String, Table, select
 
-from snapshot.manifest import FileRecord, Manifest
-from snapshot.render import ESCAPES, URLSET_OPEN
-from snapshot.stores.base import Store
+from sitemap_keeper.snapshot.manifest import FileRecord, Manifest
+from sitemap_keeper.snapshot.render import ESCAPES, URLSET_OPEN
+from sitemap_keeper.snapshot.stores.base import Store
 
 KINDS = ("added", "removed", "changed")
 READABLE = ("ready", "live", "retired")  # states whose files are still in the store

@@ -38,9 +38,9 @@ from sqlalchemy import (
     select,
 )
 
-from snapshot import diff
-from snapshot.manifest import Manifest
-from snapshot.stores.base import Store
+from sitemap_keeper.snapshot import diff
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.stores.base import Store
 
 log = logging.getLogger(__name__)
 

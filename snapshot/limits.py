@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from snapshot.render import SHARD_OVERHEAD
+from sitemap_keeper.snapshot.render import SHARD_OVERHEAD
 
 MAX_URLS = 50_000
 MAX_BYTES = 50 * 1024 * 1024  # 52,428,800 bytes uncompressed, per sitemaps.org

@@ -43,7 +43,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 
-from snapshot import packs
+from sitemap_keeper.snapshot import packs
 
 log = logging.getLogger(__name__)
 metadata = MetaData()

@@ -6,11 +6,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from snapshot import generation
-from snapshot.faults import checkpoint
-from snapshot.manifest import Manifest
-from snapshot.routers.base import Router
-from snapshot.stores.base import Store
+from sitemap_keeper.snapshot import generation
+from sitemap_keeper.snapshot.faults import checkpoint
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.routers.base import Router
+from sitemap_keeper.snapshot.stores.base import Store
 
 log = logging.getLogger(__name__)
 

@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from snapshot import generation, naming
-from snapshot.faults import checkpoint
-from snapshot.limits import MAX_SHRINK, Limits, check_max_shrink, shrinks_too_far
-from snapshot.manifest import FileRecord, Generation, Manifest, Shard, shards
-from snapshot.render import IndexEntry, gzip_pieces, index_xml, shard_pieces
-from snapshot.routers.base import Router
-from snapshot.stores.base import Store
-from snapshot.verify import ShardCheck, check_index, verify_generation
-from snapshot.workers import in_worker, worker_pool
+from sitemap_keeper.snapshot import generation, naming
+from sitemap_keeper.snapshot.faults import checkpoint
+from sitemap_keeper.snapshot.limits import MAX_SHRINK, Limits, check_max_shrink, shrinks_too_far
+from sitemap_keeper.snapshot.manifest import FileRecord, Generation, Manifest, Shard, shards
+from sitemap_keeper.snapshot.render import IndexEntry, gzip_pieces, index_xml, shard_pieces
+from sitemap_keeper.snapshot.routers.base import Router
+from sitemap_keeper.snapshot.stores.base import Store
+from sitemap_keeper.snapshot.verify import ShardCheck, check_index, verify_generation
+from sitemap_keeper.snapshot.workers import in_worker, worker_pool
 
 log = logging.getLogger(__name__)
 

@@ -19,15 +19,24 @@ import orjson
 from sqlalchemy import BigInteger, Connection, MetaData, func, literal, select, text
 from sqlalchemy.exc import IntegrityError
 
-from snapshot.bounded import bounded_map
-from snapshot.document import InvalidDocument, Rules, load_json
-from snapshot.faults import checkpoint
-from snapshot.limits import MAX_SHRINK, Limits, check_max_shrink, shrinks_too_far
-from snapshot.manifest import SQLITE_CACHE_KIB, Counts, DocumentRun, Manifest, documents, sections, shard_packs, shards
-from snapshot.packs import pack, unpack, without
-from snapshot.publish import EmptyManifest
-from snapshot.render import SHARD_OVERHEAD, document_row, fast_rows
-from snapshot.workers import worker_pool
+from sitemap_keeper.snapshot.bounded import bounded_map
+from sitemap_keeper.snapshot.document import InvalidDocument, Rules, load_json
+from sitemap_keeper.snapshot.faults import checkpoint
+from sitemap_keeper.snapshot.limits import MAX_SHRINK, Limits, check_max_shrink, shrinks_too_far
+from sitemap_keeper.snapshot.manifest import (
+    SQLITE_CACHE_KIB,
+    Counts,
+    DocumentRun,
+    Manifest,
+    documents,
+    sections,
+    shard_packs,
+    shards,
+)
+from sitemap_keeper.snapshot.packs import pack, unpack, without
+from sitemap_keeper.snapshot.publish import EmptyManifest
+from sitemap_keeper.snapshot.render import SHARD_OVERHEAD, document_row, fast_rows
+from sitemap_keeper.snapshot.workers import worker_pool
 
 CHUNK_SIZE = 5_000  # rows of a database source per task sent to a worker
 BLOCK_SIZE = 1 << 20  # bytes of a JSON-lines source per task (about 5,000 documents)

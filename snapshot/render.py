@@ -12,15 +12,15 @@ from typing import Any
 
 from isal import isal_zlib
 
-from snapshot.document import Alternate, Document, Image, Rules, document_fields, lastmod_timestamp
+from sitemap_keeper.snapshot.document import Alternate, Document, Image, Rules, document_fields, lastmod_timestamp
 
 FastRow = Callable[[Any, frozenset[str]], "DocumentRow | None"]
 FastRows = Callable[[list[Any], int, frozenset[str], Callable[[bytes], Any], dict[str, list[tuple[Any, ...]]]], int]
 fast_row: FastRow | None
 fast_rows: FastRows | None
 try:  # the common document in C (snapshot/_fastrow.c); without a C compiler at install the Python code does it all
-    from snapshot._fastrow import row as fast_row
-    from snapshot._fastrow import rows as fast_rows
+    from sitemap_keeper.snapshot._fastrow import row as fast_row
+    from sitemap_keeper.snapshot._fastrow import rows as fast_rows
 except ImportError:  # pragma: no cover - every supported install builds it
     fast_row = fast_rows = None
 

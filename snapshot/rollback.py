@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from snapshot.limits import Limits
-from snapshot.manifest import Manifest
-from snapshot.routers.base import Router
-from snapshot.stores.base import Store
-from snapshot.verify import verify_generation
+from sitemap_keeper.snapshot.limits import Limits
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.routers.base import Router
+from sitemap_keeper.snapshot.stores.base import Store
+from sitemap_keeper.snapshot.verify import verify_generation
 
 
 class RollbackError(RuntimeError):

@@ -7,8 +7,8 @@ import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from snapshot.routers.base import Router
-from snapshot.stores.base import Store, content_type
+from sitemap_keeper.snapshot.routers.base import Router
+from sitemap_keeper.snapshot.stores.base import Store, content_type
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from snapshot.document import Rules
-from snapshot.limits import MAX_BYTES, MAX_INDEX_ENTRIES, MAX_SHRINK, MAX_URLS, Limits, check_max_shrink
-from snapshot.naming import check_base_url
+from sitemap_keeper.snapshot.document import Rules
+from sitemap_keeper.snapshot.limits import MAX_BYTES, MAX_INDEX_ENTRIES, MAX_SHRINK, MAX_URLS, Limits, check_max_shrink
+from sitemap_keeper.snapshot.naming import check_base_url
 
 if TYPE_CHECKING:
-    from snapshot.indexnow import IndexNowConfig
+    from sitemap_keeper.snapshot.indexnow import IndexNowConfig
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8080/sitemaps/"
 SECRET_FIELDS = frozenset({"s3_secret_key", "kafka_sasl_password"})
@@ -93,7 +93,7 @@ class Settings:
 
     @property
     def indexnow(self) -> IndexNowConfig | None:
-        from snapshot.indexnow import IndexNowConfig  # not at import time: it needs SQLAlchemy
+        from sitemap_keeper.snapshot.indexnow import IndexNowConfig  # not at import time: it needs SQLAlchemy
 
         return IndexNowConfig.from_settings(self.indexnow_key, self.indexnow_endpoints,
                                             self.indexnow_key_location, self.indexnow_timeout)

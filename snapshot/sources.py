@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 import orjson
 from sqlalchemy import create_engine, text
 
-from snapshot.rebuild import BLOCK_SIZE, Chunk
+from sitemap_keeper.snapshot.rebuild import BLOCK_SIZE, Chunk
 
 JSON_FIELDS = ("images", "alternates")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from snapshot import diff, indexnow, naming
-from snapshot.manifest import Manifest
-from snapshot.publish import plan
-from snapshot.routers.base import Router
-from snapshot.stores.base import Store
+from sitemap_keeper.snapshot import diff, indexnow, naming
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.publish import plan
+from sitemap_keeper.snapshot.routers.base import Router
+from sitemap_keeper.snapshot.stores.base import Store
 
 
 def sitemap_lines(manifest: Manifest, live: str | None, base_url: str) -> list[str]:

@@ -7,9 +7,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from xml.parsers import expat
 from xml.parsers.expat import XMLParserType
 
-from snapshot.limits import Limits
-from snapshot.manifest import FileRecord
-from snapshot.stores.base import Store
+from sitemap_keeper.snapshot.limits import Limits
+from sitemap_keeper.snapshot.manifest import FileRecord
+from sitemap_keeper.snapshot.stores.base import Store
 
 
 class VerificationError(RuntimeError):

@@ -19,8 +19,8 @@ from typing import Any
 import orjson
 from sqlalchemy import select as sql_select
 
-from incremental.offsets import OffsetStore
-from snapshot.manifest import Manifest, dead_letters, documents
+from sitemap_keeper.incremental.offsets import OffsetStore
+from sitemap_keeper.snapshot.manifest import Manifest, dead_letters, documents
 from tests.support import Model, read_site
 
 HOST = "librer.io"
@@ -58,7 +58,7 @@ class ServiceProcess:
     def __init__(self, args: list[str], env: dict[str, str], log: Path, timeout: float = 60) -> None:
         self.log = log
         with open(log, "ab") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "incremental.cli", *args],
+            self.proc = subprocess.Popen([sys.executable, "-m", "sitemap_keeper", *args],
                                          env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=err)
         assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)

@@ -116,7 +116,7 @@ def cli(*args: str, env: dict[str, str] | None = None, check: bool = True, cwd: 
         stdin: bytes | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run the real `sitemaps` command in a subprocess."""
     full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "incremental.cli", *args], env=full_env, cwd=cwd,
+    proc = subprocess.run([sys.executable, "-m", "sitemap_keeper", *args], env=full_env, cwd=cwd,
                           capture_output=True, text=True, timeout=timeout,
                           input=stdin.decode() if stdin is not None else None)
     if check and proc.returncode != 0:

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from incremental.app import App
-from incremental.apply import WORKER_NICENESS
-from snapshot.manifest import Manifest, dead_letters, documents, shards
-from snapshot.settings import Settings
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.incremental.apply import WORKER_NICENESS
+from sitemap_keeper.snapshot.manifest import Manifest, dead_letters, documents, shards
+from sitemap_keeper.snapshot.settings import Settings
 from tests.service_helpers import HOST, mixed_stream
 
 

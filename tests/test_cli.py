@@ -44,7 +44,7 @@ def env(tmp_path: Path, database_url: str) -> dict[str, str]:
 
 class Server:
     def __init__(self, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "incremental.cli", "serve", "--port", "0"],
+        self.proc = subprocess.Popen([sys.executable, "-m", "sitemap_keeper", "serve", "--port", "0"],
                                      env={**__import__("os").environ, **env}, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()

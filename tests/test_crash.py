@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from snapshot.publish import STEPS
+from sitemap_keeper.snapshot.publish import STEPS
 from tests.support import Model, cli, read_site
 
 HOST = "librer.io"
@@ -131,7 +131,7 @@ def test_kill_at_random_moments(tmp_path: Path) -> None:
     for r in range(rounds):
         apply_changes(tmp_path, env, model, seed=seed * 100 + r, n=50)
         before_switch = served_locally(tmp_path / "data")
-        proc = subprocess.Popen([sys.executable, "-m", "incremental.cli", "publish", "--full"],
+        proc = subprocess.Popen([sys.executable, "-m", "sitemap_keeper", "publish", "--full"],
                                 env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(rnd.uniform(0.1, 1.5))
         proc.send_signal(signal.SIGKILL)

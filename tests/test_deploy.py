@@ -705,7 +705,7 @@ def test_httproute_rewrite_filter_is_well_formed() -> None:
 
 
 def assert_bucket_name(bucket: str, prefix: str) -> None:
-    from snapshot.generation import is_id
+    from sitemap_keeper.snapshot.generation import is_id
 
     assert bucket.startswith(prefix + "-"), bucket
     # The placeholder must parse like any generation the service would read back from the router.
@@ -854,10 +854,11 @@ def test_dockerfile_base_install_and_entrypoint() -> None:
     assert re.search(r"pip install \.(\s|$)", install)
     assert install.index("--upgrade pip") < re.search(r"pip install \.(\s|$)", install).start()
     # The C extension is optional for pip; the image must have it: a compiler in the build stage, and an
-    # import from outside the source tree (where `snapshot` is the installed package) after the install.
+    # import from outside the source tree (where only the installed package is importable) after the install.
     build = " ".join(rest for ins, rest in instrs[:len(instrs) - len(final_stage())] if ins == "RUN")
     assert re.search(r"apt-get install [^&]*\bgcc\b", build), build
-    assert re.search(r"pip install \.\s.*&& cd / && python -c \"import snapshot\._fastrow\"", install), install
+    fastrow = r"import sitemap_keeper\.snapshot\._fastrow"
+    assert re.search(rf"pip install \.\s.*&& cd / && python -c \"{fastrow}\"", install), install
     final = final_stage()
     assert image_uid() != 0
     entry = [json.loads(rest) for ins, rest in final if ins == "ENTRYPOINT"]
@@ -922,9 +923,9 @@ def test_dockerignore_lets_in_what_pip_install_needs() -> None:
     readme = pyproject["project"].get("readme")
     if isinstance(readme, str):
         assert readme in allowed
-    packages = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
-    for pattern in packages:
-        assert pattern.rstrip("*").rstrip(".") in allowed, pattern
+    assert "LICENSE" in allowed, "pyproject's license-files"
+    for folder in pyproject["tool"]["setuptools"]["package-dir"].values():
+        assert folder in allowed, folder
     assert pyproject["project"]["scripts"]["sitemaps"], "the image's ENTRYPOINT is this console script"
 
 

@@ -15,14 +15,14 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import select
 
-from incremental.app import App
-from incremental.cli import cli as sitemaps
-from snapshot import diff
-from snapshot.document import Alternate, Document, Image
-from snapshot.manifest import documents
-from snapshot.prune import prune
-from snapshot.render import URLSET_CLOSE, URLSET_OPEN, gzip_pieces, shard_pieces, url_fragment
-from snapshot.settings import Settings
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.incremental.cli import cli as sitemaps
+from sitemap_keeper.snapshot import diff
+from sitemap_keeper.snapshot.document import Alternate, Document, Image
+from sitemap_keeper.snapshot.manifest import documents
+from sitemap_keeper.snapshot.prune import prune
+from sitemap_keeper.snapshot.render import URLSET_CLOSE, URLSET_OPEN, gzip_pieces, shard_pieces, url_fragment
+from sitemap_keeper.snapshot.settings import Settings
 from tests.support import cli, read_site
 
 HOST = "librer.io"

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from snapshot import document
-from snapshot.document import InvalidDocument, Rules, normalise_lastmod, parse_document
-from snapshot.render import IndexEntry, gzip_pieces, index_xml, shard_pieces, url_fragment
+from sitemap_keeper.snapshot import document
+from sitemap_keeper.snapshot.document import InvalidDocument, Rules, normalise_lastmod, parse_document
+from sitemap_keeper.snapshot.render import IndexEntry, gzip_pieces, index_xml, shard_pieces, url_fragment
 from tests.support import NS as ns
 from tests.support import validate
 

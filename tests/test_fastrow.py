@@ -15,11 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from snapshot import rebuild, render, synthetic
-from snapshot.document import ANY_HOST, InvalidDocument, Rules
-from snapshot.packs import unpack
-from snapshot.rebuild import Chunk, parse_chunk
-from snapshot.render import DocumentRow, document_row
+from sitemap_keeper.snapshot import rebuild, render, synthetic
+from sitemap_keeper.snapshot.document import ANY_HOST, InvalidDocument, Rules
+from sitemap_keeper.snapshot.packs import unpack
+from sitemap_keeper.snapshot.rebuild import Chunk, parse_chunk
+from sitemap_keeper.snapshot.render import DocumentRow, document_row
 
 RULES = Rules(frozenset({"librer.io", "cdn.librer.io"}))
 FAST = render.fast_row
@@ -47,7 +47,7 @@ def reference(obj: Any, rules: Rules) -> DocumentRow | None:
 
 def test_the_native_fast_path_is_built() -> None:
     assert FAST is not None and FAST_ROWS is not None, \
-        "snapshot._fastrow was not built (pip install needs a C compiler): rebuilds run slower"
+        "sitemap_keeper.snapshot._fastrow was not built (pip install needs a C compiler): rebuilds run slower"
 
 
 def same(fast: DocumentRow, expected: DocumentRow | None) -> None:

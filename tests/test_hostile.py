@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest import Manifest
 from tests.conftest import fresh_pg_database
 from tests.support import Model, cli, read_site
 

@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 
-from incremental.app import App
-from snapshot import indexnow
-from snapshot.indexnow import IndexNowConfig, Submitter
-from snapshot.routers.base import RouterError
-from snapshot.serve import make_server, serve_in_thread
-from snapshot.settings import Settings
-from snapshot.status import status
-from snapshot.verify import verify_generation
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.snapshot import indexnow
+from sitemap_keeper.snapshot.indexnow import IndexNowConfig, Submitter
+from sitemap_keeper.snapshot.routers.base import RouterError
+from sitemap_keeper.snapshot.serve import make_server, serve_in_thread
+from sitemap_keeper.snapshot.settings import Settings
+from sitemap_keeper.snapshot.status import status
+from sitemap_keeper.snapshot.verify import verify_generation
 from tests.support import cli
 from tests.test_diff import BASE, HOST, apply, cli_env, doc, jsonl, publish, run
 

@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from kafka import TopicPartition
 
-from incremental.app import App
-from incremental.leader import Leader
-from incremental.offsets import OffsetStore
-from incremental.service import Service
-from incremental.sources.kafka import KafkaConfig, KafkaSource
-from snapshot.manifest import Manifest
-from snapshot.settings import Settings
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.incremental.leader import Leader
+from sitemap_keeper.incremental.offsets import OffsetStore
+from sitemap_keeper.incremental.service import Service
+from sitemap_keeper.incremental.sources.kafka import KafkaConfig, KafkaSource
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.settings import Settings
 from tests.conftest import fresh_pg_database
 from tests.service_helpers import (
     HOST,

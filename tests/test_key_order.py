@@ -16,10 +16,10 @@ import orjson
 import pytest
 from sqlalchemy import text
 
-from incremental.app import App
-from snapshot import naming
-from snapshot.rebuild import Rebuilder, row_chunks
-from snapshot.settings import Settings
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.snapshot import naming
+from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
+from sitemap_keeper.snapshot.settings import Settings
 from tests.conftest import fresh_pg_database
 from tests.service_helpers import HOST
 

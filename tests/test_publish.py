@@ -12,13 +12,13 @@ import orjson
 import pytest
 from sqlalchemy import select
 
-from incremental.app import App
-from snapshot import naming
-from snapshot.manifest import documents
-from snapshot.publish import EmptyManifest, ForeignLive, SiteShrank
-from snapshot.rebuild import Rebuilder, SourceShrank, row_chunks
-from snapshot.serve import make_server, serve_in_thread
-from snapshot.settings import Settings
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.snapshot import naming
+from sitemap_keeper.snapshot.manifest import documents
+from sitemap_keeper.snapshot.publish import EmptyManifest, ForeignLive, SiteShrank
+from sitemap_keeper.snapshot.rebuild import Rebuilder, SourceShrank, row_chunks
+from sitemap_keeper.snapshot.serve import make_server, serve_in_thread
+from sitemap_keeper.snapshot.settings import Settings
 from tests.support import Model, cli, http_fetch, read_site
 
 HOST = "librer.io"
@@ -83,12 +83,12 @@ def test_rebuild_apply_publish_rollback_prune(app: App) -> None:
     assert served(app) == model.expected()
 
     previous = served(app)
-    from snapshot.rollback import rollback
+    from sitemap_keeper.snapshot.rollback import rollback
     before, target = rollback(app.manifest, app.store, app.router)
     assert (before, target) == (third.generation, second.generation)
     assert served(app) != previous
 
-    from snapshot.prune import prune
+    from sitemap_keeper.snapshot.prune import prune
     result = prune(app.manifest, app.store, app.router, keep=2, grace=0)
     assert second.generation in result.kept and first.generation in result.deleted
     assert app.router.current() == second.generation
@@ -225,7 +225,7 @@ def test_a_publish_that_would_remove_most_of_the_live_site_is_refused(app: App) 
 
 
 def test_one_publisher_at_a_time(app: App) -> None:
-    from snapshot.manifest import PublishLockHeld
+    from sitemap_keeper.snapshot.manifest import PublishLockHeld
 
     app.applier.apply_raw([("t", orjson.dumps(doc(1)))])
     other = App(app.settings)  # a second process would see the same; the lock is per database
@@ -238,7 +238,7 @@ def test_one_publisher_at_a_time(app: App) -> None:
 
 
 def test_one_upsert_at_scale_rewrites_one_shard_file(tmp_path: Path) -> None:
-    from snapshot import synthetic
+    from sitemap_keeper.snapshot import synthetic
 
     settings = Settings(data_dir=tmp_path / "data", allowed_hosts=(synthetic.HOST,), max_urls=5_000)
     a = App(settings)
@@ -341,8 +341,8 @@ def _shard_nos(app: App) -> dict[tuple[str, str], int]:
 def test_a_packed_document_missing_from_its_packs_is_reported_not_published(app: App, changed: bool) -> None:
     """A rebuild keeps content in packs; a documents row whose pack is gone (a manifest changed by hand) stops
     the render with the document and the shard named, whether every row of the shard is packed or some are not."""
-    from snapshot.manifest import ManifestDamaged, shard_packs
-    from snapshot.publish import render_shard
+    from sitemap_keeper.snapshot.manifest import ManifestDamaged, shard_packs
+    from sitemap_keeper.snapshot.publish import render_shard
 
     Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 2).rebuild(
         row_chunks("src", [doc(i) for i in range(30)], 10))
@@ -359,7 +359,7 @@ def test_an_untouched_shard_renders_from_its_packs_as_from_its_rows(tmp_path: Pa
                                                                    ) -> None:
     """A shard no event touched since the rebuild is rendered from its packs alone (no documents rows read);
     with keys repeated in the source, in one shard and across shards, that gives what its rows give."""
-    from snapshot.manifest import PACKED_REVISION, meta
+    from sitemap_keeper.snapshot.manifest import PACKED_REVISION, meta
 
     settings = Settings(data_dir=tmp_path / "data", database_url=database_url, allowed_hosts=(HOST,), max_urls=100,
                         max_bytes=20_000, workers=2)

@@ -11,9 +11,9 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from incremental.app import App
-from snapshot.serve import make_server, serve_in_thread
-from snapshot.settings import Settings
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.snapshot.serve import make_server, serve_in_thread
+from sitemap_keeper.snapshot.settings import Settings
 from tests.conftest import fresh_pg_database
 from tests.support import Model, http_fetch, read_site
 
@@ -75,7 +75,7 @@ def check(database_url: str, data_dir: Path, script: list[list[dict[str, object]
 
 
 def _roots(app: App) -> list[str]:
-    from snapshot.status import sitemap_lines
+    from sitemap_keeper.snapshot.status import sitemap_lines
 
     return sitemap_lines(app.manifest, app.router.current(), app.settings.base_url)
 

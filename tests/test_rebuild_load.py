@@ -12,8 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import MetaData, Table, select
 
-from snapshot.document import InvalidDocument, check_key
-from snapshot.manifest import SIZE_BITS, DocumentRun, Manifest, _json_rows, _sqlite_json, connect, documents
+from sitemap_keeper.snapshot.document import InvalidDocument, check_key
+from sitemap_keeper.snapshot.manifest import (
+    SIZE_BITS,
+    DocumentRun,
+    Manifest,
+    _json_rows,
+    _sqlite_json,
+    connect,
+    documents,
+)
 
 LARGEST_CODED_VERSION = (1 << (63 - SIZE_BITS)) - 2  # (version + 1) << SIZE_BITS is still below 2**63
 RUNS: list[DocumentRun] = [

@@ -16,10 +16,10 @@ from typing import Any
 import orjson
 import pytest
 
-from incremental.app import App
-from snapshot.manifest import Manifest, RebuildRunning
-from snapshot.rebuild import Rebuilder, row_chunks
-from snapshot.settings import Settings
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.snapshot.manifest import Manifest, RebuildRunning
+from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
+from sitemap_keeper.snapshot.settings import Settings
 from tests.service_helpers import HOST, ServiceProcess, event, manifest_versions, service_env, wait_for
 from tests.support import cli
 

@@ -9,13 +9,13 @@ from typing import Any
 
 import orjson
 
-from incremental.app import App
-from incremental.leader import Leader
-from incremental.metrics import Metrics
-from incremental.offsets import OffsetStore
-from incremental.scheduler import Timers
-from snapshot.manifest import Manifest
-from snapshot.settings import Settings
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.incremental.leader import Leader
+from sitemap_keeper.incremental.metrics import Metrics
+from sitemap_keeper.incremental.offsets import OffsetStore
+from sitemap_keeper.incremental.scheduler import Timers
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.settings import Settings
 from tests.service_helpers import (
     BASE,
     HOST,

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from snapshot.routers import open_router
-from snapshot.routers.base import RouterConflict, RouterError
-from snapshot.routers.httproute import HTTPRouteRouter
-from snapshot.routers.ingress import IngressRouter
-from snapshot.routers.kube import api_client
-from snapshot.settings import Settings
-from snapshot.stores.s3 import Backoff, Layout
+from sitemap_keeper.snapshot.routers import open_router
+from sitemap_keeper.snapshot.routers.base import RouterConflict, RouterError
+from sitemap_keeper.snapshot.routers.httproute import HTTPRouteRouter
+from sitemap_keeper.snapshot.routers.ingress import IngressRouter
+from sitemap_keeper.snapshot.routers.kube import api_client
+from sitemap_keeper.snapshot.settings import Settings
+from sitemap_keeper.snapshot.stores.s3 import Backoff, Layout
 from tests.services.kube import KubeAPIServer
 
 NS = "web"

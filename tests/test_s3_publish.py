@@ -19,16 +19,16 @@ from typing import Any
 import orjson
 import pytest
 
-from incremental.app import App
-from snapshot import generation
-from snapshot.prune import prune
-from snapshot.rebuild import Rebuilder, row_chunks
-from snapshot.routers.base import RouterError
-from snapshot.routers.ingress import IngressRouter
-from snapshot.settings import Settings
-from snapshot.stores.base import StoreError
-from snapshot.stores.s3 import Backoff, Layout, S3Store
-from snapshot.verify import verify_generation
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.snapshot import generation
+from sitemap_keeper.snapshot.prune import prune
+from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
+from sitemap_keeper.snapshot.routers.base import RouterError
+from sitemap_keeper.snapshot.routers.ingress import IngressRouter
+from sitemap_keeper.snapshot.settings import Settings
+from sitemap_keeper.snapshot.stores.base import StoreError
+from sitemap_keeper.snapshot.stores.s3 import Backoff, Layout, S3Store
+from sitemap_keeper.snapshot.verify import verify_generation
 from tests.conftest import fresh_pg_database
 from tests.services.faultproxy import FaultProxy
 from tests.services.kube import KubeAPIServer

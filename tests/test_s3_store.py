@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from minio.deleteobjects import DeleteError
 
-from snapshot import generation
-from snapshot.settings import Settings
-from snapshot.stores import open_store
-from snapshot.stores.base import ObjectInfo, StoreError, md5_hex
-from snapshot.stores.s3 import Backoff, Layout, S3Store
+from sitemap_keeper.snapshot import generation
+from sitemap_keeper.snapshot.settings import Settings
+from sitemap_keeper.snapshot.stores import open_store
+from sitemap_keeper.snapshot.stores.base import ObjectInfo, StoreError, md5_hex
+from sitemap_keeper.snapshot.stores.s3 import Backoff, Layout, S3Store
 from tests.services.faultproxy import FaultProxy
 from tests.services.s3 import MotoS3Server, RcloneS3Server, S3Server
 

@@ -12,18 +12,18 @@ import pytest
 from sqlalchemy import Connection
 from sqlalchemy.exc import OperationalError
 
-from incremental import service as service_module
-from incremental.app import App
-from incremental.apply import Applier, Prepared
-from incremental.leader import Leader, LeaseLeader, open_leader
-from incremental.offsets import OffsetConflict, OffsetStore
-from incremental.service import Service
-from incremental.sources.follow import FileFollower
-from snapshot.document import Rules
-from snapshot.limits import Limits
-from snapshot.manifest import Counts as CountsType
-from snapshot.manifest import Manifest
-from snapshot.settings import Settings
+from sitemap_keeper.incremental import service as service_module
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.incremental.apply import Applier, Prepared
+from sitemap_keeper.incremental.leader import Leader, LeaseLeader, open_leader
+from sitemap_keeper.incremental.offsets import OffsetConflict, OffsetStore
+from sitemap_keeper.incremental.service import Service
+from sitemap_keeper.incremental.sources.follow import FileFollower
+from sitemap_keeper.snapshot.document import Rules
+from sitemap_keeper.snapshot.limits import Limits
+from sitemap_keeper.snapshot.manifest import Counts as CountsType
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.settings import Settings
 from tests.service_helpers import (
     HOST,
     MALFORMED,

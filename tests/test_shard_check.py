@@ -10,12 +10,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from incremental.app import App
-from snapshot.limits import Limits
-from snapshot.publish import render_shard
-from snapshot.render import PIECE, SHARD_OVERHEAD, URLSET_CLOSE, URLSET_OPEN, gzip_pieces, shard_pieces
-from snapshot.settings import Settings
-from snapshot.verify import ShardCheck, VerificationError, check_shard
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.snapshot.limits import Limits
+from sitemap_keeper.snapshot.publish import render_shard
+from sitemap_keeper.snapshot.render import PIECE, SHARD_OVERHEAD, URLSET_CLOSE, URLSET_OPEN, gzip_pieces, shard_pieces
+from sitemap_keeper.snapshot.settings import Settings
+from sitemap_keeper.snapshot.verify import ShardCheck, VerificationError, check_shard
 
 HOST = "librer.io"
 

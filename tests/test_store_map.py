@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from snapshot.stores.local import LocalStore
+from sitemap_keeper.snapshot.stores.local import LocalStore
 
 N = 120  # well past the parallel window of 2 x parallelism
 

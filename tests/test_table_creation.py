@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.exc import OperationalError
 
-from incremental.offsets import OffsetStore
-from snapshot.manifest import Manifest, connect
-from snapshot.rebuild import Rebuilder, row_chunks
-from snapshot.settings import Settings
+from sitemap_keeper.incremental.offsets import OffsetStore
+from sitemap_keeper.snapshot.manifest import Manifest, connect
+from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
+from sitemap_keeper.snapshot.settings import Settings
 from tests.service_helpers import HOST
 from tests.service_helpers import event as change
 

@@ -3,6 +3,7 @@ pool starts without each worker importing SQLAlchemy and the rest again."""
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import subprocess
 import sys
@@ -10,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-import snapshot
-from snapshot.workers import PRELOAD, worker_pool
+import sitemap_keeper
+from sitemap_keeper import snapshot
+from sitemap_keeper.snapshot.workers import PRELOAD, worker_pool
 
 # Evaluated in a worker by the builtin `eval`: unpickling it imports nothing, so it sees what the worker started with.
 LOADED = "sorted(name for name in {names!r} if name in __import__('sys').modules)"
@@ -25,11 +27,11 @@ def test_workers_start_with_the_product_imported() -> None:
 
 
 COMMAND = """
-from snapshot.workers import worker_pool
+from sitemap_keeper.snapshot.workers import worker_pool
 if __name__ == "__main__":
-    import snapshot
+    from sitemap_keeper import snapshot
     with worker_pool(1) as pool:
-        print(snapshot.__file__, pool.submit(eval, "__import__('snapshot').__file__").result())
+        print(snapshot.__file__, pool.submit(eval, "__import__('sitemap_keeper.snapshot').snapshot.__file__").result())
 """
 
 
@@ -39,18 +41,24 @@ def test_workers_import_the_package_their_command_imported(tmp_path: Path, layou
     and imports PRELOAD before it takes the command's path. The workers must run the command's package all the
     same: the installed one for a console script run from a source checkout (the README's first command), the
     working directory's for `python -m` there."""
-    package = tmp_path / "snapshot"
+    package = tmp_path / "sitemap_keeper"
     if layout == "script":  # a checkout's tree in the working directory; the script's own directory comes first
-        package.mkdir()
+        (package / "snapshot").mkdir(parents=True)
         (package / "__init__.py").write_text("")
-        (package / "rebuild.py").write_text("raise SystemExit('the working directory's tree was imported')\n")
+        (package / "snapshot" / "__init__.py").write_text("")
+        decoy = "raise SystemExit('the working directory's tree was imported')\n"
+        (package / "snapshot" / "rebuild.py").write_text(decoy)
         (tmp_path / "bin").mkdir()
         (tmp_path / "bin" / "command.py").write_text(COMMAND)
         argv, expected = [str(tmp_path / "bin" / "command.py")], Path(snapshot.__file__)
     else:  # `python -m` puts the working directory first: its copy of the package is the command's
-        shutil.copytree(Path(snapshot.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
+        ignore = shutil.ignore_patterns("__pycache__")
+        shutil.copytree(Path(sitemap_keeper.__file__).parent, package, ignore=ignore)
+        for name in ("snapshot", "incremental"):  # laid out as installed: the repository's folders inside the package
+            folder = Path(str(importlib.import_module(f"sitemap_keeper.{name}").__file__)).parent
+            shutil.copytree(folder, package / name, ignore=ignore)
         (tmp_path / "command.py").write_text(COMMAND)
-        argv, expected = ["-m", "command"], package / "__init__.py"
+        argv, expected = ["-m", "command"], package / "snapshot" / "__init__.py"
     out = subprocess.run([sys.executable, *argv], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert [Path(p) for p in out.stdout.split()] == [expected, expected]

@@ -1,3 +1,3 @@
-from incremental.cli import main
+from sitemap_keeper.incremental.cli import main
 
 main()

@@ -4,10 +4,10 @@ import time
 
 import click
 
-from incremental.app import App
-from incremental.cli.options import option, with_app
-from snapshot.manifest import Counts, RebuildRunning
-from snapshot.sources import jsonl_lines
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.incremental.cli.options import option, with_app
+from sitemap_keeper.snapshot.manifest import Counts, RebuildRunning
+from sitemap_keeper.snapshot.sources import jsonl_lines
 
 
 @click.command("apply")

@@ -5,8 +5,8 @@ import time
 
 import click
 
-from incremental.app import App
-from incremental.cli.options import with_app
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.incremental.cli.options import with_app
 
 
 @click.command("dead-letters")

@@ -6,14 +6,14 @@ from typing import TypeVar
 
 import click
 
-from incremental.app import App
-from incremental.cli.options import option, with_app
-from incremental.cli.serve import serve_until_interrupted
-from snapshot import synthetic
-from snapshot.prune import prune
-from snapshot.rebuild import Rebuilder
-from snapshot.sources import jsonl_chunks
-from snapshot.status import sitemap_lines
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.incremental.cli.options import option, with_app
+from sitemap_keeper.incremental.cli.serve import serve_until_interrupted
+from sitemap_keeper.snapshot import synthetic
+from sitemap_keeper.snapshot.prune import prune
+from sitemap_keeper.snapshot.rebuild import Rebuilder
+from sitemap_keeper.snapshot.sources import jsonl_chunks
+from sitemap_keeper.snapshot.status import sitemap_lines
 
 T = TypeVar("T")
 

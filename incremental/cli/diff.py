@@ -5,9 +5,9 @@ from collections.abc import Iterator
 
 import click
 
-from incremental.app import App
-from incremental.cli.options import with_app
-from snapshot import diff
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.incremental.cli.options import with_app
+from sitemap_keeper.snapshot import diff
 
 MARK = {"added": "+", "removed": "-", "changed": "~"}
 

@@ -8,14 +8,14 @@ from contextlib import contextmanager
 
 import click
 
-from snapshot.document import InvalidDocument
-from snapshot.manifest import PublishLockHeld, RebuildRunning
-from snapshot.publish import EmptyManifest, Refused
-from snapshot.rebuild import SourceShrank
-from snapshot.rollback import RollbackError
-from snapshot.routers.base import RouterError
-from snapshot.stores.base import StoreError
-from snapshot.verify import VerificationError
+from sitemap_keeper.snapshot.document import InvalidDocument
+from sitemap_keeper.snapshot.manifest import PublishLockHeld, RebuildRunning
+from sitemap_keeper.snapshot.publish import EmptyManifest, Refused
+from sitemap_keeper.snapshot.rebuild import SourceShrank
+from sitemap_keeper.snapshot.rollback import RollbackError
+from sitemap_keeper.snapshot.routers.base import RouterError
+from sitemap_keeper.snapshot.stores.base import StoreError
+from sitemap_keeper.snapshot.verify import VerificationError
 
 EXPECTED = (InvalidDocument, PublishLockHeld, RebuildRunning, EmptyManifest, Refused, SourceShrank, RollbackError,
             RouterError, StoreError, VerificationError, FileNotFoundError)

@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 
 import click
 
-from incremental.app import App
-from snapshot.limits import MAX_SHRINK
-from snapshot.settings import DEFAULT_BASE_URL, Settings
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.snapshot.limits import MAX_SHRINK
+from sitemap_keeper.snapshot.settings import DEFAULT_BASE_URL, Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 

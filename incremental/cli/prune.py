@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import click
 
-from incremental.app import App
-from incremental.cli.options import option, with_app
-from snapshot.prune import GRACE_SECONDS, prune
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.incremental.cli.options import option, with_app
+from sitemap_keeper.snapshot.prune import GRACE_SECONDS, prune
 
 
 @click.command("prune")

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import click
 
-from incremental.app import App
-from incremental.cli.options import with_app
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.incremental.cli.options import with_app
 
 
 @click.command("publish")

@@ -5,11 +5,11 @@ import time
 
 import click
 
-from incremental.app import App
-from incremental.cli.options import option, with_app
-from incremental.cli.progress import Progress
-from snapshot.rebuild import Rebuilder, row_chunks
-from snapshot.sources import jsonl_chunks, sql_rows
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.incremental.cli.options import option, with_app
+from sitemap_keeper.incremental.cli.progress import Progress
+from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
+from sitemap_keeper.snapshot.sources import jsonl_chunks, sql_rows
 
 
 @click.command("rebuild")

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import click
 
-from incremental.app import App
-from incremental.cli.options import option, with_app
-from incremental.cli.run import announce, batch_size_option, keep_option, stop_on_signals
-from incremental.replay import Replay, ReplayError, parse_since
-from incremental.service import open_service, tune_gc
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.incremental.cli.options import option, with_app
+from sitemap_keeper.incremental.cli.run import announce, batch_size_option, keep_option, stop_on_signals
+from sitemap_keeper.incremental.replay import Replay, ReplayError, parse_since
+from sitemap_keeper.incremental.service import open_service, tune_gc
 
 
 @click.command("replay")

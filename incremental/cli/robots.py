@@ -4,9 +4,9 @@ from urllib.parse import urlsplit
 
 import click
 
-from incremental.app import App
-from incremental.cli.options import with_app
-from snapshot.status import sitemap_lines
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.incremental.cli.options import with_app
+from sitemap_keeper.snapshot.status import sitemap_lines
 
 
 @click.command("robots")

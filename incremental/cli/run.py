@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from incremental.app import App
-from incremental.cli.options import option, with_app
-from incremental.service import BATCH_SIZE, open_service, tune_gc
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.incremental.cli.options import option, with_app
+from sitemap_keeper.incremental.service import BATCH_SIZE, open_service, tune_gc
 
 batch_size_option = option("--batch-size", type=int, default=BATCH_SIZE, help="Most events in one transaction.")
 keep_option = option("--keep", type=int, default=3, help="Generations the prune timer keeps, live included.")

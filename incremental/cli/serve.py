@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import click
 
-from incremental.app import App
-from incremental.cli.options import option, with_app
-from snapshot.serve import make_server
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.incremental.cli.options import option, with_app
+from sitemap_keeper.snapshot.serve import make_server
 
 
 def serve_until_interrupted(app: App, host: str, port: int) -> None:

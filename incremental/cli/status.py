@@ -4,9 +4,9 @@ import json
 
 import click
 
-from incremental.app import App
-from incremental.cli.options import with_app
-from snapshot.status import status
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.incremental.cli.options import with_app
+from sitemap_keeper.snapshot.status import status
 
 
 @click.command("status")

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import click
 
-from incremental.app import App
-from incremental.cli.options import with_app
-from snapshot.verify import verify_generation
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.incremental.cli.options import with_app
+from sitemap_keeper.snapshot.verify import verify_generation
 
 
 @click.command("verify")

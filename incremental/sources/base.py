@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from incremental.offsets import Position
+from sitemap_keeper.incremental.offsets import Position
 
 
 @dataclass(slots=True)

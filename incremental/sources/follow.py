@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
-from incremental.offsets import OffsetStore, Position
-from incremental.sources.base import Batch, EventSource
+from sitemap_keeper.incremental.offsets import OffsetStore, Position
+from sitemap_keeper.incremental.sources.base import Batch, EventSource
 
 
 class FileFollower(EventSource):

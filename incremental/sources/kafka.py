@@ -25,9 +25,9 @@ from kafka.errors import KafkaError
 from kafka.record.util import crc32c_c
 from kafka.structs import OffsetAndMetadata
 
-from incremental.offsets import OffsetStore, Position
-from incremental.sources.base import Batch, EventSource
-from snapshot.settings import Settings
+from sitemap_keeper.incremental.offsets import OffsetStore, Position
+from sitemap_keeper.incremental.sources.base import Batch, EventSource
+from sitemap_keeper.snapshot.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from kubernetes import client as k8s
 
-from snapshot.routers.base import RouterError
-from snapshot.routers.kube import REQUEST_TIMEOUT, KubeRouter, ObjectRef, layout_and_client
-from snapshot.stores.s3 import Backoff, Layout
+from sitemap_keeper.snapshot.routers.base import RouterError
+from sitemap_keeper.snapshot.routers.kube import REQUEST_TIMEOUT, KubeRouter, ObjectRef, layout_and_client
+from sitemap_keeper.snapshot.stores.s3 import Backoff, Layout
 
 if TYPE_CHECKING:
-    from snapshot.settings import Settings
+    from sitemap_keeper.snapshot.settings import Settings
 
 
 class HTTPRouteRouter(KubeRouter):

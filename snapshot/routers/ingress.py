@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubernetes import client as k8s
 
-from snapshot.routers.kube import (
+from sitemap_keeper.snapshot.routers.kube import (
     MERGE_PATCH,
     REQUEST_TIMEOUT,
     KubeRouter,
@@ -23,10 +23,10 @@ from snapshot.routers.kube import (
     layout_and_client,
     settings_errors,
 )
-from snapshot.stores.s3 import Backoff, Layout
+from sitemap_keeper.snapshot.stores.s3 import Backoff, Layout
 
 if TYPE_CHECKING:
-    from snapshot.settings import Settings
+    from sitemap_keeper.snapshot.settings import Settings
 
 EXAMPLE_ID = "20240101-000000-000-0000"
 

@@ -26,11 +26,11 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config import ConfigException, incluster_config, load_kube_config
 
-from snapshot.routers.base import Router, RouterConflict, RouterError
-from snapshot.stores.s3 import Backoff, Layout
+from sitemap_keeper.snapshot.routers.base import Router, RouterConflict, RouterError
+from sitemap_keeper.snapshot.stores.s3 import Backoff, Layout
 
 if TYPE_CHECKING:
-    from snapshot.settings import Settings
+    from sitemap_keeper.snapshot.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

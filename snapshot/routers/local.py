@@ -6,7 +6,7 @@ import os
 import secrets
 from pathlib import Path
 
-from snapshot.routers.base import Router, RouterConflict
+from sitemap_keeper.snapshot.routers.base import Router, RouterConflict
 
 
 class LocalRouter(Router):

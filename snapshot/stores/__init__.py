@@ -4,21 +4,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from snapshot.stores.base import ObjectInfo, Store, StoreError, content_type
+from sitemap_keeper.snapshot.stores.base import ObjectInfo, Store, StoreError, content_type
 
 if TYPE_CHECKING:
-    from snapshot.settings import Settings
+    from sitemap_keeper.snapshot.settings import Settings
 
 __all__ = ["ObjectInfo", "Store", "StoreError", "content_type", "open_store"]
 
 
 def open_store(settings: Settings) -> Store:
     if settings.storage == "local":
-        from snapshot.stores.local import LocalStore
+        from sitemap_keeper.snapshot.stores.local import LocalStore
 
         return LocalStore(settings.data_dir)
     if settings.storage == "s3":
-        from snapshot.stores.s3 import S3Store
+        from sitemap_keeper.snapshot.stores.s3 import S3Store
 
         return S3Store.from_settings(settings)
     raise ValueError(f"storage must be 'local' or 's3', got {settings.storage!r}")

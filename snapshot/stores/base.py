@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
-from snapshot.bounded import bounded_map
+from sitemap_keeper.snapshot.bounded import bounded_map
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -8,7 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
-from snapshot.stores.base import ObjectInfo, Store, md5_hex
+from sitemap_keeper.snapshot.stores.base import ObjectInfo, Store, md5_hex
 
 
 class LocalStore(Store):

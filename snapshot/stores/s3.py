@@ -26,11 +26,11 @@ from minio.commonconfig import CopySource
 from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 
-from snapshot import generation
-from snapshot.stores.base import ObjectInfo, Store, StoreError, content_type, md5_hex
+from sitemap_keeper.snapshot import generation
+from sitemap_keeper.snapshot.stores.base import ObjectInfo, Store, StoreError, content_type, md5_hex
 
 if TYPE_CHECKING:
-    from snapshot.settings import Settings
+    from sitemap_keeper.snapshot.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import orjson
 
-from snapshot.publish import STEPS
+from sitemap_keeper.snapshot.publish import STEPS
 from tests.harness.deployments import DATABASES, HOST, STORES, Deployment, deployment
 from tests.harness.served import Tally, compare
 from tests.support import Model, cli
@@ -213,7 +213,7 @@ class Harness:
             delay = kill.fraction * self.durations.get(phase, 1.0)
         self.point = f"point {self.result.kills + 1} ({phase} {kill.describe(delay)})"
         with open(self.tmp / "killed.log", "wb") as err:
-            proc = subprocess.Popen([sys.executable, "-m", "incremental.cli", *args], env=env,
+            proc = subprocess.Popen([sys.executable, "-m", "sitemap_keeper", *args], env=env,
                                     stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
             try:
                 rc = self.wait_and_kill(proc, phase, delay, allowed)

@@ -115,7 +115,7 @@ def deployment(db: str, store: str, tmp: Path) -> Iterator[Deployment]:
 
 def _local(name: str, env: dict[str, str], tmp: Path) -> Iterator[Deployment]:
     log = tmp / "serve.log"
-    serve = ManagedProcess([sys.executable, "-m", "incremental.cli", "serve", "--port", "0"], log,
+    serve = ManagedProcess([sys.executable, "-m", "sitemap_keeper", "serve", "--port", "0"], log,
                            env={**os.environ, **env})
     serve.start()
     try:

@@ -29,8 +29,8 @@ from typing import Any
 import orjson
 from minio.error import InvalidResponseError, S3Error
 
-from incremental.app import App
-from snapshot.manifest import Manifest
+from sitemap_keeper.incremental.app import App
+from sitemap_keeper.snapshot.manifest import Manifest
 from tests.services.faultproxy import FaultAction, FaultProxy
 from tests.services.kube import KubeAPIServer, _Response, status_object
 from tests.services.ports import unique_name

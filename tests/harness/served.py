@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 
 from lxml import etree
 
-from snapshot import naming
+from sitemap_keeper.snapshot import naming
 from tests.support import NS, read_site, validate
 
 # fetch(name) -> (body, the generation it came from)
