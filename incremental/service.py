@@ -78,7 +78,8 @@ class Service:
         """What this process knows beyond the manifest, for the status page (read from the server's thread)."""
         ready, why = self.ready()
         return {"ready": ready, "readiness": why, "lag": self.source.lag, "leader": self.leader.is_leader(),
-                "paused_for_rebuild": self.paused, "main_loop_turned_seconds_ago": time.monotonic() - self.beat,
+                "paused_for_rebuild": self.paused,
+                "since_main_loop_turned_seconds": time.monotonic() - self.beat,
                 "applied_this_run": self.total.applied, "stale_this_run": self.total.stale,
                 "rejected_this_run": self.total.rejected}
 

@@ -79,6 +79,8 @@ def inflated(data: bytes) -> Iterator[bytes]:
         yield inflate.decompress(pending, _CHUNK)
         pending = inflate.unconsumed_tail
     yield inflate.flush()
+    if not inflate.eof:
+        raise NotASitemap("not a readable gzip file: it ends before its last block")
 
 
 class _Reader:
