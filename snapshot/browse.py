@@ -7,6 +7,8 @@ extension) becomes a `Field`: its path of prefixed names, as the file declares t
 
 from __future__ import annotations
 
+import gzip
+import io
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -69,18 +71,12 @@ class FilePage:
 
 def inflated(data: bytes) -> Iterator[bytes]:
     """The file's bytes in blocks, gunzipped if they are gzip; never the whole content at once."""
-    if not data.startswith(b"\x1f\x8b"):
-        for i in range(0, len(data), _CHUNK):
-            yield data[i:i + _CHUNK]
-        return
-    inflate = zlib.decompressobj(wbits=31)
-    pending = data
-    while pending:
-        yield inflate.decompress(pending, _CHUNK)
-        pending = inflate.unconsumed_tail
-    yield inflate.flush()
-    if not inflate.eof:
-        raise NotASitemap("not a readable gzip file: it ends before its last block")
+    stream = gzip.GzipFile(fileobj=io.BytesIO(data)) if data.startswith(b"\x1f\x8b") else io.BytesIO(data)
+    try:
+        while block := stream.read(_CHUNK):
+            yield block
+    except EOFError:
+        raise NotASitemap("not a readable gzip file: it ends before its last block") from None
 
 
 class _Reader:
@@ -174,7 +170,7 @@ def read_page(data: bytes, first: int, size: int) -> FilePage:
         parser.Parse(b"", True)
     except expat.ExpatError as exc:
         raise NotASitemap(f"not well-formed XML: {exc}") from None
-    except zlib.error as exc:
+    except (zlib.error, gzip.BadGzipFile) as exc:
         raise NotASitemap(f"not a readable gzip file: {exc}") from None
     if reader.kind is None:
         raise NotASitemap("the file is empty")
