@@ -14,6 +14,7 @@ for how hostile text is kept text.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler
 from typing import Any, NamedTuple
@@ -28,6 +29,8 @@ from sitemap_keeper.snapshot.manifest import FileRecord, Generation, Manifest, d
 from sitemap_keeper.snapshot.routers.base import Router
 from sitemap_keeper.snapshot.status import status
 from sitemap_keeper.snapshot.stores.base import Store
+
+log = logging.getLogger(__name__)
 
 STATUS_PATH = "/_status"
 VIEW_PATH = "/_view/"
@@ -89,6 +92,13 @@ class Pages:
     def respond(self, raw_path: str) -> Response | None:
         if not self.handles(raw_path):
             return None
+        try:
+            return self._respond(raw_path)
+        except Exception as exc:  # the manifest, store or router failing: one line on the page, not a dropped request
+            log.warning("page %s failed: %s: %s", raw_path.split("?", 1)[0], exc.__class__.__name__, exc)
+            return _error(503, f"the page could not be built: {exc.__class__.__name__} (the log says more)")
+
+    def _respond(self, raw_path: str) -> Response:
         parts = urlsplit(raw_path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         if parts.path == STATUS_PATH:

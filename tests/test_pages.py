@@ -25,8 +25,11 @@ from lxml import html as lxml_html
 
 from sitemap_keeper.snapshot.browse import NotASitemap, read_page
 from sitemap_keeper.snapshot.html import link
-from sitemap_keeper.snapshot.manifest import Generation
-from sitemap_keeper.snapshot.pages import PER_PAGE, file_body
+from sitemap_keeper.snapshot.manifest import Generation, Manifest
+from sitemap_keeper.snapshot.pages import PER_PAGE, Pages, file_body
+from sitemap_keeper.snapshot.routers.base import RouterError
+from sitemap_keeper.snapshot.routers.local import LocalRouter
+from sitemap_keeper.snapshot.stores.local import LocalStore
 from tests import browser
 from tests.service_helpers import ServiceProcess, service_env, wait_for
 from tests.support import NS, cli, http_fetch, read_site
@@ -372,3 +375,23 @@ def test_index_view_in_a_browser(browsed: tuple[Served, Path]) -> None:
     views = [a.get("href") for a in dom.xpath('//table[@id="entries"]//a[text()="view"]')]
     assert [v.split("?")[0] for v in views] == [f"/_view/sitemap-{n}.xml.gz"
                                                  for n in ("authors-1", "books-1", "books-2")]
+
+
+def test_a_failing_router_gives_a_one_line_503(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(LocalRouter):
+        def current(self) -> str | None:
+            raise RouterError("the Kubernetes API said 403")  # a fault injected where the real router fails
+
+    manifest = Manifest.open(f"sqlite:///{tmp_path / 'manifest.db'}")
+    manifest.create()
+    try:
+        pages = Pages(manifest, LocalStore(tmp_path / "generations"), Broken(tmp_path), BASE)
+        for path in ("/_status", "/_view/sitemap.xml"):
+            page = pages.respond(path)
+            assert page is not None and page.status == 503, path
+            message = lxml_html.fromstring(page.body).xpath('//p[@id="error"]')[0].text_content()
+            assert message == "the page could not be built: RouterError (the log says more)"
+        assert "RouterError: the Kubernetes API said 403" in caplog.text
+        assert pages.respond("/sitemap.xml") is None  # not a page: the caller's own path
+    finally:
+        manifest.close()
