@@ -62,7 +62,7 @@ NEWS_VIDEO = """<?xml version="1.0" encoding="UTF-8"?>
   <video:player_loc allow_embed="yes">https://librer.io/player</video:player_loc></video:video>
  <odd xmlns="urn:x-odd">thing</odd>
 </url>
-<url><loc>https://librer.io/b</loc></url>
+<url><loc>javascript:alert(4)</loc></url>
 </urlset>
 """
 
@@ -91,7 +91,7 @@ def test_every_child_of_url_is_read() -> None:
         ("video:video/video:player_loc", "https://librer.io/player", (("allow_embed", "yes"),)),
         ("odd", "thing", ()),  # its default namespace is declared without a prefix
     ]
-    assert page.entries[1].simple == {"loc": "https://librer.io/b"} and not page.entries[1].fields
+    assert page.entries[1].simple == {"loc": "javascript:alert(4)"} and not page.entries[1].fields
 
 
 def test_pages_match_lxml() -> None:
@@ -134,6 +134,8 @@ def test_other_fields_render_as_text() -> None:
     assert {b.text_content() for b in doc.xpath("//b")} == {f.path for f in page.entries[0].fields}
     assert not doc.xpath("//script")
     assert doc.xpath('//li[contains(., "title: <script>alert(1)</script>")]')
+    assert rows[1].xpath("td[2]")[0].text_content() == "javascript:alert(4)"  # shown, but not as a link
+    assert [a.get("href") for a in doc.xpath("//a") if not a.get("href").startswith(("https:", "/"))] == []
 
 
 def test_links_only_to_our_paths_and_http() -> None:
