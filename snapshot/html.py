@@ -29,7 +29,8 @@ table { border-collapse: collapse; margin: .4em 0; }
 th, td { border: 1px solid #c8c8c8; padding: .25em .5em; text-align: left; vertical-align: top; }
 th { background: #e8eef6; } tbody tr:nth-child(even) { background: #f6f6f6; }
 td { overflow-wrap: anywhere; max-width: 40em; } .num { text-align: right; font-variant-numeric: tabular-nums; }
-.muted { color: #666; } nav a { margin-right: 1em; } ul.plain { margin: 0; padding-left: 1.1em; }
+.muted { color: #666; } .nowrap { white-space: nowrap; } nav a, nav span { margin-right: 1em; }
+ul.plain { margin: 0; padding-left: 1.1em; }
 """
 
 

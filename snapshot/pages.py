@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from sqlalchemy import select
 
-from sitemap_keeper.snapshot import diff
+from sitemap_keeper.snapshot import diff, naming
 from sitemap_keeper.snapshot.browse import Entry, FilePage, NotASitemap, read_page
 from sitemap_keeper.snapshot.html import HEADERS, any_value, document, esc, link, scalar, table, title_case, when
 from sitemap_keeper.snapshot.manifest import FileRecord, Generation, Manifest, dead_letters
@@ -245,7 +245,9 @@ def files_body(gen: Generation, files: dict[str, FileRecord]) -> str:
 
 
 def _file_order(f: FileRecord) -> tuple[int, str, int, str]:
-    return (0 if f.shard_no is None else 1, f.section or "", f.shard_no or 0, f.name)
+    """Root indexes, then section indexes, then shards by section and number."""
+    kind = 0 if naming.is_root_index(f.name) else 1 if f.shard_no is None else 2
+    return (kind, f.section or "", f.shard_no or 0, f.name)
 
 
 def file_body(gen: Generation, files: dict[str, FileRecord], name: str, found: FilePage, page: int,
@@ -271,14 +273,14 @@ def _pager(name: str, gen_id: str, page: int, pages: int) -> str:
         return ""
     links = [("first", 1), ("previous", page - 1), ("next", page + 1), ("last", pages)]
     return "<nav>" + "".join(link(view_href(name, gen_id, n), text) if 1 <= n <= pages and n != page
-                             else f'<span class="muted">{text}</span> ' for text, n in links) + "</nav>"
+                             else f'<span class="muted">{text}</span>' for text, n in links) + "</nav>"
 
 
 def _index_row(e: Entry, files: dict[str, FileRecord], gen_id: str) -> tuple[str, ...]:
     loc = e.simple.get("loc", "")
     child = loc.rsplit("/", 1)[-1]
     view = f' ({link(view_href(child, gen_id), "view")})' if child in files else ""
-    return (esc(e.number), link(loc, loc) + view, esc(e.simple.get("lastmod", "")))
+    return (esc(e.number), link(loc, loc) + view, _nowrap(e.simple.get("lastmod", "")))
 
 
 def _url_row(e: Entry) -> tuple[str, ...]:
@@ -290,9 +292,13 @@ def _url_row(e: Entry) -> tuple[str, ...]:
     fields = "".join(f"<li><b>{esc(f.path)}</b>"
                      + "".join(f' <span class="muted">[{esc(k)}={esc(v)}]</span>' for k, v in f.attributes)
                      + f": {esc(f.value)}</li>" for f in e.fields)
-    return (esc(e.number), link(s.get("loc", ""), s.get("loc", "")), esc(s.get("lastmod", "")),
+    return (esc(e.number), link(s.get("loc", ""), s.get("loc", "")), _nowrap(s.get("lastmod", "")),
             esc(s.get("changefreq", "")), esc(s.get("priority", "")), _list(images), _list(alternates),
             _list(fields))
+
+
+def _nowrap(text: str) -> str:
+    return f'<span class="nowrap">{esc(text)}</span>'
 
 
 def _list(items: str) -> str:
