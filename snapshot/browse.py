@@ -10,9 +10,11 @@ from __future__ import annotations
 import gzip
 import io
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from xml.parsers import expat
+
+from sitemap_keeper.snapshot.render import URLSET_CLOSE, URLSET_OPEN
 
 SM = "http://www.sitemaps.org/schemas/sitemap/0.9"
 IMAGE = "http://www.google.com/schemas/sitemap-image/1.1"
@@ -156,16 +158,22 @@ def read_page(data: bytes, first: int, size: int) -> FilePage:
 
     NotASitemap when it is neither a urlset nor a sitemapindex or is not well-formed XML.
     """
+    own = _own_page(data, first, size)
+    if own is not None:
+        return own
+    return _parsed_page(inflated(data), first, size)
+
+
+def _parsed_page(blocks: Iterable[bytes], first: int, size: int) -> FilePage:
     reader = _Reader(first, size)
     parser = expat.ParserCreate(namespace_separator=" ")
     parser.buffer_text = True
-    parser.ordered_attributes = False
     parser.StartNamespaceDeclHandler = reader.namespace
     parser.StartElementHandler = reader.start
     parser.EndElementHandler = reader.end
     parser.CharacterDataHandler = reader.data
     try:
-        for block in inflated(data):
+        for block in blocks:
             parser.Parse(block, False)
         parser.Parse(b"", True)
     except expat.ExpatError as exc:
@@ -175,3 +183,39 @@ def read_page(data: bytes, first: int, size: int) -> FilePage:
     if reader.kind is None:
         raise NotASitemap("the file is empty")
     return FilePage(reader.kind, reader.total, reader.entries)
+
+
+_OWN_OPEN, _OWN_CLOSE = URLSET_OPEN.encode(), URLSET_CLOSE.encode()
+
+
+def _own_page(data: bytes, first: int, size: int) -> FilePage | None:
+    """read_page for a shard snapshot.render wrote (its header, then one <url> a line, then its footer): the
+    lines are counted in C and only the page's lines are parsed. None for any other file, or any line that
+    is not one whole <url> (render escapes every `<` in text, so a line holds `<url>` once or not at all)."""
+    count, rest, text, started = 0, b"", b"", False
+    page: list[bytes] = []
+    for block in inflated(data):
+        text = rest + block
+        if not started:
+            if len(text) < len(_OWN_OPEN):
+                rest = text
+                continue
+            if not text.startswith(_OWN_OPEN):
+                return None
+            text, started = text[len(_OWN_OPEN):], True
+        cut = text.rfind(b"\n") + 1
+        whole, rest = text[:cut], text[cut:]
+        lines = whole.count(b"\n")
+        if not rest and whole.endswith(_OWN_CLOSE):
+            whole, lines = whole[:-len(_OWN_CLOSE)], lines - 1
+        if whole.count(b"<url>") != lines or _OWN_CLOSE in whole:
+            return None
+        if count < first + size and count + lines > first:
+            page += whole.split(b"\n")[max(0, first - count):min(lines, first + size - count)]
+        count += lines
+    if not started or rest or not text.endswith(_OWN_CLOSE):
+        return None
+    found = _parsed_page([_OWN_OPEN, *(line + b"\n" for line in page), _OWN_CLOSE], 0, size)
+    for entry in found.entries:
+        entry.number += first
+    return FilePage("urlset", count, found.entries)

@@ -23,10 +23,12 @@ import pytest
 from lxml import etree
 from lxml import html as lxml_html
 
-from sitemap_keeper.snapshot.browse import NotASitemap, read_page
+from sitemap_keeper.snapshot.browse import NotASitemap, _own_page, _parsed_page, inflated, read_page
+from sitemap_keeper.snapshot.document import Alternate, Image
 from sitemap_keeper.snapshot.html import link
 from sitemap_keeper.snapshot.manifest import Generation, Manifest
 from sitemap_keeper.snapshot.pages import PER_PAGE, Pages, file_body
+from sitemap_keeper.snapshot.render import URLSET_CLOSE, URLSET_OPEN, fragment
 from sitemap_keeper.snapshot.routers.base import RouterError
 from sitemap_keeper.snapshot.routers.local import LocalRouter
 from sitemap_keeper.snapshot.stores.local import LocalStore
@@ -106,6 +108,26 @@ def test_pages_match_lxml() -> None:
             seen += [(e.simple["loc"], e.simple.get("lastmod")) for e in page.entries]
         assert seen == truth
     assert read_page(data, 1203, PER_PAGE).entries == []
+
+
+def own_shard(n: int, title: str = "t") -> bytes:
+    frags = [fragment(f"https://{HOST}/p/{i}?a=1&b=<{i}>", f"2024-06-{i % 28 + 1:02d}", None, None,
+                      [Image(f"https://cdn.{HOST}/{i}.jpg", None, f"{title} {i} {SCRIPT_TITLE}")],
+                      [Alternate("de", f"https://{HOST}/de/{i}")]) for i in range(n)]
+    return gzip.compress((URLSET_OPEN + "".join(frags) + URLSET_CLOSE).encode())
+
+
+@pytest.mark.parametrize("n", [0, 1, 499, 500, 501, 1203])
+def test_own_shards_read_line_by_line_as_expat_reads_them(n: int) -> None:
+    """A shard this service wrote is read by counting lines, parsing only the page's: the same as expat's
+    reading of the whole file, page by page; a line that is not one whole <url> sends it the long way."""
+    for title in ("t", "two\nlines"):
+        data = own_shard(n, title)
+        for first in range(0, max(n, 1) + PER_PAGE, PER_PAGE):
+            fast, slow = read_page(data, first, PER_PAGE), _parsed_page(inflated(data), first, PER_PAGE)
+            assert (fast.kind, fast.total, fast.entries) == (slow.kind, slow.total, slow.entries)
+            assert len(fast.entries) == max(0, min(PER_PAGE, n - first))
+        assert (_own_page(data, 0, PER_PAGE) is not None) == (title == "t" or n == 0)
 
 
 @pytest.mark.parametrize(("data", "why"), [
