@@ -1,8 +1,11 @@
 """One page of a published sitemap file, for a person to read: its entries from `first` to `first + size`.
 
-The file is decompressed and parsed as it streams (expat), once per request; only the entries of the page are
-kept, the others are counted. Every child of `<url>` this module has no column for (Google News, video, any
-extension) becomes a `Field`: its path of prefixed names, as the file declares the prefixes, and its text.
+The file is decompressed as it streams, once per request; only the entries of the page are kept, the others
+are counted. A shard this service wrote (one `<url>` a line) is counted by its lines and only the page's lines
+are parsed; any other file is parsed whole by expat.
+
+Every child of `<url>` this module has no column for (Google News, video, any extension) becomes a `Field`: its
+path of prefixed names, as the file declares the prefixes, and its text.
 """
 
 from __future__ import annotations
