@@ -1,4 +1,5 @@
-"""A tiny HTTP server for the probes and Prometheus: /healthz, /readyz and /metrics."""
+"""A tiny HTTP server for the probes and Prometheus: /healthz, /readyz and /metrics; and the pages for people
+(/_status, /_view/: snapshot/pages.py) when given them."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from sitemap_keeper.snapshot.pages import Pages, send_page
+
 log = logging.getLogger(__name__)
 
 Probe = Callable[[], tuple[bool, str]]
 
 
-def make_health_server(host: str, port: int, alive: Probe, ready: Probe, registry: CollectorRegistry
-                       ) -> ThreadingHTTPServer:
+def make_health_server(host: str, port: int, alive: Probe, ready: Probe, registry: CollectorRegistry,
+                       pages: Pages | None = None) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         server_version = "sitemaps"
 
@@ -28,6 +31,8 @@ def make_health_server(host: str, port: int, alive: Probe, ready: Probe, registr
                 ok, why = (alive if path == "/healthz" else ready)()
                 status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
                 self._send(status, (why + "\n").encode(), "text/plain; charset=utf-8")
+            elif pages is not None and (page := pages.respond(self.path)) is not None:
+                send_page(self, page)
             else:
                 self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
 

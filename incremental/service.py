@@ -30,6 +30,7 @@ from sitemap_keeper.incremental.sources.base import Batch, EventSource
 from sitemap_keeper.incremental.sources.follow import FileFollower
 from sitemap_keeper.incremental.sources.kafka import KafkaConfig, KafkaSource
 from sitemap_keeper.snapshot.manifest import Counts, RebuildRunning, dead_letters
+from sitemap_keeper.snapshot.pages import Pages
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,15 @@ class Service:
     def ready(self) -> tuple[bool, str]:
         return self.db_status if not self.db_status[0] else self.source.status
 
+    def process_state(self) -> dict[str, object]:
+        """What this process knows beyond the manifest, for the status page (read from the server's thread)."""
+        ready, why = self.ready()
+        return {"ready": ready, "readiness": why, "lag": self.source.lag, "leader": self.leader.is_leader(),
+                "paused_for_rebuild": self.paused,
+                "since_main_loop_turned_seconds": time.monotonic() - self.beat,
+                "applied_this_run": self.total.applied, "stale_this_run": self.total.stale,
+                "rejected_this_run": self.total.rejected}
+
     # -- the loop -------------------------------------------------------------------------------------------
 
     def stop(self) -> None:
@@ -83,8 +93,9 @@ class Service:
         """Consume until stop() (SIGTERM) or until `until()` is true; returns what was applied."""
         settings = self.app.settings
         self.app.publisher  # noqa: B018 - built here, not raced for by the timer thread
+        pages = Pages(self.app.manifest, self.app.store, self.app.router, settings.base_url, self.process_state)
         server = make_health_server(settings.http_host, settings.http_port if port is None else port,
-                                    self.alive, self.ready, self.metrics.registry)
+                                    self.alive, self.ready, self.metrics.registry, pages)
         if on_listen is not None:
             on_listen(server.server_port)
         if self.source.dead_letter_topic:

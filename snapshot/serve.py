@@ -7,14 +7,16 @@ import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from sitemap_keeper.snapshot.pages import Pages, send_page
 from sitemap_keeper.snapshot.routers.base import Router
 from sitemap_keeper.snapshot.stores.base import Store, content_type
 
 log = logging.getLogger(__name__)
 
 
-def make_server(store: Store, router: Router, base_path: str, host: str = "127.0.0.1", port: int = 8080
-                ) -> ThreadingHTTPServer:
+def make_server(store: Store, router: Router, base_path: str, host: str = "127.0.0.1", port: int = 8080,
+                pages: Pages | None = None) -> ThreadingHTTPServer:
+    """`pages`: also answer the pages for people (/_status, /_view/), which no published name can shadow."""
     prefix = base_path.rstrip("/") + "/"
 
     class Handler(BaseHTTPRequestHandler):
@@ -27,6 +29,9 @@ def make_server(store: Store, router: Router, base_path: str, host: str = "127.0
             self._serve(body=False)
 
         def _serve(self, body: bool) -> None:
+            if pages is not None and (page := pages.respond(self.path)) is not None:
+                send_page(self, page, body)
+                return
             path = self.path.split("?", 1)[0]
             name = path[len(prefix):] if path.startswith(prefix) else path.lstrip("/")
             live = router.current()
