@@ -11,6 +11,7 @@ import click
 
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.snapshot.limits import MAX_SHRINK
+from sitemap_keeper.snapshot.manifest import NoManifest
 from sitemap_keeper.snapshot.settings import DEFAULT_BASE_URL, Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -127,7 +128,13 @@ def option(name: str, *decls: str, **kwargs: Any) -> Callable[[F], F]:
                         **kwargs)
 
 
-def with_app(fn: F) -> F:
+def with_reader(fn: F) -> F:
+    """`with_app` for a command that only reads: the manifest is never created or changed, and where there
+    is none the command says so in one line (exit status 1)."""
+    return with_app(fn, read_only=True)
+
+
+def with_app(fn: F, read_only: bool = False) -> F:
     """Add the shared options to a command and hand it an `App` built from them."""
 
     @functools.wraps(fn)
@@ -137,9 +144,13 @@ def with_app(fn: F) -> F:
             settings = Settings(**values)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
-        app = App(settings)
+        app = App(settings, read_only)
         try:
+            if read_only:
+                app.manifest  # noqa: B018 - no manifest: say so before anything else is looked at
             return fn(app, *args, **kwargs)
+        except NoManifest as exc:
+            raise click.ClickException(str(exc)) from None
         finally:
             app.close()
 
