@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.service_helpers import BASE, HOST, ServiceProcess, service_env, wait_for
+from tests.service_helpers import HOST, ServiceProcess, service_env, wait_for
 from tests.services.kube import KubeAPIServer
 from tests.support import cli
 
@@ -59,6 +59,10 @@ def routed(tmp_path: Path, env: dict[str, str], kube: KubeAPIServer | None) -> s
     assert obj is not None
     bucket = (obj["metadata"].get("labels") or {}).get("bucket")
     return str(bucket).removeprefix("sitemaps-") if bucket else None
+
+
+def held_gauge(svc: ServiceProcess) -> dict[str, float]:
+    return {k: v for k, v in svc.metrics().items() if k.startswith("sitemaps_hold{") and v > 0}
 
 
 def status(env: dict[str, str]) -> dict[str, Any]:
@@ -151,9 +155,7 @@ def test_the_service_applies_but_does_not_publish_while_held_across_restarts(tmp
         svc = ServiceProcess(["run", "--follow", str(feed)], env, log)
         try:
             wait_for(lambda: "not publishing: the site is held" in log.read_text(), 30, "the held publish")
-            m = wait_for(lambda: {k: v for k, v in svc.metrics().items()
-                                  if k.startswith("sitemaps_hold{") and v > 0}, 30, "the hold gauge")
-            (name, since), = m.items()
+            (name, since), = wait_for(lambda s=svc: held_gauge(s), 30, "the hold gauge").items()
             assert 'by="bob"' in name and f'generation="{live}"' in name
             assert since == pytest.approx(status(env)["hold"]["since"])
             held_publishes = svc.metrics()['sitemaps_publishes_total{result="held"}']
