@@ -118,6 +118,22 @@ SHARED: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
+def extra_fields_option(fn: F) -> F:
+    """--extra-fields for the commands that read documents or events (apply, rebuild, run, replay): it sets
+    the App's settings before the command runs."""
+    opt = option("--extra-fields", type=click.Choice(["reject", "ignore"]), default="reject",
+                 help="A document or event field this version does not know (a misspelt `lastMod`): refuse it "
+                      "into the dead letters, naming the field (reject), or drop the field and accept the rest "
+                      "(ignore, for sources that carry more).")
+
+    @functools.wraps(fn)
+    def wrapper(app: App, *args: Any, extra_fields: str, **kwargs: Any) -> Any:
+        app.settings = app.settings.replace(extra_fields=extra_fields)
+        return fn(app, *args, **kwargs)
+
+    return opt(wrapper)  # type: ignore[return-value]
+
+
 def envvar(option: str) -> str:
     return "SITEMAPS_" + option.lstrip("-").replace("-", "_").upper()
 
