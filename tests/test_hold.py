@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,9 +14,13 @@ from typing import Any
 import orjson
 import pytest
 
+from sitemap_keeper.snapshot import hold
+from sitemap_keeper.snapshot.manifest import Manifest
 from tests.service_helpers import HOST, ServiceProcess, service_env, wait_for
+from tests.services.kafka import TansuBroker
 from tests.services.kube import KubeAPIServer
 from tests.support import cli
+from tests.test_kafka import kafka_env
 
 NS = "web"
 
@@ -176,3 +182,39 @@ def test_the_service_applies_but_does_not_publish_while_held_across_restarts(tmp
     finally:
         assert svc.stop()[0] == 0
     assert status(env)["dirty_shards"] == 0
+
+
+def test_hold_waits_for_a_publish_in_progress(tmp_path: Path) -> None:
+    """A publish that started before the hold cannot switch after it: `hold` takes the publish lock."""
+    env = {**service_env(tmp_path, f"sqlite:///{tmp_path / 'm.db'}"), "SITEMAPS_LOG_LEVEL": "WARNING"}
+    cli("rebuild", "--source", write_jsonl(tmp_path / "v1.jsonl", [doc(i, 1) for i in range(10)]), env=env)
+    manifest = Manifest.open(env["SITEMAPS_DATABASE_URL"])
+    try:
+        with manifest.publish_lock():  # a publish in progress
+            proc = subprocess.Popen([sys.executable, "-m", "sitemap_keeper", "hold"], env={**os.environ, **env},
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            assert proc.stderr is not None
+            assert "a publish is in progress: waiting" in proc.stderr.readline()
+            assert hold.current(manifest) is None and proc.poll() is None
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0 and out.startswith("held at generation")
+        assert hold.current(manifest) is not None
+    finally:
+        manifest.close()
+
+
+def test_a_replay_while_held_applies_the_topic_and_switches_nothing(kafka_broker: TansuBroker, new_topic: Any,
+                                                                    tmp_path: Path) -> None:
+    topic = new_topic(1)
+    env = {**kafka_env(tmp_path, f"sqlite:///{tmp_path / 'm.db'}", kafka_broker, topic),
+           "SITEMAPS_LOG_LEVEL": "WARNING"}
+    cli("rebuild", "--source", write_jsonl(tmp_path / "v1.jsonl", [doc(i, 1) for i in range(10)]), env=env)
+    live = routed(tmp_path, env, None)
+    cli("hold", env=env)
+    events = [doc(i, 5) for i in range(12)]
+    kafka_broker.produce(topic, [orjson.dumps(e) for e in events], [e["key"].encode() for e in events])
+    out = [line for line in cli("replay", "--exit", env=env).stdout.splitlines() if "/metrics" not in line]
+    assert out[0].startswith("replayed: applied 12,")
+    assert out[1].startswith("not publishing: the site is held") and len(out) == 2
+    assert routed(tmp_path, env, None) == live
+    assert status(env)["urls"] == 12  # the manifest is the topic's
