@@ -218,3 +218,18 @@ def test_a_replay_while_held_applies_the_topic_and_switches_nothing(kafka_broker
     assert out[1].startswith("not publishing: the site is held") and len(out) == 2
     assert routed(tmp_path, env, None) == live
     assert status(env)["urls"] == 12  # the manifest is the topic's
+
+
+def test_a_rollback_whose_switch_fails_leaves_the_hold_as_it_was(tmp_path: Path, kube_api: KubeAPIServer) -> None:
+    kube_api.seed_ingress("sitemaps", NS, path="/sitemaps(/|$)(.*)")
+    env = {**service_env(tmp_path, f"sqlite:///{tmp_path / 'm.db'}"), "SITEMAPS_LOG_LEVEL": "WARNING",
+           "SITEMAPS_ROUTER": "ingress", "SITEMAPS_KUBE_API": kube_api.url, "SITEMAPS_INGRESS_NAMESPACE": NS}
+    cli("rebuild", "--source", write_jsonl(tmp_path / "v1.jsonl", [doc(i, 1) for i in range(10)]), env=env)
+    cli("apply", write_jsonl(tmp_path / "v2.jsonl", [doc(i, 2) for i in range(3)]), env=env)
+    cli("publish", env=env)
+    live = routed(tmp_path, env, kube_api)
+    kube_api.fail_next(403, method="PATCH", times=10)
+    failed = cli("rollback", env=env, check=False)
+    assert failed.returncode == 1 and len(failed.stderr.strip().splitlines()) == 1, failed.stderr
+    assert routed(tmp_path, env, kube_api) == live
+    assert status(env)["hold"] is None  # not held at a generation that never went live
