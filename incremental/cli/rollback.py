@@ -19,7 +19,8 @@ from sitemap_keeper.snapshot.rollback import rollback
 @by_option
 @with_app
 def command(app: App, generation: str | None, hold: bool, reason: str | None, by: str | None) -> None:
-    """Switch the router back to GENERATION (default: the newest retained one before the live one)."""
+    """Switch the router back to GENERATION (default: the newest retained one before the live one), and hold
+    the site there until `sitemaps resume` (unless --no-hold)."""
     held = Hold(None, time.time(), by or operator(), reason or "rolled back") if hold else None
     previous, target = rollback(app.manifest, app.store, app.router, generation, app.settings.limits, held)
     if held is None:
