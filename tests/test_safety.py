@@ -12,6 +12,7 @@ import orjson
 import pytest
 from sqlalchemy import create_engine, inspect
 
+from sitemap_keeper.snapshot.manifest import Manifest, ReadOnly
 from tests.conftest import fresh_pg_database
 from tests.service_helpers import HOST, service_env
 from tests.support import cli
@@ -123,3 +124,15 @@ def test_readers_change_nothing_in_a_manifest(tmp_path: Path, database_url: str)
         files.pop(name, None)
         files_after.pop(name, None)
     assert files_after == files
+
+
+def test_a_manifest_opened_for_reading_refuses_every_write(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    Manifest.open(url).close()
+    reader = Manifest.open_existing(url)
+    try:
+        with pytest.raises(ReadOnly), reader.write():
+            pass
+        assert reader.shards() == []  # reads work
+    finally:
+        reader.close()
