@@ -14,11 +14,14 @@ from sitemap_keeper.snapshot.stores import Store, open_store
 
 
 class App:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, read_only: bool = False) -> None:
         self.settings = settings
+        self.read_only = read_only  # the manifest must exist, and is never created or changed (NoManifest)
 
     @cached_property
     def manifest(self) -> Manifest:
+        if self.read_only:
+            return Manifest.open_existing(self.settings.manifest_url)
         if self.settings.storage == "local" or self.settings.database_url is None:
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         return Manifest.open(self.settings.manifest_url)

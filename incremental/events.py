@@ -9,7 +9,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sitemap_keeper.snapshot.document import InvalidDocument, Rules, check_key, check_section, check_version, load_json
+from sitemap_keeper.snapshot.document import (
+    DOCUMENT_FIELDS,
+    InvalidDocument,
+    Rules,
+    check_fields,
+    check_key,
+    check_section,
+    check_version,
+    load_json,
+)
 from sitemap_keeper.snapshot.render import DocumentRow, document_row
 
 MAX_EVENT_BYTES = 1024 * 1024
@@ -32,6 +41,7 @@ def parse_event(raw: bytes | str, rules: Rules) -> UpsertRow | DeleteRow:
     if op == "upsert":
         return document_row(obj, rules)
     if op == "delete":
+        check_fields(obj, DOCUMENT_FIELDS, rules)
         return check_section(obj.get("section")), check_key(obj.get("key")), check_version(obj.get("version"))
     raise InvalidDocument(f"op must be 'upsert' or 'delete', got {op!r}")
 

@@ -6,6 +6,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from sitemap_keeper.snapshot.hold import Hold
 from sitemap_keeper.snapshot.manifest import Counts
 
 
@@ -26,7 +27,8 @@ class Metrics:
                                          buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
                                          registry=r)
         self.publishes = Counter("sitemaps_publishes", "Publish attempts by result: published, nothing "
-                                 "(no dirty shard), skipped (another replica publishes), failed", ["result"],
+                                 "(no dirty shard), skipped (another replica publishes), failed, held (an "
+                                 "operator holds the site)", ["result"],
                                  registry=r)
         self.prunes = Counter("sitemaps_prunes", "Prune runs by result", ["result"], registry=r)
         self.live = Gauge("sitemaps_live_generation", "The live generation (as a label); value 1",
@@ -41,7 +43,11 @@ class Metrics:
                             registry=r)
         for result in ("applied", "stale", "rejected"):
             self.events.labels(result)  # show zeros from the start
-        for result in ("published", "nothing", "skipped", "failed"):
+        self.hold = Gauge("sitemaps_hold", "When an operator held the site (Unix time; 0: not held): publishes "
+                          "switch nothing until `sitemaps resume`. Labels: who, and the generation held",
+                          ["by", "generation"], registry=r)
+        self.set_hold(None)
+        for result in ("published", "nothing", "skipped", "failed", "held"):
             self.publishes.labels(result)
 
     def counted(self, counts: Counts) -> None:
@@ -49,6 +55,13 @@ class Metrics:
         self.events.labels("stale").inc(counts.stale)
         self.events.labels("rejected").inc(counts.rejected)
         self.batches.inc()
+
+    def set_hold(self, hold: Hold | None) -> None:
+        self.hold.clear()
+        if hold is None:
+            self.hold.labels("", "").set(0)
+        else:
+            self.hold.labels(hold.by, hold.generation_id or "").set(hold.since)
 
     def set_live(self, generation: str | None, published_at: float | None) -> None:
         self.live.clear()

@@ -26,7 +26,7 @@ from sitemap_keeper.incremental.offsets import OffsetStore
 from sitemap_keeper.incremental.service import BATCH_SIZE, Service
 from sitemap_keeper.incremental.sources.kafka import KafkaConfig, KafkaSource
 from sitemap_keeper.snapshot.manifest import Counts, RebuildRunning, documents, sections, shard_packs, shards
-from sitemap_keeper.snapshot.publish import PublishResult
+from sitemap_keeper.snapshot.publish import Held, PublishResult
 
 log = logging.getLogger(__name__)
 
@@ -115,4 +115,7 @@ class Replay:
         if self.stopping.is_set():
             return counts, None
         self.offsets.replay_pending()  # caught up: this clears the end offsets, publishing may go on
-        return counts, self.app.publisher.publish(full=True)
+        try:
+            return counts, self.app.publisher.publish(full=True)
+        except Held as exc:  # the manifest is replayed; the operator decides when it goes live
+            return counts, PublishResult(None, None, message=str(exc))

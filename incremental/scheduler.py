@@ -17,9 +17,10 @@ from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.leader import Leader
 from sitemap_keeper.incremental.metrics import Metrics
 from sitemap_keeper.incremental.offsets import OffsetStore
+from sitemap_keeper.snapshot import hold
 from sitemap_keeper.snapshot.manifest import PublishLockHeld
 from sitemap_keeper.snapshot.prune import prune
-from sitemap_keeper.snapshot.publish import EmptyManifest, Refused, plan
+from sitemap_keeper.snapshot.publish import EmptyManifest, Held, Refused, plan
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,9 @@ class Timers:
         gen = self.app.manifest.generation(p.live) if p.live else None
         self.metrics.set_live(p.live, gen.published_at if gen else None)
         self.metrics.leader.set(1 if self.leader.is_leader() else 0)
-        if dirty >= self.app.settings.publish_threshold:
+        held = hold.current(self.app.manifest)
+        self.metrics.set_hold(held)
+        if dirty >= self.app.settings.publish_threshold and held is None:
             log.info("%d dirty shards: publishing now", dirty)
             self.publish()
 
@@ -79,6 +82,11 @@ class Timers:
             return
         except EmptyManifest:
             self.metrics.publishes.labels("nothing").inc()
+            return
+        except Held as exc:  # the operator's decision: one line a turn, nothing switched
+            log.warning("%s", exc)
+            self.metrics.publishes.labels("held").inc()
+            self.metrics.set_hold(hold.current(self.app.manifest))
             return
         except Refused as exc:  # the operator's to decide (a wrong manifest, a site shrinking), not to trace back
             log.error("not publishing: %s", exc)

@@ -5,6 +5,10 @@
  * the Python code (the reference) then accepts, repairs or refuses with its reason. So this file only ever
  * accepts a subset of what the Python code accepts, and must give exactly the same row for it: the
  * differential tests in tests/test_fastrow.py hold it to that. Each check names the Python one it mirrors.
+ *
+ * Strict (the default), an object with a key this file does not read is left to Python too: the Python code
+ * knows every field (document.DOCUMENT_FIELDS and its kin) and refuses unknown ones naming them, so a field
+ * added there is never silently dropped here. Not strict (`--extra-fields ignore`), such keys are skipped.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -252,13 +256,19 @@ static int check_lastmod(const char *s, Py_ssize_t n, double *stamp) {
         if (ok_ == 0) goto other;                                                                               \
     } while (0)
 
+/* Whether a dict holds no key but the `found` ones this file read (always, when not strict). */
+static inline int only_known(PyObject *dict, Py_ssize_t found, int strict) {
+    return !strict || PyDict_GET_SIZE(dict) == found;
+}
+
 /* The row of a document of the common shape, from field `skip` on (0: all of DocumentRow, 1: without the
  * section); None (a new reference) for any other document; NULL with an exception set on an error. */
-static PyObject *make_row(PyObject *obj, PyObject *hosts, Py_ssize_t skip) {
+static PyObject *make_row(PyObject *obj, PyObject *hosts, Py_ssize_t skip, int strict) {
     if (!PyDict_CheckExact(obj)) Py_RETURN_NONE;
     Buf b = {.data = NULL, .len = 0, .cap = sizeof(b.small)};
     b.data = b.small;
-    PyObject *section, *key, *loc, *lastmod, *changefreq, *priority, *images, *alternates, *version, *result = NULL;
+    PyObject *section, *key, *loc, *lastmod, *changefreq, *priority, *images, *alternates, *version, *op;
+    PyObject *result = NULL;
     PyObject *lastmod_out = NULL, *stamp = NULL, *xml = NULL;
     GET(obj, K_SECTION, section);
     GET(obj, K_KEY, key);
@@ -269,6 +279,10 @@ static PyObject *make_row(PyObject *obj, PyObject *hosts, Py_ssize_t skip) {
     GET(obj, K_IMAGES, images);
     GET(obj, K_ALTERNATES, alternates);
     GET(obj, K_VERSION, version);
+    GET(obj, K_OP, op);  /* read only to be counted: the callers decided it is an upsert */
+    CHECK(only_known(obj, (section != NULL) + (key != NULL) + (loc != NULL) + (lastmod != NULL)
+                     + (changefreq != NULL) + (priority != NULL) + (images != NULL) + (alternates != NULL)
+                     + (version != NULL) + (op != NULL), strict));
     CHECK(check_section(section));
     CHECK(check_key(key));
     CHECK(check_url(loc, hosts));
@@ -344,6 +358,7 @@ static PyObject *make_row(PyObject *obj, PyObject *hosts, Py_ssize_t skip) {
             GET(image, K_LOC, iloc);
             GET(image, K_TITLE, title);
             GET(image, K_CAPTION, caption);
+            CHECK(only_known(image, (iloc != NULL) + (title != NULL) + (caption != NULL), strict));
             CHECK(check_url(iloc, NULL));  /* images may live on a CDN host: ANY_HOST */
             CHECK(check_text(title));
             CHECK(check_text(caption));
@@ -375,6 +390,7 @@ static PyObject *make_row(PyObject *obj, PyObject *hosts, Py_ssize_t skip) {
             CHECK(PyDict_CheckExact(alt));
             GET(alt, K_HREFLANG, hreflang);
             GET(alt, K_HREF, href);
+            CHECK(only_known(alt, (hreflang != NULL) + (href != NULL), strict));
             CHECK(check_hreflang(hreflang));
             CHECK(check_url(href, hosts));
             const char *h, *t;
@@ -431,12 +447,19 @@ error:
     return NULL;
 }
 
+/* The optional last argument `strict` (default true): see the top of this file. */
+static int strict_arg(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t at) {
+    return nargs > at ? PyObject_IsTrue(args[at]) : 1;
+}
+
 static PyObject *row(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2 || !PyAnySet_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "row(obj, allowed_hosts: frozenset)");
+    if (nargs < 2 || nargs > 3 || !PyAnySet_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "row(obj, allowed_hosts: frozenset, strict: bool = True)");
         return NULL;
     }
-    return make_row(args[0], args[1], 0);
+    int strict = strict_arg(args, nargs, 2);
+    if (strict < 0) return NULL;
+    return make_row(args[0], args[1], 0, strict);
 }
 
 static inline int is_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }  /* what bytes.strip() strips */
@@ -447,11 +470,14 @@ static inline int is_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r')
  * other than an upsert, a line that is not JSON. Blank lines are skipped. Returns that item's index, or
  * len(items) when every item was taken. */
 static PyObject *rows(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 5 || !PyList_CheckExact(args[0]) || !PyLong_CheckExact(args[1]) || !PyAnySet_Check(args[2])
-        || !PyDict_CheckExact(args[4])) {
-        PyErr_SetString(PyExc_TypeError, "rows(items: list, start: int, allowed_hosts: frozenset, loads, by_section: dict)");
+    if (nargs < 5 || nargs > 6 || !PyList_CheckExact(args[0]) || !PyLong_CheckExact(args[1])
+        || !PyAnySet_Check(args[2]) || !PyDict_CheckExact(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "rows(items: list, start: int, allowed_hosts: frozenset, loads, "
+                                         "by_section: dict, strict: bool = True)");
         return NULL;
     }
+    int strict = strict_arg(args, nargs, 5);
+    if (strict < 0) return NULL;
     PyObject *items = args[0], *hosts = args[2], *loads = args[3], *by_section = args[4];
     Py_ssize_t i = PyLong_AsSsize_t(args[1]);
     if (i == -1 && PyErr_Occurred()) return NULL;
@@ -488,7 +514,7 @@ static PyObject *rows(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssi
             Py_DECREF(obj);
             break;
         }
-        PyObject *r = make_row(obj, hosts, 1);
+        PyObject *r = make_row(obj, hosts, 1, strict);
         if (r == NULL || r == Py_None) {
             Py_DECREF(obj);
             if (r == NULL) return NULL;
@@ -513,9 +539,11 @@ static PyObject *rows(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssi
 
 static PyMethodDef methods[] = {
     {"row", (PyCFunction)(void (*)(void))row, METH_FASTCALL,
-     "row(obj, allowed_hosts) -> the DocumentRow of a document of the common shape, or None: see document_row."},
+     "row(obj, allowed_hosts, strict=True) -> the DocumentRow of a document of the common shape, or None: see "
+     "document_row."},
     {"rows", (PyCFunction)(void (*)(void))rows, METH_FASTCALL,
-     "rows(items, start, allowed_hosts, loads, by_section) -> the index of the first item left to Python."},
+     "rows(items, start, allowed_hosts, loads, by_section, strict=True) -> the index of the first item left to "
+     "Python."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -312,7 +312,8 @@ def record(manifest: Manifest, gen_id: str, base_id: str | None, counts: dict[st
 
 def recorded(manifest: Manifest, gen_id: str) -> Recorded | None:
     """The counts recorded when `gen_id` went live, against the generation it was published on."""
-    manifest.ensure_tables(metadata)
+    if not manifest.has_tables(metadata):  # a reader creates nothing
+        return None
     t = generation_diffs.c
     with manifest.engine.connect() as conn:
         rows = conn.execute(select(t.section, t.base_id, t.added, t.removed, t.changed)

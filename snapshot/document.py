@@ -42,6 +42,14 @@ W3C_RE = re.compile(
     r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?", re.ASCII
 )
 
+# The native format's fields, in one place each: a field is added here (and checked below), and nowhere else is
+# there a list of them to keep in step (the C fast path leaves an object with any key it does not read to this
+# code). Any other field is refused, naming it, unless the rules allow extra fields (`--extra-fields ignore`).
+DOCUMENT_FIELDS = frozenset({"op", "section", "key", "loc", "lastmod", "changefreq", "priority", "images",
+                             "alternates", "version"})  # "op": events, and rebuild lines that carry one
+IMAGE_FIELDS = frozenset({"loc", "title", "caption"})
+ALTERNATE_FIELDS = frozenset({"hreflang", "href"})
+
 MAX_LOC = 2048
 MIN_LOC = 12  # the sitemaps.org schema's minLength for <loc>
 MAX_KEY = 512
@@ -86,15 +94,26 @@ class Document:
 
 @dataclass(frozen=True, slots=True)
 class Rules:
-    """What the site accepts: the hosts its URLs may be on (empty means any host)."""
+    """What the site accepts: the hosts its URLs may be on (empty means any host), and whether fields it does
+    not know are dropped (a source that carries more) instead of refusing the document."""
 
     allowed_hosts: frozenset[str] = frozenset()
+    ignore_extra_fields: bool = False
 
 
 ANY_HOST = Rules()
 
 
 _SECTIONS_SEEN: set[str] = set()  # a site has a handful of sections: skip the regex for the ones seen
+
+
+def check_fields(obj: dict[str, Any], known: frozenset[str], rules: Rules, where: str = "") -> None:
+    """Refuse a field nobody reads (a misspelt `lastMod`, a block this version does not publish), naming it."""
+    if rules.ignore_extra_fields or obj.keys() <= known:
+        return
+    unknown = sorted(obj.keys() - known, key=str)
+    more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+    raise InvalidDocument(f"{where}unknown field {_show(unknown[0])}{more}")
 
 
 def check_section(value: Any) -> str:
@@ -248,6 +267,7 @@ def document_fields(obj: Any, rules: Rules) -> Fields:
     and the apply path turn millions of objects straight into rows), or raise InvalidDocument."""
     if not isinstance(obj, dict):
         raise InvalidDocument(f"a document must be a JSON object, got {type(obj).__name__}")
+    check_fields(obj, DOCUMENT_FIELDS, rules)
     get = obj.get
     section = check_section(get("section"))
     key = check_key(get("key"))
@@ -281,6 +301,7 @@ def _images(value: Any, rules: Rules) -> tuple[Image, ...]:
     for i, item in enumerate(value):
         if not isinstance(item, dict):
             raise InvalidDocument(f"images[{i}] must be an object")
+        check_fields(item, IMAGE_FIELDS, rules, f"images[{i}]: ")
         try:
             images.append(Image(
                 loc=check_url(item.get("loc"), ANY_HOST, "loc"),  # images may live on a CDN host
@@ -303,6 +324,7 @@ def _alternates(value: Any, rules: Rules) -> tuple[Alternate, ...]:
     for i, item in enumerate(value):
         if not isinstance(item, dict):
             raise InvalidDocument(f"alternates[{i}] must be an object")
+        check_fields(item, ALTERNATE_FIELDS, rules, f"alternates[{i}]: ")
         hreflang = item.get("hreflang")
         if not isinstance(hreflang, str) or not HREFLANG_RE.fullmatch(hreflang):
             raise InvalidDocument(f"alternates[{i}].hreflang is not a language tag: {_show(hreflang)}")

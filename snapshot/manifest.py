@@ -11,9 +11,11 @@ from __future__ import annotations
 import fcntl
 import functools
 import logging
+import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -38,6 +40,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
     text,
 )
@@ -238,6 +241,10 @@ class RebuildRunning(RuntimeError):
     """A rebuild is loading this manifest: events are applied once it has swapped its tables in (or failed)."""
 
 
+class NoManifest(RuntimeError):
+    """A command that only reads was pointed at a database (or a path) that holds no manifest."""
+
+
 def connect(database_url: str, writer: bool = False) -> Engine:
     """An engine on the manifest; on SQLite, `writer` makes it the one connection write transactions use."""
     url = make_url(database_url)
@@ -283,11 +290,29 @@ class Manifest:
         self.writer = (connect(engine.url.render_as_string(hide_password=False), writer=True)
                         if self.dialect == "sqlite" and not self.in_memory else engine)
         self._copying: threading.Thread | None = None  # `_copy_back_soon`
+        self.read_only = False  # `open_existing`: every write transaction is refused
 
     @classmethod
     def open(cls, database_url: str) -> Manifest:
         manifest = cls(connect(database_url))
         manifest.create()
+        return manifest
+
+    @classmethod
+    def open_existing(cls, database_url: str) -> Manifest:
+        """The manifest at `database_url` for reading only: nothing is created (not even an SQLite file) or
+        changed; NoManifest when there is none there."""
+        url = make_url(database_url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
+                and not _sqlite_has_manifest(url.database):
+            raise NoManifest(f"no manifest at {url.render_as_string(hide_password=True)}")
+        manifest = cls(connect(database_url))
+        manifest.read_only = True
+        with manifest.engine.connect() as conn:
+            found = inspect(conn).has_table(meta.name)
+        if not found:
+            manifest.close()
+            raise NoManifest(f"no manifest at {url.render_as_string(hide_password=True)}")
         return manifest
 
     @property
@@ -314,6 +339,17 @@ class Manifest:
                 md.create_all(conn)
             done.add(md)
 
+    def has_tables(self, md: MetaData, conn: Connection | None = None) -> bool:
+        """Whether a module's own tables exist; never creates them (for readers)."""
+        done = _created.setdefault(self.engine, set())
+        if md not in done:
+            with self._conn(conn) as c:
+                found = all(inspect(c).has_table(t.name) for t in md.tables.values())
+            if not found:
+                return False
+            done.add(md)
+        return True
+
     def close(self) -> None:
         if self._copying is not None:
             self._copying.join()
@@ -330,6 +366,8 @@ class Manifest:
         commit then leaves copying the WAL back into the database file to a thread (`_copy_back_soon`), so what
         comes next need not wait for it.
         """
+        if self.read_only:
+            raise ReadOnly("this command only reads the manifest")
         defer = not copy_back and self.dialect == "sqlite" and not self.in_memory
         with self.writer.connect() as conn:
             conn.execution_options(sqlite_write=True)
@@ -374,10 +412,10 @@ class Manifest:
                 yield conn
 
     @contextmanager
-    def publish_lock(self) -> Iterator[None]:
-        """Held while publishing, rolling back or pruning: one at a time across every replica."""
+    def publish_lock(self, patience: float = 0.0) -> Iterator[None]:
+        """Held while publishing, rolling back, pruning or holding: one at a time across every replica."""
         with self._exclusive("publish", PG_PUBLISH_LOCK,
-                             PublishLockHeld("another process is publishing or pruning this manifest")):
+                             PublishLockHeld("another process is publishing or pruning this manifest"), patience):
             yield
 
     @contextmanager
@@ -762,6 +800,24 @@ class _Positions(dict[str, int]):
 
     def __missing__(self, key: str) -> int:
         raise ManifestDamaged(f"document {key!r} of {self.where} is packed, but no pack of the shard holds it")
+
+
+def _sqlite_has_manifest(path: str) -> bool:
+    """Whether the SQLite file at `path` exists and holds a manifest, looked at read-only (nothing created)."""
+    if not os.path.isfile(path):
+        return False
+    probe = sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro", uri=True)
+    try:
+        found = probe.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (meta.name,)).fetchone()
+    except sqlite3.DatabaseError:  # not an SQLite database at all
+        return False
+    finally:
+        probe.close()
+    return found is not None
+
+
+class ReadOnly(RuntimeError):
+    """A write to a manifest opened for reading only (`Manifest.open_existing`)."""
 
 
 class ManifestDamaged(RuntimeError):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from sitemap_keeper.snapshot import generation, naming
+from sitemap_keeper.snapshot import generation, hold, naming
 from sitemap_keeper.snapshot.faults import checkpoint
 from sitemap_keeper.snapshot.limits import MAX_SHRINK, Limits, check_max_shrink, shrinks_too_far
 from sitemap_keeper.snapshot.manifest import FileRecord, Generation, Manifest, Shard, shards
@@ -48,6 +48,10 @@ class ForeignLive(Refused):
 
 class SiteShrank(Refused):
     """The new generation would hold far fewer URLs than the live one."""
+
+
+class Held(Refused):
+    """An operator holds the site where it is (snapshot/hold.py): nothing is switched until it is released."""
 
 
 @dataclass(slots=True)
@@ -171,6 +175,9 @@ class Publisher:
     def publish(self, full: bool = False) -> PublishResult:
         started = time.monotonic()
         with self.manifest.publish_lock():
+            held = hold.current(self.manifest)
+            if held is not None:
+                raise Held(f"not publishing: the site is {held.describe()}; `sitemaps resume` releases it")
             live, gen = self.reconcile()
             if live is not None and gen is None and not full:
                 # A new or wrong manifest (a data dir's default file, a mistyped URL) holds a fraction of the

@@ -114,7 +114,7 @@ def parse_chunk(rules: Rules, chunk: Chunk) -> Parsed:
     i = 0
     while i < len(items):
         if fast_rows is not None:
-            i = fast_rows(items, i, rules.allowed_hosts, orjson.loads, by_section)
+            i = fast_rows(items, i, rules.allowed_hosts, orjson.loads, by_section, not rules.ignore_extra_fields)
             if i == len(items):
                 break
         n, found = chunk.first + i, payload(items[i])

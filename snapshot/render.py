@@ -14,8 +14,9 @@ from isal import isal_zlib
 
 from sitemap_keeper.snapshot.document import Alternate, Document, Image, Rules, document_fields, lastmod_timestamp
 
-FastRow = Callable[[Any, frozenset[str]], "DocumentRow | None"]
-FastRows = Callable[[list[Any], int, frozenset[str], Callable[[bytes], Any], dict[str, list[tuple[Any, ...]]]], int]
+FastRow = Callable[[Any, frozenset[str], bool], "DocumentRow | None"]
+FastRows = Callable[[list[Any], int, frozenset[str], Callable[[bytes], Any], dict[str, list[tuple[Any, ...]]], bool],
+                    int]
 fast_row: FastRow | None
 fast_rows: FastRows | None
 try:  # the common document in C (snapshot/_fastrow.c); without a C compiler at install the Python code does it all
@@ -66,7 +67,7 @@ def document_row(obj: Any, rules: Rules) -> DocumentRow:
     every other document: repairs, refusals and their reasons.
     """
     if fast_row is not None:
-        row: DocumentRow | None = fast_row(obj, rules.allowed_hosts)
+        row: DocumentRow | None = fast_row(obj, rules.allowed_hosts, not rules.ignore_extra_fields)
         if row is not None:
             return row
     section, key, loc, lastmod, changefreq, priority, images, alternates, version = document_fields(obj, rules)

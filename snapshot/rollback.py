@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sitemap_keeper.snapshot import hold as holds
+from sitemap_keeper.snapshot.hold import Hold
 from sitemap_keeper.snapshot.limits import Limits
 from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.routers.base import Router
@@ -14,10 +16,12 @@ class RollbackError(RuntimeError):
 
 
 def rollback(manifest: Manifest, store: Store, router: Router, target: str | None = None,
-             limits: Limits | None = None) -> tuple[str | None, str]:
+             limits: Limits | None = None, hold: Hold | None = None) -> tuple[str | None, str]:
     """Point the router at `target` (default: the newest retained generation older than the live one).
 
-    Returns (previous, target). The next publish brings the manifest's current state back on top of it.
+    Returns (previous, target). With `hold` (its generation is set to the target), the site is held there
+    before the switch, so that no publish brings the manifest's state back on top of it until released;
+    without, the next publish does.
     """
     with manifest.publish_lock():
         live = router.current()
@@ -33,6 +37,21 @@ def rollback(manifest: Manifest, store: Store, router: Router, target: str | Non
         files = manifest.files(target)
         verify_generation(store, target, files, limits or Limits())
         store.make_public(target)
-        router.switch(target, expected=live)
+        if hold is not None:
+            _switch_held(manifest, router, live, target, hold)
+        else:
+            router.switch(target, expected=live)
         manifest.set_state(target, "live")
     return live, target
+
+
+def _switch_held(manifest: Manifest, router: Router, live: str | None, target: str, hold: Hold) -> None:
+    """Hold first, then switch: a crash in between leaves a held site, never a rollback the next publish
+    undoes. A switch that fails puts the hold back as it was."""
+    before = holds.current(manifest)
+    holds.put(manifest, Hold(target, hold.since, hold.by, hold.reason))
+    try:
+        router.switch(target, expected=live)
+    except BaseException:
+        holds.put(manifest, before)
+        raise

@@ -76,11 +76,15 @@ class Settings:
     indexnow_endpoints: tuple[str, ...] = ()  # default https://api.indexnow.org/indexnow
     indexnow_key_location: str | None = None  # default {scheme}://{host}/{key}.txt, per submitted host
     indexnow_timeout: float = 45.0  # within the pods' 60 s termination grace period
+    # A document or event field this version does not know: "reject" (dead-lettered, naming it) or "ignore"
+    extra_fields: str = "reject"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_url", check_base_url(self.base_url))
         self.limits  # noqa: B018 - fail early, with the message naming the bad limit
         check_max_shrink(self.max_shrink)
+        if self.extra_fields not in ("reject", "ignore"):
+            raise ValueError(f"extra_fields must be 'reject' or 'ignore', got {self.extra_fields!r}")
         self.indexnow  # noqa: B018 - likewise for a bad IndexNow key or endpoint
 
     @property
@@ -101,7 +105,7 @@ class Settings:
     @property
     def rules(self) -> Rules:
         hosts = self.allowed_hosts or (urlsplit(self.base_url).hostname or "",)
-        return Rules(frozenset(h.lower() for h in hosts if h))
+        return Rules(frozenset(h.lower() for h in hosts if h), ignore_extra_fields=self.extra_fields == "ignore")
 
     @property
     def base_path(self) -> str:

@@ -13,6 +13,7 @@ from typing import Any, BinaryIO
 import orjson
 from sqlalchemy import create_engine, text
 
+from sitemap_keeper.snapshot.document import DOCUMENT_FIELDS, InvalidDocument
 from sitemap_keeper.snapshot.rebuild import BLOCK_SIZE, Chunk
 
 JSON_FIELDS = ("images", "alternates")
@@ -51,20 +52,36 @@ def jsonl_lines(path: str) -> Iterator[tuple[str, bytes]]:
             yield f"{chunk.name}:{n}", line
 
 
-def sql_rows(database_url: str, query: str) -> Iterator[dict[str, Any]]:
+def sql_rows(database_url: str, query: str, ignore_extra: bool = False) -> Iterator[dict[str, Any]]:
     """Stream the rows of `query` (never all in memory); its columns name the document fields.
 
     `section`, `key` and `loc` are required; `lastmod` may be a date, a datetime or a string; `images` and
-    `alternates` may be JSON text. Other columns are ignored.
+    `alternates` may be JSON text. A column that is no document field refuses the query before any row is
+    read (UnknownColumns), unless `ignore_extra`: then it is left out of every row.
     """
     engine = create_engine(database_url)
     try:
         with engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=10_000).execute(text(query))
+            columns = result.keys()  # a result iterates over its rows, not its columns
+            extra = [c for c in columns if c not in DOCUMENT_FIELDS]
+            if extra and not ignore_extra:
+                raise UnknownColumns(
+                    f"the query's column{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))} "
+                    f"{'are' if len(extra) > 1 else 'is'} no document field (the fields: "
+                    f"{', '.join(sorted(DOCUMENT_FIELDS - {'op'}))}): select only those, or give "
+                    "--extra-fields ignore (SITEMAPS_EXTRA_FIELDS) to leave the others out")
             for row in result.mappings():
-                yield document_fields(dict(row))
+                found = dict(row)
+                for name in extra:
+                    del found[name]
+                yield document_fields(found)
     finally:
         engine.dispose()
+
+
+class UnknownColumns(InvalidDocument):
+    """A rebuild query selects a column that is no document field: its data would be silently dropped."""
 
 
 def document_fields(row: dict[str, Any]) -> dict[str, Any]:

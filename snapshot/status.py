@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sitemap_keeper.snapshot import diff, indexnow, naming
+from sitemap_keeper.snapshot import diff, hold, indexnow, naming
 from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.publish import plan
 from sitemap_keeper.snapshot.routers.base import Router
@@ -44,6 +44,7 @@ def status(manifest: Manifest, store: Store, router: Router, base_url: str) -> d
     if len(lines) > 1:
         notes.append(f"more shards than one index may list: {len(lines)} numbered root indexes, "
                      "list every one in robots.txt")
+    held = hold.current(manifest)
     if live is not None and live_gen is None:
         notes.append(f"the router points at {live}, which this manifest did not publish")
     return {
@@ -51,6 +52,7 @@ def status(manifest: Manifest, store: Store, router: Router, base_url: str) -> d
         "router": router.describe(),
         "live_generation": live,
         "live_since": live_gen.published_at if live_gen else None,
+        "hold": held.as_json() if held else None,
         "live_age_seconds": (time.time() - live_gen.published_at) if live_gen and live_gen.published_at else None,
         "retained_generations": [g.id for g in reversed(gens) if g.state in ("live", "retired")],
         "sections": {s: {"shards": n, "urls": u} for s, (n, u) in sections.items()},

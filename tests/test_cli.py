@@ -127,6 +127,7 @@ def test_full_cycle_through_the_cli(tmp_path: Path, env: dict[str, str], server:
     assert f"to {second}" in rolled
     assert 2000 not in {int(u.rsplit("/", 1)[1]) for u in server.site()}
     assert json.loads(cli("status", "--json", env=env).stdout)["dirty_shards"] == 1
+    cli("resume", env=env)  # a rollback holds the site until then
     cli("publish", env=env)  # the manifest's state comes back on top
     assert server.site() == model.expected()
 
@@ -192,8 +193,9 @@ def test_serve_waits_for_first_publish(env: dict[str, str], server: Server) -> N
 
 
 def test_demo_runs_every_step(tmp_path: Path) -> None:
-    env = {"SITEMAPS_DATA_DIR": str(tmp_path / "data"), "SITEMAPS_LOG_LEVEL": "WARNING"}
-    out = cli("demo", "--documents", "3000", "--changes", "200", "--no-serve", env=env).stdout
+    env = {"SITEMAPS_LOG_LEVEL": "WARNING"}
+    out = cli("demo", "--documents", "3000", "--changes", "200", "--no-serve", "--data-dir", str(tmp_path / "data"),
+              env=env).stdout
     for step in ("write the catalog file (3,000 documents)", "rebuild: load 3,000 documents",
                  "publish incrementally", "publish one changed document",
                  "nothing to publish", "prune, keeping 2", "Sitemap: http://127.0.0.1:8080/sitemaps/sitemap.xml"):

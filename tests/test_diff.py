@@ -223,7 +223,7 @@ def jsonl(*items: dict[str, object]) -> bytes:
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the CLI adds no database logic
 def test_diff_robots_and_status_through_the_cli(tmp_path: Path, database_url: str) -> None:
     env = cli_env(tmp_path, database_url)
-    assert "nothing is published yet" in run(env, "diff", code=1).stderr
+    assert "no manifest at" in run(env, "diff", code=1).stderr  # a reader creates none
 
     src = tmp_path / "catalog.jsonl"
     src.write_bytes(jsonl(*[doc(i) for i in range(40)]))

@@ -308,6 +308,7 @@ def test_end_to_end(world: World) -> None:
     # rollback to the retained one, then publish the manifest's state on top of it again
     cli("rollback", env=w.env)
     assert w.serving(kubectl=True, truth=truths[second]) == second
+    cli("resume", env=w.env)  # the rollback held the site there
     cli("publish", env=w.env)
     assert w.serving(kubectl=True) not in (second, live)
     w.server.delete_bucket(young)

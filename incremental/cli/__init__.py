@@ -22,6 +22,7 @@ COMMANDS = {
     "rebuild": "rebuild", "apply": "apply", "publish": "publish", "status": "status", "rollback": "rollback",
     "prune": "prune", "serve": "serve", "demo": "demo", "dead-letters": "dead_letters", "verify": "verify",
     "diff": "diff", "robots": "robots", "run": "run", "replay": "replay",
+    "hold": "hold", "resume": "resume",
 }
 
 

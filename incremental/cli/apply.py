@@ -5,7 +5,7 @@ import time
 import click
 
 from sitemap_keeper.incremental.app import App
-from sitemap_keeper.incremental.cli.options import option, with_app
+from sitemap_keeper.incremental.cli.options import extra_fields_option, option, with_app
 from sitemap_keeper.snapshot.manifest import Counts, RebuildRunning
 from sitemap_keeper.snapshot.sources import jsonl_lines
 
@@ -14,6 +14,7 @@ from sitemap_keeper.snapshot.sources import jsonl_lines
 @click.argument("files", nargs=-1, required=True)
 @option("--batch-size", type=int, default=5_000, help="Events per transaction.")
 @with_app
+@extra_fields_option
 def command(app: App, files: tuple[str, ...], batch_size: int) -> None:
     """Apply change events from JSON-lines FILES (`-` for standard input) to the manifest."""
     total = Counts()

@@ -2,20 +2,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import click
 
 from sitemap_keeper.incremental.app import App
-from sitemap_keeper.incremental.cli.options import option, with_app
+from sitemap_keeper.incremental.cli.options import option
 from sitemap_keeper.incremental.cli.serve import serve_until_interrupted
 from sitemap_keeper.snapshot import synthetic
 from sitemap_keeper.snapshot.prune import prune
 from sitemap_keeper.snapshot.rebuild import Rebuilder
+from sitemap_keeper.snapshot.settings import Settings
 from sitemap_keeper.snapshot.sources import jsonl_chunks
 from sitemap_keeper.snapshot.status import sitemap_lines
 
 T = TypeVar("T")
+
+DATA_DIR = Path("sitemaps-demo")
+MARK = ".sitemaps-demo"  # in a data dir the demo made: only such a directory (or an empty one) is reused
 
 
 def timed(label: str, fn: Callable[[], T]) -> T:
@@ -30,14 +35,35 @@ def timed(label: str, fn: Callable[[], T]) -> T:
 @option("--changes", type=int, default=10_000, help="Change events applied after the rebuild.")
 @option("--port", type=int, default=8080, help="Port to serve the result on.")
 @option("--serve/--no-serve", default=True, help="Serve the result until Ctrl-C.")
-@with_app
-def command(app: App, documents: int, changes: int, port: int, serve: bool) -> None:
-    """Rebuild a synthetic catalog, apply changes, publish incrementally, prune, and serve the result."""
-    settings = app.settings
-    # The demo replaces whatever catalog the data dir held, however small its own.
-    app = App(settings.replace(allowed_hosts=settings.allowed_hosts or (synthetic.HOST,), max_shrink=1.0))
-    click.echo(f"data in {app.settings.data_dir.resolve()}, manifest {app.settings.public()['database_url']}")
+# Not SITEMAPS_DATA_DIR: inside a real site's environment that names the real site's data.
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=DATA_DIR, show_default=True,
+              help="The demo's own directory: its SQLite manifest, store and symlink router.")
+def command(documents: int, changes: int, port: int, serve: bool, data_dir: Path) -> None:
+    """Rebuild a synthetic catalog, apply changes, publish incrementally, prune, and serve the result.
 
+    The demo only ever uses a directory of its own (an SQLite manifest, a local store and a symlink router in
+    it), whatever the SITEMAPS_* settings say: it never touches a configured site.
+    """
+    _claim(data_dir)
+    # The demo replaces whatever catalog its data dir held, however small its own.
+    app = App(Settings(data_dir=data_dir, allowed_hosts=(synthetic.HOST,), max_shrink=1.0))
+    click.echo(f"demo data in {data_dir.resolve()} (its own SQLite manifest, local store and symlink router; "
+               "SITEMAPS_* settings are not used)")
+    try:
+        _run(app, documents, changes, port, serve)
+    finally:
+        app.close()
+
+
+def _claim(data_dir: Path) -> None:
+    """Use `data_dir` only if the demo made it, or it is new or empty: never another site's data."""
+    if data_dir.is_dir() and any(data_dir.iterdir()) and not (data_dir / MARK).exists():
+        raise click.UsageError(f"{data_dir} holds files the demo did not make: give a new or empty --data-dir")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / MARK).write_text("made by `sitemaps demo`: it may replace everything in this directory\n")
+
+
+def _run(app: App, documents: int, changes: int, port: int, serve: bool) -> None:
     def recorded() -> str:
         # Each step is timed alone: wait for the background diff (and IndexNow) of the last publish.
         app.announcer.wait()
@@ -71,4 +97,3 @@ def command(app: App, documents: int, changes: int, port: int, serve: bool) -> N
         click.echo(f"  {line}")
     if serve:
         serve_until_interrupted(app, "127.0.0.1", port)
-    app.close()

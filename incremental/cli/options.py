@@ -11,6 +11,7 @@ import click
 
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.snapshot.limits import MAX_SHRINK
+from sitemap_keeper.snapshot.manifest import NoManifest
 from sitemap_keeper.snapshot.settings import DEFAULT_BASE_URL, Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -117,6 +118,22 @@ SHARED: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
+def extra_fields_option(fn: F) -> F:
+    """--extra-fields for the commands that read documents or events (apply, rebuild, run, replay): it sets
+    the App's settings before the command runs."""
+    opt = option("--extra-fields", type=click.Choice(["reject", "ignore"]), default="reject",
+                 help="A document or event field this version does not know (a misspelt `lastMod`): refuse it "
+                      "into the dead letters, naming the field (reject), or drop the field and accept the rest "
+                      "(ignore, for sources that carry more).")
+
+    @functools.wraps(fn)
+    def wrapper(app: App, *args: Any, extra_fields: str, **kwargs: Any) -> Any:
+        app.settings = app.settings.replace(extra_fields=extra_fields)
+        return fn(app, *args, **kwargs)
+
+    return opt(wrapper)  # type: ignore[return-value]
+
+
 def envvar(option: str) -> str:
     return "SITEMAPS_" + option.lstrip("-").replace("-", "_").upper()
 
@@ -127,7 +144,13 @@ def option(name: str, *decls: str, **kwargs: Any) -> Callable[[F], F]:
                         **kwargs)
 
 
-def with_app(fn: F) -> F:
+def with_reader(fn: F) -> F:
+    """`with_app` for a command that only reads: the manifest is never created or changed, and where there
+    is none the command says so in one line (exit status 1)."""
+    return with_app(fn, read_only=True)
+
+
+def with_app(fn: F, read_only: bool = False) -> F:
     """Add the shared options to a command and hand it an `App` built from them."""
 
     @functools.wraps(fn)
@@ -137,9 +160,13 @@ def with_app(fn: F) -> F:
             settings = Settings(**values)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
-        app = App(settings)
+        app = App(settings, read_only)
         try:
+            if read_only:
+                app.manifest  # noqa: B018 - no manifest: say so before anything else is looked at
             return fn(app, *args, **kwargs)
+        except NoManifest as exc:
+            raise click.ClickException(str(exc)) from None
         finally:
             app.close()
 

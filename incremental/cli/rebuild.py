@@ -6,7 +6,7 @@ import time
 import click
 
 from sitemap_keeper.incremental.app import App
-from sitemap_keeper.incremental.cli.options import option, with_app
+from sitemap_keeper.incremental.cli.options import extra_fields_option, option, with_app
 from sitemap_keeper.incremental.cli.progress import Progress
 from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
 from sitemap_keeper.snapshot.sources import jsonl_chunks, sql_rows
@@ -18,6 +18,7 @@ from sitemap_keeper.snapshot.sources import jsonl_chunks, sql_rows
 @option("--source-database-url", help="SQLAlchemy URL of the application database the query runs on.")
 @option("--publish/--no-publish", default=True, help="Publish a fresh generation after loading.")
 @with_app
+@extra_fields_option
 def command(app: App, source: str | None, source_sql: str | None, source_database_url: str | None,
             publish: bool) -> None:
     """Full snapshot rebuild: replace the manifest from a source and publish a fresh generation."""
@@ -35,7 +36,8 @@ def command(app: App, source: str | None, source_sql: str | None, source_databas
     else:
         assert source_sql is not None and source_database_url is not None
         with Progress("loading (documents)") as bar:
-            counts = rebuilder.rebuild(row_chunks("sql", sql_rows(source_database_url, source_sql)),
+            counts = rebuilder.rebuild(row_chunks("sql", sql_rows(source_database_url, source_sql,
+                                                                   app.settings.rules.ignore_extra_fields)),
                                        progress=bar.update)
     loaded = time.monotonic() - started
     click.echo(f"manifest rebuilt: {counts} in {loaded:.2f}s")

@@ -3,7 +3,7 @@ from __future__ import annotations
 import click
 
 from sitemap_keeper.incremental.app import App
-from sitemap_keeper.incremental.cli.options import option, with_app
+from sitemap_keeper.incremental.cli.options import extra_fields_option, option, with_app
 from sitemap_keeper.incremental.cli.run import announce, batch_size_option, keep_option, stop_on_signals
 from sitemap_keeper.incremental.replay import Replay, ReplayError, parse_since
 from sitemap_keeper.incremental.service import open_service, tune_gc
@@ -19,6 +19,7 @@ from sitemap_keeper.incremental.service import open_service, tune_gc
 @batch_size_option
 @keep_option
 @with_app
+@extra_fields_option
 def command(app: App, since: str | None, keep_manifest: bool, then_run: bool, batch_size: int, keep: int
             ) -> None:
     """Rebuild the manifest from the Kafka topic, publish a full generation, and go on from there."""

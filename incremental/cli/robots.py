@@ -5,12 +5,12 @@ from urllib.parse import urlsplit
 import click
 
 from sitemap_keeper.incremental.app import App
-from sitemap_keeper.incremental.cli.options import with_app
+from sitemap_keeper.incremental.cli.options import with_reader
 from sitemap_keeper.snapshot.status import sitemap_lines
 
 
 @click.command("robots")
-@with_app
+@with_reader
 def command(app: App) -> None:
     """A robots.txt fragment listing the live generation's sitemaps, to paste into each site's robots.txt."""
     live = app.router.current()

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from sitemap_keeper.incremental.app import App
-from sitemap_keeper.incremental.cli.options import option, with_app
+from sitemap_keeper.incremental.cli.options import extra_fields_option, option, with_app
 from sitemap_keeper.incremental.service import BATCH_SIZE, open_service, tune_gc
 
 batch_size_option = option("--batch-size", type=int, default=BATCH_SIZE, help="Most events in one transaction.")
@@ -21,6 +21,7 @@ keep_option = option("--keep", type=int, default=3, help="Generations the prune 
 @batch_size_option
 @keep_option
 @with_app
+@extra_fields_option
 def command(app: App, follow: Path | None, batch_size: int, keep: int) -> None:
     """Keep the sitemaps fresh: apply events exactly once, publish and prune on timers, serve probes."""
     if follow is None and not app.settings.kafka_bootstrap_servers:

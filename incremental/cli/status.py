@@ -5,13 +5,14 @@ import json
 import click
 
 from sitemap_keeper.incremental.app import App
-from sitemap_keeper.incremental.cli.options import with_app
+from sitemap_keeper.incremental.cli.options import with_reader
+from sitemap_keeper.snapshot.hold import Hold
 from sitemap_keeper.snapshot.status import status
 
 
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@with_app
+@with_reader
 def command(app: App, as_json: bool) -> None:
     """The live generation, retained generations, sections, dirty shards, dead letters, robots.txt lines."""
     info = status(app.manifest, app.store, app.router, app.settings.base_url)
@@ -21,6 +22,10 @@ def command(app: App, as_json: bool) -> None:
     click.echo(f"store:            {info['store']}")
     click.echo(f"router:           {info['router']}")
     click.echo(f"live generation:  {info['live_generation'] or '(none yet)'}")
+    if info["hold"]:
+        h = info["hold"]
+        click.echo(f"hold:             {Hold(h['generation'], h['since'], h['by'], h['reason']).describe()}; "
+                   "publishes switch nothing until `sitemaps resume`")
     click.echo(f"retained:         {', '.join(info['retained_generations']) or '(none)'}")
     click.echo(f"URLs:             {info['urls']} in {info['shards']} shards")
     for name, s in info["sections"].items():

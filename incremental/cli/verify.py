@@ -3,7 +3,7 @@ from __future__ import annotations
 import click
 
 from sitemap_keeper.incremental.app import App
-from sitemap_keeper.incremental.cli.options import with_app
+from sitemap_keeper.incremental.cli.options import with_reader
 from sitemap_keeper.snapshot.verify import verify_generation
 
 
@@ -11,7 +11,7 @@ from sitemap_keeper.snapshot.verify import verify_generation
 @click.argument("generation", required=False)
 @click.option("--deep/--shallow", default=True, show_default=True,
               help="Also read back, decompress and parse every file.")
-@with_app
+@with_reader
 def command(app: App, generation: str | None, deep: bool) -> None:
     """Check a generation (default: the live one) against what was recorded when it was published."""
     gen_id = generation or app.router.current()
