@@ -197,7 +197,8 @@ def test_bad_events_are_dead_lettered_with_the_reason(manifest: Manifest, change
 def test_an_epoch_integer_without_schema_or_declared_type_is_refused(manifest: Manifest) -> None:
     text = (FIXTURES / "postgresql-mapping.yaml").read_text().split("    types:")[0]
     app = Applier(manifest, RULES, Settings().limits, workers=0, parser=DebeziumParser(parse_mapping(text)))
-    create = without_envelope(next(m for m in fixture("postgresql") if m["value"] and m["value"]["payload"]["op"] == "c"))
+    msgs = fixture("postgresql")
+    create = without_envelope(next(m for m in msgs if m["value"] and m["value"]["payload"]["op"] == "c"))
     assert app.apply_raw(raws([create])) == Counts(rejected=1)
     assert "declare its type in the mapping" in letters(manifest)[0][1]
 
