@@ -102,6 +102,15 @@ class Feed:
             value, key_doc = payload, key_payload
         return self.topic(table), orjson.dumps(key_doc), orjson.dumps(value)
 
+    def snapshot(self) -> list[tuple[str, bytes, bytes | None]]:
+        """The connector's initial snapshot: a read (`r`) of every row, all at the snapshot's position."""
+        out: list[tuple[str, bytes, bytes | None]] = []
+        with self.engine.begin() as conn:
+            for table in ("books", "authors"):
+                for row in conn.execute(text(f"SELECT * FROM {table}")).mappings():
+                    out.append(self.message(conn, table, "r", row["id"], None, dict(row)))
+        return out
+
     def change(self) -> list[tuple[str, bytes, bytes | None]]:
         """One random change, committed; its messages in the order Debezium writes them."""
         table = "books" if self.rnd.random() < 0.85 else "authors"
@@ -290,3 +299,22 @@ def test_from_postgresql_tables_to_live_sitemaps(kafka_broker: TansuBroker, app_
         svc.kill()
         manifest.close()
     assert letters(manifest) == []
+
+
+def test_replay_of_the_debezium_topics(kafka_broker: TansuBroker, app_engine: Engine, tmp_path: Path) -> None:
+    """The connector's snapshot reads and the changes after them are the whole site: `replay` rebuilds it from
+    every topic of the pattern."""
+    prefix = f"rp{random.randrange(10**8)}"
+    feed = Feed(app_engine, prefix, seed=3)
+    kafka_broker.create_topic(feed.topic("books"), 2)
+    kafka_broker.create_topic(feed.topic("authors"), 1)
+    ends: dict[tuple[str, int], int] = {}
+    produce(kafka_broker, feed.snapshot() + changes(feed, 300), ends)
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(MAPPING)
+    env = service_env(tmp_path, f"sqlite:///{tmp_path / 'manifest.db'}",
+                      SITEMAPS_KAFKA_BOOTSTRAP_SERVERS=kafka_broker.bootstrap,
+                      SITEMAPS_KAFKA_TOPICS=f"{feed.topic('books')},{feed.topic('authors')}")
+    out = cli("replay", "--exit", "--format", "debezium", "--mapping", str(mapping), env=env).stdout
+    assert "replayed: applied" in out and "rejected 0" in out
+    assert local_site(tmp_path / "data") == expected(app_engine)
