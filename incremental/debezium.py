@@ -23,6 +23,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from sitemap_keeper.incremental.events import MAX_EVENT_BYTES, DeleteRow, ParsedEvents, UpsertRow
 from sitemap_keeper.snapshot.document import InvalidDocument, Rules, load_json
 from sitemap_keeper.snapshot.mapping import Mapping, SectionMapping
@@ -37,6 +39,8 @@ DECIMAL = "org.apache.kafka.connect.data.Decimal"
 CONNECT_TIMESTAMP = "org.apache.kafka.connect.data.Timestamp"
 CONNECT_DATE = "org.apache.kafka.connect.data.Date"
 ROW_OPS = frozenset({"c", "r", "u", "d"})
+ENVELOPE_START, PAYLOAD_KEY = b'{"schema":', b',"payload":'
+MAX_SCHEMAS = 256  # distinct envelope schemas remembered (a table's changes when its columns change)
 
 Op = UpsertRow | DeleteRow
 FieldTypes = dict[str, tuple[str | None, Any]]  # column -> (semantic type name, its parameters)
@@ -118,6 +122,7 @@ class DebeziumParser:
     def __init__(self, mapping: Mapping) -> None:
         self.mapping = mapping
         self.tables = mapping.tables
+        self.schemas: dict[bytes, FieldTypes] = {}  # envelope schema bytes -> its row's column types
 
     def __call__(self, rules: Rules, raws: Sequence[bytes]) -> ParsedEvents:
         out = ParsedEvents()
@@ -134,12 +139,17 @@ class DebeziumParser:
         """The upserts and deletes of one message, or InvalidDocument with the reason."""
         if len(raw) > MAX_EVENT_BYTES:
             raise InvalidDocument(f"event is {len(raw)} bytes, at most {MAX_EVENT_BYTES} allowed")
-        obj = load_json(raw)
-        if obj is None:
-            return []  # a tombstone written as JSON null
-        if not isinstance(obj, dict):
-            raise InvalidDocument(f"a Debezium message must be a JSON object, got {type(obj).__name__}")
-        schema, payload = (obj.get("schema"), obj["payload"]) if "payload" in obj and "op" not in obj else (None, obj)
+        split = self._split(raw)
+        if split is not None:
+            types, payload = split
+        else:
+            obj = load_json(raw)
+            if obj is None:
+                return []  # a tombstone written as JSON null
+            if not isinstance(obj, dict):
+                raise InvalidDocument(f"a Debezium message must be a JSON object, got {type(obj).__name__}")
+            enveloped = "payload" in obj and "op" not in obj
+            types, payload = (row_types(obj.get("schema")), obj["payload"]) if enveloped else ({}, obj)
         if payload is None:
             return []
         if not isinstance(payload, dict) or not isinstance(payload.get("source"), dict):
@@ -155,11 +165,30 @@ class DebeziumParser:
         if not sections:
             raise InvalidDocument(f"unknown table {table}: no section of the mapping reads it")
         version = position(source)
-        types = row_types(schema)
         ops: list[Op] = []
         for sec in sections:
             ops.extend(self._section(sec, op, payload, types, version, rules))
         return ops
+
+    def _split(self, raw: bytes) -> tuple[FieldTypes, Any] | None:
+        """An envelope as Kafka Connect's JsonConverter writes it, `{"schema":...,"payload":...}` compact: the
+        schema (the bulk of the bytes, the same for every message of a table) is decoded once per distinct
+        schema, the payload alone each time. None: decode the message whole (another layout, or an error)."""
+        if not raw.startswith(ENVELOPE_START):
+            return None
+        cut = raw.find(PAYLOAD_KEY)
+        if cut < 0 or not raw.endswith(b"}"):
+            return None
+        schema = raw[len(ENVELOPE_START):cut]
+        types = self.schemas.get(schema)
+        try:
+            if types is None:
+                types = row_types(orjson.loads(schema))
+                if len(self.schemas) < MAX_SCHEMAS:
+                    self.schemas[schema] = types
+            return types, orjson.loads(raw[cut + len(PAYLOAD_KEY):-1])
+        except orjson.JSONDecodeError:
+            return None
 
     def _section(self, sec: SectionMapping, op: str, payload: dict[str, Any], types: FieldTypes, version: int,
                  rules: Rules) -> list[Op]:

@@ -43,6 +43,7 @@ from sitemap_keeper.snapshot.document import SECTION_RE, InvalidDocument
 IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
 TOKEN_RE = re.compile(r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+)(?![\w.])|(?P<op>!=|<>|=)"
                       r"|(?P<word>[A-Za-z_][A-Za-z0-9_$]*))")
+SEGMENT_SAFE_RE = re.compile(r"[A-Za-z0-9_.~-]+")  # what quote(value, safe="") leaves as it is
 SUPPORTED = ("supported: column = literal, column != literal, column is [not] null, column, not column, "
              "joined by and; literals 'text', integers, true, false")
 # Debezium's temporal semantic types, by the names a mapping may declare them under (`types:`).
@@ -167,7 +168,7 @@ class SectionMapping:
                 out.append(part)
             else:
                 value = _text(row, part.column, "loc")
-                out.append(value if part.raw else quote(value, safe=""))
+                out.append(value if part.raw or SEGMENT_SAFE_RE.fullmatch(value) else quote(value, safe=""))
         return "".join(out)
 
 

@@ -228,3 +228,20 @@ sections:
         assert sec.document(row)["lastmod"] == want, name
     with pytest.raises(InvalidDocument, match="not a valid Date"):
         DebeziumParser._decoded(sec, {"id": 1, "m": "x"}, {"m": ("io.debezium.time.Date", None)})
+
+
+def test_an_envelope_in_any_layout_decodes_alike() -> None:
+    """The compact envelope (JsonConverter's own layout) is split and its schema decoded once; any other layout
+    of the same JSON, or a broken message, goes through the whole decoding."""
+    import json
+
+    parser = DebeziumParser(load_mapping(FIXTURES / "postgresql-mapping.yaml"))
+    msgs = [m for m in fixture("postgresql") if m["value"] and m["value"]["payload"]["op"] != "t"]
+    compact = [orjson.dumps(m["value"]) for m in msgs]
+    spaced = [json.dumps(m["value"], indent=1).encode() for m in msgs]
+    reordered = [orjson.dumps({"payload": m["value"]["payload"], "schema": m["value"]["schema"]}) for m in msgs]
+    got = [parser(RULES, raws_) for raws_ in (compact, spaced, reordered)]
+    assert got[0].ops and got[0].ops == got[1].ops == got[2].ops and not got[0].rejects
+    assert len(parser.schemas) == 1
+    broken = compact[0][:-2] + b"}"
+    assert "not valid JSON" in parser(RULES, [broken]).rejects[0][1]
