@@ -11,8 +11,9 @@ payload alone. The payload's `source` names the table (`schema`, or MySQL's `db`
 - a tombstone (a null value) is skipped; a truncate (`t`) is refused with its reason, never applied as
   "delete every document": the operator rebuilds.
 
-The version of every event is the source's position, so a redelivered or older event counts as stale:
-PostgreSQL's `lsn`; MySQL's binlog file number, position and row within the event; else `ts_ms`.
+The version of every change is the source's position, so a redelivered or older event counts as stale:
+PostgreSQL's `lsn`; MySQL's binlog file number, position and row within the event; else `ts_ms`. Snapshot
+reads have version 0 (SNAPSHOT_VERSION).
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ DECIMAL = "org.apache.kafka.connect.data.Decimal"
 CONNECT_TIMESTAMP = "org.apache.kafka.connect.data.Timestamp"
 CONNECT_DATE = "org.apache.kafka.connect.data.Date"
 ROW_OPS = frozenset({"c", "r", "u", "d"})
+# A snapshot read is the row as the snapshot found it: it fills in a document no change has touched, and never
+# overrides one. Not its position: on PostgreSQL a transaction running across the snapshot's start commits
+# after it, unseen by it, with changes logged before the snapshot's lsn (they must not count as stale).
+SNAPSHOT_VERSION = 0
 ENVELOPE_START, PAYLOAD_KEY = b'{"schema":', b',"payload":'
 MAX_SCHEMAS = 256  # distinct envelope schemas remembered (a table's changes when its columns change)
 
@@ -164,7 +169,7 @@ class DebeziumParser:
         sections = self.tables.get(table)
         if not sections:
             raise InvalidDocument(f"unknown table {table}: no section of the mapping reads it")
-        version = position(source)
+        version = SNAPSHOT_VERSION if op == "r" else position(source)
         ops: list[Op] = []
         for sec in sections:
             ops.extend(self._section(sec, op, payload, types, version, rules))

@@ -113,7 +113,8 @@ def test_the_documented_events_leave_the_rows_that_pass_the_filter(
     v = versions(manifest)
     assert set(v) == {"1", "2", "3", "4", "5", "30"}
     last = {m["value"]["payload"]["after"]["id"] if m["value"]["payload"].get("after") else
-            m["value"]["payload"]["before"]["id"]: position(m["value"]["payload"]["source"])
+            m["value"]["payload"]["before"]["id"]:
+            position(m["value"]["payload"]["source"]) if m["value"]["payload"]["op"] != "r" else 0
             for m in msgs if m["value"] and m["value"]["payload"]["op"] != "t"}
     assert v == {str(k): pos for k, pos in last.items()}
 
@@ -126,10 +127,26 @@ def test_a_redelivered_or_older_event_is_stale(manifest: Manifest, connector: st
     again = app.apply_raw(raws(msgs))
     assert again.applied == 0 and again.stale == first.applied, (first, again)
     assert site(manifest) == expected_site(connector, msgs)
-    # An older update of 5 after the newer one: stale, the newer lastmod stays.
-    older = [m for m in msgs if m["value"] and m["value"]["payload"]["op"] == "r" and m["key"]["payload"]["id"] == 5]
-    assert app.apply_raw(raws(older)) == Counts(stale=1)
+    # An older update of 2 after its deletion, a snapshot read of 1 after its unpublishing: both stale.
+    older = [m for m in msgs if m["value"] and m["value"]["payload"]["op"] in ("u", "r")
+             and m["key"]["payload"]["id"] in (1, 2)]
+    assert len(older) == 3 and app.apply_raw(raws(older)) == Counts(stale=3)
     assert site(manifest) == expected_site(connector, msgs)
+
+
+def test_a_change_logged_before_the_snapshot_position_is_not_stale(manifest: Manifest) -> None:
+    """PostgreSQL: a transaction running when the snapshot starts commits after it, so the snapshot did not see
+    its change, whose lsn is below the snapshot's all the same. It must be applied over the snapshot read."""
+    msgs = fixture("postgresql")
+    read = next(m for m in msgs if m["value"] and m["value"]["payload"]["op"] == "r")
+    late = copy.deepcopy(read)
+    late["value"]["payload"].update(op="u", before=None)
+    late["value"]["payload"]["after"]["updated_at"] += 10**6
+    late["value"]["payload"]["source"].update(snapshot=False, lsn=read["value"]["payload"]["source"]["lsn"] - 500)
+    app = applier(manifest, "postgresql")
+    assert app.apply_raw(raws([read, late])) == Counts(applied=2)
+    ((_loc, lastmod),) = site(manifest).values()
+    assert lastmod == epoch(late["value"]["payload"]["after"]["updated_at"] / 10**6)
 
 
 def test_an_update_that_changes_the_key_columns_deletes_the_old_document(manifest: Manifest) -> None:
