@@ -199,8 +199,10 @@ def _text(row: MappingABC[str, Any], name: str, what: str) -> str:
 
 def lastmod_text(value: Any, name: str) -> str | None:
     """A lastmod column's value as W3C text: a datetime in UTC (one without a zone is UTC), a date, or text."""
-    if value is None or isinstance(value, str):
-        return value
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQL's `2024-06-01 08:30:00` (SQLite keeps timestamps as text) as W3C's
+        return value[:10] + "T" + value[11:] if len(value) > 10 and value[10] == " " else value
     if isinstance(value, dt.datetime):
         return (value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)).isoformat()
     if isinstance(value, dt.date):

@@ -11,8 +11,10 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from sitemap_keeper.snapshot.document import InvalidDocument
+from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.mapping import MappingError, load_mapping, parse_mapping
 from tests.conftest import fresh_pg_database
+from tests.service_helpers import letters, local_site
 from tests.support import cli
 
 GOOD = """
@@ -150,3 +152,32 @@ sections:
         sec.key_of({"shop": "a", "sku": None})
     with pytest.raises(InvalidDocument, match="wrong type: bool"):
         sec.key_of({"shop": "a", "sku": True})
+
+
+def test_rebuild_from_the_mapping_dead_letters_rows_that_make_no_document(tmp_path: Path,
+                                                                          database_url: str) -> None:
+    app = f"sqlite:///{tmp_path / 'app.db'}"
+    engine = create_engine(app)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE books (id INTEGER PRIMARY KEY, slug TEXT, updated_at TIMESTAMP, "
+                          "flag BOOLEAN, label TEXT, num INTEGER)"))
+        conn.execute(text("INSERT INTO books VALUES (:id, :slug, :u, :flag, NULL, NULL)"), [
+            {"id": 1, "slug": "one", "u": "2024-06-01 08:30:00.250000", "flag": True},
+            {"id": 2, "slug": None, "u": "2024-06-02 08:30:00", "flag": True},
+            {"id": 3, "slug": "three", "u": "2024-06-03 08:30:00", "flag": False},
+            {"id": 4, "slug": "l'été/4", "u": "2024-06-04", "flag": True}])
+    engine.dispose()
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(GOOD.replace("app.books", "main.books").replace("{where}", "flag"))
+    env = {"SITEMAPS_DATA_DIR": str(tmp_path / "data"), "SITEMAPS_DATABASE_URL": database_url,
+           "SITEMAPS_ALLOWED_HOSTS": "librer.io", "SITEMAPS_LOG_LEVEL": "WARNING"}
+    out = cli("rebuild", "--mapping", str(mapping), "--source-database-url", app, env=env).stdout
+    assert "applied 2, stale 0, rejected 1" in out
+    manifest = Manifest.open(database_url)
+    try:
+        ((source, reason, raw),) = letters(manifest)
+    finally:
+        manifest.close()
+    assert reason == "loc column slug is missing or null" and b'"id":2' in raw, (source, reason, raw)
+    assert local_site(tmp_path / "data") == {"https://librer.io/books/one": "2024-06-01T08:30:00.250000+00:00",
+                                             "https://librer.io/books/l%27%C3%A9t%C3%A9%2F4": "2024-06-04"}
