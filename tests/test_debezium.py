@@ -252,7 +252,8 @@ def test_an_envelope_in_any_layout_decodes_alike() -> None:
     of the same JSON, or a broken message, goes through the whole decoding."""
     import json
 
-    parser = DebeziumParser(load_mapping(FIXTURES / "postgresql-mapping.yaml"))
+    text = (FIXTURES / "postgresql-mapping.yaml").read_text().split("    types:")[0]  # the schema says it all
+    parser = DebeziumParser(parse_mapping(text))
     msgs = [m for m in fixture("postgresql") if m["value"] and m["value"]["payload"]["op"] != "t"]
     compact = [orjson.dumps(m["value"]) for m in msgs]
     spaced = [json.dumps(m["value"], indent=1).encode() for m in msgs]
