@@ -225,6 +225,8 @@ class DebeziumParser:
             if col is None or col not in row:
                 continue
             name, params = types.get(col) or (sec.types.get(col), None)
+            if name is None:
+                continue
             if name == DECIMAL:
                 row[col] = decimal(row[col], int((params or {}).get("scale", 0)), col)
             else:

@@ -140,7 +140,10 @@ class SectionMapping:
     def key_of(self, row: MappingABC[str, Any]) -> str:
         """The document key: the key column's value; several columns' values percent-encoded, joined by /."""
         if len(self.key) == 1:
-            return _text(row, self.key[0], "key")
+            value = row.get(self.key[0])
+            if type(value) is str:
+                return value
+            return str(value) if type(value) is int else _text(row, self.key[0], "key")
         return "/".join(quote(_text(row, c, "key"), safe="") for c in self.key)
 
     def document(self, row: MappingABC[str, Any], version: int | None = None) -> dict[str, Any]:
@@ -166,9 +169,13 @@ class SectionMapping:
         for part in self.loc:
             if isinstance(part, str):
                 out.append(part)
-            else:
-                value = _text(row, part.column, "loc")
-                out.append(value if part.raw or SEGMENT_SAFE_RE.fullmatch(value) else quote(value, safe=""))
+                continue
+            value = row.get(part.column)
+            if type(value) is int:
+                out.append(str(value))  # digits and a sign: nothing to encode
+                continue
+            value = _text(row, part.column, "loc")
+            out.append(value if part.raw or SEGMENT_SAFE_RE.fullmatch(value) else quote(value, safe=""))
         return "".join(out)
 
 
