@@ -264,6 +264,8 @@ def test_from_postgresql_tables_to_live_sitemaps(kafka_broker: TansuBroker, app_
         wait_for(lambda: caught_up(manifest, ends), 90, "every change applied")
         truth = expected(app_engine)
         wait_for(lambda: local_site(data) == truth, 30, "the served site to equal the SELECT")
+        wait_for(lambda: svc.get("/readyz") == (200, "ok\n"), 15, "ready")
+        assert svc.metrics()["sitemaps_consumer_lag"] == 0
     finally:
         svc.kill()
     assert letters(manifest) == []

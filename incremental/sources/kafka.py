@@ -311,9 +311,13 @@ class KafkaSource(EventSource):
         consumer = self.consumer
         if consumer is None:
             return  # _failed() has said why
-        parts = sorted(consumer.assignment()) or [TopicPartition(self.config.topic, 0)]
+        parts = sorted(consumer.assignment()) or [TopicPartition((self.config.topics or (self.config.topic,))[0], 0)]
         try:
-            ends = consumer.end_offsets(parts, timeout_ms=5000)
+            if consumer.assignment() or not self.config.topic_pattern:
+                ends = consumer.end_offsets(parts, timeout_ms=5000)
+            else:  # nothing assigned yet and no topic named: ask the brokers for their topics instead
+                consumer.topics()
+                ends = {}
         except KafkaError as exc:
             self.status = (False, f"Kafka unreachable: {exc!r}")
             return
