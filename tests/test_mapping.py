@@ -181,3 +181,9 @@ def test_rebuild_from_the_mapping_dead_letters_rows_that_make_no_document(tmp_pa
     assert reason == "loc column slug is missing or null" and b'"id":2' in raw, (source, reason, raw)
     assert local_site(tmp_path / "data") == {"https://librer.io/books/one": "2024-06-01T08:30:00.250000+00:00",
                                              "https://librer.io/books/l%27%C3%A9t%C3%A9%2F4": "2024-06-04"}
+    # A table the application database does not have: one line, exit status 1, the live site unchanged.
+    mapping.write_text(GOOD.replace("app.books", "main.nosuch").replace("{where}", "flag"))
+    proc = cli("rebuild", "--mapping", str(mapping), "--source-database-url", app, env=env, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "the mapping's query failed on the source database:" in proc.stderr and "nosuch" in proc.stderr
+    assert len(local_site(tmp_path / "data")) == 2

@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.cli.cdc import mapping_option, read_mapping
@@ -38,8 +39,12 @@ def command(app: App, source: str | None, source_sql: str | None, source_databas
     elif mapping is not None:
         assert source_database_url is not None
         rows = mapping_rows(source_database_url, read_mapping(mapping))
-        with Progress("loading (documents)") as bar:
-            counts = rebuilder.rebuild(row_chunks("mapping", rows), progress=bar.update)
+        try:
+            with Progress("loading (documents)") as bar:
+                counts = rebuilder.rebuild(row_chunks("mapping", rows), progress=bar.update)
+        except SQLAlchemyError as exc:  # the mapping's query on the application database (a missing table, ...)
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise click.ClickException(f"the mapping's query failed on the source database: {reason}") from None
     else:
         assert source_sql is not None and source_database_url is not None
         with Progress("loading (documents)") as bar:
