@@ -3,22 +3,28 @@ and without the schema envelope) applied through the mapping to a real manifest.
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime as dt
+import json
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
 
 from sitemap_keeper.incremental.apply import Applier
 from sitemap_keeper.incremental.debezium import DebeziumParser, position
 from sitemap_keeper.snapshot.document import InvalidDocument, Rules
 from sitemap_keeper.snapshot.manifest import Counts, Manifest, documents
 from sitemap_keeper.snapshot.mapping import load_mapping, parse_mapping
+from sitemap_keeper.snapshot.render import document_row
 from sitemap_keeper.snapshot.settings import Settings
+from sitemap_keeper.snapshot.sources import mapping_rows
+from tests.conftest import fresh_pg_database
 from tests.service_helpers import letters
 
 FIXTURES = Path(__file__).parent / "fixtures" / "debezium"
@@ -212,8 +218,8 @@ def test_bad_events_are_dead_lettered_with_the_reason(manifest: Manifest, change
 
 
 def test_an_epoch_integer_without_schema_or_declared_type_is_refused(manifest: Manifest) -> None:
-    text = (FIXTURES / "postgresql-mapping.yaml").read_text().split("    types:")[0]
-    app = Applier(manifest, RULES, Settings().limits, workers=0, parser=DebeziumParser(parse_mapping(text)))
+    untyped = (FIXTURES / "postgresql-mapping.yaml").read_text().split("    types:")[0]
+    app = Applier(manifest, RULES, Settings().limits, workers=0, parser=DebeziumParser(parse_mapping(untyped)))
     msgs = fixture("postgresql")
     create = without_envelope(next(m for m in msgs if m["value"] and m["value"]["payload"]["op"] == "c"))
     assert app.apply_raw(raws([create])) == Counts(rejected=1)
@@ -250,10 +256,8 @@ sections:
 def test_an_envelope_in_any_layout_decodes_alike() -> None:
     """The compact envelope (JsonConverter's own layout) is split and its schema decoded once; any other layout
     of the same JSON, or a broken message, goes through the whole decoding."""
-    import json
-
-    text = (FIXTURES / "postgresql-mapping.yaml").read_text().split("    types:")[0]  # the schema says it all
-    parser = DebeziumParser(parse_mapping(text))
+    untyped = (FIXTURES / "postgresql-mapping.yaml").read_text().split("    types:")[0]  # the schema says it
+    parser = DebeziumParser(parse_mapping(untyped))
     msgs = [m for m in fixture("postgresql") if m["value"] and m["value"]["payload"]["op"] != "t"]
     compact = [orjson.dumps(m["value"]) for m in msgs]
     spaced = [json.dumps(m["value"], indent=1).encode() for m in msgs]
@@ -263,3 +267,70 @@ def test_an_envelope_in_any_layout_decodes_alike() -> None:
     assert len(parser.schemas) == 1
     broken = compact[0][:-2] + b"}"
     assert "not valid JSON" in parser(RULES, [broken]).rejects[0][1]
+
+
+ALL_COLUMNS = """
+sections:
+  books:
+    table: public.books
+    key: [shop, id]
+    loc: "https://librer.io/{shop}/{path:raw}"
+    lastmod: changed
+    changefreq: freq
+    priority: prio
+    images: covers
+    alternates: translations
+    where: "live and status != 'draft'"
+"""
+
+
+def test_rebuild_and_events_render_a_row_alike(tmp_path: Path) -> None:
+    """Every optional column, read by the rebuild's query from PostgreSQL and, as the connector encodes the
+    same row (text[] as an array, jsonb as io.debezium.data.Json text, numeric as Decimal, timestamptz as
+    ZonedTimestamp), by the decoder: the same rendered documents."""
+    mapping = parse_mapping(ALL_COLUMNS)
+    for url in fresh_pg_database():
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE books (shop TEXT, id INTEGER, path TEXT, changed TIMESTAMPTZ, "
+                              "freq TEXT, prio NUMERIC(3,2), covers TEXT[], translations JSONB, live BOOLEAN, "
+                              "status TEXT, PRIMARY KEY (shop, id))"))
+            conn.execute(text("SET TIME ZONE 'Europe/Paris'"))
+            conn.execute(text(
+                "INSERT INTO books VALUES ('main', 1, 'a/b-é', '2024-06-01 10:30:00.5+02', 'daily', 0.75, "
+                "ARRAY['https://cdn.librer.io/1.jpg'], '{\"de\": \"https://librer.io/de/1\"}', true, 'ok'), "
+                "('main', 2, 'x', NULL, NULL, NULL, NULL, NULL, true, 'draft'), "
+                "('é/2', 3, 'y', '2024-06-02 00:00:00+00', 'weekly', 1, '{}', '[]', true, NULL)"))
+            sql_rows = conn.execute(text("SELECT * FROM books")).mappings().all()
+        engine.dispose()
+        rebuilt = sorted(document_row(r, RULES) for r in mapping_rows(url, mapping))
+    assert [r[1] for r in rebuilt] == ["main/1"]  # 2 is a draft; 3's NULL status fails != 'draft', as in SQL
+
+    def encode(row: Any) -> dict[str, Any]:
+        prio = row["prio"]
+        unscaled = int(prio * 100) if prio is not None else None
+        return {**row, "changed": row["changed"].astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+                if row["changed"] else None,
+                "prio": base64.b64encode(unscaled.to_bytes(2, "big", signed=True)).decode()
+                if unscaled is not None else None,
+                "translations": orjson.dumps(row["translations"]).decode() if row["translations"] is not None
+                else None}
+
+    assert all(isinstance(r["prio"], Decimal | None) for r in sql_rows)
+    fields = [{"type": "string", "optional": True, "name": "io.debezium.time.ZonedTimestamp", "field": "changed"},
+              {"type": "bytes", "optional": True, "name": "org.apache.kafka.connect.data.Decimal",
+               "parameters": {"scale": "2", "connect.decimal.precision": "3"}, "field": "prio"},
+              {"type": "string", "optional": True, "name": "io.debezium.data.Json", "field": "translations"}]
+    schema = {"type": "struct", "fields": [{"type": "struct", "fields": fields, "optional": True, "field": "after"}]}
+    source = {"connector": "postgresql", "schema": "public", "table": "books", "lsn": 100}
+    messages = [orjson.dumps({"schema": schema, "payload": {"op": "r", "before": None, "after": encode(r),
+                                                            "source": source}}) for r in sql_rows]
+    parsed = DebeziumParser(mapping)(RULES, messages)
+    assert not parsed.rejects
+    upserts = sorted(op for op in parsed.ops if len(op) > 3)
+    deletes = sorted(op[1] for op in parsed.ops if len(op) == 3)
+    assert deletes == ["%C3%A9%2F2/3", "main/2"]
+    assert [r[:2] + r[3:] for r in upserts] == [r[:2] + r[3:] for r in rebuilt]  # all but the version
+    xml = upserts[0][-1]
+    assert "<loc>https://librer.io/main/a/b-%C3%A9</loc>" in xml and "<lastmod>2024-06-01T08:30:00.500000+00:00" in xml
+    assert "<priority>0.8</priority>" in xml and "https://cdn.librer.io/1.jpg" in xml and 'hreflang="de"' in xml
