@@ -25,7 +25,8 @@ from sitemap_keeper.snapshot.render import document_row
 from sitemap_keeper.snapshot.settings import Settings
 from sitemap_keeper.snapshot.sources import mapping_rows
 from tests.conftest import fresh_pg_database
-from tests.service_helpers import letters
+from tests.service_helpers import letters, local_site
+from tests.support import cli
 
 FIXTURES = Path(__file__).parent / "fixtures" / "debezium"
 RULES = Rules(frozenset({"librer.io"}))
@@ -334,3 +335,18 @@ def test_rebuild_and_events_render_a_row_alike(tmp_path: Path) -> None:
     xml = upserts[0][-1]
     assert "<loc>https://librer.io/main/a/b-%C3%A9</loc>" in xml and "<lastmod>2024-06-01T08:30:00.500000+00:00" in xml
     assert "<priority>0.8</priority>" in xml and "https://cdn.librer.io/1.jpg" in xml and 'hreflang="de"' in xml
+
+
+def test_sitemaps_apply_reads_debezium_lines(tmp_path: Path) -> None:
+    """`sitemaps apply --format debezium`: the messages one per line (a tombstone as `null`), then a publish."""
+    msgs = fixture("postgresql")
+    lines = tmp_path / "changes.jsonl"
+    lines.write_bytes(b"".join(orjson.dumps(m["value"]) + b"\n" for m in msgs))
+    env = {"SITEMAPS_DATA_DIR": str(tmp_path / "data"), "SITEMAPS_ALLOWED_HOSTS": "librer.io",
+           "SITEMAPS_LOG_LEVEL": "WARNING", "SITEMAPS_EVENT_FORMAT": "debezium",
+           "SITEMAPS_MAPPING": str(FIXTURES / "postgresql-mapping.yaml")}
+    out = cli("apply", str(lines), env=env).stdout
+    assert "rejected 1" in out and "stale 0" in out
+    cli("publish", env=env)
+    want = dict(expected_site("postgresql", msgs).values())
+    assert local_site(tmp_path / "data") == want
