@@ -85,6 +85,9 @@ def test_the_commands_refuse_a_bad_mapping_before_starting(tmp_path: Path) -> No
         assert "Traceback" not in proc.stderr
     proc = cli("run", "--format", "debezium", "--follow", str(tmp_path / "events"), env=env, check=False)
     assert proc.returncode == 2 and "--format debezium needs --mapping FILE" in proc.stderr
+    proc = cli("run", "--kafka-bootstrap-servers", "127.0.0.1:1", "--kafka-topics", "app.public.(books", env=env,
+               check=False)
+    assert proc.returncode == 2 and "neither topic names nor a regular expression" in proc.stderr, proc.stderr
     proc = cli("apply", "--format", "debezium", "--mapping", str(tmp_path / "none.yaml"), "-", env=env,
                check=False)
     assert proc.returncode == 2 and "cannot read it" in proc.stderr

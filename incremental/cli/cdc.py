@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from sitemap_keeper.incremental.app import App
+from sitemap_keeper.incremental.sources.kafka import topics_setting
 from sitemap_keeper.snapshot.mapping import Mapping, MappingError, load_mapping
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -38,7 +39,12 @@ def read_mapping(path: Path) -> Mapping:
 
 
 def use_format(app: App, event_format: str, mapping: Path | None) -> None:
-    """Check the format and its mapping before anything starts, and make the app's applier read that format."""
+    """Check the format, its mapping and the topics before anything starts; make the app's applier read that
+    format."""
+    try:
+        topics_setting(app.settings.kafka_topics)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     if event_format == "debezium":
         if mapping is None:
             raise click.UsageError("--format debezium needs --mapping FILE (SITEMAPS_MAPPING)")
