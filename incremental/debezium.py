@@ -49,6 +49,8 @@ MAX_SCHEMAS = 256  # distinct envelope schemas remembered (a table's changes whe
 
 Op = UpsertRow | DeleteRow
 FieldTypes = dict[str, tuple[str | None, Any]]  # column -> (semantic type name, its parameters)
+# Envelope schema bytes -> its row's column types, per process: kept across a worker's tasks, never pickled.
+SCHEMAS: dict[bytes, FieldTypes] = {}
 
 
 def temporal(value: Any, name: str | None, column: str) -> Any:
@@ -127,7 +129,6 @@ class DebeziumParser:
     def __init__(self, mapping: Mapping) -> None:
         self.mapping = mapping
         self.tables = mapping.tables
-        self.schemas: dict[bytes, FieldTypes] = {}  # envelope schema bytes -> its row's column types
 
     def __call__(self, rules: Rules, raws: Sequence[bytes]) -> ParsedEvents:
         out = ParsedEvents()
@@ -185,12 +186,12 @@ class DebeziumParser:
         if cut < 0 or not raw.endswith(b"}"):
             return None
         schema = raw[len(ENVELOPE_START):cut]
-        types = self.schemas.get(schema)
+        types = SCHEMAS.get(schema)
         try:
             if types is None:
                 types = row_types(orjson.loads(schema))
-                if len(self.schemas) < MAX_SCHEMAS:
-                    self.schemas[schema] = types
+                if len(SCHEMAS) < MAX_SCHEMAS:
+                    SCHEMAS[schema] = types
             return types, orjson.loads(raw[cut + len(PAYLOAD_KEY):-1])
         except orjson.JSONDecodeError:
             return None

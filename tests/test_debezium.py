@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, select, text
 
 from sitemap_keeper.incremental.apply import Applier
-from sitemap_keeper.incremental.debezium import DebeziumParser, position
+from sitemap_keeper.incremental.debezium import SCHEMAS, DebeziumParser, position
 from sitemap_keeper.snapshot.document import InvalidDocument, Rules
 from sitemap_keeper.snapshot.manifest import Counts, Manifest, documents
 from sitemap_keeper.snapshot.mapping import load_mapping, parse_mapping
@@ -263,9 +263,10 @@ def test_an_envelope_in_any_layout_decodes_alike() -> None:
     compact = [orjson.dumps(m["value"]) for m in msgs]
     spaced = [json.dumps(m["value"], indent=1).encode() for m in msgs]
     reordered = [orjson.dumps({"payload": m["value"]["payload"], "schema": m["value"]["schema"]}) for m in msgs]
+    SCHEMAS.clear()
     got = [parser(RULES, raws_) for raws_ in (compact, spaced, reordered)]
     assert got[0].ops and got[0].ops == got[1].ops == got[2].ops and not got[0].rejects
-    assert len(parser.schemas) == 1
+    assert len(SCHEMAS) == 1
     broken = compact[0][:-2] + b"}"
     assert "not valid JSON" in parser(RULES, [broken]).rejects[0][1]
 
