@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from sitemap_keeper.incremental.apply import Applier
+from sitemap_keeper.incremental.apply import Applier, Parser
+from sitemap_keeper.incremental.debezium import DebeziumParser
+from sitemap_keeper.incremental.events import parse_events
 from sitemap_keeper.snapshot.indexnow import Announcer
 from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.mapping import load_mapping
 from sitemap_keeper.snapshot.publish import Publisher
 from sitemap_keeper.snapshot.routers import Router, open_router
 from sitemap_keeper.snapshot.settings import Settings
@@ -47,7 +50,17 @@ class App:
 
     @cached_property
     def applier(self) -> Applier:
-        return Applier(self.manifest, self.settings.rules, self.settings.limits, workers=self.settings.workers)
+        return Applier(self.manifest, self.settings.rules, self.settings.limits, workers=self.settings.workers,
+                       parser=self.parser)
+
+    @cached_property
+    def parser(self) -> Parser:
+        """Raw events to rows, in the configured format (Debezium's through the mapping)."""
+        if self.settings.event_format != "debezium":
+            return parse_events
+        if self.settings.mapping is None:
+            raise ValueError("the debezium event format needs a mapping file (SITEMAPS_MAPPING)")
+        return DebeziumParser(load_mapping(self.settings.mapping))
 
     def close(self) -> None:
         if "applier" in self.__dict__:

@@ -39,6 +39,7 @@ PARALLEL_MIN = 2_000  # batches from this size on are parsed in worker processes
 # one is applied): when both want the same core, the applying process goes first.
 WORKER_NICENESS = 10
 
+Parser = Callable[[Rules, Sequence[bytes]], ParsedEvents]  # picklable: it runs in the worker processes
 Current = tuple[int | None, int | None, int, bool]  # a document as the batch leaves it: shard_no, version, size, live
 
 
@@ -53,8 +54,10 @@ class _Shard:
 
 class Applier:
     def __init__(self, manifest: Manifest, rules: Rules, limits: Limits, workers: int = 0,
-                 parallel_min: int = PARALLEL_MIN, parse_chunk: int = PARSE_CHUNK) -> None:
+                 parallel_min: int = PARALLEL_MIN, parse_chunk: int = PARSE_CHUNK,
+                 parser: Parser = parse_events) -> None:
         self.manifest = manifest
+        self.parser = parser  # raw events to rows: the native format, or another (incremental/debezium.py)
         self.rules = rules
         self.limits = limits
         self.workers = workers
@@ -68,7 +71,7 @@ class Applier:
         """Start the worker processes now rather than on the first large batch (a service's first batch)."""
         pool = self._workers()
         if pool is not None:
-            for f in [pool.submit(parse_events, self.rules, []) for _ in range(self.workers)]:
+            for f in [pool.submit(self.parser, self.rules, []) for _ in range(self.workers)]:
                 f.result()
 
     def worker_pids(self) -> list[int]:
@@ -100,13 +103,13 @@ class Applier:
         pool = self._workers() if len(raws) >= self.parallel_min else None
         size = self.parse_chunk
         tasks = [] if pool is None else [
-            (i, pool.submit(parse_events, self.rules, raws[i:i + size])) for i in range(0, len(raws), size)]
+            (i, pool.submit(self.parser, self.rules, raws[i:i + size])) for i in range(0, len(raws), size)]
         return Prepared(raws, size, tasks)
 
     def _parsed(self, prepared: Prepared) -> Iterator[tuple[int, ParsedEvents]]:
         """(offset in the batch, parsed chunk), in order."""
         if not prepared.tasks:
-            yield 0, parse_events(self.rules, prepared.raws)
+            yield 0, self.parser(self.rules, prepared.raws)
             return
         size = prepared.chunk
         try:
@@ -116,7 +119,7 @@ class Applier:
                 except BrokenProcessPool:  # a worker died (killed, out of memory): parse here, restart later
                     log.warning("a parsing worker died; parsing events %d-%d in the applying process", i, i + size)
                     self._drop_pool()
-                    parsed = parse_events(self.rules, prepared.raws[i:i + size])
+                    parsed = self.parser(self.rules, prepared.raws[i:i + size])
                 yield i, parsed
         finally:
             prepared.discard()

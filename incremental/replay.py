@@ -18,11 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer
 
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.leader import Leader
-from sitemap_keeper.incremental.offsets import OffsetStore
+from sitemap_keeper.incremental.offsets import OffsetStore, Position
 from sitemap_keeper.incremental.service import BATCH_SIZE, Service
 from sitemap_keeper.incremental.sources.kafka import KafkaConfig, KafkaSource
 from sitemap_keeper.snapshot.manifest import Counts, RebuildRunning, documents, sections, shard_packs, shards
@@ -37,8 +37,13 @@ class ReplayError(RuntimeError):
 
 @dataclass(frozen=True)
 class Span:
-    start: dict[int, int]  # partition -> first offset to apply
-    end: dict[int, int]  # partition -> end offset when the replay began
+    start: dict[Position, int]  # (topic, partition) -> first offset to apply
+    end: dict[Position, int]  # (topic, partition) -> end offset when the replay began
+
+    def of(self, topic: str) -> tuple[dict[int, int], dict[int, int]]:
+        """One topic's start and end offsets, by partition."""
+        return ({p: o for (t, p), o in self.start.items() if t == topic},
+                {p: o for (t, p), o in self.end.items() if t == topic})
 
 
 def parse_since(value: str) -> float:
@@ -58,9 +63,9 @@ def span(config: KafkaConfig, since: float | None) -> Span:
     """What to replay: from the beginning (or the first event at `since`) to the end offsets right now."""
     consumer = KafkaConsumer(**config.consumer(group=False, max_records=1))
     try:
-        parts = [TopicPartition(config.topic, p) for p in sorted(consumer.partitions_for_topic(config.topic))]
+        parts = config.partitions(consumer)
         if not parts:
-            raise ReplayError(f"topic {config.topic} does not exist at {config.bootstrap_servers}")
+            raise ReplayError(f"topic {config.names} does not exist at {config.bootstrap_servers}")
         end = consumer.end_offsets(parts)
         if since is None:
             start = consumer.beginning_offsets(parts)
@@ -69,7 +74,8 @@ def span(config: KafkaConfig, since: float | None) -> Span:
             start = {tp: found[tp].offset if found.get(tp) is not None else end[tp] for tp in parts}
     finally:
         consumer.close()
-    return Span({tp.partition: start[tp] for tp in parts}, {tp.partition: end[tp] for tp in parts})
+    return Span({(tp.topic, tp.partition): start[tp] for tp in parts},
+                {(tp.topic, tp.partition): end[tp] for tp in parts})
 
 
 class Replay:
@@ -92,16 +98,16 @@ class Replay:
             if not keep_manifest:
                 for table in (documents, shards, sections, shard_packs):
                     conn.execute(table.delete())
-            self.offsets.reset(conn, self.config.topic, sp.start, sp.end)
+            for topic in sorted({t for t, _p in sp.end}):
+                self.offsets.reset(conn, topic, *sp.of(topic))
 
     def catch_up(self, sp: Span, on_listen: Callable[[int], None] | None = None) -> Counts:
         """Apply every partition up to the span's end (the service loop, reading all partitions itself)."""
         source = KafkaSource(self.config, self.offsets, group=False, max_records=self.batch_size)
         service = Service(self.app, source, self.offsets, Leader(), self.batch_size, stopping=self.stopping)
-        topic = self.config.topic
 
         def done() -> bool:
-            return all((source.expected.get((topic, p)) or 0) >= end for p, end in sp.end.items())
+            return all((source.expected.get(pos) or 0) >= end for pos, end in sp.end.items())
 
         return service.run(on_listen=on_listen, until=done)
 
@@ -109,7 +115,7 @@ class Replay:
             ) -> tuple[Counts, PublishResult | None]:
         """Replay and publish in full; (counts, None) when stopped before the end."""
         sp = span(self.config, since)
-        log.info("replaying %s: partitions from %s to %s", self.config.topic, sp.start, sp.end)
+        log.info("replaying %s: partitions from %s to %s", self.config.names, sp.start, sp.end)
         self.reset(sp, keep_manifest)
         counts = self.catch_up(sp, on_listen)
         if self.stopping.is_set():

@@ -101,6 +101,9 @@ class Parsed:
         return sum(len(run.keys) for run in self.runs)
 
 
+INVALID = "__invalid__"  # a source row carrying this field is refused with its value as the reason
+
+
 def parse_chunk(rules: Rules, chunk: Chunk) -> Parsed:
     """Validate, render and pack one chunk of source documents (runs in a worker process).
 
@@ -123,6 +126,8 @@ def parse_chunk(rules: Rules, chunk: Chunk) -> Parsed:
             continue
         try:
             obj = load_json(found) if isinstance(found, bytes) else found
+            if isinstance(obj, dict) and INVALID in obj:  # a source row that makes no document (sources.py)
+                raise InvalidDocument(str(obj[INVALID]))
             if isinstance(obj, dict) and obj.get("op", "upsert") != "upsert":
                 raise InvalidDocument(f"a rebuild source holds documents, not {obj.get('op')!r} events")
             row = document_row(obj, rules)

@@ -61,6 +61,10 @@ class Settings:
     kafka_ssl_cafile: str | None = None
     kafka_dead_letter_topic: str | None = None
     kafka_session_timeout: float = 10.0
+    # Topics to consume instead of kafka_topic: comma-separated names, or a regular expression (docs/cdc.md)
+    kafka_topics: str | None = None
+    event_format: str = "native"  # or "debezium": change events of the tables the mapping reads
+    mapping: Path | None = None  # the mapping file (snapshot/mapping.py)
     publish_interval: float = 300.0
     publish_threshold: int = 1000  # dirty shards that trigger a publish before the interval is up
     prune_interval: float = 3600.0

@@ -14,7 +14,8 @@ import orjson
 from sqlalchemy import create_engine, text
 
 from sitemap_keeper.snapshot.document import DOCUMENT_FIELDS, InvalidDocument
-from sitemap_keeper.snapshot.rebuild import BLOCK_SIZE, Chunk
+from sitemap_keeper.snapshot.mapping import Mapping, SectionMapping
+from sitemap_keeper.snapshot.rebuild import BLOCK_SIZE, INVALID, Chunk
 
 JSON_FIELDS = ("images", "alternates")
 
@@ -99,3 +100,27 @@ def document_fields(row: dict[str, Any]) -> dict[str, Any]:
     if isinstance(row.get("priority"), Decimal):
         row["priority"] = float(row["priority"])  # a NUMERIC column
     return row
+
+
+def mapping_rows(database_url: str, mapping: Mapping) -> Iterator[dict[str, Any]]:
+    """Each section's documents by its mapping's query (streamed: a server-side cursor on PostgreSQL).
+
+    A row whose key or loc columns cannot make a document is handed on as a row without them, so the rebuild
+    refuses it with the reason, as any invalid document.
+    """
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            for sec in mapping.sections:
+                result = conn.execution_options(stream_results=True, yield_per=10_000).execute(sec.query())
+                for row in result.mappings():
+                    yield _mapped(sec, row)
+    finally:
+        engine.dispose()
+
+
+def _mapped(sec: SectionMapping, row: Any) -> dict[str, Any]:
+    try:
+        return sec.document(row)
+    except InvalidDocument as exc:
+        return {INVALID: str(exc), "section": sec.section, "row": dict(row)}

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import click
 
 from sitemap_keeper.incremental.app import App
+from sitemap_keeper.incremental.cli.cdc import format_options, use_format
 from sitemap_keeper.incremental.cli.options import extra_fields_option, option, with_app
 from sitemap_keeper.snapshot.manifest import Counts, RebuildRunning
 from sitemap_keeper.snapshot.sources import jsonl_lines
@@ -13,10 +15,12 @@ from sitemap_keeper.snapshot.sources import jsonl_lines
 @click.command("apply")
 @click.argument("files", nargs=-1, required=True)
 @option("--batch-size", type=int, default=5_000, help="Events per transaction.")
+@format_options
 @with_app
 @extra_fields_option
-def command(app: App, files: tuple[str, ...], batch_size: int) -> None:
+def command(app: App, files: tuple[str, ...], batch_size: int, event_format: str, mapping: Path | None) -> None:
     """Apply change events from JSON-lines FILES (`-` for standard input) to the manifest."""
+    use_format(app, event_format, mapping)
     total = Counts()
     started = time.monotonic()
     for path in files:

@@ -83,6 +83,9 @@ SHARED: list[tuple[str, str, dict[str, Any]]] = [
         "default": None, "help": "Kafka brokers, host:port[,host:port...] (run and replay)."}),
     ("--kafka-topic", "kafka_topic", {
         "default": "documents", "help": "Topic of document events, keyed by document."}),
+    ("--kafka-topics", "kafka_topics", {
+        "default": None, "help": "Topics instead of --kafka-topic: comma-separated names, or a regular "
+                                 "expression (one Debezium topic per table)."}),
     ("--kafka-group", "kafka_group", {"default": "sitemaps", "help": "Consumer group the replicas share."}),
     ("--kafka-security-protocol", "kafka_security_protocol", {
         "type": click.Choice(["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]), "default": "PLAINTEXT",

@@ -2,14 +2,17 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from sitemap_keeper.incremental.app import App
+from sitemap_keeper.incremental.cli.cdc import mapping_option, read_mapping
 from sitemap_keeper.incremental.cli.options import extra_fields_option, option, with_app
 from sitemap_keeper.incremental.cli.progress import Progress
 from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
-from sitemap_keeper.snapshot.sources import jsonl_chunks, sql_rows
+from sitemap_keeper.snapshot.sources import jsonl_chunks, mapping_rows, sql_rows
 
 
 @click.command("rebuild")
@@ -17,15 +20,16 @@ from sitemap_keeper.snapshot.sources import jsonl_chunks, sql_rows
 @option("--source-sql", help="A query whose columns are document fields (section, key, loc, lastmod, ...).")
 @option("--source-database-url", help="SQLAlchemy URL of the application database the query runs on.")
 @option("--publish/--no-publish", default=True, help="Publish a fresh generation after loading.")
+@mapping_option
 @with_app
 @extra_fields_option
 def command(app: App, source: str | None, source_sql: str | None, source_database_url: str | None,
-            publish: bool) -> None:
+            publish: bool, mapping: Path | None) -> None:
     """Full snapshot rebuild: replace the manifest from a source and publish a fresh generation."""
-    if (source is None) == (source_sql is None):
-        raise click.UsageError("give exactly one of --source FILE and --source-sql QUERY")
-    if source_sql is not None and not source_database_url:
-        raise click.UsageError("--source-sql needs --source-database-url")
+    if sum(x is not None for x in (source, source_sql, mapping)) != 1:
+        raise click.UsageError("give exactly one of --source FILE, --source-sql QUERY and --mapping FILE")
+    if source is None and not source_database_url:
+        raise click.UsageError(f"{'--source-sql' if source_sql else '--mapping'} needs --source-database-url")
     started = time.monotonic()
     rebuilder = Rebuilder(app.manifest, app.settings.rules, app.settings.limits, app.settings.workers,
                           app.settings.max_shrink)
@@ -33,6 +37,15 @@ def command(app: App, source: str | None, source_sql: str | None, source_databas
         length = os.path.getsize(source) if source != "-" else None
         with Progress("loading (bytes)", length) as bar:
             counts = rebuilder.rebuild(jsonl_chunks(source, on_bytes=bar.update))
+    elif mapping is not None:
+        assert source_database_url is not None
+        rows = mapping_rows(source_database_url, read_mapping(mapping))
+        try:
+            with Progress("loading (documents)") as bar:
+                counts = rebuilder.rebuild(row_chunks("mapping", rows), progress=bar.update)
+        except SQLAlchemyError as exc:  # the mapping's query on the application database (a missing table, ...)
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise click.ClickException(f"the mapping's query failed on the source database: {reason}") from None
     else:
         assert source_sql is not None and source_database_url is not None
         with Progress("loading (documents)") as bar:

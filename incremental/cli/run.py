@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from sitemap_keeper.incremental.app import App
+from sitemap_keeper.incremental.cli.cdc import format_options, use_format
 from sitemap_keeper.incremental.cli.options import extra_fields_option, option, with_app
 from sitemap_keeper.incremental.service import BATCH_SIZE, open_service, tune_gc
 
@@ -20,10 +21,13 @@ keep_option = option("--keep", type=int, default=3, help="Generations the prune 
         help="Tail this JSON-lines file for events instead of Kafka: no servers needed.")
 @batch_size_option
 @keep_option
+@format_options
 @with_app
 @extra_fields_option
-def command(app: App, follow: Path | None, batch_size: int, keep: int) -> None:
+def command(app: App, follow: Path | None, batch_size: int, keep: int, event_format: str, mapping: Path | None
+            ) -> None:
     """Keep the sitemaps fresh: apply events exactly once, publish and prune on timers, serve probes."""
+    use_format(app, event_format, mapping)
     if follow is None and not app.settings.kafka_bootstrap_servers:
         raise click.UsageError("give --follow FILE, or Kafka brokers with SITEMAPS_KAFKA_BOOTSTRAP_SERVERS")
     app.settings = app.settings.replace(keep=keep)

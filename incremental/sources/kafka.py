@@ -13,6 +13,7 @@ consumer reads every partition by itself.
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from sitemap_keeper.snapshot.settings import Settings
 
 log = logging.getLogger(__name__)
 
+TOPIC_NAMES_RE = re.compile(r"[\sA-Za-z0-9._,-]+")  # Kafka's topic name characters, commas and blanks
 LINGER = 0.2  # once events flow, wait this long for more to fill a batch
 MAX_BACKOFF = 30.0
 if not logging.getLogger("kafka").level:
@@ -50,6 +52,8 @@ class KafkaConfig:
     dead_letter_topic: str | None = None
     session_timeout: float = 10.0
     max_poll_interval: float = 300.0  # Kafka's default; a consumer idling for a rebuild polls all the same
+    topics: tuple[str, ...] = ()  # several topics instead of `topic`
+    topic_pattern: str | None = None  # or every topic whose whole name matches this regular expression
 
     @classmethod
     def from_settings(cls, s: Settings) -> KafkaConfig:
@@ -57,7 +61,26 @@ class KafkaConfig:
             raise ValueError("SITEMAPS_KAFKA_BOOTSTRAP_SERVERS is not set")
         return cls(s.kafka_bootstrap_servers, s.kafka_topic, s.kafka_group, s.kafka_security_protocol,
                    s.kafka_sasl_mechanism, s.kafka_sasl_username, s.kafka_sasl_password, s.kafka_ssl_cafile,
-                   s.kafka_dead_letter_topic, s.kafka_session_timeout)
+                   s.kafka_dead_letter_topic, s.kafka_session_timeout, **topics_setting(s.kafka_topics))
+
+    @property
+    def names(self) -> str:
+        """The topics, as logs and messages name them."""
+        return self.topic_pattern or ",".join(self.topics or (self.topic,))
+
+    def subscribe(self, consumer: KafkaConsumer, listener: ConsumerRebalanceListener) -> None:
+        if self.topic_pattern:
+            consumer.subscribe(pattern=f"^(?:{self.topic_pattern})$", listener=listener)
+        else:
+            consumer.subscribe(list(self.topics or (self.topic,)), listener=listener)
+
+    def partitions(self, consumer: KafkaConsumer) -> list[TopicPartition]:
+        """Every partition of the topics (of those matching the pattern, when it is one)."""
+        if self.topic_pattern:
+            names = sorted(t for t in consumer.topics() if re.fullmatch(self.topic_pattern, t))
+        else:
+            names = list(self.topics or (self.topic,))
+        return [TopicPartition(t, p) for t in names for p in sorted(consumer.partitions_for_topic(t) or ())]
 
     def client(self) -> dict[str, Any]:
         """Settings common to consumers and producers (the password is passed, never logged)."""
@@ -134,14 +157,13 @@ class KafkaSource(EventSource):
             return None
         self.consumer = consumer
         if self.group:
-            consumer.subscribe([self.config.topic], listener=_Listener(self))
+            self.config.subscribe(consumer, _Listener(self))
         else:
-            parts = consumer.partitions_for_topic(self.config.topic)
-            consumer.assign([TopicPartition(self.config.topic, p) for p in sorted(parts)])
+            consumer.assign(self.config.partitions(consumer))
             self.must_rewind = True
         self.backoff = 1.0
         self.status = (True, "ok")
-        log.info("consuming %s from %s (%s)", self.config.topic, self.config.bootstrap_servers,
+        log.info("consuming %s from %s (%s)", self.config.names, self.config.bootstrap_servers,
                  f"group {self.config.group}" if self.group else "every partition")
         if crc32c_c is None:
             log.warning("the crc32c package is not installed: kafka-python checks record CRCs in pure Python, "
@@ -167,10 +189,10 @@ class KafkaSource(EventSource):
     def seek_stored(self, partitions: set[TopicPartition]) -> None:
         """Seek to the offsets the manifest holds (the beginning where it holds none)."""
         assert self.consumer is not None
-        stored = self.store.load(self.config.topic)
+        stored = {t: self.store.load(t) for t in {tp.topic for tp in partitions}}
         for tp in sorted(partitions):
             self.pending.pop(tp, None)
-            offset = stored.get(tp.partition)
+            offset = stored[tp.topic].get(tp.partition)
             self.expected[(tp.topic, tp.partition)] = offset
             if offset is None:
                 self.consumer.seek_to_beginning(tp)
@@ -178,8 +200,9 @@ class KafkaSource(EventSource):
             else:
                 self.consumer.seek(tp, offset)
                 self.next[tp] = offset
-        log.info("positions of %s: %s", self.config.topic,
-                 {tp.partition: stored.get(tp.partition, "beginning") for tp in sorted(partitions)})
+        log.info("positions of %s: %s", self.config.names,
+                 {f"{tp.topic}/{tp.partition}": stored[tp.topic].get(tp.partition, "beginning")
+                  for tp in sorted(partitions)})
 
     def forget(self, partitions: set[TopicPartition]) -> None:
         for tp in partitions:
@@ -288,15 +311,32 @@ class KafkaSource(EventSource):
         consumer = self.consumer
         if consumer is None:
             return  # _failed() has said why
-        parts = sorted(consumer.assignment()) or [TopicPartition(self.config.topic, 0)]
+        parts = sorted(consumer.assignment()) or [TopicPartition((self.config.topics or (self.config.topic,))[0], 0)]
         try:
-            ends = consumer.end_offsets(parts, timeout_ms=5000)
+            if consumer.assignment() or not self.config.topic_pattern:
+                ends = consumer.end_offsets(parts, timeout_ms=5000)
+            else:  # nothing assigned yet and no topic named: ask the brokers for their topics instead
+                consumer.topics()
+                ends = {}
         except KafkaError as exc:
             self.status = (False, f"Kafka unreachable: {exc!r}")
             return
         self.status = (True, "ok")
         known = [(tp, o) for tp, o in self.next.items() if tp in ends]
         self.lag = sum(max(0, ends[tp] - o) for tp, o in known) if consumer.assignment() else 0
+
+
+def topics_setting(value: str | None) -> dict[str, Any]:
+    """SITEMAPS_KAFKA_TOPICS: names separated by commas, or a regular expression (any other character in it)."""
+    if not value or not value.strip():
+        return {}
+    if TOPIC_NAMES_RE.fullmatch(value):
+        return {"topics": tuple(t.strip() for t in value.split(",") if t.strip())}
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"SITEMAPS_KAFKA_TOPICS is neither topic names nor a regular expression: {exc}") from None
+    return {"topic_pattern": value}
 
 
 def _commit_done(offsets: dict[TopicPartition, OffsetAndMetadata], response: object) -> None:
