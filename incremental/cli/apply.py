@@ -5,7 +5,7 @@ import time
 import click
 
 from sitemap_keeper.incremental.app import App
-from sitemap_keeper.incremental.cli.options import option, with_app
+from sitemap_keeper.incremental.cli.options import LIMITS, MANIFEST, SITE, option, with_app
 from sitemap_keeper.snapshot.manifest import Counts, RebuildRunning
 from sitemap_keeper.snapshot.sources import jsonl_lines
 
@@ -13,9 +13,15 @@ from sitemap_keeper.snapshot.sources import jsonl_lines
 @click.command("apply")
 @click.argument("files", nargs=-1, required=True)
 @option("--batch-size", type=int, default=5_000, help="Events per transaction.")
-@with_app
+@with_app(MANIFEST, SITE, LIMITS)
 def command(app: App, files: tuple[str, ...], batch_size: int) -> None:
-    """Apply change events from JSON-lines FILES (`-` for standard input) to the manifest."""
+    """Apply change events from JSON-lines FILES (`-` for standard input) to the manifest.
+
+    \b
+    Examples:
+      sitemaps apply changes.jsonl
+      tail -n 1000 events.jsonl | sitemaps apply -
+    """
     total = Counts()
     started = time.monotonic()
     for path in files:

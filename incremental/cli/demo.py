@@ -32,7 +32,13 @@ def timed(label: str, fn: Callable[[], T]) -> T:
 @option("--serve/--no-serve", default=True, help="Serve the result until Ctrl-C.")
 @with_app
 def command(app: App, documents: int, changes: int, port: int, serve: bool) -> None:
-    """Rebuild a synthetic catalog, apply changes, publish incrementally, prune, and serve the result."""
+    """Rebuild a synthetic catalog, apply changes, publish incrementally, prune, and serve the result.
+
+    \b
+    Examples:
+      sitemaps demo
+      sitemaps demo --documents 10000 --no-serve
+    """
     settings = app.settings
     # The demo replaces whatever catalog the data dir held, however small its own.
     app = App(settings.replace(allowed_hosts=settings.allowed_hosts or (synthetic.HOST,), max_shrink=1.0))

@@ -3,13 +3,19 @@ from __future__ import annotations
 import click
 
 from sitemap_keeper.incremental.app import App
-from sitemap_keeper.incremental.cli.options import with_app
+from sitemap_keeper.incremental.cli.options import PUBLISHING, with_app
 
 
 @click.command("publish")
 @click.option("--full", is_flag=True, help="Render every shard, not only the dirty ones.")
-@with_app
+@with_app(*PUBLISHING)
 def command(app: App, full: bool) -> None:
-    """Publish the dirty shards as a new generation and switch the router to it."""
+    """Publish the dirty shards as a new generation and switch the router to it.
+
+    \b
+    Examples:
+      sitemaps publish
+      sitemaps publish --full --json
+    """
     result = app.publisher.publish(full=full)
     click.echo(result.message)

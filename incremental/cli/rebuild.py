@@ -6,7 +6,7 @@ import time
 import click
 
 from sitemap_keeper.incremental.app import App
-from sitemap_keeper.incremental.cli.options import option, with_app
+from sitemap_keeper.incremental.cli.options import PUBLISHING, option, with_app
 from sitemap_keeper.incremental.cli.progress import Progress
 from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
 from sitemap_keeper.snapshot.sources import jsonl_chunks, sql_rows
@@ -17,10 +17,17 @@ from sitemap_keeper.snapshot.sources import jsonl_chunks, sql_rows
 @option("--source-sql", help="A query whose columns are document fields (section, key, loc, lastmod, ...).")
 @option("--source-database-url", help="SQLAlchemy URL of the application database the query runs on.")
 @option("--publish/--no-publish", default=True, help="Publish a fresh generation after loading.")
-@with_app
+@with_app(*PUBLISHING)
 def command(app: App, source: str | None, source_sql: str | None, source_database_url: str | None,
             publish: bool) -> None:
-    """Full snapshot rebuild: replace the manifest from a source and publish a fresh generation."""
+    """Full snapshot rebuild: replace the manifest from a source and publish a fresh generation.
+
+    \b
+    Examples:
+      sitemaps rebuild --source catalog.jsonl
+      sitemaps rebuild --source-sql "SELECT 'books' AS section, id AS key, url AS loc, updated AS lastmod FROM books" \\
+        --source-database-url postgresql+psycopg://app@db/shop
+    """
     if (source is None) == (source_sql is None):
         raise click.UsageError("give exactly one of --source FILE and --source-sql QUERY")
     if source_sql is not None and not source_database_url:

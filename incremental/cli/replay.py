@@ -21,7 +21,13 @@ from sitemap_keeper.incremental.service import open_service, tune_gc
 @with_app
 def command(app: App, since: str | None, keep_manifest: bool, then_run: bool, batch_size: int, keep: int
             ) -> None:
-    """Rebuild the manifest from the Kafka topic, publish a full generation, and go on from there."""
+    """Rebuild the manifest from the Kafka topic, publish a full generation, and go on from there.
+
+    \b
+    Examples:
+      sitemaps replay --kafka-bootstrap-servers kafka:9092 --exit
+      sitemaps replay --since 2024-05-17T00:00:00 --keep-manifest
+    """
     if not app.settings.kafka_bootstrap_servers:
         raise click.UsageError("replay reads Kafka: set SITEMAPS_KAFKA_BOOTSTRAP_SERVERS")
     app.settings = app.settings.replace(keep=keep)

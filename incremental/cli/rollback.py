@@ -3,14 +3,20 @@ from __future__ import annotations
 import click
 
 from sitemap_keeper.incremental.app import App
-from sitemap_keeper.incremental.cli.options import with_app
+from sitemap_keeper.incremental.cli.options import LIMITS, MANIFEST, ROUTER, STORE, with_app
 from sitemap_keeper.snapshot.rollback import rollback
 
 
 @click.command("rollback")
 @click.argument("generation", required=False)
-@with_app
+@with_app(MANIFEST, LIMITS, STORE, ROUTER)
 def command(app: App, generation: str | None) -> None:
-    """Switch the router back to GENERATION (default: the newest retained one before the live one)."""
+    """Switch the router back to GENERATION (default: the newest retained one before the live one).
+
+    \b
+    Examples:
+      sitemaps rollback
+      sitemaps rollback sitemaps-20240517-100000-000-0000
+    """
     previous, target = rollback(app.manifest, app.store, app.router, generation, app.settings.limits)
     click.echo(f"rolled back from {previous} to {target}")

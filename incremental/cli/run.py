@@ -22,7 +22,13 @@ keep_option = option("--keep", type=int, default=3, help="Generations the prune 
 @keep_option
 @with_app
 def command(app: App, follow: Path | None, batch_size: int, keep: int) -> None:
-    """Keep the sitemaps fresh: apply events exactly once, publish and prune on timers, serve probes."""
+    """Keep the sitemaps fresh: apply events exactly once, publish and prune on timers, serve probes.
+
+    \b
+    Examples:
+      sitemaps run --follow events.jsonl
+      SITEMAPS_KAFKA_BOOTSTRAP_SERVERS=kafka:9092 SITEMAPS_DATABASE_URL=postgresql+psycopg://db/sitemaps sitemaps run
+    """
     if follow is None and not app.settings.kafka_bootstrap_servers:
         raise click.UsageError("give --follow FILE, or Kafka brokers with SITEMAPS_KAFKA_BOOTSTRAP_SERVERS")
     app.settings = app.settings.replace(keep=keep)

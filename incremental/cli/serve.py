@@ -3,7 +3,7 @@ from __future__ import annotations
 import click
 
 from sitemap_keeper.incremental.app import App
-from sitemap_keeper.incremental.cli.options import option, with_app
+from sitemap_keeper.incremental.cli.options import MANIFEST, ROUTER, SITE, STORE, option, with_app
 from sitemap_keeper.snapshot.serve import make_server
 
 
@@ -23,7 +23,13 @@ def serve_until_interrupted(app: App, host: str, port: int) -> None:
 @click.command("serve")
 @option("--host", default="127.0.0.1", help="Address to listen on.")
 @option("--port", type=int, default=8080, help="Port to listen on.")
-@with_app
+@with_app(MANIFEST, SITE, STORE, ROUTER)
 def command(app: App, host: str, port: int) -> None:
-    """Serve the live generation over HTTP (what the router points at, at each request)."""
+    """Serve the live generation over HTTP (what the router points at, at each request).
+
+    \b
+    Examples:
+      sitemaps serve
+      sitemaps serve --host 0.0.0.0 --port 8081
+    """
     serve_until_interrupted(app, host, port)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import click
 
 from sitemap_keeper.incremental.app import App
-from sitemap_keeper.incremental.cli.options import with_app
+from sitemap_keeper.incremental.cli.options import LIMITS, MANIFEST, ROUTER, STORE, with_app
 from sitemap_keeper.snapshot.verify import verify_generation
 
 
@@ -11,9 +11,15 @@ from sitemap_keeper.snapshot.verify import verify_generation
 @click.argument("generation", required=False)
 @click.option("--deep/--shallow", default=True, show_default=True,
               help="Also read back, decompress and parse every file.")
-@with_app
+@with_app(MANIFEST, LIMITS, STORE, ROUTER)
 def command(app: App, generation: str | None, deep: bool) -> None:
-    """Check a generation (default: the live one) against what was recorded when it was published."""
+    """Check a generation (default: the live one) against what was recorded when it was published.
+
+    \b
+    Examples:
+      sitemaps verify
+      sitemaps verify --shallow sitemaps-20240517-100000-000-0000
+    """
     gen_id = generation or app.router.current()
     if gen_id is None:
         raise click.ClickException("nothing is published yet")
