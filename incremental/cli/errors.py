@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
@@ -60,8 +61,10 @@ def handled() -> Iterator[None]:
         sys.exit(RUNTIME)
     except Exception as exc:
         failure = _click(exc) or describe(exc)
-        if failure is None or (debugging() and not isinstance(exc, click.ClickException)):
+        if failure is None:
             raise
+        if debugging() and not isinstance(exc, click.ClickException):
+            traceback.print_exc()
         click.echo(f"error: {failure.message}", err=True)
         sys.exit(failure.status)
 
