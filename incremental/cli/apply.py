@@ -6,6 +6,8 @@ import click
 
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.cli.options import LIMITS, MANIFEST, SITE, option, with_app
+from sitemap_keeper.incremental.cli.results import echo_result, json_option
+from sitemap_keeper.incremental.logs import fields
 from sitemap_keeper.snapshot.manifest import Counts, RebuildRunning
 from sitemap_keeper.snapshot.sources import jsonl_lines
 
@@ -13,8 +15,9 @@ from sitemap_keeper.snapshot.sources import jsonl_lines
 @click.command("apply")
 @click.argument("files", nargs=-1, required=True)
 @option("--batch-size", type=int, default=5_000, help="Events per transaction.")
+@json_option
 @with_app(MANIFEST, SITE, LIMITS)
-def command(app: App, files: tuple[str, ...], batch_size: int) -> None:
+def command(app: App, files: tuple[str, ...], batch_size: int, as_json: bool) -> None:
     """Apply change events from JSON-lines FILES (`-` for standard input) to the manifest.
 
     \b
@@ -33,7 +36,7 @@ def command(app: App, files: tuple[str, ...], batch_size: int) -> None:
                 batch = []
         total.add(_apply(app, batch))
     seconds = time.monotonic() - started
-    click.echo(f"{total} in {seconds:.2f}s")
+    echo_result(as_json, f"{total} in {seconds:.2f}s", {**fields(total), "seconds": round(seconds, 3)})
 
 
 def _apply(app: App, batch: list[tuple[str, bytes]]) -> Counts:

@@ -4,6 +4,8 @@ import click
 
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.cli.options import MANIFEST, ROUTER, STORE, option, with_app
+from sitemap_keeper.incremental.cli.results import echo_result, json_option
+from sitemap_keeper.incremental.logs import fields
 from sitemap_keeper.snapshot.prune import GRACE_SECONDS, prune
 
 
@@ -11,8 +13,9 @@ from sitemap_keeper.snapshot.prune import GRACE_SECONDS, prune
 @option("--keep", type=int, default=3, help="Published generations to keep, the live one included.")
 @option("--grace", type=float, default=GRACE_SECONDS,
         help="Seconds before a generation that never went live counts as abandoned.")
+@json_option
 @with_app(MANIFEST, STORE, ROUTER)
-def command(app: App, keep: int, grace: float) -> None:
+def command(app: App, keep: int, grace: float, as_json: bool) -> None:
     """Delete generations beyond --keep, and abandoned half-built ones; never the live one.
 
     \b
@@ -21,5 +24,5 @@ def command(app: App, keep: int, grace: float) -> None:
       sitemaps prune --keep 5 --json
     """
     result = prune(app.manifest, app.store, app.router, keep=keep, grace=grace)
-    click.echo(f"kept {len(result.kept)} ({', '.join(result.kept) or 'none'}); "
-               f"deleted {len(result.deleted)}; abandoned deleted {len(result.abandoned)}")
+    echo_result(as_json, f"kept {len(result.kept)} ({', '.join(result.kept) or 'none'}); "
+                f"deleted {len(result.deleted)}; abandoned deleted {len(result.abandoned)}", fields(result))

@@ -4,12 +4,15 @@ import click
 
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.cli.options import PUBLISHING, with_app
+from sitemap_keeper.incremental.cli.results import echo_result, json_option
+from sitemap_keeper.incremental.logs import fields
 
 
 @click.command("publish")
 @click.option("--full", is_flag=True, help="Render every shard, not only the dirty ones.")
+@json_option
 @with_app(*PUBLISHING)
-def command(app: App, full: bool) -> None:
+def command(app: App, full: bool, as_json: bool) -> None:
     """Publish the dirty shards as a new generation and switch the router to it.
 
     \b
@@ -18,4 +21,4 @@ def command(app: App, full: bool) -> None:
       sitemaps publish --full --json
     """
     result = app.publisher.publish(full=full)
-    click.echo(result.message)
+    echo_result(as_json, result.message, {**fields(result), "message": result.message})

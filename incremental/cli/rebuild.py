@@ -8,6 +8,8 @@ import click
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.cli.options import PUBLISHING, option, with_app
 from sitemap_keeper.incremental.cli.progress import Progress
+from sitemap_keeper.incremental.cli.results import echo_result, json_option
+from sitemap_keeper.incremental.logs import fields
 from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
 from sitemap_keeper.snapshot.sources import jsonl_chunks, sql_rows
 
@@ -17,9 +19,10 @@ from sitemap_keeper.snapshot.sources import jsonl_chunks, sql_rows
 @option("--source-sql", help="A query whose columns are document fields (section, key, loc, lastmod, ...).")
 @option("--source-database-url", help="SQLAlchemy URL of the application database the query runs on.")
 @option("--publish/--no-publish", default=True, help="Publish a fresh generation after loading.")
+@json_option
 @with_app(*PUBLISHING)
 def command(app: App, source: str | None, source_sql: str | None, source_database_url: str | None,
-            publish: bool) -> None:
+            publish: bool, as_json: bool) -> None:
     """Full snapshot rebuild: replace the manifest from a source and publish a fresh generation.
 
     \b
@@ -45,9 +48,15 @@ def command(app: App, source: str | None, source_sql: str | None, source_databas
             counts = rebuilder.rebuild(row_chunks("sql", sql_rows(source_database_url, source_sql)),
                                        progress=bar.update)
     loaded = time.monotonic() - started
-    click.echo(f"manifest rebuilt: {counts} in {loaded:.2f}s")
+    out: dict[str, object] = {**fields(counts), "load_seconds": round(loaded, 3), "published": None}
+    if not as_json:
+        click.echo(f"manifest rebuilt: {counts} in {loaded:.2f}s")
     if publish:
         result = app.publisher.publish(full=True)
         total = time.monotonic() - started
-        click.echo(result.message)
-        click.echo(f"rebuild took {total:.2f}s end to end ({counts.applied / total:,.0f} URLs/s)")
+        out.update(published={**fields(result), "message": result.message}, seconds=round(total, 3))
+        if not as_json:
+            click.echo(result.message)
+        echo_result(as_json, f"rebuild took {total:.2f}s end to end ({counts.applied / total:,.0f} URLs/s)", out)
+    elif as_json:
+        echo_result(as_json, "", out)
