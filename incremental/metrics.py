@@ -52,6 +52,8 @@ class Metrics:
             self.events.labels(result)  # show zeros from the start
         for result in ("published", "nothing", "skipped", "failed"):
             self.publishes.labels(result)
+        for result in ("pruned", "skipped", "failed"):
+            self.prunes.labels(result)  # a first failure must be an increase, for the alert to see it
 
     def counted(self, counts: Counts) -> None:
         self.events.labels("applied").inc(counts.applied)
