@@ -79,6 +79,7 @@ class Replay:
         self.offsets = OffsetStore(app.manifest)
         self.batch_size = batch_size
         self.stopping = stopping or threading.Event()
+        self.on_progress: Callable[[int, int], None] | None = None  # told (events applied, events to replay)
 
     def reset(self, sp: Span, keep_manifest: bool) -> None:
         """Empty the manifest (unless kept), store the replay's start and end offsets: one transaction.
@@ -99,8 +100,13 @@ class Replay:
         source = KafkaSource(self.config, self.offsets, group=False, max_records=self.batch_size)
         service = Service(self.app, source, self.offsets, Leader(), self.batch_size, stopping=self.stopping)
         topic = self.config.topic
+        spans = {p: (sp.start[p], end) for p, end in sp.end.items()}
+        total = sum(end - start for start, end in spans.values())
 
         def done() -> bool:
+            if self.on_progress is not None:
+                self.on_progress(sum(min(end, max(start, source.expected.get((topic, p)) or 0)) - start
+                                     for p, (start, end) in spans.items()), total)
             return all((source.expected.get((topic, p)) or 0) >= end for p, end in sp.end.items())
 
         return service.run(on_listen=on_listen, until=done)

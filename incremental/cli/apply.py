@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import os
 import time
 
 import click
 
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.cli.options import LIMITS, MANIFEST, SITE, option, with_app
+from sitemap_keeper.incremental.cli.progress import Progress
 from sitemap_keeper.incremental.cli.results import echo_result, json_option
 from sitemap_keeper.incremental.logs import fields
 from sitemap_keeper.snapshot.manifest import Counts, RebuildRunning
@@ -27,14 +29,16 @@ def command(app: App, files: tuple[str, ...], batch_size: int, as_json: bool) ->
     """
     total = Counts()
     started = time.monotonic()
-    for path in files:
-        batch: list[tuple[str, bytes]] = []
-        for item in jsonl_lines(path):
-            batch.append(item)
-            if len(batch) >= batch_size:
-                total.add(_apply(app, batch))
-                batch = []
-        total.add(_apply(app, batch))
+    size = None if "-" in files else sum(os.path.getsize(f) for f in files)
+    with Progress("applying (bytes)" if size else "applying (bytes read)", size) as bar:
+        for path in files:
+            batch: list[tuple[str, bytes]] = []
+            for item in jsonl_lines(path, on_bytes=bar.update):
+                batch.append(item)
+                if len(batch) >= batch_size:
+                    total.add(_apply(app, batch))
+                    batch = []
+            total.add(_apply(app, batch))
     seconds = time.monotonic() - started
     echo_result(as_json, f"{total} in {seconds:.2f}s", {**fields(total), "seconds": round(seconds, 3)})
 

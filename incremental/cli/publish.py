@@ -4,6 +4,7 @@ import click
 
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.cli.options import PUBLISHING, with_app
+from sitemap_keeper.incremental.cli.progress import Progress
 from sitemap_keeper.incremental.cli.results import echo_result, json_option
 from sitemap_keeper.incremental.logs import fields
 
@@ -20,5 +21,7 @@ def command(app: App, full: bool, as_json: bool) -> None:
       sitemaps publish
       sitemaps publish --full --json
     """
-    result = app.publisher.publish(full=full)
+    with Progress("publishing (shards)") as bar:
+        app.publisher.on_progress = bar.to
+        result = app.publisher.publish(full=full)
     echo_result(as_json, result.message, {**fields(result), "message": result.message})

@@ -52,7 +52,9 @@ def command(app: App, source: str | None, source_sql: str | None, source_databas
     if not as_json:
         click.echo(f"manifest rebuilt: {counts} in {loaded:.2f}s")
     if publish:
-        result = app.publisher.publish(full=True)
+        with Progress("publishing (shards)") as bar:
+            app.publisher.on_progress = bar.to
+            result = app.publisher.publish(full=True)
         total = time.monotonic() - started
         out.update(published={**fields(result), "message": result.message}, seconds=round(total, 3))
         if not as_json:

@@ -4,6 +4,7 @@ import click
 
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.cli.options import option, with_app
+from sitemap_keeper.incremental.cli.progress import Progress
 from sitemap_keeper.incremental.cli.run import announce, batch_size_option, keep_option, stop_on_signals
 from sitemap_keeper.incremental.replay import Replay, ReplayError, parse_since
 from sitemap_keeper.incremental.service import open_service, tune_gc
@@ -33,10 +34,12 @@ def command(app: App, since: str | None, keep_manifest: bool, then_run: bool, ba
     app.settings = app.settings.replace(keep=keep)
     stopping = stop_on_signals()
     tune_gc()
+    replay = Replay(app, batch_size, stopping)
     try:
-        counts, result = Replay(app, batch_size, stopping).run(
-            parse_since(since) if since else None, keep_manifest,
-            on_listen=announce(app))
+        with Progress("replaying (events)") as bar:
+            replay.on_progress = bar.to
+            counts, result = replay.run(parse_since(since) if since else None, keep_manifest,
+                                        on_listen=announce(app))
     except ReplayError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"replayed: {counts}")

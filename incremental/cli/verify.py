@@ -4,6 +4,7 @@ import click
 
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.cli.options import LIMITS, MANIFEST, ROUTER, STORE, with_app
+from sitemap_keeper.incremental.cli.progress import Progress
 from sitemap_keeper.snapshot.verify import verify_generation
 
 
@@ -26,5 +27,6 @@ def command(app: App, generation: str | None, deep: bool) -> None:
     files = app.manifest.files(gen_id)
     if not files:
         raise click.ClickException(f"generation {gen_id} is not recorded in this manifest")
-    verify_generation(app.store, gen_id, files, app.settings.limits, deep=deep)
+    with Progress("verifying (bytes)", sum(f.size for f in files.values())) as bar:
+        verify_generation(app.store, gen_id, files, app.settings.limits, deep=deep, on_file=bar.update)
     click.echo(f"generation {gen_id}: {len(files)} files verified")
