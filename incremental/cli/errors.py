@@ -86,6 +86,10 @@ def _click(exc: Exception) -> Failure | None:
     return None
 
 
+def _from_sqlalchemy(exc: BaseException) -> bool:
+    return any("/sqlalchemy/" in frame.filename for frame in traceback.extract_tb(exc.__traceback__))
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
@@ -111,7 +115,7 @@ def _kafka(exc: Exception) -> Failure | None:
 
 
 def _system(exc: Exception) -> Failure | None:
-    if isinstance(exc, ModuleNotFoundError):
+    if isinstance(exc, ModuleNotFoundError) and _from_sqlalchemy(exc):  # a dialect importing its driver
         return Failure(USAGE, f"{exc}: the database URL names a driver that is not installed "
                               f"(pip install it beside sitemap-keeper)")
     if not isinstance(exc, OSError):
