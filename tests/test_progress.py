@@ -60,3 +60,4 @@ def test_replay_shows_progress(kafka_broker: TansuBroker, new_topic: Any, tmp_pa
     proc = cli("replay", "--exit", env=env)
     assert "replayed: applied 60" in proc.stdout
     assert last_share(proc.stderr, "replaying (events)") == (100.0, 60)
+    assert last_share(proc.stderr, "publishing (shards)")[0] == 100.0

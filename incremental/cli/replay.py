@@ -36,10 +36,12 @@ def command(app: App, since: str | None, keep_manifest: bool, then_run: bool, ba
     tune_gc()
     replay = Replay(app, batch_size, stopping)
     try:
-        with Progress("replaying (events)") as bar:
+        with Progress("replaying (events)") as bar, Progress("publishing (shards)") as publishing:
             replay.on_progress = bar.to
+            app.publisher.on_progress = publishing.to  # the full publish once caught up
             counts, result = replay.run(parse_since(since) if since else None, keep_manifest,
                                         on_listen=announce(app))
+            app.publisher.on_progress = None  # the service's timer publishes, after it, say nothing
     except ReplayError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"replayed: {counts}")
