@@ -17,6 +17,8 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Libraries whose own records repeat, at every retry, what our code reports once in its terms (kafka-python
 # logs each refused connection as an ERROR): shown only at DEBUG.
 CHATTY = ("kafka",)
+# The one-shot commands' results (incremental/cli/results.py): in text format standard output says them already.
+RESULTS = "sitemap_keeper.incremental.cli.results"
 
 
 def configure(level: str = "INFO", fmt: str = "text") -> None:
@@ -35,6 +37,8 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    results_level = logging.NOTSET if fmt == "json" or level.upper() == "DEBUG" else logging.WARNING
+    logging.getLogger(RESULTS).setLevel(results_level)
     for name in CHATTY:
         logging.getLogger(name).setLevel(logging.NOTSET if level.upper() == "DEBUG" else logging.CRITICAL)
 

@@ -185,3 +185,23 @@ def test_calls_are_counted_by_outcome(moto_world: World) -> None:  # noqa: F811 
     finally:
         app.close()
     assert calls.tally()["kubernetes", "failed"] == after["kubernetes", "failed"] + 1
+
+
+def test_one_shot_results_are_json_log_records(tmp_path: Path) -> None:
+    """In JSON log format a command's result is also a log record with its fields; in text format it is said
+    once, on standard output."""
+    env = {"SITEMAPS_DATA_DIR": str(tmp_path / "data"), "SITEMAPS_ALLOWED_HOSTS": HOST,
+           "SITEMAPS_LOG_LEVEL": "INFO", "SITEMAPS_LOG_FORMAT": "json"}
+    source = tmp_path / "docs.jsonl"
+    source.write_bytes(b"".join(orjson.dumps({k: v for k, v in event(i, 1).items() if k != "op"}) + b"\n"
+                                for i in range(12)))
+    proc = cli("rebuild", "--source", str(source), "--json", env=env)
+    (record,) = [json.loads(line) for line in proc.stderr.splitlines() if '"event": "rebuilt"' in line]
+    result = json.loads(proc.stdout)
+    assert record["applied"] == result["applied"] == 12 and record["published"] == result["published"]
+    proc = cli("publish", "--full", env=env)
+    (record,) = [json.loads(line) for line in proc.stderr.splitlines() if '"event": "published"' in line]
+    assert record["message"] == proc.stdout.strip() and record["urls"] == 12 and record["level"] == "INFO"
+    assert record["generation"] in proc.stdout
+    text = cli("publish", "--full", env={**env, "SITEMAPS_LOG_FORMAT": "text"})
+    assert "published generation" in text.stdout and "published generation" not in text.stderr

@@ -40,7 +40,8 @@ def command(app: App, files: tuple[str, ...], batch_size: int, as_json: bool) ->
                     batch = []
             total.add(_apply(app, batch))
     seconds = time.monotonic() - started
-    echo_result(as_json, f"{total} in {seconds:.2f}s", {**fields(total), "seconds": round(seconds, 3)})
+    echo_result(as_json, f"{total} in {seconds:.2f}s", {**fields(total), "seconds": round(seconds, 3)},
+                "applied")
 
 
 def _apply(app: App, batch: list[tuple[str, bytes]]) -> Counts:

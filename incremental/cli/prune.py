@@ -25,4 +25,5 @@ def command(app: App, keep: int, grace: float, as_json: bool) -> None:
     """
     result = prune(app.manifest, app.store, app.router, keep=keep, grace=grace)
     echo_result(as_json, f"kept {len(result.kept)} ({', '.join(result.kept) or 'none'}); "
-                f"deleted {len(result.deleted)}; abandoned deleted {len(result.abandoned)}", fields(result))
+                f"deleted {len(result.deleted)}; abandoned deleted {len(result.abandoned)}", fields(result),
+                "pruned")

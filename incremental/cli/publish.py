@@ -24,4 +24,4 @@ def command(app: App, full: bool, as_json: bool) -> None:
     with Progress("publishing (shards)") as bar:
         app.publisher.on_progress = bar.to
         result = app.publisher.publish(full=full)
-    echo_result(as_json, result.message, {**fields(result), "message": result.message})
+    echo_result(as_json, result.message, {**fields(result), "message": result.message}, "published")

@@ -59,6 +59,7 @@ def command(app: App, source: str | None, source_sql: str | None, source_databas
         out.update(published={**fields(result), "message": result.message}, seconds=round(total, 3))
         if not as_json:
             click.echo(result.message)
-        echo_result(as_json, f"rebuild took {total:.2f}s end to end ({counts.applied / total:,.0f} URLs/s)", out)
-    elif as_json:
-        echo_result(as_json, "", out)
+        echo_result(as_json, f"rebuild took {total:.2f}s end to end ({counts.applied / total:,.0f} URLs/s)", out,
+                    "rebuilt")
+    else:
+        echo_result(as_json, None, out, "rebuilt")

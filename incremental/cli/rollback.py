@@ -21,4 +21,5 @@ def command(app: App, generation: str | None, as_json: bool) -> None:
       sitemaps rollback sitemaps-20240517-100000-000-0000
     """
     previous, target = rollback(app.manifest, app.store, app.router, generation, app.settings.limits)
-    echo_result(as_json, f"rolled back from {previous} to {target}", {"from": previous, "to": target})
+    echo_result(as_json, f"rolled back from {previous} to {target}", {"from": previous, "to": target},
+                "rolled_back")
