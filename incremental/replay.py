@@ -85,6 +85,7 @@ class Replay:
         self.offsets = OffsetStore(app.manifest)
         self.batch_size = batch_size
         self.stopping = stopping or threading.Event()
+        self.on_progress: Callable[[int, int], None] | None = None  # told (events applied, events to replay)
 
     def reset(self, sp: Span, keep_manifest: bool) -> None:
         """Empty the manifest (unless kept), store the replay's start and end offsets: one transaction.
@@ -105,8 +106,13 @@ class Replay:
         """Apply every partition up to the span's end (the service loop, reading all partitions itself)."""
         source = KafkaSource(self.config, self.offsets, group=False, max_records=self.batch_size)
         service = Service(self.app, source, self.offsets, Leader(), self.batch_size, stopping=self.stopping)
+        spans = {pos: (sp.start[pos], end) for pos, end in sp.end.items()}
+        total = sum(end - start for start, end in spans.values())
 
         def done() -> bool:
+            if self.on_progress is not None:
+                self.on_progress(sum(min(end, max(start, source.expected.get(pos) or 0)) - start
+                                     for pos, (start, end) in spans.items()), total)
             return all((source.expected.get(pos) or 0) >= end for pos, end in sp.end.items())
 
         return service.run(on_listen=on_listen, until=done)

@@ -15,6 +15,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.leader import Leader
+from sitemap_keeper.incremental.logs import fields
 from sitemap_keeper.incremental.metrics import Metrics
 from sitemap_keeper.incremental.offsets import OffsetStore
 from sitemap_keeper.snapshot import hold
@@ -93,7 +94,8 @@ class Timers:
             self.metrics.publishes.labels("failed").inc()
             return
         except Exception:
-            log.exception("publish failed; the live generation is unchanged, the next turn tries again")
+            log.exception("publish failed; the live generation is unchanged, the next turn tries again",
+                          extra={"event": "publish_failed"})
             self.metrics.publishes.labels("failed").inc()
             return
         if result.generation is None:
@@ -102,7 +104,7 @@ class Timers:
         self.metrics.publish_seconds.observe(time.monotonic() - started)
         self.metrics.publishes.labels("published").inc()
         self.metrics.set_live(result.generation, time.time())
-        log.info("%s", result.message)
+        log.info("%s", result.message, extra={"event": "published", **fields(result)})
 
     def prune(self) -> None:
         if not self.leader.is_leader():
@@ -115,9 +117,10 @@ class Timers:
             self.metrics.prunes.labels("skipped").inc()
             return
         except Exception:
-            log.exception("prune failed; the next turn tries again")
+            log.exception("prune failed; the next turn tries again", extra={"event": "prune_failed"})
             self.metrics.prunes.labels("failed").inc()
             return
         self.metrics.prunes.labels("pruned").inc()
         if result.deleted or result.abandoned:
-            log.info("pruned %s; abandoned %s", result.deleted or "nothing", result.abandoned or "none")
+            log.info("pruned %s; abandoned %s", result.deleted or "nothing", result.abandoned or "none",
+                     extra={"event": "pruned", **fields(result)})

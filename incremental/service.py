@@ -23,6 +23,7 @@ from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.apply import Prepared
 from sitemap_keeper.incremental.health import make_health_server
 from sitemap_keeper.incremental.leader import Leader, open_leader
+from sitemap_keeper.incremental.logs import fields
 from sitemap_keeper.incremental.metrics import Metrics
 from sitemap_keeper.incremental.offsets import OffsetConflict, OffsetStore
 from sitemap_keeper.incremental.scheduler import Timers
@@ -156,8 +157,7 @@ class Service:
     def _check(self) -> None:
         self.checked = time.monotonic()
         self.source.check()
-        if self.source.lag is not None:
-            self.metrics.lag.set(self.source.lag)
+        self.metrics.set_lag(self.source.lag)
         self.metrics.ready.set(1 if self.ready()[0] else 0)
 
     def _poll(self, timeout: float) -> tuple[Batch, Prepared] | None:
@@ -191,6 +191,8 @@ class Service:
             return Counts()
         self.source.committed(batch)
         self.metrics.counted(counts)
+        log.debug("applied a batch: %s", counts, extra={"event": "applied", "events": len(batch.items),
+                                                        **fields(counts)})
         if counts.rejected and self.source.dead_letter_topic:
             self._forward_letters(batch)
         return counts

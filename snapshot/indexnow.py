@@ -38,7 +38,7 @@ from sqlalchemy import (
     select,
 )
 
-from sitemap_keeper.snapshot import diff
+from sitemap_keeper.snapshot import calls, diff
 from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.stores.base import Store
 
@@ -183,8 +183,10 @@ class Submitter:
             status, after = self.post(out.endpoint, body, min(REQUEST_TIMEOUT, left))
             out.statuses[status] += 1
             if status in (200, 202):
+                calls.record("indexnow", "ok")
                 out.submitted += count
                 return
+            calls.record("indexnow", "retried" if status in RETRYABLE and attempt < ATTEMPTS else "failed")
             if status == 403:  # every later batch would be refused the same way
                 self._give_up(out, "403: the key was refused; is keyLocation serving it?")
                 return

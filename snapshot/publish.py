@@ -8,6 +8,7 @@ abandoned generation (pruned later); a crash after it leaves the new generation 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -162,6 +163,7 @@ class Publisher:
         self.on_switch = on_switch  # told (new, old) after a successful switch; its failures never fail a publish
         self.extra_files = dict(extra_files or {})  # small files put into every generation (IndexNow's key)
         self.max_shrink = check_max_shrink(max_shrink)  # of the live generation's URLs, in one publish
+        self.on_progress: Callable[[int, int], None] | None = None  # told (shards put, shards to render)
 
     def reconcile(self) -> tuple[str | None, Generation | None]:
         """Make the manifest agree with the router: the router is the truth about what is live.
@@ -232,12 +234,15 @@ class Publisher:
 
     def _build(self, gen_id: str, p: Plan) -> dict[str, FileRecord]:
         records: dict[str, FileRecord] = {}
+        put_count = itertools.count(1)  # shards put so far (from several threads: next() holds the GIL)
 
         def put_shard(r: RenderedShard | None) -> FileRecord | None:
             if r is None:
                 return None
             name = naming.shard_name(r.section, r.shard_no)
             md5 = self.store.put(gen_id, name, r.data)
+            if self.on_progress is not None:
+                self.on_progress(next(put_count), len(p.render))
             return FileRecord(name, len(r.data), md5, r.url_count, r.lastmod, r.lastmod_ts,
                               r.section, r.shard_no, r.revision)
 

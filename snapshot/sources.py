@@ -45,9 +45,9 @@ def jsonl_chunks(path: str, on_bytes: Callable[[int], None] | None = None,
             stream.close()
 
 
-def jsonl_lines(path: str) -> Iterator[tuple[str, bytes]]:
-    """(`file:line`, raw line) for each non-blank line; `-` reads standard input."""
-    for chunk in jsonl_chunks(path):
+def jsonl_lines(path: str, on_bytes: Callable[[int], None] | None = None) -> Iterator[tuple[str, bytes]]:
+    """(`file:line`, raw line) for each non-blank line; `-` reads standard input. `on_bytes` as jsonl_chunks."""
+    for chunk in jsonl_chunks(path, on_bytes=on_bytes):
         for n, line in chunk.payloads():
             assert isinstance(line, bytes)
             yield f"{chunk.name}:{n}", line

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from xml.parsers import expat
 from xml.parsers.expat import XMLParserType
 
@@ -74,10 +74,11 @@ def check_index(name: str, xml: bytes, limits: Limits) -> None:
 
 
 def verify_generation(store: Store, gen_id: str, records: Mapping[str, FileRecord], limits: Limits,
-                      deep: bool = False) -> None:
+                      deep: bool = False, on_file: Callable[[int], None] | None = None) -> None:
     """The store holds exactly the recorded files, with the recorded sizes and (where it can tell) checksums.
 
-    `deep` also reads every shard back, decompresses and parses it, and checks its URL count.
+    `deep` also reads every shard back, decompresses and parses it, and checks its URL count; `on_file` is
+    told the bytes of each file read back.
     """
     listing = store.list(gen_id)
     missing = sorted(set(records) - set(listing))
@@ -95,6 +96,8 @@ def verify_generation(store: Store, gen_id: str, records: Mapping[str, FileRecor
     if deep:
         for name, rec in records.items():
             data = store.get(gen_id, name)
+            if on_file is not None:
+                on_file(len(data))
             if rec.shard_no is not None:
                 try:
                     xml = zlib.decompress(data, wbits=31)

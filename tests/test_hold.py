@@ -68,7 +68,7 @@ def routed(tmp_path: Path, env: dict[str, str], kube: KubeAPIServer | None) -> s
 
 
 def held_gauge(svc: ServiceProcess) -> dict[str, float]:
-    return {k: v for k, v in svc.metrics().items() if k.startswith("sitemaps_hold{") and v > 0}
+    return {k: v for k, v in svc.metrics().items() if k.startswith("sitemaps_hold_since_seconds{")}
 
 
 def status(env: dict[str, str]) -> dict[str, Any]:
@@ -178,7 +178,7 @@ def test_the_service_applies_but_does_not_publish_while_held_across_restarts(tmp
     svc = ServiceProcess(["run", "--follow", str(feed)], env, log)
     try:
         wait_for(lambda: routed(tmp_path, env, None) != live, 30, "a publish after resume")
-        wait_for(lambda: svc.metrics().get('sitemaps_hold{by="",generation=""}') == 0, 30, "the gauge at 0")
+        wait_for(lambda: not held_gauge(svc), 30, "the gauge gone")
     finally:
         assert svc.stop()[0] == 0
     assert status(env)["dirty_shards"] == 0

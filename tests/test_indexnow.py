@@ -257,7 +257,7 @@ def test_the_cli_announces_switched_publishes_only(tmp_path: Path, database_url:
                                                    endpoint: Endpoint) -> None:
     rec = endpoint()
     env = cli_env(tmp_path, database_url, SITEMAPS_INDEXNOW_KEY=KEY, SITEMAPS_INDEXNOW_ENDPOINTS=rec.url)
-    bad = run({**env, "SITEMAPS_INDEXNOW_KEY": "short"}, "status", code=2)
+    bad = run({**env, "SITEMAPS_INDEXNOW_KEY": "short"}, "publish", code=2)
     assert "IndexNow key must be 8 to 128 characters" in bad.stderr
     src = tmp_path / "catalog.jsonl"
     src.write_bytes(jsonl(*[doc(i) for i in range(30)]))

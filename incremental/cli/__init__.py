@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import logging
-import os
 import sys
 
 import click
 
 from sitemap_keeper import DISTRIBUTION
-from sitemap_keeper.incremental.cli.errors import handled
+from sitemap_keeper.incremental import logs
+from sitemap_keeper.incremental.cli.errors import handled, set_debug
 
 # command name -> module under incremental.cli (each defines `command`)
 COMMANDS = {
@@ -51,18 +50,37 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     ctx.exit()
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+EPILOG = """\b
+Every option is also an environment variable: --database-url is SITEMAPS_DATABASE_URL, and so on.
+`sitemaps COMMAND --help` lists the options that command reads; README.md ("Configuration") all of them.
+Exit status: 0 done, 1 failed at run time, 2 bad usage or settings (one line on standard error;
+--debug adds the traceback)."""
+
+
+@click.group(cls=LazyGroup, epilog=EPILOG,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
               help="Show the version and whether the C fast path is loaded, then exit.")
-def cli() -> None:
-    """Always-fresh, never half-published sitemaps for very large sites."""
+@click.option("--log-level", envvar="SITEMAPS_LOG_LEVEL", show_envvar=True, show_default=True, default="INFO",
+              type=click.Choice(logs.LEVELS, case_sensitive=False), help="Least severe log records shown.")
+@click.option("--log-format", envvar="SITEMAPS_LOG_FORMAT", show_envvar=True, show_default=True, default="text",
+              type=click.Choice(logs.FORMATS),
+              help="Log lines on standard error: text, or one JSON object per line with the event's fields.")
+@click.option("--debug", is_flag=True, envvar="SITEMAPS_DEBUG", show_envvar=True,
+              help="Show the traceback of a failure, not only its one-line message.")
+def cli(log_level: str, log_format: str, debug: bool) -> None:
+    """Always-fresh, never half-published sitemaps for very large sites.
+
+    \b
+    Examples:
+      sitemaps rebuild --source catalog.jsonl && sitemaps serve
+      sitemaps --log-format json run --follow events.jsonl
+    """
+    set_debug(debug)
+    logs.configure(log_level, log_format)
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=os.environ.get("SITEMAPS_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     with handled():
-        cli.main(prog_name="sitemaps", standalone_mode=True)
+        status = cli.main(prog_name="sitemaps", standalone_mode=False)  # click's own errors too: errors.py
+    sys.exit(status if isinstance(status, int) else 0)

@@ -6,15 +6,21 @@ import time
 import click
 
 from sitemap_keeper.incremental.app import App
-from sitemap_keeper.incremental.cli.options import with_reader
+from sitemap_keeper.incremental.cli.options import MANIFEST, with_reader
 
 
 @click.command("dead-letters")
 @click.option("--limit", type=int, default=100, show_default=True, help="At most this many.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
-@with_reader
+@with_reader(MANIFEST)
 def command(app: App, limit: int, as_json: bool) -> None:
-    """Input that was refused, with the reason and the raw text."""
+    """Input that was refused, with the reason and the raw text.
+
+    \b
+    Examples:
+      sitemaps dead-letters --limit 20
+      sitemaps dead-letters --json | jq -r .reason | sort | uniq -c
+    """
     for d in app.manifest.dead_letters(limit):
         raw = d.raw.decode("utf-8", "backslashreplace")
         if as_json:

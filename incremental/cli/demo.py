@@ -43,6 +43,11 @@ def command(documents: int, changes: int, port: int, serve: bool, data_dir: Path
 
     The demo only ever uses a directory of its own (an SQLite manifest, a local store and a symlink router in
     it), whatever the SITEMAPS_* settings say: it never touches a configured site.
+
+    \b
+    Examples:
+      sitemaps demo
+      sitemaps demo --documents 10000 --no-serve --data-dir /tmp/demo
     """
     _claim(data_dir)
     # The demo replaces whatever catalog its data dir held, however small its own.

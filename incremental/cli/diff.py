@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import click
 
 from sitemap_keeper.incremental.app import App
-from sitemap_keeper.incremental.cli.options import with_reader
+from sitemap_keeper.incremental.cli.options import MANIFEST, ROUTER, STORE, with_reader
 from sitemap_keeper.snapshot import diff
 
 MARK = {"added": "+", "removed": "-", "changed": "~"}
@@ -17,12 +17,17 @@ MARK = {"added": "+", "removed": "-", "changed": "~"}
 @click.argument("new", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document, streamed as it is computed.")
 @click.option("--summary", is_flag=True, help="Only the counts per section (recorded ones: no reading).")
-@with_reader
+@with_reader(MANIFEST, STORE, ROUTER)
 def command(app: App, old: str | None, new: str | None, as_json: bool, summary: bool) -> None:
     """URLs added, removed, and with a new lastmod, from generation OLD to generation NEW.
 
     NEW defaults to the live generation, OLD to the generation NEW was published on. Changes are printed as
     they are found, the counts per section last.
+
+    \b
+    Examples:
+      sitemaps diff --summary
+      sitemaps diff --json OLD NEW > changes.json
     """
     new = new or app.router.current()
     if new is None:

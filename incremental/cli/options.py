@@ -1,11 +1,23 @@
-"""Options shared by every command; each is also an environment variable SITEMAPS_<NAME>."""
+"""Settings options, each also an environment variable SITEMAPS_<NAME>, in named groups.
+
+A command declares the groups whose settings its code reads, and its --help lists only those:
+
+    @click.command("robots")
+    @with_app(MANIFEST, SITE, ROUTER)
+    def command(app: App) -> None: ...
+
+A bare `@with_app` attaches every group (SHARED). To add a setting (a `Settings` field of the same name),
+append it to the one group it belongs to; every command declaring that group gets it. An option only one
+command uses is a plain `option(...)` on that command instead. The groups are documented in README.md
+("Configuration"); tests/test_cli_help.py checks each command's help against what its code reads.
+"""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar, overload
 
 import click
 
@@ -21,17 +33,27 @@ def _hosts(_ctx: click.Context, _param: click.Parameter, value: str | None) -> t
     return tuple(h.strip() for h in (value or "").split(",") if h.strip())
 
 
-# (option, settings field, click keyword arguments)
-SHARED: list[tuple[str, str, dict[str, Any]]] = [
+class Group(NamedTuple):
+    """Settings options that go together: (option, settings field, click keyword arguments) each."""
+
+    name: str
+    options: list[tuple[str, str, dict[str, Any]]]
+
+
+MANIFEST = Group("manifest", [
     ("--data-dir", "data_dir", {"type": click.Path(path_type=Path), "default": Path("sitemaps-data"),
                                 "help": "Where the embedded manifest and the local store live."}),
     ("--database-url", "database_url", {"default": None,
                                         "help": "SQLAlchemy URL of the manifest (default: SQLite in the data dir)."}),
+])
+SITE = Group("site", [
     ("--base-url", "base_url", {"default": DEFAULT_BASE_URL,
                                 "help": "Public URL the sitemap files are served under."}),
     ("--allowed-hosts", "allowed_hosts", {"callback": _hosts, "default": "",
                                           "help": "Comma-separated hosts document URLs may be on "
                                                   "(default: the base URL's host)."}),
+])
+LIMITS = Group("limits", [
     ("--max-urls", "max_urls", {"type": int, "default": 50_000, "help": "URLs per shard, at most 50,000."}),
     ("--max-bytes", "max_bytes", {"type": int, "default": 52_428_800,
                                   "help": "Uncompressed bytes per shard, at most 50 MiB."}),
@@ -42,10 +64,10 @@ SHARED: list[tuple[str, str, dict[str, Any]]] = [
         "help": "Refuse a rebuild or publish that would remove more than this fraction of the site's URLs "
                 "(a truncated source, a replay of a topic that lost events); 1 allows any."}),
     ("--workers", "workers", {"type": int, "default": 2, "help": "Processes for rendering and parsing."}),
+])
+STORE = Group("store", [
     ("--storage", "storage", {"type": click.Choice(["local", "s3"]), "default": "local",
                               "help": "Where generations are stored."}),
-    ("--router", "router", {"type": click.Choice(["local", "ingress", "httproute"]), "default": "local",
-                            "help": "What points the world at the live generation."}),
     ("--s3-endpoint", "s3_endpoint", {"default": None, "help": "S3/MinIO endpoint, host:port."}),
     ("--s3-access-key", "s3_access_key", {"default": None, "help": "S3 access key id."}),
     ("--s3-secret-key", "s3_secret_key", {"default": None, "help": "S3 secret key (never logged)."}),
@@ -55,6 +77,13 @@ SHARED: list[tuple[str, str, dict[str, Any]]] = [
     ("--s3-layout", "s3_layout", {"type": click.Choice(["buckets", "prefix"]), "default": "buckets",
                                   "help": "A bucket per generation, or one bucket with generations/<id>/."}),
     ("--s3-bucket", "s3_bucket", {"default": None, "help": "The one bucket of the prefix layout."}),
+    ("--s3-public-read", "s3_public_read", {"type": bool, "default": True,
+                                            "help": "Give each generation a public-read bucket policy (false: "
+                                                    "only when reads go through an authenticated proxy)."}),
+])
+ROUTER = Group("router", [
+    ("--router", "router", {"type": click.Choice(["local", "ingress", "httproute"]), "default": "local",
+                            "help": "What points the world at the live generation."}),
     ("--kube-api", "kube_api", {"default": None,
                                 "help": "Kubernetes API URL (as with kubectl proxy); else in-cluster or kubeconfig."}),
     ("--ingress-namespace", "ingress_namespace", {"default": "default", "help": "Namespace of the router object."}),
@@ -65,9 +94,8 @@ SHARED: list[tuple[str, str, dict[str, Any]]] = [
     ("--ingress-annotation-value", "ingress_annotation_value", {
         "default": "/{bucket}/$2", "help": "Its value; {bucket}, {generation} and {path} are replaced."}),
     ("--httproute-name", "httproute_name", {"default": "sitemaps", "help": "Name of the Gateway API HTTPRoute."}),
-    ("--s3-public-read", "s3_public_read", {"type": bool, "default": True,
-                                            "help": "Give each generation a public-read bucket policy (false: "
-                                                    "only when reads go through an authenticated proxy)."}),
+])
+INDEXNOW = Group("indexnow", [
     ("--indexnow-key", "indexnow_key", {
         "default": None, "help": "IndexNow key (8-128 of a-z A-Z 0-9 -): enables IndexNow."}),
     ("--indexnow-endpoints", "indexnow_endpoints", {
@@ -78,7 +106,9 @@ SHARED: list[tuple[str, str, dict[str, Any]]] = [
         "help": "URL of the key file, {scheme} {host} {key} filled in (default: <site root>/<key>.txt)."}),
     ("--indexnow-timeout", "indexnow_timeout", {
         "type": float, "default": 45.0, "help": "Seconds one generation's IndexNow submission may take."}),
-    # The change-feed service: `run` and `replay`.
+])
+# The change-feed service: `run` and `replay`.
+KAFKA = Group("kafka", [
     ("--kafka-bootstrap-servers", "kafka_bootstrap_servers", {
         "default": None, "help": "Kafka brokers, host:port[,host:port...] (run and replay)."}),
     ("--kafka-topic", "kafka_topic", {
@@ -103,6 +133,8 @@ SHARED: list[tuple[str, str, dict[str, Any]]] = [
     ("--kafka-session-timeout", "kafka_session_timeout", {
         "type": float, "default": 10.0,
         "help": "Seconds before the group gives a silent replica's partitions to another."}),
+])
+SERVICE = Group("service", [
     ("--publish-interval", "publish_interval", {
         "type": float, "default": 300.0, "help": "Seconds between publishes (when shards are dirty)."}),
     ("--publish-threshold", "publish_threshold", {
@@ -118,7 +150,13 @@ SHARED: list[tuple[str, str, dict[str, Any]]] = [
         "help": "Who publishes among replicas: the manifest's lock only, or a Kubernetes Lease too."}),
     ("--lease-name", "lease_name", {"default": "sitemaps-publisher", "help": "Name of the Lease."}),
     ("--lease-namespace", "lease_namespace", {"default": "default", "help": "Namespace of the Lease."}),
-]
+])
+GROUPS = (MANIFEST, SITE, LIMITS, STORE, ROUTER, INDEXNOW, KAFKA, SERVICE)
+# Every settings option, in the order of GROUPS: what a bare `@with_app` attaches.
+SHARED: list[tuple[str, str, dict[str, Any]]] = [o for g in GROUPS for o in g.options]
+# What a command that publishes reads: the manifest, the documents' rules, the limits, the store, the router
+# and IndexNow (announced after the switch).
+PUBLISHING = (MANIFEST, SITE, LIMITS, STORE, ROUTER, INDEXNOW)
 
 
 def extra_fields_option(fn: F) -> F:
@@ -147,18 +185,32 @@ def option(name: str, *decls: str, **kwargs: Any) -> Callable[[F], F]:
                         **kwargs)
 
 
-def with_reader(fn: F) -> F:
-    """`with_app` for a command that only reads: the manifest is never created or changed, and where there
-    is none the command says so in one line (exit status 1)."""
-    return with_app(fn, read_only=True)
+@overload
+def with_app(fn: F, /) -> F: ...
 
 
-def with_app(fn: F, read_only: bool = False) -> F:
-    """Add the shared options to a command and hand it an `App` built from them."""
+@overload
+def with_app(*groups: Group) -> Callable[[F], F]: ...
 
+
+def with_app(*groups: Any) -> Any:
+    """`@with_app(GROUP, ...)`: add those groups' options to a command and hand it an `App` built from them
+    (settings of the groups left out keep their defaults). A bare `@with_app` adds every group."""
+    if len(groups) == 1 and callable(groups[0]):
+        return _with_options(SHARED, groups[0])
+    return functools.partial(_with_options, [o for g in groups for o in g.options])
+
+
+def with_reader(*groups: Group) -> Callable[[F], F]:
+    """`@with_app(GROUP, ...)` for a command that only reads: the manifest is never created or changed, and where
+    there is none the command says so in one line (exit status 1)."""
+    return functools.partial(_with_options, [o for g in groups for o in g.options], read_only=True)
+
+
+def _with_options(options: list[tuple[str, str, dict[str, Any]]], fn: F, read_only: bool = False) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        values = {field: kwargs.pop(field) for _opt, field, _kw in SHARED}
+        values = {field: kwargs.pop(field) for _opt, field, _kw in options}
         try:
             settings = Settings(**values)
         except ValueError as exc:
@@ -173,6 +225,6 @@ def with_app(fn: F, read_only: bool = False) -> F:
         finally:
             app.close()
 
-    for opt, field, kw in reversed(SHARED):
+    for opt, field, kw in reversed(options):
         wrapper = option(opt, field, **kw)(wrapper)
     return wrapper  # type: ignore[return-value]

@@ -3,7 +3,9 @@ from __future__ import annotations
 import click
 
 from sitemap_keeper.incremental.app import App
-from sitemap_keeper.incremental.cli.options import option, with_app
+from sitemap_keeper.incremental.cli.options import MANIFEST, ROUTER, STORE, option, with_app
+from sitemap_keeper.incremental.cli.results import echo_result, json_option
+from sitemap_keeper.incremental.logs import fields
 from sitemap_keeper.snapshot.prune import GRACE_SECONDS, prune
 
 
@@ -11,9 +13,17 @@ from sitemap_keeper.snapshot.prune import GRACE_SECONDS, prune
 @option("--keep", type=int, default=3, help="Published generations to keep, the live one included.")
 @option("--grace", type=float, default=GRACE_SECONDS,
         help="Seconds before a generation that never went live counts as abandoned.")
-@with_app
-def command(app: App, keep: int, grace: float) -> None:
-    """Delete generations beyond --keep, and abandoned half-built ones; never the live one."""
+@json_option
+@with_app(MANIFEST, STORE, ROUTER)
+def command(app: App, keep: int, grace: float, as_json: bool) -> None:
+    """Delete generations beyond --keep, and abandoned half-built ones; never the live one.
+
+    \b
+    Examples:
+      sitemaps prune
+      sitemaps prune --keep 5 --json
+    """
     result = prune(app.manifest, app.store, app.router, keep=keep, grace=grace)
-    click.echo(f"kept {len(result.kept)} ({', '.join(result.kept) or 'none'}); "
-               f"deleted {len(result.deleted)}; abandoned deleted {len(result.abandoned)}")
+    echo_result(as_json, f"kept {len(result.kept)} ({', '.join(result.kept) or 'none'}); "
+                f"deleted {len(result.deleted)}; abandoned deleted {len(result.abandoned)}", fields(result),
+                "pruned")

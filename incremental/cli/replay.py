@@ -7,6 +7,7 @@ import click
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.cli.cdc import format_options, use_format
 from sitemap_keeper.incremental.cli.options import extra_fields_option, option, with_app
+from sitemap_keeper.incremental.cli.progress import Progress
 from sitemap_keeper.incremental.cli.run import announce, batch_size_option, keep_option, stop_on_signals
 from sitemap_keeper.incremental.replay import Replay, ReplayError, parse_since
 from sitemap_keeper.incremental.service import open_service, tune_gc
@@ -26,17 +27,27 @@ from sitemap_keeper.incremental.service import open_service, tune_gc
 @extra_fields_option
 def command(app: App, since: str | None, keep_manifest: bool, then_run: bool, batch_size: int, keep: int,
             event_format: str, mapping: Path | None) -> None:
-    """Rebuild the manifest from the Kafka topic, publish a full generation, and go on from there."""
+    """Rebuild the manifest from the Kafka topic, publish a full generation, and go on from there.
+
+    \b
+    Examples:
+      sitemaps replay --kafka-bootstrap-servers kafka:9092 --exit
+      sitemaps replay --since 2024-05-17T00:00:00 --keep-manifest
+    """
     use_format(app, event_format, mapping)
     if not app.settings.kafka_bootstrap_servers:
         raise click.UsageError("replay reads Kafka: set SITEMAPS_KAFKA_BOOTSTRAP_SERVERS")
     app.settings = app.settings.replace(keep=keep)
     stopping = stop_on_signals()
     tune_gc()
+    replay = Replay(app, batch_size, stopping)
     try:
-        counts, result = Replay(app, batch_size, stopping).run(
-            parse_since(since) if since else None, keep_manifest,
-            on_listen=announce(app))
+        with Progress("replaying (events)") as bar, Progress("publishing (shards)") as publishing:
+            replay.on_progress = bar.to
+            app.publisher.on_progress = publishing.to  # the full publish once caught up
+            counts, result = replay.run(parse_since(since) if since else None, keep_manifest,
+                                        on_listen=announce(app))
+            app.publisher.on_progress = None  # the service's timer publishes, after it, say nothing
     except ReplayError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"replayed: {counts}")

@@ -5,14 +5,20 @@ from urllib.parse import urlsplit
 import click
 
 from sitemap_keeper.incremental.app import App
-from sitemap_keeper.incremental.cli.options import with_reader
+from sitemap_keeper.incremental.cli.options import MANIFEST, ROUTER, SITE, with_reader
 from sitemap_keeper.snapshot.status import sitemap_lines
 
 
 @click.command("robots")
-@with_reader
+@with_reader(MANIFEST, SITE, ROUTER)
 def command(app: App) -> None:
-    """A robots.txt fragment listing the live generation's sitemaps, to paste into each site's robots.txt."""
+    """A robots.txt fragment listing the live generation's sitemaps, to paste into each site's robots.txt.
+
+    \b
+    Examples:
+      sitemaps robots
+      sitemaps robots --base-url https://example.org/sitemaps/ >> robots.txt
+    """
     live = app.router.current()
     lines = sitemap_lines(app.manifest, live, app.settings.base_url)
     if not lines:

@@ -26,7 +26,14 @@ keep_option = option("--keep", type=int, default=3, help="Generations the prune 
 @extra_fields_option
 def command(app: App, follow: Path | None, batch_size: int, keep: int, event_format: str, mapping: Path | None
             ) -> None:
-    """Keep the sitemaps fresh: apply events exactly once, publish and prune on timers, serve probes."""
+    """Keep the sitemaps fresh: apply events exactly once, publish and prune on timers, serve probes.
+
+    \b
+    Examples:
+      sitemaps run --follow events.jsonl
+      SITEMAPS_KAFKA_BOOTSTRAP_SERVERS=kafka:9092 SITEMAPS_DATABASE_URL=postgresql+psycopg://db/sitemaps sitemaps run
+      sitemaps run --format debezium --mapping mapping.yaml
+    """
     use_format(app, event_format, mapping)
     if follow is None and not app.settings.kafka_bootstrap_servers:
         raise click.UsageError("give --follow FILE, or Kafka brokers with SITEMAPS_KAFKA_BOOTSTRAP_SERVERS")

@@ -3,7 +3,7 @@ from __future__ import annotations
 import click
 
 from sitemap_keeper.incremental.app import App
-from sitemap_keeper.incremental.cli.options import option, with_app
+from sitemap_keeper.incremental.cli.options import MANIFEST, ROUTER, SITE, STORE, option, with_app
 from sitemap_keeper.snapshot.pages import STATUS_PATH, Pages
 from sitemap_keeper.snapshot.serve import make_server
 
@@ -29,7 +29,14 @@ def serve_until_interrupted(app: App, host: str, port: int, pages: bool = True) 
 @option("--port", type=int, default=8080, help="Port to listen on.")
 @option("--pages/--no-pages", default=True,
         help=f"Also serve the HTML pages for people ({STATUS_PATH}, /_view/): status, published files.")
-@with_app
+@with_app(MANIFEST, SITE, STORE, ROUTER)
 def command(app: App, host: str, port: int, pages: bool) -> None:
-    """Serve the live generation over HTTP (what the router points at, at each request)."""
+    """Serve the live generation over HTTP (what the router points at, at each request).
+
+    \b
+    Examples:
+      sitemaps serve
+      sitemaps serve --host 0.0.0.0 --port 8081
+      sitemaps serve --no-pages
+    """
     serve_until_interrupted(app, host, port, pages)

@@ -5,16 +5,22 @@ import json
 import click
 
 from sitemap_keeper.incremental.app import App
-from sitemap_keeper.incremental.cli.options import with_reader
+from sitemap_keeper.incremental.cli.options import MANIFEST, ROUTER, SITE, STORE, with_reader
 from sitemap_keeper.snapshot.hold import Hold
 from sitemap_keeper.snapshot.status import status
 
 
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@with_reader
+@with_reader(MANIFEST, SITE, STORE, ROUTER)
 def command(app: App, as_json: bool) -> None:
-    """The live generation, retained generations, sections, dirty shards, dead letters, robots.txt lines."""
+    """The live generation, retained generations, sections, dirty shards, dead letters, robots.txt lines.
+
+    \b
+    Examples:
+      sitemaps status
+      sitemaps status --json | jq .live_generation
+    """
     info = status(app.manifest, app.store, app.router, app.settings.base_url)
     if as_json:
         click.echo(json.dumps(info, indent=2))

@@ -28,7 +28,7 @@ class EventSource(ABC):
     """
 
     status: tuple[bool, str] = (False, "starting")  # can events flow, and if not why (for /readyz)
-    lag: int | None = None  # events (Kafka) or bytes (a file) not consumed yet, when known
+    lag: int | None = None  # events not consumed yet, when known (a followed file does not count them)
     dead_letter_topic: str | None = None  # where refused events are also sent, if anywhere
 
     @abstractmethod

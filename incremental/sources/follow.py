@@ -79,13 +79,12 @@ class FileFollower(EventSource):
         try:
             size = os.stat(self.path).st_size
         except FileNotFoundError:
-            self.status, self.lag = (False, f"{self.path} does not exist (yet)"), None
+            self.status = (False, f"{self.path} does not exist (yet)")
             return
         if size < self.offset:
             self.status = (False, f"{self.path} is shorter than the stored offset {self.offset}: truncated?")
         else:
             self.status = (True, "ok")
-        self.lag = max(0, size - self.offset)
 
     def close(self) -> None:
         if self.stream is not None:

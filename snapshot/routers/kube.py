@@ -26,6 +26,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config import ConfigException, incluster_config, load_kube_config
 
+from sitemap_keeper.snapshot import calls
 from sitemap_keeper.snapshot.routers.base import Router, RouterConflict, RouterError
 from sitemap_keeper.snapshot.stores.s3 import Backoff, Layout
 
@@ -157,18 +158,24 @@ class KubeRouter(Router):
         """Retry what may pass on a second try (5xx, 429, network); translate the rest."""
         for attempt in range(1, self.backoff.attempts + 1):
             try:
-                return fn()
+                result = fn()
+                calls.record("kubernetes", "ok")
+                return result
             except ApiException as exc:
                 if exc.status == 409 and verb == "patch":
+                    calls.record("kubernetes", "retried")  # read again and patch again
                     raise _Conflict from None
                 if not (exc.status in (429, 500, 502, 503, 504) and attempt < self.backoff.attempts):
+                    calls.record("kubernetes", "failed")
                     raise self._error(verb, exc) from None
                 problem = f"{exc.status} {exc.reason}"
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 if attempt >= self.backoff.attempts:
+                    calls.record("kubernetes", "failed")
                     raise RouterError(f"cannot reach the Kubernetes API at {self.api.configuration.host} to "
                                       f"{verb} {self.ref}: {type(exc).__name__}") from None
                 problem = type(exc).__name__
+            calls.record("kubernetes", "retried")
             log.warning("Kubernetes %s %s: %s; retrying", verb, self.ref, problem)
             time.sleep(self.backoff.delay(attempt))
         raise AssertionError("unreachable")

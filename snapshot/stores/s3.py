@@ -26,7 +26,7 @@ from minio.commonconfig import CopySource
 from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 
-from sitemap_keeper.snapshot import generation
+from sitemap_keeper.snapshot import calls, generation
 from sitemap_keeper.snapshot.stores.base import ObjectInfo, Store, StoreError, content_type, md5_hex
 
 if TYPE_CHECKING:
@@ -197,10 +197,14 @@ class S3Store(Store):
         attempt = 1
         while True:
             try:
-                return fn()
+                result = fn()
+                calls.record("s3", "ok")
+                return result
             except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
                 if attempt >= self.backoff.attempts or not transient(exc):
+                    calls.record("s3", "failed")
                     raise
+                calls.record("s3", "retried")
                 delay = self.backoff.delay(attempt)
                 log.warning("S3 %s: %s; retry %d of %d in %.2fs", what, brief(exc), attempt,
                             self.backoff.attempts - 1, delay)
