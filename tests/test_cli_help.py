@@ -83,8 +83,8 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[Reads]:
             out.seen.add(name)
         return real_getattribute(self, name)
 
-    def init(self: App, settings: Settings) -> None:
-        real_init(self, settings)
+    def init(self: App, settings: Settings, read_only: bool = False) -> None:
+        real_init(self, settings, read_only)
         out.recording = True
 
     monkeypatch.setattr(Settings, "__getattribute__", getattribute)
@@ -100,7 +100,7 @@ def run(*args: str, env: dict[str, str], stdin: bytes | None = None) -> None:
 # Arguments of each command on a site with one published generation (serve is left out: it serves for good).
 RUNS = {
     "robots": [], "status": [], "publish": ["--full"], "prune": [], "rollback": [], "verify": [],
-    "diff": ["--summary"], "dead-letters": [], "apply": ["-"], "rebuild": ["--source", "-"],
+    "diff": [], "dead-letters": [], "apply": ["-"], "rebuild": ["--source", "-"], "hold": [], "resume": [],
 }
 
 

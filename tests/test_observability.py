@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sitemap_keeper.incremental.metrics import Metrics
 from sitemap_keeper.snapshot import calls
+from sitemap_keeper.snapshot.hold import Hold
 from sitemap_keeper.snapshot.routers.base import RouterError
 from tests.service_helpers import HOST, ServiceProcess, event, service_env, wait_for
 from tests.support import cli
@@ -32,10 +33,11 @@ NOT_METRICS = {"by", "le", "result", "service", "outcome", "job", "pod", "and", 
 
 
 def exported_names() -> set[str]:
-    """Every sample name a service exports once it has published and knows its lag."""
+    """Every sample name a service exports once it has published, knows its lag and is held."""
     m = Metrics()
     m.set_live("20240101-000000-000-0000", time.time())
     m.set_lag(0)
+    m.set_hold(Hold("20240101-000000-000-0000", time.time(), "ops@host", "test"))
     m.publish_seconds.observe(1.0)
     text = generate_latest(m.registry).decode()
     return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
@@ -165,7 +167,7 @@ def test_json_results(tmp_path: Path, database_url: str) -> None:
     assert (applied["applied"], applied["stale"], applied["rejected"]) == (3, 0, 1)
     published = run("publish")
     assert published["base"] == first and published["urls"] == 25 and published["rendered"] >= 1
-    assert run("rollback") == {"from": published["generation"], "to": first}
+    assert run("rollback") == {"from": published["generation"], "to": first, "held": True}
     pruned = run("prune", "--keep", "1", "--grace", "0")
     assert pruned["live"] == first and first in pruned["kept"]
 

@@ -17,7 +17,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 mapping_option = click.option(
     "--mapping", type=click.Path(path_type=Path, dir_okay=False), envvar="SITEMAPS_MAPPING", show_envvar=True,
-    help="The mapping file (YAML): per section its table, key, loc template, lastmod and filter (docs/cdc.md).")
+    help="Mapping file (YAML): tables to sections, docs/cdc.md.")
 
 
 def format_options(fn: F) -> F:
@@ -25,8 +25,7 @@ def format_options(fn: F) -> F:
     fn = click.option(
         "--format", "event_format", type=click.Choice(["native", "debezium"]), default="native",
         envvar="SITEMAPS_EVENT_FORMAT", show_envvar=True, show_default=True,
-        help="Event format: this tool's JSON events, or Debezium change events turned into documents by "
-             "the --mapping.")(fn)
+        help="This tool's JSON events, or Debezium's (read by --mapping).")(fn)
     return mapping_option(fn)
 
 

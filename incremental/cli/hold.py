@@ -5,7 +5,7 @@ import time
 import click
 
 from sitemap_keeper.incremental.app import App
-from sitemap_keeper.incremental.cli.options import option, with_app
+from sitemap_keeper.incremental.cli.options import MANIFEST, ROUTER, option, with_app
 from sitemap_keeper.snapshot import hold as holds
 from sitemap_keeper.snapshot.hold import Hold, operator
 from sitemap_keeper.snapshot.manifest import PublishLockHeld
@@ -20,11 +20,17 @@ by_option = option("--by", default=None, help="Who holds the site (default: the 
 @click.command("hold")
 @reason_option
 @by_option
-@with_app
+@with_app(MANIFEST, ROUTER)
 def command(app: App, reason: str | None, by: str | None) -> None:
     """Keep the live generation where it is: publishes apply nothing to the router until `sitemaps resume`.
 
     Events are still applied to the manifest meanwhile; `resume` and the next publish bring them live.
+
+    \b
+    Examples:
+      sitemaps hold --reason "bad feed from the catalog team"
+      sitemaps status
+      sitemaps resume
     """
     try:
         held = _hold(app, reason, by, 0.0)

@@ -163,9 +163,8 @@ def extra_fields_option(fn: F) -> F:
     """--extra-fields for the commands that read documents or events (apply, rebuild, run, replay): it sets
     the App's settings before the command runs."""
     opt = option("--extra-fields", type=click.Choice(["reject", "ignore"]), default="reject",
-                 help="A document or event field this version does not know (a misspelt `lastMod`): refuse it "
-                      "into the dead letters, naming the field (reject), or drop the field and accept the rest "
-                      "(ignore, for sources that carry more).")
+                 help="An unknown field (a misspelt `lastMod`): dead-letter it, naming the field (reject), or "
+                      "drop the field (ignore).")
 
     @functools.wraps(fn)
     def wrapper(app: App, *args: Any, extra_fields: str, **kwargs: Any) -> Any:
