@@ -20,7 +20,7 @@
 #define MAX_ALTERNATES 200
 
 static PyObject *K_SECTION, *K_KEY, *K_LOC, *K_LASTMOD, *K_CHANGEFREQ, *K_PRIORITY, *K_IMAGES, *K_ALTERNATES,
-    *K_VERSION, *K_TITLE, *K_CAPTION, *K_HREFLANG, *K_HREF, *K_OP;
+    *K_VERSION, *K_TITLE, *K_CAPTION, *K_HREFLANG, *K_HREF, *K_OP, *K_NEWS, *K_VIDEO;
 
 static const char *CHANGEFREQS[] = {"always", "hourly", "daily", "weekly", "monthly", "yearly", "never", NULL};
 
@@ -269,6 +269,10 @@ static PyObject *make_row(PyObject *obj, PyObject *hosts, Py_ssize_t skip) {
     GET(obj, K_IMAGES, images);
     GET(obj, K_ALTERNATES, alternates);
     GET(obj, K_VERSION, version);
+    PyObject *news, *video;  /* documents carrying either are the Python code's (snapshot/news.py, video.py) */
+    GET(obj, K_NEWS, news);
+    GET(obj, K_VIDEO, video);
+    CHECK((news == NULL || news == Py_None) && (video == NULL || video == Py_None));
     CHECK(check_section(section));
     CHECK(check_key(key));
     CHECK(check_url(loc, hosts));
@@ -530,7 +534,8 @@ PyMODINIT_FUNC PyInit__fastrow(void) {
     } keys[] = {{&K_SECTION, "section"}, {&K_KEY, "key"}, {&K_LOC, "loc"}, {&K_LASTMOD, "lastmod"},
                 {&K_CHANGEFREQ, "changefreq"}, {&K_PRIORITY, "priority"}, {&K_IMAGES, "images"},
                 {&K_ALTERNATES, "alternates"}, {&K_VERSION, "version"}, {&K_TITLE, "title"},
-                {&K_CAPTION, "caption"}, {&K_HREFLANG, "hreflang"}, {&K_HREF, "href"}, {&K_OP, "op"}};
+                {&K_CAPTION, "caption"}, {&K_HREFLANG, "hreflang"}, {&K_HREF, "href"}, {&K_OP, "op"},
+                {&K_NEWS, "news"}, {&K_VIDEO, "video"}};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         if ((*keys[i].slot = PyUnicode_InternFromString(keys[i].name)) == NULL) return NULL;
     return PyModule_Create(&module);
