@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Column, Connection, Float, Integer, MetaData, String, Table, Text, func, insert, select, text
 
 from sitemap_keeper.snapshot.document import InvalidDocument, check_text, lastmod_timestamp, normalise_lastmod
 from sitemap_keeper.snapshot.manifest import FileRecord, Manifest, news_articles, news_files, news_shards
@@ -35,6 +35,7 @@ PUBLICATION_FIELDS = frozenset({"name", "language"})
 # In Google's XSD, no longer read by Google News (its documentation dropped them): refused, so a site learns it.
 DEPRECATED = frozenset({"access", "genres", "keywords", "stock_tickers"})
 # A dot never comes from a section (snapshot/naming.py): no section's shard or index file has this name.
+FRACTION_RE = re.compile(r"\.\d+(?=[+-]\d\d:\d\d$)")
 NEWS_RE = re.compile(r"sitemap-([a-z0-9_-]{1,64})\.news-(\d+)\.xml\.gz")
 NEWS_URLSET_OPEN = (
     '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -80,6 +81,7 @@ def parse_news(value: Any, loc: str) -> Article:
         raise InvalidDocument(str(exc).replace("lastmod", "news.publication_date", 1)) from None
     if published is None:
         raise InvalidDocument("news.publication_date is required")
+    published = FRACTION_RE.sub("", published)  # whole seconds: some readers (npm sitemap 9) refuse a fraction
     title = _required_text(value.get("title"), "news.title")
     xml = (f"<url><loc>{escape(loc)}</loc><news:news><news:publication><news:name>{escape(name)}</news:name>"
            f"<news:language>{language.lower()}</news:language></news:publication>"
@@ -264,3 +266,54 @@ def live_expiries(manifest: Manifest, gen_id: str) -> dict[str, float]:
 def article_count(manifest: Manifest) -> int:
     with manifest.engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(news_articles)).scalar_one())
+
+
+# -- the rebuild ------------------------------------------------------------------------------------------------
+
+def staging_table(md: MetaData) -> Table:
+    """A rebuild's articles as it loads them: no key (a source may repeat one), `seq` in source order."""
+    return Table(
+        "news_articles_staging", md,
+        Column("section", news_articles.c.section.type, nullable=False),  # compared byte by byte, as there
+        Column("key", news_articles.c.key.type, nullable=False),
+        Column("shard_no", Integer, nullable=False),
+        Column("loc", String(2048), nullable=False),
+        Column("published", String(40), nullable=False),
+        Column("published_ts", Float, nullable=False),
+        Column("xml", Text, nullable=False),
+        Column("seq", Integer, nullable=False),
+    )
+
+
+class Placer:
+    """A rebuild's news shards: each section's articles fill its news shards in source order."""
+
+    def __init__(self, max_urls: int) -> None:
+        self.size = capacity(max_urls)
+        self.open: dict[str, list[int]] = {}  # section -> [open shard_no, its articles]
+        self.seq = 0
+
+    def row(self, section: str, key: str, article: Article) -> tuple[Any, ...]:
+        st = self.open.setdefault(section, [1, 0])
+        if st[1] >= self.size:
+            st[0] += 1
+            st[1] = 0
+        st[1] += 1
+        self.seq += 1
+        return (section, key, st[0], article.loc, article.published, article.published_ts, article.xml, self.seq)
+
+
+def swap_in(conn: Connection, staging: Table, revision: int) -> None:
+    """Replace the news window with a rebuild's articles (in its swap transaction); of a repeated key, the last
+    article in source order stays. Every news shard gets `revision`."""
+    conn.execute(news_articles.delete())
+    conn.execute(news_shards.delete())
+    last = select(staging.c.section, staging.c.key, func.max(staging.c.seq).label("seq")) \
+        .group_by(staging.c.section, staging.c.key).subquery()
+    kept = select(*[staging.c[c.name] for c in news_articles.c]).join_from(
+        staging, last, (staging.c.section == last.c.section) & (staging.c.key == last.c.key)
+        & (staging.c.seq == last.c.seq))
+    conn.execute(insert(news_articles).from_select([c.name for c in news_articles.c], kept))
+    conn.execute(text(
+        "INSERT INTO news_shards (section, shard_no, article_count, revision) "
+        "SELECT section, shard_no, count(*), :r FROM news_articles GROUP BY section, shard_no"), {"r": revision})

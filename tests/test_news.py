@@ -18,6 +18,7 @@ from sitemap_keeper.incremental.events import parse_event
 from sitemap_keeper.snapshot.document import InvalidDocument, Rules
 from sitemap_keeper.snapshot.news import parse_news_name
 from sitemap_keeper.snapshot.publish import plan
+from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
 from sitemap_keeper.snapshot.render import fast_row
 from sitemap_keeper.snapshot.serve import make_server, serve_in_thread
 from sitemap_keeper.snapshot.settings import Settings
@@ -241,3 +242,38 @@ def test_fast_path_leaves_news_and_video_to_python(field: str) -> None:
     assert fast_row(doc, RULES.allowed_hosts) is None
     doc[field] = None  # null is no block: still the common document
     assert fast_row(doc, RULES.allowed_hosts) is not None
+
+
+def test_rebuild_loads_the_news_window_and_events_follow(app: App) -> None:
+    clock = Clock()
+    app.publisher.clock = clock
+    model = NewsModel()
+    docs = [article(i, T0 - timedelta(hours=20 * i)) for i in range(5)]  # 0h, 20h, 40h, 60h, 80h old
+    docs += [{"section": "world", "key": "plain", "loc": f"https://{HOST}/world/plain"},
+             article(0, T0 - timedelta(hours=1), title="Repeated: the last copy stays")]
+    bad = article(9, T0)
+    bad["news"]["keywords"] = "x"
+    for d in docs:
+        model.upsert(d)
+    counts = Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 1).rebuild(
+        row_chunks("src", [*docs, bad]))
+    assert counts.rejected == 1 and "news.keywords is no longer read" in app.manifest.dead_letters()[0].reason
+    app.publisher.publish(full=True)
+    window, regular, _files = served_news(app)
+    assert window == model.window(clock.now) and len(window) == 3 and regular == model.locs
+
+    apply(app, model, [{"op": "delete", "section": "world", "key": "1", "version": 2}, article(7, T0)])
+    app.publisher.publish()
+    window, regular, _files = served_news(app)
+    assert window == model.window(clock.now) and regular == model.locs
+
+    # A second rebuild replaces the window whole: the source is the truth.
+    model = NewsModel()
+    for d in docs[5:6]:
+        model.upsert(d)
+    Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 1, max_shrink=1).rebuild(
+        row_chunks("src", docs[5:6]))
+    app.publisher.max_shrink = 1
+    app.publisher.publish(full=True)
+    window, regular, files = served_news(app)
+    assert window == {} and files == {} and regular == model.locs
