@@ -42,6 +42,10 @@ W3C_RE = re.compile(
     r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?", re.ASCII
 )
 
+# Every field a document may carry (`news` in snapshot/news.py, `video` in snapshot/video.py).
+DOCUMENT_FIELDS = frozenset({"section", "key", "loc", "lastmod", "changefreq", "priority", "images", "alternates",
+                             "version", "news", "video"})
+
 MAX_LOC = 2048
 MIN_LOC = 12  # the sitemaps.org schema's minLength for <loc>
 MAX_KEY = 512

@@ -21,6 +21,7 @@ from usp.fetch_parse import SitemapFetcher
 from usp.objects.sitemap import InvalidSitemap
 
 from sitemap_keeper.incremental.app import App
+from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
 from sitemap_keeper.snapshot.serve import make_server, serve_in_thread
 from sitemap_keeper.snapshot.settings import Settings
 from tests.support import http_fetch, read_site
@@ -166,3 +167,78 @@ def test_news_read_back_field_for_field(served: tuple[App, str], npm_reader: Pat
     site = read_site(http_fetch(base), base)
     assert news_with_usp(base + "sitemap.xml", caplog) == as_usp(truth)
     assert news_with_npm(npm_reader, site.files, tmp_path) == truth
+
+
+def video_catalog(n: int, day: int = 0) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """Documents with zero to three videos each, and what the npm parser must read for each URL."""
+    docs: list[dict[str, Any]] = []
+    truth: dict[str, list[dict[str, Any]]] = {}
+    for i in range(n):
+        loc = f"https://{HOST}/watch/{i}"
+        videos, expected = [], []
+        for j in range(i % 4):
+            title = TITLES[(i + j + day) % len(TITLES)][:90]
+            sent: dict[str, Any] = {"thumbnail_loc": f"https://cdn.example/{i}/{j}.jpg?s=1&t=2", "title": title,
+                                    "description": f"Video {j} of page {i} & <more>"}
+            got: dict[str, Any] = {"tag": [], "thumbnail_loc": sent["thumbnail_loc"], "title": title,
+                                   "description": sent["description"]}
+            if j != 1:
+                sent["content_loc"] = got["content_loc"] = f"https://cdn.example/{i}/{j}.mp4"
+            if j != 0:
+                sent["player_loc"] = got["player_loc"] = f"https://{HOST}/player?v={i}-{j}&autostart=0"
+            if j == 2:
+                sent |= {"duration": 1 + i * 7, "expiration_date": "2027-06-01T00:00:00Z", "rating": (i % 50) / 10,
+                         "view_count": i * 1000, "publication_date": "2026-11-30", "family_friendly": i % 2 == 0,
+                         "restriction": {"relationship": "deny", "countries": ["us", "CA"]},
+                         "platform": {"relationship": "allow", "platforms": ["web", "mobile"]},
+                         "requires_subscription": False, "uploader": {"name": f"Up & {i}", "info": loc + "/u"},
+                         "live": True, "tags": [f"tag {k} <{i}>" for k in range(i % 33)]}
+                got |= {"duration": 1 + i * 7, "expiration_date": "2027-06-01T00:00:00+00:00",
+                        "rating": (i % 50) / 10, "view_count": i * 1000, "publication_date": "2026-11-30",
+                        "family_friendly": "yes" if i % 2 == 0 else "no", "restriction:relationship": "deny",
+                        "restriction": "US CA", "platform:relationship": "allow", "platform": "web mobile",
+                        "requires_subscription": "no", "uploader:info": loc + "/u", "uploader": f"Up & {i}",
+                        "live": "yes", "tag": [f"tag {k} <{i}>" for k in range(i % 33)]}
+            videos.append(sent)
+            expected.append(got)
+        doc: dict[str, Any] = {"section": "videos", "key": str(i), "loc": loc}
+        if videos:
+            doc["video"] = videos
+        docs.append(doc)
+        truth[loc] = expected
+    return docs, truth
+
+
+def videos_with_npm(reader: Path, files: dict[str, bytes], tmp_path: Path) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for name, xml in files.items():
+        if not name.endswith(".xml.gz"):
+            continue
+        path = tmp_path / name.removesuffix(".gz")
+        path.write_bytes(xml)
+        for item in read_with_npm(reader, path):
+            assert item["url"] not in found and "news" not in item
+            found[item["url"]] = item["video"]
+    return found
+
+
+def test_videos_read_back_field_for_field(served: tuple[App, str], npm_reader: Path, tmp_path: Path) -> None:
+    app, base = served
+    docs, truth = video_catalog(100)
+    counts = Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 1).rebuild(row_chunks("src", docs))
+    assert (counts.applied, counts.rejected) == (100, 0)
+    app.publisher.publish(full=True)
+    site = read_site(http_fetch(base), base)  # every shard XSD-valid, with Google's video schema
+    assert videos_with_npm(npm_reader, site.files, tmp_path) == truth
+
+    # Events: some pages get other videos, some lose theirs; one event's deprecated tag is refused.
+    changed, changed_truth = video_catalog(100, day=1)
+    events = [dict(d, version=2) for d in changed[::3]]
+    bad = dict(changed[1], version=2, video=[dict(changed[1].get("video", [{}])[0], category="Grilling")])
+    counts = app.applier.apply_raw([(f"t:{i}", orjson.dumps(e)) for i, e in enumerate([*events, bad])])
+    assert (counts.applied, counts.rejected) == (len(events), 1)
+    assert "video[0].category is deprecated by Google" in app.manifest.dead_letters()[-1].reason
+    truth |= {d["loc"]: changed_truth[d["loc"]] for d in events}
+    app.publisher.publish()
+    site = read_site(http_fetch(base), base)
+    assert videos_with_npm(npm_reader, site.files, tmp_path) == truth
