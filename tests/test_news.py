@@ -15,6 +15,10 @@ import pytest
 
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.events import parse_event
+from sitemap_keeper.incremental.leader import Leader
+from sitemap_keeper.incremental.metrics import Metrics
+from sitemap_keeper.incremental.offsets import OffsetStore
+from sitemap_keeper.incremental.scheduler import Timers
 from sitemap_keeper.snapshot.document import InvalidDocument, Rules
 from sitemap_keeper.snapshot.news import parse_news_name
 from sitemap_keeper.snapshot.publish import plan
@@ -277,3 +281,24 @@ def test_rebuild_loads_the_news_window_and_events_follow(app: App) -> None:
     app.publisher.publish(full=True)
     window, regular, files = served_news(app)
     assert window == {} and files == {} and regular == model.locs
+
+
+def test_the_service_timers_publish_an_expiry_without_any_event(app: App) -> None:
+    """What `sitemaps run` does on a quiet night: its check sees the news file due, its publish rewrites it."""
+    clock = Clock()
+    app.publisher.clock = clock
+    model = NewsModel()
+    apply(app, model, [article(1, T0 - timedelta(hours=47)), article(2, T0 - timedelta(hours=1))])
+    metrics = Metrics()
+    timers = Timers(app, metrics, Leader(), OffsetStore(app.manifest))
+    timers.publish()
+    first = app.router.current()
+    timers.check()
+    assert metrics.dirty._value.get() == 0
+    clock.now += 3600  # article 1 turns 48 hours old
+    timers.check()
+    assert metrics.dirty._value.get() == 1  # the news file: nothing else changed
+    timers.publish()
+    assert app.router.current() != first
+    window, _regular, _files = served_news(app)
+    assert window == model.window(clock.now) == {f"https://{HOST}/world/2": "Story <2>"}
