@@ -4,6 +4,7 @@ news XSD with the core schema, and the served news sitemap equal to a model's wi
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,7 @@ from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
 from sitemap_keeper.snapshot.render import fast_row
 from sitemap_keeper.snapshot.serve import make_server, serve_in_thread
 from sitemap_keeper.snapshot.settings import Settings
+from sitemap_keeper.snapshot.verify import VerificationError, verify_generation
 from tests.support import http_fetch, read_site, validate
 
 HOST = "news.example"
@@ -302,3 +304,16 @@ def test_the_service_timers_publish_an_expiry_without_any_event(app: App) -> Non
     assert app.router.current() != first
     window, _regular, _files = served_news(app)
     assert window == model.window(clock.now) == {f"https://{HOST}/world/2": "Story <2>"}
+
+
+def test_deep_verification_reads_the_news_files(app: App) -> None:
+    app.publisher.clock = Clock()
+    apply(app, NewsModel(), [article(1, T0), article(2, T0)])
+    gen = app.publisher.publish().generation
+    assert gen is not None
+    records = app.manifest.files(gen)
+    verify_generation(app.store, gen, records, app.settings.limits, deep=True)
+    name = "sitemap-world.news-1.xml.gz"
+    records[name] = dataclasses.replace(records[name], url_count=3)  # what a damaged record would say
+    with pytest.raises(VerificationError, match=f"{name} holds 2 URLs, the manifest has 3"):
+        verify_generation(app.store, gen, records, app.settings.limits, deep=True)
