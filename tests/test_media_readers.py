@@ -7,6 +7,7 @@ is absent (`npm ci`)."""
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import logging
 import shutil
 import subprocess
@@ -66,9 +67,11 @@ def npm_reader() -> Path:
     """The npm `sitemap` package, installed from the lock file if it is not yet."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("node and npm are not installed: the npm sitemap package's parser cannot run")
-    if not (NODE_DIR / "node_modules" / "sitemap").is_dir():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--prefix", str(NODE_DIR)], check=True,
-                       capture_output=True, timeout=300)
+    with open(NODE_DIR / "package.json", "rb") as lock:  # one install at a time (pytest-xdist workers)
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        if not (NODE_DIR / "node_modules" / "sitemap").is_dir():
+            subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--prefix", str(NODE_DIR)], check=True,
+                           capture_output=True, timeout=300)
     return NODE_DIR / "read_sitemap.js"
 
 
