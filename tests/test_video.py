@@ -4,14 +4,18 @@ the apply path and the rebuild alike. The npm sitemap package reads them back in
 
 from __future__ import annotations
 
+import gzip
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.events import parse_event
 from sitemap_keeper.snapshot.document import DOCUMENT_FIELDS, InvalidDocument, Rules
 from sitemap_keeper.snapshot.render import URLSET_CLOSE, URLSET_OPEN, document_row
+from sitemap_keeper.snapshot.settings import Settings
 from tests.support import NS, validate
 
 HOST = "tube.example"
@@ -101,3 +105,23 @@ def test_every_field_in_the_xsd_order() -> None:
 
 def test_the_known_fields_include_news_and_video() -> None:
     assert {"news", "video"} <= DOCUMENT_FIELDS
+
+
+def test_one_video_change_rewrites_one_shard(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path}/m.db",
+                        base_url="http://127.0.0.1:8080/sitemaps/", allowed_hosts=(HOST,), max_urls=10, workers=1)
+    app = App(settings)
+    try:
+        docs = [{"section": "v", "key": str(i), "loc": f"https://{HOST}/watch/{i}", "version": 1,
+                 "video": [video(title=f"Video {i}")]} for i in range(50)]
+        assert app.applier.apply_raw([("t", orjson.dumps(d)) for d in docs]).applied == 50
+        app.publisher.publish()
+        changed = dict(docs[17], version=2, video=[video(title="Retitled"), video(title="Added")])
+        assert app.applier.apply_raw([("t", orjson.dumps(changed))]).applied == 1
+        result = app.publisher.publish()
+        assert (result.rendered, result.copied) == (1, 4)
+        assert result.generation is not None
+        shard = gzip.decompress(app.store.get(result.generation, "sitemap-v-2.xml.gz"))
+        assert b"<video:title>Retitled</video:title>" in shard and b"<video:title>Added</video:title>" in shard
+    finally:
+        app.close()
