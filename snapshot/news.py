@@ -235,21 +235,25 @@ class RenderedNews:
     lastmod_ts: float
     expires_at: float  # when its oldest article leaves the window
     data: bytes  # the uncompressed file
+    revision: int  # the shard's, read with its articles
 
 
 def render_news(manifest: Manifest, shard: NewsShard, now: float) -> RenderedNews | None:
     """One news file as it must read at `now`; None when no article of the shard is in the window."""
     t = news_articles
     with manifest.read() as conn:
+        revision = conn.execute(select(news_shards.c.revision).where(
+            news_shards.c.section == shard.section, news_shards.c.shard_no == shard.shard_no)).scalar()
         rows = conn.execute(
             select(t.c.xml, t.c.published, t.c.published_ts)
             .where(t.c.section == shard.section, t.c.shard_no == shard.shard_no, t.c.published_ts > now - WINDOW)
             .order_by(t.c.key)).all()
-    if not rows:
+    if not rows or revision is None:
         return None
     newest = max(rows, key=lambda r: r[2])
     data = (NEWS_URLSET_OPEN + "".join(r[0] for r in rows) + "</urlset>\n").encode()
-    return RenderedNews(shard, len(rows), newest[1], newest[2], min(r[2] for r in rows) + WINDOW, data)
+    return RenderedNews(shard, len(rows), newest[1], newest[2], min(r[2] for r in rows) + WINDOW, data,
+                        int(revision))
 
 
 def record_expiries(manifest: Manifest, gen_id: str, expiries: Mapping[str, float]) -> None:

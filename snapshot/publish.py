@@ -283,7 +283,7 @@ class Publisher:
             data = gzip_pieces(check.passing([r.data]))
             check.close(r.url_count)
             out[shard.name] = FileRecord(shard.name, len(data), self.store.put(gen_id, shard.name, data), r.url_count,
-                                         r.lastmod, r.lastmod_ts, shard.section, None, shard.revision)
+                                         r.lastmod, r.lastmod_ts, shard.section, None, r.revision)
             self._news_expiries[shard.name] = r.expires_at
         return out
 
