@@ -27,6 +27,7 @@ from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
 from sitemap_keeper.snapshot.render import fast_row
 from sitemap_keeper.snapshot.serve import make_server, serve_in_thread
 from sitemap_keeper.snapshot.settings import Settings
+from sitemap_keeper.snapshot.status import status
 from sitemap_keeper.snapshot.verify import VerificationError, verify_generation
 from tests.support import http_fetch, read_site, validate
 
@@ -297,9 +298,14 @@ def test_the_service_timers_publish_an_expiry_without_any_event(app: App) -> Non
     first = app.router.current()
     timers.check()
     assert metrics.dirty._value.get() == 0
+    report = status(app.manifest, app.store, app.router, app.settings.base_url, now=clock.now)
+    due = (T0 - timedelta(hours=47)).timestamp() + 2 * DAY
+    assert (report["news_files_due"], report["news_next_expiry"]) == (0, due)
     clock.now += 3600  # article 1 turns 48 hours old
     timers.check()
     assert metrics.dirty._value.get() == 1  # the news file: nothing else changed
+    report = status(app.manifest, app.store, app.router, app.settings.base_url, now=clock.now)
+    assert (report["news_files_due"], report["dirty_shards"]) == (1, 1)
     timers.publish()
     assert app.router.current() != first
     window, _regular, _files = served_news(app)
