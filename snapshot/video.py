@@ -165,7 +165,7 @@ def _listed(value: Any, field: str, key: str) -> Listed | None:
     if not isinstance(value, dict) or set(value) != {"relationship", key}:
         raise InvalidDocument(f"{field} must be an object with exactly a relationship and {key}")
     relationship, values = value["relationship"], value[key]
-    if relationship not in RELATIONSHIPS:
+    if not isinstance(relationship, str) or relationship not in RELATIONSHIPS:
         raise InvalidDocument(f"{field}.relationship must be allow or deny, got {relationship!r}"[:200])
     if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
         raise InvalidDocument(f"{field}.{key} must be a non-empty list of strings")

@@ -5,6 +5,7 @@ the apply path and the rebuild alike. The npm sitemap package reads them back in
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from sitemap_keeper.incremental.events import parse_event
 from sitemap_keeper.snapshot.document import DOCUMENT_FIELDS, InvalidDocument, Rules
 from sitemap_keeper.snapshot.render import URLSET_CLOSE, URLSET_OPEN, document_row
 from sitemap_keeper.snapshot.settings import Settings
+from sitemap_keeper.snapshot.video import FIELDS
 from tests.support import NS, validate
 
 HOST = "tube.example"
@@ -125,3 +127,27 @@ def test_one_video_change_rewrites_one_shard(tmp_path: Path) -> None:
         assert b"<video:title>Retitled</video:title>" in shard and b"<video:title>Added</video:title>" in shard
     finally:
         app.close()
+
+
+ODD: list[Any] = [None, True, 0, -1, 2**64, 1.5, float("1e308"), "", "x", "yes", "allow", "https://cdn.example/x",
+                  [], ["x"], [None], [["x"]], {}, {"x": 1}, {"relationship": ["allow"], "countries": "US"},
+                  {"relationship": "allow", "countries": [1]}, {"name": ["n"]}, "\ud800", "a\x00b"]
+
+
+@pytest.mark.parametrize("field", sorted({*FIELDS, "publication", "publication_date", "title", "name", "language"}))
+def test_odd_values_are_refused_with_a_reason_never_an_exception(field: str) -> None:
+    """Any JSON value in any field of a video or a news block: accepted, or refused with InvalidDocument."""
+    for odd in ODD:
+        news = {"publication": {"name": "N", "language": "en"}, "publication_date": "2026-12-01", "title": "T"}
+        if field in news:
+            news[field] = odd
+        elif field in ("name", "language"):
+            news["publication"] = {**news["publication"], field: odd}
+        docs = [{"section": "v", "key": "1", "loc": LOC, "news": news},
+                {"section": "v", "key": "1", "loc": LOC, "video": [{**video(), field: odd}]}]
+        for doc, where in zip(docs, ("news", "video[0]."), strict=True):
+            try:
+                parse_event(json.dumps(doc), RULES)  # json: 2**64 and lone surrogates too
+            except InvalidDocument as exc:  # one line naming the block (or the JSON itself)
+                reason = str(exc)
+                assert reason.startswith((where, "not valid JSON")) and "\n" not in reason, reason
