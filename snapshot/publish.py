@@ -214,7 +214,8 @@ class Publisher:
             checkpoint("verify")
             verify_generation(self.store, gen_id, records, self.limits)
             self.store.seal(gen_id)
-            self.manifest.record_generation(gen_id, records.values(), rendered=len(p.render), copied=len(p.copy))
+            rendered = len(p.render) + len(p.news)  # shards and news files
+            self.manifest.record_generation(gen_id, records.values(), rendered=rendered, copied=len(p.copy))
             record_expiries(self.manifest, gen_id, self._news_expiries)
             checkpoint("policy")
             self.store.make_public(gen_id)
@@ -224,7 +225,7 @@ class Publisher:
             self.manifest.set_state(gen_id, "live")
             urls = sum(f.url_count for f in records.values() if f.shard_no is not None)
             result = PublishResult(
-                gen_id, p.live, rendered=len(p.render), copied=len(p.copy), files=len(records), urls=urls,
+                gen_id, p.live, rendered=rendered, copied=len(p.copy), files=len(records), urls=urls,
                 seconds=time.monotonic() - started,
             )
             result.message = (f"published generation {gen_id}: {result.rendered} shards rendered, "
