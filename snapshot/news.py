@@ -271,10 +271,6 @@ def live_expiries(manifest: Manifest, gen_id: str) -> dict[str, float]:
             select(news_files.c.name, news_files.c.expires_at).where(news_files.c.generation_id == gen_id))}
 
 
-def article_count(manifest: Manifest) -> int:
-    with manifest.engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(news_articles)).scalar_one())
-
 
 # -- the rebuild ------------------------------------------------------------------------------------------------
 
