@@ -18,16 +18,18 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import cast
 
 from sqlalchemy import Connection, select, tuple_
 
 from sitemap_keeper.incremental import document_rows
 from sitemap_keeper.incremental.document_rows import Ident, Row, Stored
-from sitemap_keeper.incremental.events import DeleteRow, ParsedEvents, UpsertRow, parse_events
+from sitemap_keeper.incremental.events import DeleteRow, NewsUpsertRow, ParsedEvents, UpsertRow, parse_events
 from sitemap_keeper.snapshot.document import Rules
 from sitemap_keeper.snapshot.faults import checkpoint
 from sitemap_keeper.snapshot.limits import Limits
 from sitemap_keeper.snapshot.manifest import Counts, Manifest, RebuildRunning, sections, shards
+from sitemap_keeper.snapshot.news import Article, Change, news_sections, write_changes
 from sitemap_keeper.snapshot.workers import worker_pool
 
 log = logging.getLogger(__name__)
@@ -211,13 +213,15 @@ class _Batch:
         self.shards: dict[tuple[str, int], _Shard] = {}
         self.open_shards: dict[str, int] = {}
         self.known_sections: set[str] = set()
+        self.news: list[Change] = []  # articles set or taken away, in order (snapshot/news.py)
+        self.news_sections = news_sections(conn)  # where an upsert without news may take an article away
 
-    def add(self, ops: Sequence[UpsertRow | DeleteRow]) -> None:
+    def add(self, ops: Sequence[UpsertRow | NewsUpsertRow | DeleteRow]) -> None:
         """Apply events in order."""
         if not ops:
             return
         self._load(ops)
-        docs, rows, counts = self.docs, self.rows, self.counts
+        docs, rows, counts, news, news_sections = self.docs, self.rows, self.counts, self.news, self.news_sections
         for op in ops:
             section, key, version = op[0], op[1], op[2]
             ident = (section, key)
@@ -234,13 +238,18 @@ class _Batch:
                     old.byte_count -= cur[2]
                     old.touched = True
             counts.applied += 1
+            if len(op) == 9:
+                news.append((section, key, cast("Article", op[-1])))
+                news_sections.add(section)
+            elif section in news_sections:
+                news.append((section, key, None))
             if len(op) == 3:  # a deletion: a tombstone keeps the version and the shard
                 shard_no = cur[0] if cur is not None else None
                 docs[ident] = (shard_no, version, 0, False)
                 if cur is not None or version is not None:
                     rows[ident] = (section, key, shard_no, version, None, None, None, 0, None)
                 continue
-            _s, _k, _v, loc, lastmod, lastmod_ts, size, xml = op
+            loc, lastmod, lastmod_ts, size, xml = op[3:8]
             shard_no = self._place(section, size, cur[0] if cur is not None else None)
             st = self._shard(section, shard_no)
             st.url_count += 1
@@ -268,7 +277,7 @@ class _Batch:
             self.open_shards[section] = n
         return n
 
-    def _load(self, ops: Sequence[UpsertRow | DeleteRow]) -> None:
+    def _load(self, ops: Sequence[UpsertRow | NewsUpsertRow | DeleteRow]) -> None:
         """Take in the stored state of the documents first seen here, their shards and their sections."""
         docs = self.docs
         fresh = {ident for op in ops if (ident := (op[0], op[1])) not in docs}  # not `- docs.keys()`: a copy
@@ -307,3 +316,4 @@ class _Batch:
             (s, n, st.url_count, st.byte_count, revision) for (s, n), st in self.shards.items() if st.touched
         ])
         manifest.upsert(conn, sections, ("name",), list(self.open_shards.items()))
+        write_changes(manifest, conn, self.news, revision, self.limits.max_urls)

@@ -19,6 +19,7 @@ from sitemap_keeper.snapshot.document import (
     check_version,
     load_json,
 )
+from sitemap_keeper.snapshot.news import Article, parse_news
 from sitemap_keeper.snapshot.render import DocumentRow, document_row
 
 MAX_EVENT_BYTES = 1024 * 1024
@@ -28,9 +29,11 @@ UpsertRow = DocumentRow
 """(section, key, version, loc, lastmod, lastmod_ts, size, xml): an upsert, validated and rendered."""
 DeleteRow = tuple[str, str, int | None]
 """(section, key, version): a deletion."""
+NewsUpsertRow = tuple[str, str, int | None, str, str | None, float | None, int, str, Article]
+"""An upsert of a document with a `news` block: the UpsertRow and its Article (snapshot/news.py)."""
 
 
-def parse_event(raw: bytes | str, rules: Rules) -> UpsertRow | DeleteRow:
+def parse_event(raw: bytes | str, rules: Rules) -> UpsertRow | NewsUpsertRow | DeleteRow:
     """Decode and validate one event, or raise InvalidDocument with the reason."""
     if len(raw) > MAX_EVENT_BYTES:
         raise InvalidDocument(f"event is {len(raw)} bytes, at most {MAX_EVENT_BYTES} allowed")
@@ -39,7 +42,9 @@ def parse_event(raw: bytes | str, rules: Rules) -> UpsertRow | DeleteRow:
         raise InvalidDocument(f"an event must be a JSON object, got {type(obj).__name__}")
     op = obj.get("op", "upsert")
     if op == "upsert":
-        return document_row(obj, rules)
+        row = document_row(obj, rules)
+        news = obj.get("news")
+        return row if news is None else (*row, parse_news(news, row[3]))
     if op == "delete":
         check_fields(obj, DOCUMENT_FIELDS, rules)
         return check_section(obj.get("section")), check_key(obj.get("key")), check_version(obj.get("version"))
@@ -48,7 +53,7 @@ def parse_event(raw: bytes | str, rules: Rules) -> UpsertRow | DeleteRow:
 
 @dataclass(slots=True)
 class ParsedEvents:
-    ops: list[UpsertRow | DeleteRow] = field(default_factory=list)  # the valid events, in order
+    ops: list[UpsertRow | NewsUpsertRow | DeleteRow] = field(default_factory=list)  # the valid events, in order
     rejects: list[tuple[int, str]] = field(default_factory=list)  # (index in the input, reason)
 
 

@@ -55,8 +55,9 @@ class Timers:
 
     def check(self) -> None:
         """Refresh the dirty-shard and live-generation gauges; publish at once past the threshold."""
-        p = plan(self.app.manifest, self.app.router.current())
-        dirty = len(p.render) + len(p.dropped)
+        # News files count once due: when an article of theirs ages out of the window (snapshot/news.py).
+        p = plan(self.app.manifest, self.app.router.current(), now=self.app.publisher.clock())
+        dirty = len(p.render) + len(p.dropped) + len(p.news)
         self.metrics.dirty.set(dirty)
         gen = self.app.manifest.generation(p.live) if p.live else None
         self.metrics.set_live(p.live, gen.published_at if gen else None)

@@ -45,8 +45,9 @@ W3C_RE = re.compile(
 # The native format's fields, in one place each: a field is added here (and checked below), and nowhere else is
 # there a list of them to keep in step (the C fast path leaves an object with any key it does not read to this
 # code). Any other field is refused, naming it, unless the rules allow extra fields (`--extra-fields ignore`).
+# `news` is read by snapshot/news.py, `video` by snapshot/video.py.
 DOCUMENT_FIELDS = frozenset({"op", "section", "key", "loc", "lastmod", "changefreq", "priority", "images",
-                             "alternates", "version"})  # "op": events, and rebuild lines that carry one
+                             "alternates", "version", "news", "video"})  # "op": events, and rebuild lines
 IMAGE_FIELDS = frozenset({"loc", "title", "caption"})
 ALTERNATE_FIELDS = frozenset({"hreflang", "href"})
 

@@ -134,6 +134,32 @@ generation_files = Table(
     Column("shard_no", Integer),
     Column("revision", BigInteger),
 )
+# The news window (snapshot/news.py): every document's article, its news shard, and when each news file of a
+# generation goes stale because its oldest article leaves the window.
+news_articles = Table(
+    "news_articles", metadata,
+    Column("section", _name(64), primary_key=True),
+    Column("key", _name(512), primary_key=True),
+    Column("shard_no", Integer, nullable=False),
+    Column("loc", String(2048), nullable=False),
+    Column("published", String(40), nullable=False),
+    Column("published_ts", Float, nullable=False),
+    Column("xml", Text, nullable=False),
+)
+Index("ix_news_articles_published", news_articles.c.published_ts)
+news_shards = Table(
+    "news_shards", metadata,
+    Column("section", _name(64), primary_key=True),
+    Column("shard_no", Integer, primary_key=True),
+    Column("article_count", Integer, nullable=False),
+    Column("revision", BigInteger, nullable=False),
+)
+news_files = Table(
+    "news_files", metadata,
+    Column("generation_id", String(40), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("expires_at", Float, nullable=False),
+)
 dead_letters = Table(
     "dead_letters", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),

@@ -21,6 +21,7 @@ from sitemap_keeper.snapshot import generation, hold, naming
 from sitemap_keeper.snapshot.faults import checkpoint
 from sitemap_keeper.snapshot.limits import MAX_SHRINK, Limits, check_max_shrink, shrinks_too_far
 from sitemap_keeper.snapshot.manifest import FileRecord, Generation, Manifest, Shard, shards
+from sitemap_keeper.snapshot.news import NewsShard, capacity, live_expiries, plan_news, record_expiries, render_news
 from sitemap_keeper.snapshot.render import IndexEntry, gzip_pieces, index_xml, shard_pieces
 from sitemap_keeper.snapshot.routers.base import Router
 from sitemap_keeper.snapshot.stores.base import Store
@@ -74,10 +75,13 @@ class Plan:
     copy: list[FileRecord] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)  # shards of the live generation that lost all URLs
     urls: int = 0  # in the manifest: what the new generation will hold
+    now: float = 0.0  # the instant the news window is taken at
+    news: list[NewsShard] = field(default_factory=list)  # news files to render (`copy` holds the others)
+    news_expiry: float | None = None  # when the first news file copied goes stale (snapshot/news.py)
 
     @property
     def dirty(self) -> bool:
-        return bool(self.render or self.dropped) or self.live is None or not self.base_files
+        return bool(self.render or self.dropped or self.news) or self.live is None or not self.base_files
 
 
 @dataclass(slots=True)
@@ -92,10 +96,11 @@ class PublishResult:
     message: str = ""
 
 
-def plan(manifest: Manifest, live: str | None, full: bool = False) -> Plan:
-    """Which shards must be rendered and which files can be brought unchanged from `live` (as the router said)."""
+def plan(manifest: Manifest, live: str | None, full: bool = False, now: float | None = None) -> Plan:
+    """Which shards must be rendered and which files can be brought unchanged from `live` (as the router said);
+    the news files as they must read at `now` (default: the time now)."""
     base_files = manifest.files(live) if live else {}
-    result = Plan(live=live, base_files=base_files)
+    result = Plan(live=live, base_files=base_files, now=time.time() if now is None else now)
     current_names = set()
     for shard in manifest.shards():
         if shard.url_count == 0:
@@ -111,6 +116,10 @@ def plan(manifest: Manifest, live: str | None, full: bool = False) -> Plan:
     result.dropped = sorted(
         name for name, f in base_files.items() if f.shard_no is not None and name not in current_names
     )
+    news = plan_news(manifest, live, base_files, result.now, full)
+    result.news, result.news_expiry = news.render, news.next_expiry
+    result.copy += news.copy
+    result.dropped += news.dropped
     return result
 
 
@@ -153,6 +162,7 @@ class Publisher:
         on_switch: Callable[[str, str | None], None] | None = None,
         extra_files: Mapping[str, bytes] | None = None,
         max_shrink: float = MAX_SHRINK,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.manifest = manifest
         self.store = store
@@ -164,6 +174,8 @@ class Publisher:
         self.extra_files = dict(extra_files or {})  # small files put into every generation (IndexNow's key)
         self.max_shrink = check_max_shrink(max_shrink)  # of the live generation's URLs, in one publish
         self.on_progress: Callable[[int, int], None] | None = None  # told (shards put, shards to render)
+        self.clock = clock  # the time the news window is taken at
+        self._news_expiries: dict[str, float] = {}  # of the generation being built: news file -> stale from
 
     def reconcile(self) -> tuple[str | None, Generation | None]:
         """Make the manifest agree with the router: the router is the truth about what is live.
@@ -189,7 +201,7 @@ class Publisher:
                     "would replace the live site with what this manifest holds. Check that the manifest is "
                     "the one that publishes this site (SITEMAPS_DATABASE_URL); to replace the site with "
                     "this manifest on purpose, publish --full (or rebuild)")
-            p = plan(self.manifest, live, full=full)
+            p = plan(self.manifest, live, full=full, now=self.clock())
             if not p.render and not p.copy:
                 raise EmptyManifest("the manifest has no documents: refusing to publish an empty generation")
             if gen is not None and shrinks_too_far(gen.url_count, p.urls, self.max_shrink):
@@ -211,7 +223,9 @@ class Publisher:
             checkpoint("verify")
             verify_generation(self.store, gen_id, records, self.limits)
             self.store.seal(gen_id)
-            self.manifest.record_generation(gen_id, records.values(), rendered=len(p.render), copied=len(p.copy))
+            rendered = len(p.render) + len(p.news)  # shards and news files
+            self.manifest.record_generation(gen_id, records.values(), rendered=rendered, copied=len(p.copy))
+            record_expiries(self.manifest, gen_id, self._news_expiries)
             checkpoint("policy")
             self.store.make_public(gen_id)
             checkpoint("switch")
@@ -220,7 +234,7 @@ class Publisher:
             self.manifest.set_state(gen_id, "live")
             urls = sum(f.url_count for f in records.values() if f.shard_no is not None)
             result = PublishResult(
-                gen_id, p.live, rendered=len(p.render), copied=len(p.copy), files=len(records), urls=urls,
+                gen_id, p.live, rendered=rendered, copied=len(p.copy), files=len(records), urls=urls,
                 seconds=time.monotonic() - started,
             )
             result.message = (f"published generation {gen_id}: {result.rendered} shards rendered, "
@@ -255,6 +269,7 @@ class Publisher:
             for rec in self._render_and_put(p.render, put_shard):
                 if rec is not None:
                     records[rec.name] = rec
+            records.update(self._render_news(gen_id, p))
             checkpoint("copy")
             copying.result()
         for f in p.copy:
@@ -266,6 +281,24 @@ class Publisher:
             check_index(name, data, self.limits)
             records[name] = FileRecord(name, len(data), self.store.put(gen_id, name, data))
         return records
+
+    def _render_news(self, gen_id: str, p: Plan) -> dict[str, FileRecord]:
+        """Render and put the news files due at `p.now`; keep every news file's expiry for `record_expiries`."""
+        copied = live_expiries(self.manifest, p.live) if p.live else {}
+        self._news_expiries = {f.name: copied[f.name] for f in p.copy if f.name in copied}
+        limits = Limits(capacity(self.limits.max_urls), self.limits.max_bytes, self.limits.max_index_entries)
+        out: dict[str, FileRecord] = {}
+        for shard in p.news:
+            r = render_news(self.manifest, shard, p.now)
+            if r is None:
+                continue
+            check = ShardCheck(shard.name, limits)
+            data = gzip_pieces(check.passing([r.data]))
+            check.close(r.url_count)
+            out[shard.name] = FileRecord(shard.name, len(data), self.store.put(gen_id, shard.name, data), r.url_count,
+                                         r.lastmod, r.lastmod_ts, shard.section, None, r.revision)
+            self._news_expiries[shard.name] = r.expires_at
+        return out
 
     def _render_and_put(self, todo: list[Shard], put: Callable[[RenderedShard | None], FileRecord | None]
                         ) -> list[FileRecord | None]:
@@ -281,8 +314,8 @@ class Publisher:
     def _indexes(self, records: dict[str, FileRecord]) -> dict[str, bytes]:
         """Section indexes and the root index, each split where it would pass the index entry limit."""
         by_section: dict[str, list[FileRecord]] = {}
-        for f in sorted((f for f in records.values() if f.shard_no is not None),
-                        key=lambda f: (f.section or "", f.shard_no or 0)):
+        for f in sorted((f for f in records.values() if f.section is not None),  # shards, then news files
+                        key=lambda f: (f.section or "", f.shard_no is None, f.shard_no or 0, f.name)):
             by_section.setdefault(f.section or "", []).append(f)
         out: dict[str, bytes] = {}
         everything: list[IndexEntry] = []

@@ -33,6 +33,7 @@ from sitemap_keeper.snapshot.manifest import (
     shard_packs,
     shards,
 )
+from sitemap_keeper.snapshot.news import Article, Placer, parse_news, staging_table, swap_in
 from sitemap_keeper.snapshot.packs import pack, unpack, without
 from sitemap_keeper.snapshot.publish import EmptyManifest
 from sitemap_keeper.snapshot.render import SHARD_OVERHEAD, document_row, fast_rows
@@ -95,6 +96,7 @@ class Run:
 class Parsed:
     runs: list[Run]
     rejects: list[tuple[str, str, bytes]]  # (source, reason, raw)
+    news: list[tuple[str, str, Article]] = field(default_factory=list)  # (section, key, article), in order
 
     @property
     def documents(self) -> int:
@@ -112,6 +114,7 @@ def parse_chunk(rules: Rules, chunk: Chunk) -> Parsed:
     in source order: the shard assignment and the duplicates' resolution depend on it.
     """
     rejects: list[tuple[str, str, bytes]] = []
+    articles: list[tuple[str, str, Article]] = []
     by_section: dict[str, list[tuple[Any, ...]]] = {}
     items = chunk.split()
     i = 0
@@ -131,6 +134,8 @@ def parse_chunk(rules: Rules, chunk: Chunk) -> Parsed:
             if isinstance(obj, dict) and obj.get("op", "upsert") != "upsert":
                 raise InvalidDocument(f"a rebuild source holds documents, not {obj.get('op')!r} events")
             row = document_row(obj, rules)
+            if obj.get("news") is not None:  # never taken by `fast_rows`
+                articles.append((row[0], row[1], parse_news(obj["news"], row[3])))
         except InvalidDocument as exc:
             raw = found if isinstance(found, bytes) else orjson.dumps(found, default=str)
             rejects.append((f"{chunk.name}:{n}", str(exc), raw))
@@ -143,7 +148,7 @@ def parse_chunk(rules: Rules, chunk: Chunk) -> Parsed:
     for section, docs in by_section.items():
         columns = list(zip(*docs, strict=True))  # transposed in C: keys, versions, locs, ... (packs.Columns)
         runs.append(Run(section, columns[0], columns[1], columns[5], pack(columns)))
-    return Parsed(runs, rejects)
+    return Parsed(runs, rejects, articles)
 
 
 def row_chunks(name: str, rows: Iterable[dict[str, Any]], size: int = CHUNK_SIZE) -> Iterator[Chunk]:
@@ -174,6 +179,7 @@ class Rebuilder:
         self.workers = workers
         md = MetaData()
         self.staging = {t.name: t.to_metadata(md, name=t.name + "_staging") for t in TABLES}
+        self.news_staging = staging_table(md)
         for t in self.staging.values():
             for ix in list(t.indexes):
                 t.indexes.discard(ix)  # built after the load, under names of their own
@@ -191,6 +197,8 @@ class Rebuilder:
         with self.manifest.write() as conn:
             for t in self.staging.values():
                 t.create(conn)
+            self.news_staging.create(conn)
+        placer = Placer(self.limits.max_urls)
         counts = Counts()
         totals: dict[tuple[str, int], tuple[int, int]] = {}  # (section, shard_no) -> (URLs, bytes), when full
         sections_state: dict[str, list[int]] = {}  # section -> [open shard_no, its URLs, its bytes, packs made]
@@ -206,6 +214,7 @@ class Rebuilder:
                 for run in parsed.runs:
                     self._add(batch, run, sections_state, totals)
                 batch.letters += parsed.rejects
+                batch.news += [placer.row(*found) for found in parsed.news]
                 documents = parsed.documents
                 counts.applied += documents
                 counts.rejected += len(parsed.rejects)
@@ -284,6 +293,7 @@ class Rebuilder:
             self.manifest.bulk_insert(conn, self.staging["shard_packs"].name, [c.name for c in shard_packs.c],
                                       batch.packs)
             Manifest.add_dead_letters(conn, batch.letters)
+            self.manifest.bulk_insert(conn, self.news_staging.name, [c.name for c in self.news_staging.c], batch.news)
 
     def _finish(self, totals: dict[tuple[str, int], tuple[int, int]]) -> int:
         """Remove duplicate keys, index, count shards, swap the staging tables in. Returns duplicates removed.
@@ -313,6 +323,8 @@ class Rebuilder:
                 conn.execute(text(f"CREATE UNIQUE INDEX ux_documents_key_{suffix} ON {docs.name} (section, key)"))
             revision = Manifest.next_revision(conn)
             Manifest.mark_rebuilt(conn, revision)
+            swap_in(conn, self.news_staging, revision)
+            conn.execute(text(f"DROP TABLE {self.news_staging.name}"))
             if duplicates:  # count again what is left (a scan of every row: only then)
                 conn.execute(self.staging["shards"].insert().from_select(
                     ["section", "shard_no", "url_count", "byte_count", "revision"],
@@ -384,7 +396,7 @@ class Rebuilder:
 
     def _drop_staging(self) -> None:
         with self.manifest.write() as conn:
-            for t in self.staging.values():
+            for t in (*self.staging.values(), self.news_staging):
                 conn.execute(text(f"DROP TABLE IF EXISTS {t.name}"))
 
 
@@ -396,6 +408,7 @@ class _Batch:
     size: int = 0  # documents in `documents`
     packs: list[tuple[str, int, int, int, int, bytes]] = field(default_factory=list)  # shard_packs columns
     letters: list[tuple[str, str, bytes]] = field(default_factory=list)
+    news: list[tuple[Any, ...]] = field(default_factory=list)  # news_articles_staging rows
 
     def add(self, section: str, shard_no: int, seq: int, run: Run, start: int, stop: int) -> None:
         """Entries [start, stop) of a run, all in one shard: their documents rows and their range of its pack."""

@@ -33,11 +33,12 @@ def _last_diff(manifest: Manifest, live: str | None) -> dict[str, Any] | None:
     return {"generation": rec.generation_id, "base": rec.base_id, **diff.as_json(rec.sections)}
 
 
-def status(manifest: Manifest, store: Store, router: Router, base_url: str) -> dict[str, Any]:
+def status(manifest: Manifest, store: Store, router: Router, base_url: str, now: float | None = None
+           ) -> dict[str, Any]:
     live = router.current()
     gens = manifest.generations()
     live_gen = next((g for g in gens if g.id == live), None)
-    p = plan(manifest, live)
+    p = plan(manifest, live, now=now)
     sections = manifest.section_counts()
     lines = sitemap_lines(manifest, live, base_url)
     notes = []
@@ -58,7 +59,9 @@ def status(manifest: Manifest, store: Store, router: Router, base_url: str) -> d
         "sections": {s: {"shards": n, "urls": u} for s, (n, u) in sections.items()},
         "shards": sum(n for n, _ in sections.values()),
         "urls": sum(u for _, u in sections.values()),
-        "dirty_shards": len(p.render) + len(p.dropped),
+        "dirty_shards": len(p.render) + len(p.dropped) + len(p.news),
+        "news_files_due": len(p.news),  # changed, or an article aged out of the window (snapshot/news.py)
+        "news_next_expiry": p.news_expiry,  # when the next live news file is due (epoch seconds)
         "dead_letters": manifest.dead_letter_count(),
         "sitemap_lines": lines,
         "last_diff": _last_diff(manifest, live),

@@ -9,6 +9,7 @@ from xml.parsers.expat import XMLParserType
 
 from sitemap_keeper.snapshot.limits import Limits
 from sitemap_keeper.snapshot.manifest import FileRecord
+from sitemap_keeper.snapshot.news import parse_news_name
 from sitemap_keeper.snapshot.stores.base import Store
 
 
@@ -98,7 +99,7 @@ def verify_generation(store: Store, gen_id: str, records: Mapping[str, FileRecor
             data = store.get(gen_id, name)
             if on_file is not None:
                 on_file(len(data))
-            if rec.shard_no is not None:
+            if rec.shard_no is not None or parse_news_name(name) is not None:
                 try:
                     xml = zlib.decompress(data, wbits=31)
                 except zlib.error as exc:

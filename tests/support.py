@@ -17,7 +17,9 @@ from lxml import etree
 SCHEMAS = Path(__file__).parent / "schemas"
 NS = {"sm": "http://www.sitemaps.org/schemas/sitemap/0.9",
       "image": "http://www.google.com/schemas/sitemap-image/1.1",
-      "xhtml": "http://www.w3.org/1999/xhtml"}
+      "xhtml": "http://www.w3.org/1999/xhtml",
+      "news": "http://www.google.com/schemas/sitemap-news/0.9",
+      "video": "http://www.google.com/schemas/sitemap-video/1.1"}
 _URLSET = etree.XMLSchema(etree.parse(str(SCHEMAS / "all.xsd")))
 _INDEX = etree.XMLSchema(etree.parse(str(SCHEMAS / "siteindex.xsd")))
 _PARSER = etree.XMLParser(huge_tree=True, resolve_entities=False, no_network=True)
@@ -39,6 +41,7 @@ class Site:
     urls: dict[str, str | None] = field(default_factory=dict)
     images: dict[str, list[str]] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)  # name -> decompressed content
+    news: dict[str, str] = field(default_factory=dict)  # loc -> news title, from the news files
 
 
 def read_site(fetch: Callable[[str], bytes], base_url: str, roots: tuple[str, ...] = ("sitemap.xml",)) -> Site:
@@ -56,6 +59,12 @@ def read_site(fetch: Callable[[str], bytes], base_url: str, roots: tuple[str, ..
             assert len(xml) <= 50 * 1024 * 1024, f"{name} is over 50 MiB"
             urlset = validate(name, xml)
             site.files[name] = xml
+            if ".news-" in name:  # a news file: its URLs are in the section's regular shards too
+                for url in urlset.findall("sm:url", NS):
+                    u = url.findtext("sm:loc", namespaces=NS)
+                    assert u is not None and u not in site.news, f"{u} is listed twice in the news files"
+                    site.news[u] = url.findtext("news:news/news:title", namespaces=NS) or ""
+                continue
             lastmods = []
             for url in urlset.findall("sm:url", NS):
                 u = url.findtext("sm:loc", namespaces=NS)

@@ -23,18 +23,20 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 
+from sitemap_keeper.snapshot.news import WINDOW
 from sitemap_keeper.snapshot.publish import STEPS
 from tests.harness.deployments import DATABASES, HOST, STORES, Deployment, deployment
-from tests.harness.served import Tally, compare
+from tests.harness.served import NEWS, Tally, compare
 from tests.support import Model, cli
 
 CONFIGS = tuple(f"{db}-{store}" for db in DATABASES for store in STORES)
 PHASES = ("apply", "publish", "prune")
-SECTIONS = ("books", "authors", "series")
+SECTIONS = ("books", "authors", "series", "news")  # the documents of `news` carry articles
 CATALOG = 1500  # documents: 30 shards of at most 50 URLs
 BATCHES, BATCH = 3, 20  # events per cycle: three transactions of 20
 KEEP = 2
@@ -79,7 +81,7 @@ class Harness:
         self.d, self.tmp, self.verbose, self.catalog = d, tmp, verbose, catalog
         self.rnd = random.Random(f"{seed}/{d.name}")
         self.result = Result(d.name, seed)
-        self.model = Model()
+        self.model: Model = NewsModel()
         self.published: dict[str, str | None] = {}  # what the live generation must hold
         self.live_gens: set[str] = set()  # every generation ever live
         self.version = 1
@@ -97,6 +99,7 @@ class Harness:
         for d in docs:
             self.model.event(d)
         self.published = self.model.expected()
+        assert any(u.startswith(NEWS) for u in self.published), "the catalog has no article in the news window"
         self.check("rebuild", "after the rebuild", [self.published], live=True)
         cycle = 0
         try:
@@ -119,8 +122,15 @@ class Harness:
         section = SECTIONS[i % len(SECTIONS)]
         moved = f"-v{version}" if version > 1 and self.rnd.random() < 0.1 else ""  # a document's URL changes
         day, hour = self.rnd.randint(1, 28), self.rnd.randint(0, 23)
-        return {"section": section, "key": str(i), "loc": f"https://{HOST}/{section}/{i}{moved}",
-                "lastmod": f"2024-07-{day:02d}T{hour:02d}:00:00+00:00", "version": version}
+        doc: dict[str, object] = {"section": section, "key": str(i), "loc": f"https://{HOST}/{section}/{i}{moved}",
+                                  "lastmod": f"2024-07-{day:02d}T{hour:02d}:00:00+00:00", "version": version}
+        if section == "news" and self.rnd.random() < 0.9:  # some news documents carry no article
+            # Far from the window's edge (48 hours), so no article ages out during a run: the window is the model's.
+            age = self.rnd.choice([self.rnd.uniform(0, 40), self.rnd.uniform(56, 90)]) * 3600
+            published = datetime.fromtimestamp(int(time.time() - age), UTC).isoformat()
+            doc["news"] = {"publication": {"name": "Crash Times", "language": "en"}, "publication_date": published,
+                           "title": f"Story {i} v{version}"}
+        return doc
 
     def events(self) -> list[dict[str, object]]:
         out = []
@@ -273,6 +283,31 @@ class Harness:
         where = "rebuild" if phase == "rebuild" else self.point
         r.failures.append(f"{r.config} {where} {what}\n  replay: .venv/bin/python -m tests.harness.crash "
                           f"--seed {r.seed} --config {r.config} --points {r.kills + 1} --verbose")
+
+
+class NewsModel(Model):
+    """The ground truth with the news window: NEWS + loc -> title of each article published less than two days
+    ago (no article is near that age: `Harness.doc`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.articles: dict[tuple[str, str], tuple[str, float, str]] = {}
+
+    def event(self, ev: dict[str, object]) -> bool:
+        if not super().event(ev):
+            return False
+        ident = (str(ev["section"]), str(ev["key"]))
+        news = ev.get("news")
+        if ev.get("op", "upsert") == "delete" or not isinstance(news, dict):
+            self.articles.pop(ident, None)
+        else:
+            published = datetime.fromisoformat(str(news["publication_date"])).timestamp()
+            self.articles[ident] = (str(ev["loc"]), published, str(news["title"]))
+        return True
+
+    def expected(self) -> dict[str, str | None]:
+        cut = time.time() - WINDOW
+        return {**super().expected(), **{NEWS + loc: title for loc, at, title in self.articles.values() if at > cut}}
 
 
 def run_config(config: str, seed: int, points: int, verbose: bool = False, catalog: int = CATALOG) -> Result:

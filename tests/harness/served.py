@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields
 from lxml import etree
 
 from sitemap_keeper.snapshot import naming
+from sitemap_keeper.snapshot.news import parse_news_name
 from tests.support import NS, read_site, validate
 
 # fetch(name) -> (body, the generation it came from)
@@ -23,7 +24,7 @@ class Switched(Exception):
 @dataclass(slots=True)
 class Observation:
     generation: str
-    urls: dict[str, str | None] | None  # None: the live generation is not complete and valid
+    urls: dict[str, str | None] | None  # None: the live generation is not complete and valid; news: NEWS + loc
     broken: str = ""  # why not
     duplicated: int = 0  # URLs listed more than once
 
@@ -68,14 +69,17 @@ def observe(fetch: Fetch, base_url: str) -> Observation:
                            _duplicates(bodies))
     if len(generations) > 1:
         raise Switched
-    return Observation(generations.pop(), site.urls)
+    return Observation(generations.pop(), {**site.urls, **{NEWS + loc: title for loc, title in site.news.items()}})
+
+
+NEWS = "news "  # an article of the news files, in an observation: NEWS + loc -> its title
 
 
 def _check_section_indexes(get: Callable[[str], bytes], files: dict[str, bytes], base_url: str) -> None:
     """Each section's index is valid and lists exactly that section's shards of the root index."""
     by_section: dict[str, set[str]] = {}
     for name in files:
-        parsed = naming.parse_shard_name(name)
+        parsed = naming.parse_shard_name(name) or parse_news_name(name)
         if parsed is not None:
             by_section.setdefault(parsed[0], set()).add(base_url + name)
     for section, shards in by_section.items():

@@ -1,0 +1,323 @@
+"""Google News sitemaps: a document's `news` block, validated and rendered, and the news window of a section.
+
+A section is a news section as soon as one of its documents carries a `news` block. Besides its regular shards
+(where the article's URL stays), such a section publishes news files, `sitemap-<section>.news-<n>.xml.gz`, listing
+only the articles published less than `WINDOW` seconds before (Google reads no older ones).
+
+An article keeps its news shard for life, like a document keeps its shard: a new one fills its section's open news
+shard, of at most `MAX_ARTICLES` articles (in or out of the window), so a news file never passes Google's 1,000
+URLs and a one-article change rewrites one file. What a news file holds depends on its articles (its revision)
+and on the time; it is rendered at an instant `now` and stays right until `expires_at`, the moment its oldest
+article leaves the window. A publish renders a news shard again when its revision changed or when `now` has
+reached the live file's `expires_at` (kept per generation in `news_files`): articles age out on time, with no
+event, at the first publish after they leave the window.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from sqlalchemy import Column, Connection, Float, Integer, MetaData, String, Table, Text, func, insert, select, text
+
+from sitemap_keeper.snapshot.document import InvalidDocument, check_text, lastmod_timestamp, normalise_lastmod
+from sitemap_keeper.snapshot.manifest import FileRecord, Manifest, news_articles, news_files, news_shards
+from sitemap_keeper.snapshot.render import escape
+
+NEWS_NS = "http://www.google.com/schemas/sitemap-news/0.9"
+WINDOW = 2 * 24 * 3600.0  # seconds: Google News reads articles published in the last two days
+MAX_ARTICLES = 1_000  # Google's limit of URLs per news sitemap file
+CHUNK = 500  # keys per IN (...) query: below every database's parameter limit
+LANGUAGE_RE = re.compile(r"zh-cn|zh-tw|[a-z]{2,3}")  # ISO 639, as Google's XSD says (lower case)
+FIELDS = frozenset({"publication", "publication_date", "title"})
+PUBLICATION_FIELDS = frozenset({"name", "language"})
+# In Google's XSD, no longer read by Google News (its documentation dropped them): refused, so a site learns it.
+DEPRECATED = frozenset({"access", "genres", "keywords", "stock_tickers"})
+# A dot never comes from a section (snapshot/naming.py): no section's shard or index file has this name.
+FRACTION_RE = re.compile(r"\.\d+(?=[+-]\d\d:\d\d$)")
+NEWS_RE = re.compile(r"sitemap-([a-z0-9_-]{1,64})\.news-(\d+)\.xml\.gz")
+NEWS_URLSET_OPEN = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n'
+    f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9" xmlns:news="{NEWS_NS}">\n'
+)
+
+
+class Article(NamedTuple):
+    """A document's news entry: its news sitemap `<url>` fragment, and when the article was published."""
+
+    loc: str
+    published: str  # normalised like a lastmod
+    published_ts: float
+    xml: str
+
+
+def news_name(section: str, shard_no: int) -> str:
+    return f"sitemap-{section}.news-{shard_no}.xml.gz"
+
+
+def parse_news_name(name: str) -> tuple[str, int] | None:
+    m = NEWS_RE.fullmatch(name)
+    return (m.group(1), int(m.group(2))) if m else None
+
+
+def parse_news(value: Any, loc: str) -> Article:
+    """The Article of a document's `news` block (its `loc` already checked), or InvalidDocument naming the field."""
+    if not isinstance(value, dict):
+        raise InvalidDocument(f"news must be an object, got {type(value).__name__}")
+    _known(value, FIELDS, "news")
+    publication = value.get("publication")
+    if not isinstance(publication, dict):
+        raise InvalidDocument("news.publication must be an object with a name and a language")
+    _known(publication, PUBLICATION_FIELDS, "news.publication")
+    name = _required_text(publication.get("name"), "news.publication.name")
+    language = publication.get("language")
+    if not isinstance(language, str) or not LANGUAGE_RE.fullmatch(language.lower()):
+        raise InvalidDocument("news.publication.language must be an ISO 639 code of 2 or 3 letters (or zh-cn, "
+                              f"zh-tw), got {language!r}"[:200])
+    try:
+        published = normalise_lastmod(value.get("publication_date"))
+    except InvalidDocument as exc:
+        raise InvalidDocument(str(exc).replace("lastmod", "news.publication_date", 1)) from None
+    if published is None:
+        raise InvalidDocument("news.publication_date is required")
+    published = FRACTION_RE.sub("", published)  # whole seconds: some readers (npm sitemap 9) refuse a fraction
+    title = _required_text(value.get("title"), "news.title")
+    xml = (f"<url><loc>{escape(loc)}</loc><news:news><news:publication><news:name>{escape(name)}</news:name>"
+           f"<news:language>{language.lower()}</news:language></news:publication>"
+           f"<news:publication_date>{published}</news:publication_date>"
+           f"<news:title>{escape(title)}</news:title></news:news></url>\n")
+    stamp = lastmod_timestamp(published)
+    assert stamp is not None
+    return Article(loc, published, stamp, xml)
+
+
+def _known(obj: dict[str, Any], fields: frozenset[str], where: str) -> None:
+    for field in obj:
+        if field in DEPRECATED:
+            raise InvalidDocument(f"{where}.{field} is no longer read by Google News (deprecated): remove it")
+        if field not in fields:
+            raise InvalidDocument(f"{where} has an unknown field {field!r}; known: {', '.join(sorted(fields))}"[:300])
+
+
+def _required_text(value: Any, field: str) -> str:
+    text = check_text(value, field)
+    if text is None or not text.strip():
+        raise InvalidDocument(f"{field} is required (a non-empty string)")
+    return text
+
+
+# -- the manifest's news window --------------------------------------------------------------------------------
+
+Change = tuple[str, str, Article | None]
+"""(section, key, article): a document applied with this article, or without one (upserted without news, or
+deleted)."""
+
+
+def news_sections(conn: Connection) -> set[str]:
+    """The sections with news shards: an upsert without news there may take an article away."""
+    return {s for (s,) in conn.execute(select(news_shards.c.section).distinct())}
+
+
+def capacity(max_urls: int) -> int:
+    """Articles per news shard, under a site's URL limit per file (tests set tiny ones)."""
+    return min(MAX_ARTICLES, max_urls)
+
+
+def write_changes(manifest: Manifest, conn: Connection, changes: Iterable[Change], revision: int,
+                  max_urls: int = MAX_ARTICLES) -> None:
+    """Apply a batch's news changes (the last one per document wins); every news shard they touch gets
+    `revision`; a news shard gets at most `capacity(max_urls)` articles."""
+    last: dict[tuple[str, str], Article | None] = {(s, k): a for s, k, a in changes}
+    if not last:
+        return
+    by_section: dict[str, dict[str, Article | None]] = {}
+    for (section, key), article in last.items():
+        by_section.setdefault(section, {})[key] = article
+    for section, articles in sorted(by_section.items()):
+        _write_section(manifest, conn, section, articles, revision, capacity(max_urls))
+
+
+def _write_section(manifest: Manifest, conn: Connection, section: str, articles: Mapping[str, Article | None],
+                   revision: int, size: int) -> None:
+    t = news_articles
+    keys = sorted(articles)
+    held: dict[str, int] = {}
+    for i in range(0, len(keys), CHUNK):
+        held.update({k: int(n) for k, n in conn.execute(
+            select(t.c.key, t.c.shard_no).where(t.c.section == section, t.c.key.in_(keys[i:i + CHUNK])))})
+    counts = _shard_counts(conn, section)
+    open_no = max(counts, default=1)
+    touched: set[int] = set()
+    rows: list[tuple[Any, ...]] = []
+    gone: list[str] = []
+    for key in articles:  # in the order of the events: new articles fill the open shard as they come
+        article, shard_no = articles[key], held.get(key)
+        if article is None:
+            if shard_no is not None:
+                gone.append(key)
+                counts[shard_no] -= 1
+                touched.add(shard_no)
+            continue
+        if shard_no is None:
+            if counts.get(open_no, 0) >= size:
+                open_no += 1
+            shard_no = open_no
+            counts[shard_no] = counts.get(shard_no, 0) + 1
+        touched.add(shard_no)
+        rows.append((section, key, shard_no, article.loc, article.published, article.published_ts, article.xml))
+    for i in range(0, len(gone), CHUNK):
+        conn.execute(t.delete().where(t.c.section == section, t.c.key.in_(gone[i:i + CHUNK])))
+    manifest.upsert(conn, t, ("section", "key"), rows)
+    manifest.upsert(conn, news_shards, ("section", "shard_no"),
+                    [(section, n, counts[n], revision) for n in sorted(touched)])
+
+
+def _shard_counts(conn: Connection, section: str) -> dict[int, int]:
+    query = select(news_shards.c.shard_no, news_shards.c.article_count).where(news_shards.c.section == section)
+    return {int(n): int(c) for n, c in conn.execute(query)}
+
+
+@dataclass(frozen=True, slots=True)
+class NewsShard:
+    section: str
+    shard_no: int
+    revision: int
+
+    @property
+    def name(self) -> str:
+        return news_name(self.section, self.shard_no)
+
+
+@dataclass(slots=True)
+class NewsPlan:
+    render: list[NewsShard]
+    copy: list[FileRecord]
+    dropped: list[str]  # news files of the live generation with no article left in the window
+    next_expiry: float | None  # when the first copied file goes stale: the publish timer's next news work
+
+
+def plan_news(manifest: Manifest, live: str | None, base_files: Mapping[str, FileRecord], now: float,
+              full: bool = False) -> NewsPlan:
+    """Which news files to render at `now`, which to copy from `live`, which to leave out."""
+    cut = now - WINDOW
+    with manifest.read() as conn:
+        revisions = {(s, int(n)): int(r) for s, n, r in conn.execute(
+            select(news_shards.c.section, news_shards.c.shard_no, news_shards.c.revision))}
+        current = conn.execute(
+            select(news_articles.c.section, news_articles.c.shard_no)
+            .where(news_articles.c.published_ts > cut).group_by(news_articles.c.section, news_articles.c.shard_no)
+            .order_by(news_articles.c.section, news_articles.c.shard_no)).all()
+        expiries = {} if live is None else dict(conn.execute(
+            select(news_files.c.name, news_files.c.expires_at).where(news_files.c.generation_id == live)).all())
+    result = NewsPlan([], [], [], None)
+    names = set()
+    for section, shard_no in current:
+        shard = NewsShard(section, int(shard_no), revisions.get((section, int(shard_no)), 0))
+        names.add(shard.name)
+        old = base_files.get(shard.name)
+        expires = expiries.get(shard.name)
+        if not full and old is not None and old.revision == shard.revision and expires is not None and now < expires:
+            result.copy.append(old)
+            result.next_expiry = min(expires, result.next_expiry or expires)
+        else:
+            result.render.append(shard)
+    result.dropped = sorted(name for name in base_files if parse_news_name(name) and name not in names)
+    return result
+
+
+@dataclass(slots=True)
+class RenderedNews:
+    shard: NewsShard
+    url_count: int
+    lastmod: str  # the newest publication date: the index's <lastmod>
+    lastmod_ts: float
+    expires_at: float  # when its oldest article leaves the window
+    data: bytes  # the uncompressed file
+    revision: int  # the shard's, read with its articles
+
+
+def render_news(manifest: Manifest, shard: NewsShard, now: float) -> RenderedNews | None:
+    """One news file as it must read at `now`; None when no article of the shard is in the window."""
+    t = news_articles
+    with manifest.read() as conn:
+        revision = conn.execute(select(news_shards.c.revision).where(
+            news_shards.c.section == shard.section, news_shards.c.shard_no == shard.shard_no)).scalar()
+        rows = conn.execute(
+            select(t.c.xml, t.c.published, t.c.published_ts)
+            .where(t.c.section == shard.section, t.c.shard_no == shard.shard_no, t.c.published_ts > now - WINDOW)
+            .order_by(t.c.key)).all()
+    if not rows or revision is None:
+        return None
+    newest = max(rows, key=lambda r: r[2])
+    data = (NEWS_URLSET_OPEN + "".join(r[0] for r in rows) + "</urlset>\n").encode()
+    return RenderedNews(shard, len(rows), newest[1], newest[2], min(r[2] for r in rows) + WINDOW, data,
+                        int(revision))
+
+
+def record_expiries(manifest: Manifest, gen_id: str, expiries: Mapping[str, float]) -> None:
+    """Keep when each news file of generation `gen_id` goes stale (before the generation can go live)."""
+    with manifest.write() as conn:
+        conn.execute(news_files.delete().where(news_files.c.generation_id == gen_id))
+        if expiries:
+            conn.execute(news_files.insert(), [{"generation_id": gen_id, "name": name, "expires_at": at}
+                                               for name, at in sorted(expiries.items())])
+
+
+def live_expiries(manifest: Manifest, gen_id: str) -> dict[str, float]:
+    with manifest.engine.connect() as conn:
+        return {name: float(at) for name, at in conn.execute(
+            select(news_files.c.name, news_files.c.expires_at).where(news_files.c.generation_id == gen_id))}
+
+
+
+# -- the rebuild ------------------------------------------------------------------------------------------------
+
+def staging_table(md: MetaData) -> Table:
+    """A rebuild's articles as it loads them: no key (a source may repeat one), `seq` in source order."""
+    return Table(
+        "news_articles_staging", md,
+        Column("section", news_articles.c.section.type, nullable=False),  # compared byte by byte, as there
+        Column("key", news_articles.c.key.type, nullable=False),
+        Column("shard_no", Integer, nullable=False),
+        Column("loc", String(2048), nullable=False),
+        Column("published", String(40), nullable=False),
+        Column("published_ts", Float, nullable=False),
+        Column("xml", Text, nullable=False),
+        Column("seq", Integer, nullable=False),
+    )
+
+
+class Placer:
+    """A rebuild's news shards: each section's articles fill its news shards in source order."""
+
+    def __init__(self, max_urls: int) -> None:
+        self.size = capacity(max_urls)
+        self.open: dict[str, list[int]] = {}  # section -> [open shard_no, its articles]
+        self.seq = 0
+
+    def row(self, section: str, key: str, article: Article) -> tuple[Any, ...]:
+        st = self.open.setdefault(section, [1, 0])
+        if st[1] >= self.size:
+            st[0] += 1
+            st[1] = 0
+        st[1] += 1
+        self.seq += 1
+        return (section, key, st[0], article.loc, article.published, article.published_ts, article.xml, self.seq)
+
+
+def swap_in(conn: Connection, staging: Table, revision: int) -> None:
+    """Replace the news window with a rebuild's articles (in its swap transaction); of a repeated key, the last
+    article in source order stays. Every news shard gets `revision`."""
+    conn.execute(news_articles.delete())
+    conn.execute(news_shards.delete())
+    last = select(staging.c.section, staging.c.key, func.max(staging.c.seq).label("seq")) \
+        .group_by(staging.c.section, staging.c.key).subquery()
+    kept = select(*[staging.c[c.name] for c in news_articles.c]).join_from(
+        staging, last, (staging.c.section == last.c.section) & (staging.c.key == last.c.key)
+        & (staging.c.seq == last.c.seq))
+    conn.execute(insert(news_articles).from_select([c.name for c in news_articles.c], kept))
+    conn.execute(text(
+        "INSERT INTO news_shards (section, shard_no, article_count, revision) "
+        "SELECT section, shard_no, count(*), :r FROM news_articles GROUP BY section, shard_no"), {"r": revision})
