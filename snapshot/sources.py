@@ -17,7 +17,7 @@ from sitemap_keeper.snapshot.document import DOCUMENT_FIELDS, InvalidDocument
 from sitemap_keeper.snapshot.mapping import Mapping, SectionMapping
 from sitemap_keeper.snapshot.rebuild import BLOCK_SIZE, INVALID, Chunk
 
-JSON_FIELDS = ("images", "alternates")
+JSON_FIELDS = ("images", "alternates", "news", "video")  # JSON text in a query's column
 
 
 def jsonl_chunks(path: str, on_bytes: Callable[[int], None] | None = None,

@@ -46,8 +46,8 @@ ALTERNATE = {"hreflang": "de", "href": f"https://{HOST}/de"}
 
 @pytest.mark.parametrize(("obj", "reason", "known"), [
     (doc(1, lastMod="2024-06-01"), "unknown field 'lastMod'", doc(1)),
-    (doc(1, video={"title": "t"}), "unknown field 'video'", doc(1)),
-    (doc(1, video={}, zzz=1), "unknown field 'video' (and 1 more)", doc(1)),
+    (doc(1, podcast={"title": "t"}), "unknown field 'podcast'", doc(1)),
+    (doc(1, podcast={}, zzz=1), "unknown field 'podcast' (and 1 more)", doc(1)),
     (doc(1, images=[{**IMAGE, "titel": "t"}]), "images[0]: unknown field 'titel'", doc(1, images=[IMAGE])),
     (doc(1, alternates=[{**ALTERNATE, "x": 1}]), "alternates[0]: unknown field 'x'", doc(1, alternates=[ALTERNATE])),
 ])
@@ -70,12 +70,12 @@ def test_both_paths_refuse_an_unknown_field_naming_it(obj: dict[str, Any], reaso
 def test_apply_dead_letters_unknown_fields(tmp_path: Path, database_url: str) -> None:
     env = {**service_env(tmp_path, database_url), "SITEMAPS_LOG_LEVEL": "WARNING"}
     cli("rebuild", "--source", jsonl(tmp_path / "site.jsonl", [doc(i) for i in range(10)]), env=env)
-    events = [doc(100, op="upsert", lastMod="2024-06-01"), doc(101, video={"title": "t"}),
+    events = [doc(100, op="upsert", lastMod="2024-06-01"), doc(101, podcast={"title": "t"}),
               {"op": "delete", "section": "books", "key": "3", "verison": 2}, doc(102)]
     out = cli("apply", jsonl(tmp_path / "events.jsonl", events), env=env).stdout
     assert out.startswith("applied 1, stale 0, rejected 3")
     reasons = [(d["source"], d["reason"]) for d in letters(env)]
-    assert reasons == [("events.jsonl:1", "unknown field 'lastMod'"), ("events.jsonl:2", "unknown field 'video'"),
+    assert reasons == [("events.jsonl:1", "unknown field 'lastMod'"), ("events.jsonl:2", "unknown field 'podcast'"),
                        ("events.jsonl:3", "unknown field 'verison'")]
     cli("publish", env=env)
     assert urls(env) == 11  # document 3 was not deleted
@@ -116,7 +116,7 @@ def test_a_rebuild_query_with_a_column_that_is_no_field_is_refused(tmp_path: Pat
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines() == [
         "error: the query's column 'title' is no document field (the fields: alternates, changefreq, images, key, "
-        "lastmod, loc, priority, section, version): select only those, or give --extra-fields ignore "
+        "lastmod, loc, news, priority, section, version, video): select only those, or give --extra-fields ignore "
         "(SITEMAPS_EXTRA_FIELDS) to leave the others out"]
     assert letters(env) == []
     assert urls(env) == 20
