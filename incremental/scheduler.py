@@ -106,6 +106,10 @@ class Timers:
         except PublishLockHeld:
             self.metrics.prunes.labels("skipped").inc()
             return
+        except Refused as exc:  # the wrong manifest for this router: the operator's to fix, not to trace back
+            log.error("not pruning: %s", exc)
+            self.metrics.prunes.labels("failed").inc()
+            return
         except Exception:
             log.exception("prune failed; the next turn tries again")
             self.metrics.prunes.labels("failed").inc()
@@ -113,3 +117,6 @@ class Timers:
         self.metrics.prunes.labels("pruned").inc()
         if result.deleted or result.abandoned:
             log.info("pruned %s; abandoned %s", result.deleted or "nothing", result.abandoned or "none")
+        if result.foreign:
+            log.warning("left alone %d generations that are not this site's: %s", len(result.foreign),
+                        ", ".join(map(str, result.foreign)))

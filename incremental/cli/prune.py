@@ -13,7 +13,9 @@ from sitemap_keeper.snapshot.prune import GRACE_SECONDS, prune
         help="Seconds before a generation that never went live counts as abandoned.")
 @with_app
 def command(app: App, keep: int, grace: float) -> None:
-    """Delete generations beyond --keep, and abandoned half-built ones; never the live one."""
+    """Delete generations beyond --keep, and abandoned half-built ones; never the live one, nor another site's."""
     result = prune(app.manifest, app.store, app.router, keep=keep, grace=grace)
+    others = (f"; left alone {len(result.foreign)} not this site's: {', '.join(map(str, result.foreign))}"
+              if result.foreign else "")
     click.echo(f"kept {len(result.kept)} ({', '.join(result.kept) or 'none'}); "
-               f"deleted {len(result.deleted)}; abandoned deleted {len(result.abandoned)}")
+               f"deleted {len(result.deleted)}; abandoned deleted {len(result.abandoned)}{others}")

@@ -20,6 +20,7 @@ def command(app: App, as_json: bool) -> None:
         return
     click.echo(f"store:            {info['store']}")
     click.echo(f"router:           {info['router']}")
+    click.echo(f"site:             {info['site']} (the identity its generations are stamped with)")
     click.echo(f"live generation:  {info['live_generation'] or '(none yet)'}")
     click.echo(f"retained:         {', '.join(info['retained_generations']) or '(none)'}")
     click.echo(f"URLs:             {info['urls']} in {info['shards']} shards")
