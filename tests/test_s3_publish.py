@@ -150,6 +150,8 @@ class World:
         site = read_site(fetch, BASE)
         assert site.urls == (self.model.expected() if truth is None else truth)
         keys = {k[len(prefix):] for k in self.server.list_keys(bucket, prefix or None)}
+        assert self.server.get_bytes(bucket, prefix + ".sitemaps-site")  # the stamp: whose generation it is
+        keys.discard(".sitemaps-site")
         assert set(site.files) <= keys
         for extra in keys - set(site.files):  # the section indexes, listing the same shards
             index = validate(extra, fetch(extra))
