@@ -174,6 +174,23 @@ def test_two_sites_share_one_data_dir(site: LocalSite, tmp_path: Path, database_
     assert a.generations() == sorted([*a_gens[1:], b_first])
 
 
+def test_a_rebuild_keeps_the_site_id(tmp_path: Path, database_url: str) -> None:
+    """The identity lives in the manifest beside the tables a rebuild replaces: after a rebuild the site still
+    owns, and prunes, every generation it published before."""
+    s = LocalSite(local_env(tmp_path, database_url), tmp_path)
+    gens = [s.rebuild()]
+    s.apply()
+    s.publish()
+    gens.append(s.live())
+    site = site_id(s.env)
+    s.model = Model()  # a rebuild replaces the site with its source
+    gens.append(s.rebuild(150))
+    assert site_id(s.env) == site and [s.stamp(g) for g in gens] == [site] * 3
+    out = cli("prune", "--keep", "1", "--grace", "0", env=s.env).stdout
+    assert "deleted 2; abandoned deleted 0" in out and "left alone" not in out, out
+    assert s.generations() == gens[2:]
+
+
 @dataclass
 class TwoWorlds:
     a: World
