@@ -117,6 +117,10 @@ class Timers:
         except PublishLockHeld:
             self.metrics.prunes.labels("skipped").inc()
             return
+        except Refused as exc:  # the wrong manifest for this router: the operator's to fix, not to trace back
+            log.error("not pruning: %s", exc)
+            self.metrics.prunes.labels("failed").inc()
+            return
         except Exception:
             log.exception("prune failed; the next turn tries again", extra={"event": "prune_failed"})
             self.metrics.prunes.labels("failed").inc()
@@ -125,3 +129,6 @@ class Timers:
         if result.deleted or result.abandoned:
             log.info("pruned %s; abandoned %s", result.deleted or "nothing", result.abandoned or "none",
                      extra={"event": "pruned", **fields(result)})
+        if result.foreign:
+            log.warning("left alone %d generations that are not this site's: %s", len(result.foreign),
+                        ", ".join(map(str, result.foreign)))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from sitemap_keeper.snapshot import generation, hold, naming
+from sitemap_keeper.snapshot import generation, hold, naming, ownership
 from sitemap_keeper.snapshot.faults import checkpoint
 from sitemap_keeper.snapshot.limits import MAX_SHRINK, Limits, check_max_shrink, shrinks_too_far
 from sitemap_keeper.snapshot.manifest import FileRecord, Generation, Manifest, Shard, shards
@@ -214,11 +214,10 @@ class Publisher:
             if not full and not p.dirty:
                 return PublishResult(None, p.live, seconds=time.monotonic() - started,
                                      message=f"nothing to publish: generation {p.live} is up to date")
-            gen_id = generation.new_id(after=max(filter(None, [self.manifest.latest_generation_id(), p.live]),
-                                                 default=None))
+            gen_id = generation.new_id(after=generation.newest(self.manifest.latest_generation_id(), p.live))
             self.manifest.begin_generation(gen_id, p.live)
             checkpoint("begin")
-            self.store.create(gen_id)
+            ownership.create(self.store, ownership.site_id(self.manifest), gen_id)
             records = self._build(gen_id, p)
             checkpoint("verify")
             verify_generation(self.store, gen_id, records, self.limits)

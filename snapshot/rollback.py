@@ -6,6 +6,7 @@ from sitemap_keeper.snapshot import hold as holds
 from sitemap_keeper.snapshot.hold import Hold
 from sitemap_keeper.snapshot.limits import Limits
 from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.ownership import Owner, site_id
 from sitemap_keeper.snapshot.routers.base import Router
 from sitemap_keeper.snapshot.stores.base import Store
 from sitemap_keeper.snapshot.verify import verify_generation
@@ -17,7 +18,8 @@ class RollbackError(RuntimeError):
 
 def rollback(manifest: Manifest, store: Store, router: Router, target: str | None = None,
              limits: Limits | None = None, hold: Hold | None = None) -> tuple[str | None, str]:
-    """Point the router at `target` (default: the newest retained generation older than the live one).
+    """Point the router at `target` (default: the newest retained generation older than the live one), if it is
+    this site's (snapshot/ownership.py).
 
     Returns (previous, target). With `hold` (its generation is set to the target), the site is held there
     before the switch, so that no publish brings the manifest's state back on top of it until released;
@@ -25,8 +27,14 @@ def rollback(manifest: Manifest, store: Store, router: Router, target: str | Non
     """
     with manifest.publish_lock():
         live = router.current()
-        retained = [g for g in manifest.generations() if g.state in ("live", "retired") and g.id != live]
+        gens = manifest.generations()  # by id: publish order (snapshot/generation.py)
+        retained = [g for g in gens if g.state in ("live", "retired") and g.id != live]
         if target is None:
+            if live is not None and all(g.id != live for g in gens):
+                raise RollbackError(f"the router serves generation {live}, which this manifest never published: "
+                                    "no generation of this manifest comes before it. Check that the manifest is "
+                                    "the one that publishes this site (SITEMAPS_DATABASE_URL), or name the "
+                                    "generation to switch to")
             older = [g.id for g in retained if live is None or g.id < live]
             if not older:
                 raise RollbackError(f"no retained generation older than the live one ({live}) to roll back to")
@@ -34,8 +42,10 @@ def rollback(manifest: Manifest, store: Store, router: Router, target: str | Non
         elif target not in {g.id for g in retained}:
             raise RollbackError(f"generation {target} is not a retained generation; "
                                 f"retained: {', '.join(g.id for g in retained) or 'none'}")
-        files = manifest.files(target)
-        verify_generation(store, target, files, limits or Limits())
+        verify_generation(store, target, manifest.files(target), limits or Limits())
+        foreign = Owner(site_id(manifest), store, (g.id for g in gens)).claim(target)
+        if foreign is not None:
+            raise RollbackError(f"generation {foreign} is not this site's: not switching to it")
         store.make_public(target)
         if hold is not None:
             _switch_held(manifest, router, live, target, hold)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sitemap_keeper.snapshot import diff, hold, indexnow, naming
+from sitemap_keeper.snapshot import diff, hold, indexnow, naming, ownership
 from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.publish import plan
 from sitemap_keeper.snapshot.routers.base import Router
@@ -50,12 +50,13 @@ def status(manifest: Manifest, store: Store, router: Router, base_url: str, now:
         notes.append(f"the router points at {live}, which this manifest did not publish")
     return {
         "store": store.describe(),
+        "site": ownership.site_id(manifest),  # the identity its generations are stamped with
         "router": router.describe(),
         "live_generation": live,
         "live_since": live_gen.published_at if live_gen else None,
         "hold": held.as_json() if held else None,
         "live_age_seconds": (time.time() - live_gen.published_at) if live_gen and live_gen.published_at else None,
-        "retained_generations": [g.id for g in reversed(gens) if g.state in ("live", "retired")],
+        "retained_generations": [g.id for g in reversed(gens) if g.state in ("live", "retired")],  # newest first
         "sections": {s: {"shards": n, "urls": u} for s, (n, u) in sections.items()},
         "shards": sum(n for n, _ in sections.values()),
         "urls": sum(u for _, u in sections.values()),

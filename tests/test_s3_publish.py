@@ -150,6 +150,8 @@ class World:
         site = read_site(fetch, BASE)
         assert site.urls == (self.model.expected() if truth is None else truth)
         keys = {k[len(prefix):] for k in self.server.list_keys(bucket, prefix or None)}
+        assert self.server.get_bytes(bucket, prefix + ".sitemaps-site")  # the stamp: whose generation it is
+        keys.discard(".sitemaps-site")
         assert set(site.files) <= keys
         for extra in keys - set(site.files):  # the section indexes, listing the same shards
             index = validate(extra, fetch(extra))
@@ -276,10 +278,10 @@ def test_end_to_end(world: World) -> None:
     new = {o.object_name: o.etag for o in w.server.client().list_objects(second)}
     (uploaded,) = [n for n in shards if old[n] != new[n]]  # the rest are byte-identical copies
     # No copied file's bytes went through this process (only the changed shard is read, after the
-    # switch, by the diff recorder).
+    # switch, by the diff recorder; and the new generation's stamp, that it is no other site's, before it).
     reads = {t.split("/")[2] for m, t in requests if m == "GET" and "?" not in t}
-    assert reads <= {uploaded}, reads
-    content_types = {w.server.client().stat_object(second, n).content_type for n in new}
+    assert reads <= {uploaded, ".sitemaps-site"}, reads
+    content_types = {w.server.client().stat_object(second, n).content_type for n in new if n != ".sitemaps-site"}
     assert content_types == {"application/gzip", "application/xml"}
 
     status = cli("status", "--json", env=w.env)
@@ -289,20 +291,26 @@ def test_end_to_end(world: World) -> None:
     assert info["router"].startswith(f"ingress:{NS}/sitemaps")
     assert w.server.secret_key not in status.stdout + status.stderr
 
-    # a third generation; an old abandoned half-built bucket; prune keeps two, the live one included
+    # a half-built generation of a killed publish, then a third generation; buckets no manifest recorded (another
+    # site's, another tool's); prune keeps two, the live one included, deletes the half-built one (a publish
+    # began after it) and leaves the others alone, saying so
     truths = {second: w.model.expected()}
     w.apply(3)
+    before = set(w.buckets())
+    assert cli("publish", env={**w.env, "SITEMAPS_KILL_AT": "copy"}, check=False).returncode == -signal.SIGKILL
+    (half,) = set(w.buckets()) - before
     cli("publish", env=w.env)
     live = w.serving(kubectl=True)
     truths[live] = w.model.expected()
-    stale = f"{w.prefix}-{generation.new_id(now=1_000_000_000)}"  # a crash of 2001, never recorded
+    stale = f"{w.prefix}-{generation.new_id(now=1_000_000_000)}"  # of 2001, never recorded here
     w.server.client().make_bucket(stale)
     w.server.put_bytes(stale, "sitemap.xml", b"half")
-    young = f"{w.prefix}-{generation.new_id()}"  # perhaps being built right now: left alone
+    young = f"{w.prefix}-{generation.new_id()}"
     w.server.client().make_bucket(young)
     out = cli("prune", "--keep", "2", env=w.env).stdout
-    assert "deleted 1; abandoned deleted 1" in out, out
-    assert w.buckets() == sorted([second, live, young])
+    assert "deleted 1; abandoned deleted 1; left alone 2 not this site's: " in out, out
+    assert f"{w.gen(stale)} (unstamped)" in out and f"{w.gen(young)} (unstamped)" in out, out
+    assert half not in w.buckets() and w.buckets() == sorted([second, live, stale, young])
     assert w.serving() == live
 
     # rollback to the retained one, then publish the manifest's state on top of it again
@@ -311,7 +319,6 @@ def test_end_to_end(world: World) -> None:
     cli("resume", env=w.env)  # the rollback held the site there
     cli("publish", env=w.env)
     assert w.serving(kubectl=True) not in (second, live)
-    w.server.delete_bucket(young)
 
 
 def test_faults_between_steps(world: World) -> None:

@@ -16,7 +16,7 @@ from sitemap_keeper.snapshot.prune import GRACE_SECONDS, prune
 @json_option
 @with_app(MANIFEST, STORE, ROUTER)
 def command(app: App, keep: int, grace: float, as_json: bool) -> None:
-    """Delete generations beyond --keep, and abandoned half-built ones; never the live one.
+    """Delete generations beyond --keep, and abandoned half-built ones; never the live one, nor another site's.
 
     \b
     Examples:
@@ -24,6 +24,8 @@ def command(app: App, keep: int, grace: float, as_json: bool) -> None:
       sitemaps prune --keep 5 --json
     """
     result = prune(app.manifest, app.store, app.router, keep=keep, grace=grace)
+    others = (f"; left alone {len(result.foreign)} not this site's: {', '.join(map(str, result.foreign))}"
+              if result.foreign else "")
     echo_result(as_json, f"kept {len(result.kept)} ({', '.join(result.kept) or 'none'}); "
-                f"deleted {len(result.deleted)}; abandoned deleted {len(result.abandoned)}", fields(result),
+                f"deleted {len(result.deleted)}; abandoned deleted {len(result.abandoned)}{others}", fields(result),
                 "pruned")

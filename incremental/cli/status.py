@@ -27,6 +27,7 @@ def command(app: App, as_json: bool) -> None:
         return
     click.echo(f"store:            {info['store']}")
     click.echo(f"router:           {info['router']}")
+    click.echo(f"site:             {info['site']} (the identity its generations are stamped with)")
     click.echo(f"live generation:  {info['live_generation'] or '(none yet)'}")
     if info["hold"]:
         h = info["hold"]

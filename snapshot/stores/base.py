@@ -15,6 +15,10 @@ from sitemap_keeper.snapshot.bounded import bounded_map
 T = TypeVar("T")
 R = TypeVar("R")
 
+# A generation's stamp: an object holding the id of the site (manifest) that made it (snapshot/ownership.py).
+# A dot name is never one of a generation's files, and `list` leaves it out.
+STAMP = ".sitemaps-site"
+
 
 class StoreError(RuntimeError):
     """The store refused or failed an operation; the message names it (never a secret)."""
@@ -81,6 +85,14 @@ class Store(ABC):
     @abstractmethod
     def generations(self) -> builtins.list[str]:
         """Ids of every generation container present, including half-built ones a crash left."""
+
+    @abstractmethod
+    def write_stamp(self, gen_id: str, site: str) -> None:
+        """Stamp an existing generation with the id of the site that made it (whole, never half-written)."""
+
+    @abstractmethod
+    def read_stamp(self, gen_id: str) -> str | None:
+        """The site id a generation is stamped with; None when it has no stamp or does not exist."""
 
     def seal(self, gen_id: str) -> None:  # noqa: B027 - optional hook
         """Make a generation durable before it is switched to (a no-op where writes already are)."""

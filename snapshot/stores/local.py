@@ -8,7 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
-from sitemap_keeper.snapshot.stores.base import ObjectInfo, Store, md5_hex
+from sitemap_keeper.snapshot.stores.base import STAMP, ObjectInfo, Store, md5_hex
 
 
 class LocalStore(Store):
@@ -28,13 +28,7 @@ class LocalStore(Store):
         self.path(gen_id).mkdir(parents=True, exist_ok=True)
 
     def put(self, gen_id: str, name: str, data: bytes) -> str:
-        final = self.path(gen_id, name)
-        tmp = final.with_name(f".{name}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)  # a reader sees the whole file or none
+        _write(self.path(gen_id, name), data)
         return md5_hex(data)
 
     def copy(self, src_gen: str, dst_gen: str, name: str) -> None:
@@ -71,6 +65,15 @@ class LocalStore(Store):
     def delete(self, gen_id: str) -> None:
         shutil.rmtree(self.path(gen_id), ignore_errors=True)
 
+    def write_stamp(self, gen_id: str, site: str) -> None:
+        _write(self.path(gen_id) / STAMP, site.encode())
+
+    def read_stamp(self, gen_id: str) -> str | None:
+        try:
+            return (self.path(gen_id) / STAMP).read_bytes().decode(errors="replace").strip()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
     def generations(self) -> builtins.list[str]:
         if not self.base.is_dir():
             return []
@@ -82,3 +85,13 @@ class LocalStore(Store):
             os.fsync(fd)  # the directory entries, so a power cut cannot lose a switched-to file
         finally:
             os.close(fd)
+
+
+def _write(final: Path, data: bytes) -> None:
+    """Write a file whole: a reader sees all of it or none."""
+    tmp = final.with_name(f".{final.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, final)

@@ -27,7 +27,7 @@ from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 
 from sitemap_keeper.snapshot import calls, generation
-from sitemap_keeper.snapshot.stores.base import ObjectInfo, Store, StoreError, content_type, md5_hex
+from sitemap_keeper.snapshot.stores.base import STAMP, ObjectInfo, Store, StoreError, content_type, md5_hex
 
 if TYPE_CHECKING:
     from sitemap_keeper.snapshot.settings import Settings
@@ -296,11 +296,13 @@ class S3Store(Store):
         def md5(etag: str | None) -> str | None:
             return etag if checksums and etag and MD5_RE.fullmatch(etag) else None
 
-        return {key[len(prefix):]: ObjectInfo(size, md5(etag)) for key, size, etag in keys}
+        return {key[len(prefix):]: ObjectInfo(size, md5(etag)) for key, size, etag in keys
+                if not key[len(prefix):].startswith(".")}  # the stamp is not one of the generation's files
 
     def get(self, gen_id: str, name: str) -> bytes:
-        bucket, key = self._where(gen_id, name)
+        return self._get(*self._where(gen_id, name))
 
+    def _get(self, bucket: str, key: str) -> bytes:
         def read() -> bytes:
             resp = self.client.get_object(bucket, key)
             try:
@@ -316,6 +318,21 @@ class S3Store(Store):
                 if error_code(exc)[1] in MISSING_CODES:
                     raise FileNotFoundError(f"{bucket}/{key}") from None
                 raise
+
+    def write_stamp(self, gen_id: str, site: str) -> None:
+        bucket, key = self._where(gen_id)
+        key += STAMP
+        data = site.encode()
+        with self._errors(f"stamp {bucket}/{key}"):
+            self._retry(f"stamp {bucket}/{key}", lambda: self.client.put_object(
+                bucket, key, io.BytesIO(data), len(data), content_type=content_type(".txt")))
+
+    def read_stamp(self, gen_id: str) -> str | None:
+        bucket, key = self._where(gen_id)
+        try:
+            return self._get(bucket, key + STAMP).decode(errors="replace").strip()
+        except FileNotFoundError:
+            return None
 
     def policy(self, gen_id: str) -> dict[str, Any]:
         """Anyone may GET the generation's objects: no listing, no writes, nothing outside it."""
@@ -354,8 +371,10 @@ class S3Store(Store):
         with self._errors(f"delete {bucket}/{prefix}"):
             for _ in range(3):  # a write racing the delete leaves the bucket non-empty: go round again
                 keys = [key for key, _size, _etag in self._keys(bucket, prefix)]
-                if keys:
-                    self._remove(bucket, keys)
+                stamp = prefix + STAMP  # removed last: a delete cut short leaves a generation that says whose
+                for batch in ([k for k in keys if k != stamp], [k for k in keys if k == stamp]):
+                    if batch:
+                        self._remove(bucket, batch)
                 if prefix:
                     return
                 try:
