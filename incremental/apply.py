@@ -55,7 +55,7 @@ class Applier:
     def __init__(self, manifest: Manifest, rules: Rules, limits: Limits, workers: int = 0,
                  parallel_min: int = PARALLEL_MIN, parse_chunk: int = PARSE_CHUNK) -> None:
         self.manifest = manifest
-        self.rules = rules
+        self.rules = limits.fitted(rules)
         self.limits = limits
         self.workers = workers
         self.parallel_min = parallel_min

@@ -254,7 +254,7 @@ static int check_lastmod(const char *s, Py_ssize_t n, double *stamp) {
 
 /* The row of a document of the common shape, from field `skip` on (0: all of DocumentRow, 1: without the
  * section); None (a new reference) for any other document; NULL with an exception set on an error. */
-static PyObject *make_row(PyObject *obj, PyObject *hosts, Py_ssize_t skip) {
+static PyObject *make_row(PyObject *obj, PyObject *hosts, Py_ssize_t skip, Py_ssize_t max_size) {
     if (!PyDict_CheckExact(obj)) Py_RETURN_NONE;
     Buf b = {.data = NULL, .len = 0, .cap = sizeof(b.small)};
     b.data = b.small;
@@ -396,6 +396,7 @@ static PyObject *make_row(PyObject *obj, PyObject *hosts, Py_ssize_t skip) {
         CHECK(!overflow && v >= 0);
     }
     TRY(PUTS(&b, "</url>\n"));
+    if (b.len > max_size) goto other;  /* Rules.max_size: more than a shard can hold, Python says so */
     xml = PyUnicode_New(b.len, 127);
     if (xml == NULL) goto error;
     memcpy(PyUnicode_1BYTE_DATA(xml), b.data, b.len);
@@ -431,12 +432,24 @@ error:
     return NULL;
 }
 
+/* Rules.max_size: None (no limit) or the largest fragment in bytes; -1 with an exception set on a bad one. */
+static int max_size_arg(PyObject *o, Py_ssize_t *into) {
+    if (o == Py_None) {
+        *into = PY_SSIZE_T_MAX;
+        return 0;
+    }
+    *into = PyLong_AsSsize_t(o);
+    return *into == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
 static PyObject *row(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2 || !PyAnySet_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "row(obj, allowed_hosts: frozenset)");
+    Py_ssize_t max_size = PY_SSIZE_T_MAX;
+    if (nargs < 2 || nargs > 3 || !PyAnySet_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "row(obj, allowed_hosts: frozenset, max_size: int | None = None)");
         return NULL;
     }
-    return make_row(args[0], args[1], 0);
+    if (nargs == 3 && max_size_arg(args[2], &max_size) < 0) return NULL;
+    return make_row(args[0], args[1], 0, max_size);
 }
 
 static inline int is_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }  /* what bytes.strip() strips */
@@ -447,11 +460,14 @@ static inline int is_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r')
  * other than an upsert, a line that is not JSON. Blank lines are skipped. Returns that item's index, or
  * len(items) when every item was taken. */
 static PyObject *rows(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 5 || !PyList_CheckExact(args[0]) || !PyLong_CheckExact(args[1]) || !PyAnySet_Check(args[2])
-        || !PyDict_CheckExact(args[4])) {
-        PyErr_SetString(PyExc_TypeError, "rows(items: list, start: int, allowed_hosts: frozenset, loads, by_section: dict)");
+    Py_ssize_t max_size = PY_SSIZE_T_MAX;
+    if (nargs < 5 || nargs > 6 || !PyList_CheckExact(args[0]) || !PyLong_CheckExact(args[1])
+        || !PyAnySet_Check(args[2]) || !PyDict_CheckExact(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "rows(items: list, start: int, allowed_hosts: frozenset, loads, "
+                                         "by_section: dict, max_size: int | None = None)");
         return NULL;
     }
+    if (nargs == 6 && max_size_arg(args[5], &max_size) < 0) return NULL;
     PyObject *items = args[0], *hosts = args[2], *loads = args[3], *by_section = args[4];
     Py_ssize_t i = PyLong_AsSsize_t(args[1]);
     if (i == -1 && PyErr_Occurred()) return NULL;
@@ -488,7 +504,7 @@ static PyObject *rows(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssi
             Py_DECREF(obj);
             break;
         }
-        PyObject *r = make_row(obj, hosts, 1);
+        PyObject *r = make_row(obj, hosts, 1, max_size);
         if (r == NULL || r == Py_None) {
             Py_DECREF(obj);
             if (r == NULL) return NULL;
@@ -513,9 +529,9 @@ static PyObject *rows(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssi
 
 static PyMethodDef methods[] = {
     {"row", (PyCFunction)(void (*)(void))row, METH_FASTCALL,
-     "row(obj, allowed_hosts) -> the DocumentRow of a document of the common shape, or None: see document_row."},
+     "row(obj, allowed_hosts, max_size=None) -> the DocumentRow of a document of the common shape, or None: see document_row."},
     {"rows", (PyCFunction)(void (*)(void))rows, METH_FASTCALL,
-     "rows(items, start, allowed_hosts, loads, by_section) -> the index of the first item left to Python."},
+     "rows(items, start, allowed_hosts, loads, by_section, max_size=None) -> the index of the first item left to Python."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -86,9 +86,11 @@ class Document:
 
 @dataclass(frozen=True, slots=True)
 class Rules:
-    """What the site accepts: the hosts its URLs may be on (empty means any host)."""
+    """What the site accepts: the hosts its URLs may be on (empty means any host), and the largest `<url>`
+    fragment in bytes (None: any; `Limits.fitted` sets what one shard can hold)."""
 
     allowed_hosts: frozenset[str] = frozenset()
+    max_size: int | None = None
 
 
 ANY_HOST = Rules()

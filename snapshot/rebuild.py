@@ -114,7 +114,7 @@ def parse_chunk(rules: Rules, chunk: Chunk) -> Parsed:
     i = 0
     while i < len(items):
         if fast_rows is not None:
-            i = fast_rows(items, i, rules.allowed_hosts, orjson.loads, by_section)
+            i = fast_rows(items, i, rules.allowed_hosts, orjson.loads, by_section, rules.max_size)
             if i == len(items):
                 break
         n, found = chunk.first + i, payload(items[i])
@@ -164,7 +164,7 @@ class Rebuilder:
                  max_shrink: float = MAX_SHRINK) -> None:
         self.manifest = manifest
         self.max_shrink = check_max_shrink(max_shrink)
-        self.rules = rules
+        self.rules = limits.fitted(rules)
         self.limits = limits
         self.workers = workers
         md = MetaData()

@@ -233,3 +233,30 @@ def test_a_chunk_parses_the_same_with_the_c_loop_as_without(lines: list[bytes]) 
         native = parsed(source, rules)
         with python_only():
             assert native == parsed(source, rules)
+
+
+@pytest.mark.parametrize("margin", [-1, 0, 1])
+def test_a_fragment_over_max_size_is_left_to_the_python_code_which_refuses_it(margin: int) -> None:
+    """Rules.max_size (what one shard can hold): the C paths decline a bigger fragment, the Python code refuses
+    it with its reason; at or under it, both give the same row."""
+    obj = synthetic.document(7)
+    size = reference(obj, RULES_SYNTHETIC)[6]  # type: ignore[index]
+    rules = Rules(RULES_SYNTHETIC.allowed_hosts, max_size=size + margin)
+    assert FAST is not None and FAST_ROWS is not None
+    fast = FAST(obj, rules.allowed_hosts, rules.max_size)
+    expected = reference(obj, rules)
+    if margin < 0:
+        assert fast is None and expected is None
+        with pytest.raises(InvalidDocument, match="more than one shard can hold"):
+            document_row(obj, rules)
+    else:
+        assert fast is not None
+        same(fast, expected)
+    lines = [orjson.dumps(synthetic.document(n)) for n in (5, 6)] + [orjson.dumps(obj)]
+    native = parsed(Chunk("source.jsonl", 1, b"\n".join(lines)), rules)
+    with python_only():
+        assert native == parsed(Chunk("source.jsonl", 1, b"\n".join(lines)), rules)
+    assert len(native[1]) == (1 if margin < 0 else 0)
+
+
+RULES_SYNTHETIC = Rules(frozenset({synthetic.HOST}))
