@@ -15,6 +15,8 @@ from urllib.parse import quote
 
 import orjson
 
+from sitemap_keeper.snapshot.hosts import ascii_host
+
 CHANGEFREQS = frozenset({"always", "hourly", "daily", "weekly", "monthly", "yearly", "never"})
 SECTION_RE = re.compile(r"[a-z0-9_-]{1,64}")
 HREFLANG_RE = re.compile(r"(?:[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*|x-default)")
@@ -148,6 +150,8 @@ def _check_url(value: Any, rules: Rules, field: str) -> str:
     if bad:
         what = "white space" if bad.group().isspace() else "control characters"
         raise InvalidDocument(f"{field} contains {what}: {_show(value)}")
+    if "%" in value or not value.isascii():
+        value = _ascii_authority(value, field)
     if URL_UNSAFE_RE.search(value):
         # Search engines want RFC 3986 URIs: percent-encode an IRI's (or a sloppy URL's) other characters.
         value = quote(BARE_PERCENT_RE.sub("%25", value), safe=URL_SAFE)
@@ -165,6 +169,23 @@ def _check_url(value: Any, rules: Rules, field: str) -> str:
         raise InvalidDocument(f"{field} host {host!r} is not an allowed host "
                               f"({', '.join(sorted(rules.allowed_hosts))})")
     return str(value)
+
+
+def _ascii_authority(url: str, field: str) -> str:
+    """`url` with an internationalised or percent-encoded host in its IDNA form (`hosts.ascii_host`), before
+    the rest is percent-encoded: `https://bücher.example/` is `https://xn--bcher-kva.example/`, never
+    `https://b%C3%BCcher.example/`. Any other URL as it is."""
+    m = AUTHORITY_RE.match(url)
+    if m is None:
+        return url
+    start = url.index("://") + 3
+    host, colon, port = url[start:m.end()].partition(":")
+    if host.startswith("[") or "@" in host or (host.isascii() and "%" not in host):
+        return url  # an IP literal, credentials (refused below), or a host in ASCII already
+    try:
+        return url[:start] + ascii_host(host) + colon + port + url[m.end():]
+    except ValueError as exc:
+        raise InvalidDocument(f"{field} {exc}") from None
 
 
 def _escape_stray(url: str) -> str:

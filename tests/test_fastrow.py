@@ -20,6 +20,7 @@ from sitemap_keeper.snapshot.document import ANY_HOST, InvalidDocument, Rules
 from sitemap_keeper.snapshot.packs import unpack
 from sitemap_keeper.snapshot.rebuild import Chunk, parse_chunk
 from sitemap_keeper.snapshot.render import DocumentRow, document_row
+from sitemap_keeper.snapshot.settings import Settings
 
 RULES = Rules(frozenset({"librer.io", "cdn.librer.io"}))
 FAST = render.fast_row
@@ -260,3 +261,25 @@ def test_a_fragment_over_max_size_is_left_to_the_python_code_which_refuses_it(ma
 
 
 RULES_SYNTHETIC = Rules(frozenset({synthetic.HOST}))
+
+
+@pytest.mark.parametrize("loc", ["https://bücher.example/a", "https://xn--bcher-kva.example/a",
+                                 "https://XN--BCHER-KVA.example/a", "https://b%C3%BCcher.example/a",
+                                 "https://bücher.example/ü", "https://b%FFcher.example/a", "https://librer.io/a"])
+@pytest.mark.parametrize("allowed", ["bücher.example", "xn--bcher-kva.example"])
+def test_idn_hosts_give_the_same_row_or_reason_on_both_paths(loc: str, allowed: str) -> None:
+    rules = Settings(allowed_hosts=(allowed,)).rules
+    obj = {"section": "books", "key": "1", "loc": loc, "images": [{"loc": loc}],
+           "alternates": [{"hreflang": "de", "href": loc}]}
+    with python_only():
+        try:
+            expected: DocumentRow | str = document_row(obj, rules)
+        except InvalidDocument as exc:
+            expected = str(exc)
+    try:
+        got: DocumentRow | str = document_row(obj, rules)
+    except InvalidDocument as exc:
+        got = str(exc)
+    assert got == expected
+    if "bcher" in loc and "%FF" not in loc:
+        assert isinstance(got, tuple) and got[3].startswith("https://xn--bcher-kva.example/"), got

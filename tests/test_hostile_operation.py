@@ -12,9 +12,12 @@ import orjson
 import pytest
 
 from sitemap_keeper.incremental.app import App
+from sitemap_keeper.snapshot.limits import Limits
 from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
+from sitemap_keeper.snapshot.render import IndexEntry, index_xml
 from sitemap_keeper.snapshot.settings import Settings
-from tests.support import Model
+from sitemap_keeper.snapshot.verify import VerificationError, check_index
+from tests.support import Model, cli
 from tests.test_publish import HOST, doc, served
 
 
@@ -68,3 +71,73 @@ def test_a_document_no_shard_can_hold_is_dead_lettered_and_publishes_go_on(small
     assert served(app) == model.expected()
     reasons = [letter.reason for letter in app.manifest.dead_letters()]
     assert len(reasons) == 3 and all("more than one shard can hold" in r for r in reasons), reasons
+
+
+# -- 7. internationalised host names --------------------------------------------------------------------------
+
+IDN_LOC = "https://bücher.example/bücher/ü?q=ä"
+IDN_PUBLISHED = "https://xn--bcher-kva.example/b%C3%BCcher/%C3%BC?q=%C3%A4"
+
+
+@pytest.mark.parametrize("allowed", ["bücher.example", "xn--bcher-kva.example", "b%C3%BCcher.example",
+                                     "BÜCHER.example"])
+def test_an_idn_host_is_accepted_in_any_form_and_published_in_idna(tmp_path: Path, database_url: str,
+                                                                    allowed: str) -> None:
+    app, model = make_app(tmp_path, database_url, allowed_hosts=(allowed,)), Model()
+    try:
+        assert app.settings.rules.allowed_hosts == {"xn--bcher-kva.example"}
+        events = [{**doc(1), "loc": IDN_LOC},
+                  {**doc(2), "loc": "https://xn--bcher-kva.example/b/2"},
+                  {**doc(3), "loc": "https://b%C3%BCcher.example/b/3",
+                   "alternates": [{"hreflang": "de", "href": "https://Bücher.example/de/3"}]}]
+        counts = app.applier.apply_raw([(f"t:{i}", orjson.dumps(e)) for i, e in enumerate(events)])
+        assert (counts.applied, counts.rejected) == (3, 0), app.manifest.dead_letters()
+        for e, loc in zip(events, [IDN_PUBLISHED, "https://xn--bcher-kva.example/b/2",
+                                   "https://xn--bcher-kva.example/b/3"], strict=True):
+            model.event({**e, "loc": loc})
+        assert app.publisher.publish().generation is not None
+        assert served(app) == model.expected()
+    finally:
+        app.close()
+
+
+def test_an_idn_base_url_is_in_idna_form_and_its_host_allowed() -> None:
+    settings = Settings(base_url="https://bücher.example/sitemaps")
+    assert settings.base_url == "https://xn--bcher-kva.example/sitemaps/"
+    assert settings.rules.allowed_hosts == {"xn--bcher-kva.example"}
+
+
+def test_an_invalid_idn_host_is_refused_with_its_reason(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not a valid internationalised domain name"):
+        Settings(allowed_hosts=("b%FFcher.example",))
+    app = make_app(tmp_path, f"sqlite:///{tmp_path / 'm.db'}", allowed_hosts=("bücher.example",))
+    try:
+        counts = app.applier.apply_raw([("t", orjson.dumps({**doc(1), "loc": "https://-bücher.example/a"}))])
+        assert counts.rejected == 1
+        assert "not a valid internationalised domain name" in app.manifest.dead_letters()[0].reason
+    finally:
+        app.close()
+
+
+# -- 8. an over-long base URL ---------------------------------------------------------------------------------
+
+def test_an_over_long_or_invalid_base_url_is_refused_at_start_up(tmp_path: Path) -> None:
+    longest = "https://librer.io/" + "a" * (2048 - 90 - len("https://librer.io/") - 1) + "/"
+    assert Settings(base_url=longest).base_url == longest  # a shard of a 64-character section still fits
+    for bad, reason in [(longest[:-1] + "a/", "base URL is 1959 characters"),
+                        ("https://librer.io/a b/", "RFC 3986"), ("https://librer.io/é%zz/", "RFC 3986"),
+                        ("https://librer.io:70000/", "RFC 3986"), ("https://user:secret@librer.io/", "credentials")]:
+        proc = cli("status", env={"SITEMAPS_DATA_DIR": str(tmp_path / "data"), "SITEMAPS_BASE_URL": bad},
+                   check=False)
+        assert proc.returncode == 2, proc
+        assert reason in proc.stderr and "Traceback" not in proc.stderr and "secret" not in proc.stderr, proc.stderr
+
+
+def test_every_index_is_checked_against_the_schema_before_the_switch() -> None:
+    limits = Limits()
+    good = IndexEntry("https://librer.io/s/sitemap-books-1.xml.gz", "2024-05-17T10:00:00+00:00")
+    check_index("sitemap.xml", index_xml([good]), limits)
+    for bad in [IndexEntry("https://librer.io/" + "a" * 2031, None),  # 2,049 characters
+                IndexEntry("https://librer.io/s/sitemap-books-1.xml.gz", "2024-13-01")]:
+        with pytest.raises(VerificationError, match="not valid against the sitemaps[.]org index schema"):
+            check_index("sitemap.xml", index_xml([good, bad]), limits)
