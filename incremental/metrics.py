@@ -20,6 +20,9 @@ class Metrics:
                                  "had moved their partitions on (a rebalance)", registry=r)
         self.lag = Gauge("sitemaps_consumer_lag", "Events (Kafka) or bytes (a followed file) not yet "
                          "consumed by this replica", registry=r)
+        self.unaccounted = Gauge("sitemaps_source_unaccounted", "Times this run found events it could not "
+                                 "account for (a followed file rotated or truncated before it was read to its "
+                                 "end); the log says what", registry=r)
         self.dirty = Gauge("sitemaps_dirty_shards", "Shards whose content differs from the live generation",
                            registry=r)
         self.publish_seconds = Histogram("sitemaps_publish_duration_seconds", "Duration of publishes",

@@ -147,6 +147,7 @@ class Service:
         self.source.check()
         if self.source.lag is not None:
             self.metrics.lag.set(self.source.lag)
+        self.metrics.unaccounted.set(self.source.unaccounted)
         self.metrics.ready.set(1 if self.ready()[0] else 0)
 
     def _poll(self, timeout: float) -> tuple[Batch, Prepared] | None:
