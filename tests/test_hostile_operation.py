@@ -7,17 +7,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.snapshot.limits import Limits
+from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
 from sitemap_keeper.snapshot.render import IndexEntry, index_xml
 from sitemap_keeper.snapshot.settings import Settings
 from sitemap_keeper.snapshot.verify import VerificationError, check_index
+from tests.service_helpers import key_of, local_site
+from tests.services.kafka import TansuBroker
 from tests.support import Model, cli
+from tests.test_crash import served_locally
+from tests.test_kafka import kafka_env
 from tests.test_publish import HOST, doc, served
 
 
@@ -141,3 +147,106 @@ def test_every_index_is_checked_against_the_schema_before_the_switch() -> None:
                 IndexEntry("https://librer.io/s/sitemap-books-1.xml.gz", "2024-13-01")]:
         with pytest.raises(VerificationError, match=r"not valid against the sitemaps\.org index schema"):
             check_index("sitemap.xml", index_xml([good, bad]), limits)
+
+
+# -- 6. one URL, one document ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def app(tmp_path: Path, database_url: str) -> Iterator[App]:
+    a = make_app(tmp_path, database_url)
+    yield a
+    a.close()
+
+
+def at(i: int, loc_of: int, version: int = 1, section: str = "books", day: int = 1) -> dict[str, object]:
+    """Document `i` at the URL of document `loc_of`."""
+    return {**doc(i, version=version, section=section, day=day), "loc": f"https://{HOST}/books/{loc_of}"}
+
+
+def claims(app: App) -> list[str]:
+    """The holders' keys named by the dead letters of second claims, in order."""
+    return [letter.reason.split("document '")[1].split("'")[0] for letter in app.manifest.dead_letters()
+            if "a URL belongs to one document" in letter.reason]
+
+
+def test_a_url_belongs_to_one_document_under_apply(app: App) -> None:
+    model = Model()
+    apply(app, model, [doc(1), doc(2), {**at(3, 1), "_refused": True}, {**at(1, 1, section="authors"),
+                                                                         "_refused": True}])
+    assert claims(app) == ["1", "1"]
+    assert app.publisher.publish().generation is not None
+    assert served(app) == model.expected()
+    # In one batch: refused while 1 holds it; 1 moves to another URL, which frees it; then 3 takes it, and 1
+    # cannot take it back.
+    apply(app, model, [{**at(3, 1, version=2), "_refused": True}, at(1, 100, version=2), at(3, 1, version=3),
+                       {**at(1, 1, version=3), "_refused": True}])
+    assert claims(app)[2:] == ["1", "3"]
+    # A deletion frees a URL too; a document keeps its own URL through an update.
+    apply(app, model, [{"op": "delete", "section": "books", "key": "2", "version": 5}, at(4, 2),
+                       at(4, 2, version=2, day=7), at(3, 1, version=4, day=8)])
+    assert app.publisher.publish().generation is not None
+    assert served(app) == model.expected()
+    assert len(app.manifest.dead_letters()) == 4
+
+
+def test_a_url_belongs_to_one_document_under_rebuild_then_apply(app: App) -> None:
+    model = Model()
+    source = [doc(1), doc(2), {**at(3, 1), "_refused": True}, doc(5), {**at(1, 5, section="authors"),
+                                                                       "_refused": True},
+              doc(6), doc(6, version=2, day=3), {**at(7, 6), "_refused": True},  # 6 repeated, same URL
+              doc(8), at(8, 9, version=2), at(9, 8)]  # 8 repeated: moved off its URL, which 9 then takes
+    counts = Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 2).rebuild(row_chunks("src", source))
+    for d in source:
+        if not d.get("_refused"):
+            model.event(d)
+    assert (counts.applied, counts.stale, counts.rejected) == (6, 2, 3), counts
+    assert sorted(claims(app)) == ["1", "5", "6"]
+    assert app.publisher.publish(full=True).generation is not None
+    assert served(app) == model.expected()
+    # The rebuilt documents (packed) hold their URLs against events.
+    apply(app, model, [{**at(10, 2), "_refused": True}, {**at(11, 8), "_refused": True},
+                       {"op": "delete", "section": "books", "key": "1", "version": 9}, at(12, 1)])
+    assert claims(app)[3:] == ["2", "9"]
+    assert app.publisher.publish().generation is not None
+    assert served(app) == model.expected()
+
+
+def test_a_url_belongs_to_one_document_across_a_kill_at_the_commit(tmp_path: Path, database_url: str) -> None:
+    env = {"SITEMAPS_DATA_DIR": str(tmp_path / "data"), "SITEMAPS_DATABASE_URL": database_url,
+           "SITEMAPS_ALLOWED_HOSTS": HOST, "SITEMAPS_LOG_LEVEL": "WARNING"}
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_bytes(orjson.dumps(doc(1)) + b"\n")
+    # Refused while 1 holds the URL; 1 moves off it; 3 takes it; 1 cannot take it back.
+    events = [at(2, 1), at(1, 100, version=2), at(3, 1), at(1, 1, version=3)]
+    second.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    cli("apply", str(first), env=env)
+    killed = cli("apply", str(second), env={**env, "SITEMAPS_KILL_AT": "apply-commit"}, check=False)
+    assert killed.returncode == -9, killed
+    out = cli("apply", str(second), env=env).stdout
+    assert "applied 2, stale 0, rejected 2" in out, out
+    cli("publish", env=env)
+    model = Model()
+    for e in [doc(1), events[1], events[2]]:
+        model.event(e)
+    manifest = Manifest.open(database_url)
+    try:
+        assert {loc: lastmod for _s, _k, loc, lastmod in manifest.documents()} == model.expected()
+        assert [letter.reason.split("document '")[1][0] for letter in manifest.dead_letters()] == ["1", "3"]
+    finally:
+        manifest.close()
+    assert served_locally(tmp_path / "data") == model.expected()
+
+
+def test_a_url_belongs_to_one_document_under_replay(kafka_broker: TansuBroker, new_topic: Any,
+                                                    tmp_path: Path) -> None:
+    topic = new_topic(1)
+    events = [doc(1), at(2, 1), doc(3), at(1, 3, section="authors"), at(4, 4),
+              {"op": "delete", "section": "books", "key": "1", "version": 2}, at(2, 1, version=2)]
+    kafka_broker.produce(topic, [orjson.dumps(e) for e in events], [key_of(e) for e in events])
+    env = kafka_env(tmp_path, f"sqlite:///{tmp_path / 'm.db'}", kafka_broker, topic)
+    out = cli("replay", "--exit", env=env).stdout
+    assert "replayed: applied 5, stale 0, rejected 2" in out, out
+    model = Model()
+    for e in [doc(1), doc(3), at(4, 4), events[5], events[6]]:
+        model.event(e)
+    assert local_site(tmp_path / "data") == model.expected()

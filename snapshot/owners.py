@@ -1,0 +1,98 @@
+"""One document per URL: the rule that keeps a sitemap from listing a URL twice.
+
+A URL belongs to the first document that claims it (in the order events are applied, or a rebuild source's
+order). Another document claiming it (another key, or the same key in another section) is refused: a dead
+letter naming the holder's section and key. The holder's deletion, or its move to another URL, frees the URL
+for the next claim.
+
+The `loc_owners` table maps a stable 64-bit hash of each URL to its claimant. A row is a hint, not the truth:
+whoever claims a URL whose row names another document checks that document first (live, and still at that
+URL); if it is not, the URL was freed and the row is taken over. So deletions and URL changes write nothing
+here, and a stale row can never refuse a document. Rows commit in the same transaction as the documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from hashlib import blake2b
+from typing import Any, NamedTuple
+
+import orjson
+from sqlalchemy import Connection
+
+from sitemap_keeper.snapshot.manifest import Manifest, loc_owners
+
+CHUNK = 500  # hashes per IN (...) query
+
+
+class Holder(NamedTuple):
+    section: str
+    key: str
+
+
+def loc_hash(loc: str) -> int:
+    """A stable signed 64-bit hash of a URL (the same in every process and on every run)."""
+    return int.from_bytes(blake2b(loc.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def refusal(loc: str, holder: Holder) -> str:
+    return (f"loc {loc} is already the URL of document {holder.key!r} of section {holder.section!r}: a URL belongs "
+            "to one document (delete that one, or change its loc, first)")
+
+
+def load(conn: Connection, hashes: Iterable[int]) -> dict[int, Holder]:
+    """The recorded claimant of each of these hashes that has one."""
+    todo = sorted(set(hashes))
+    found: dict[int, Holder] = {}
+    for i in range(0, len(todo), CHUNK):
+        chunk = todo[i:i + CHUNK]
+        rows = conn.execute(loc_owners.select().with_only_columns(
+            loc_owners.c.loc_hash, loc_owners.c.section, loc_owners.c.key).where(loc_owners.c.loc_hash.in_(chunk)))
+        found.update({int(h): Holder(s, k) for h, s, k in rows})
+    return found
+
+
+def current_loc(manifest: Manifest, conn: Connection, holder: Holder) -> str | None:
+    """The URL `holder` is at in the manifest (its full row, or its shard's packs); None if it is not live."""
+    with manifest._cursor(conn) as (cur, mark):
+        cur.execute(f"SELECT shard_no, loc, xml IS NULL FROM documents WHERE section = {mark} AND key = {mark} "
+                    "AND size > 0", (holder.section, holder.key))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        shard_no, loc, packed = row
+        if not packed:
+            return str(loc)
+        at, cols = manifest._packed(cur, mark, holder.section, shard_no)
+        return str(cols[2][at[holder.key]])
+
+
+def write(manifest: Manifest, conn: Connection, claims: dict[int, Holder]) -> None:
+    """Record these claims (a URL hash -> its document), replacing whatever row a hash had."""
+    rows: list[tuple[Any, ...]] = [(h, holder.section, holder.key, None) for h, holder in claims.items()]
+    manifest.upsert(conn, loc_owners, ("loc_hash",), rows)
+
+
+ClaimRun = tuple[str, int, Sequence[str], Sequence[int]]
+"""(section, ord of its first document, keys, URL hashes): the claims of a rebuild's run, in source order."""
+
+
+def load_claims(manifest: Manifest, conn: Connection, table: str, runs: Iterable[ClaimRun]) -> None:
+    """Insert a rebuild's claims, unchecked (a unique index is built after, `Rebuilder._finish`). On SQLite a run
+    goes as one JSON object that json_each turns into rows in C, in order (its `id` grows along the object)."""
+    columns = ("loc_hash", "section", "key", "ord")
+    if manifest.dialect == "postgresql":
+        manifest.bulk_insert(conn, table, columns, [
+            (h, section, key, first + i) for section, first, keys, hashes in runs
+            for i, (key, h) in enumerate(zip(keys, hashes, strict=True))])
+        return
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    insert = f"INSERT INTO {table} ({', '.join(columns)}) SELECT value, ?, key, ? + id FROM json_each(?)"
+    for section, first, keys, hashes in runs:
+        obj = dict(zip(keys, hashes, strict=True))
+        if len(obj) == len(keys):
+            raw.execute(insert, (section, first, orjson.dumps(obj)))
+        else:  # a key repeats in the run (the rebuild keeps one copy later): an object would keep one
+            manifest.bulk_insert(conn, table, columns, [
+                (h, section, key, first + i) for i, (key, h) in enumerate(zip(keys, hashes, strict=True))])
