@@ -9,10 +9,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sitemap_keeper.snapshot.document import InvalidDocument, Rules, check_key, check_section, check_version, load_json
+from sitemap_keeper.snapshot.document import (
+    MAX_DOCUMENT_BYTES,
+    InvalidDocument,
+    Rules,
+    check_key,
+    check_section,
+    check_version,
+    load_json,
+)
 from sitemap_keeper.snapshot.render import DocumentRow, document_row
 
-MAX_EVENT_BYTES = 1024 * 1024
+MAX_EVENT_BYTES = MAX_DOCUMENT_BYTES
 
 # What the applier needs of a valid event, as plain tuples (cheap to send back from a worker process):
 UpsertRow = DocumentRow

@@ -18,6 +18,7 @@
 #define MAX_TEXT 2048
 #define MAX_IMAGES 1000
 #define MAX_ALTERNATES 200
+#define MAX_DOCUMENT_BYTES (1024 * 1024)  /* document.MAX_DOCUMENT_BYTES: a longer line is Python's to refuse */
 
 static PyObject *K_SECTION, *K_KEY, *K_LOC, *K_LASTMOD, *K_CHANGEFREQ, *K_PRIORITY, *K_IMAGES, *K_ALTERNATES,
     *K_VERSION, *K_TITLE, *K_CAPTION, *K_HREFLANG, *K_HREF, *K_OP;
@@ -483,6 +484,7 @@ static PyObject *rows(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssi
             while (a < z && is_space(data[a])) a++;
             while (z > a && is_space(data[z - 1])) z--;
             if (a == z) continue;  /* a blank line: no item */
+            if (z - a > MAX_DOCUMENT_BYTES) break;
             PyObject *line = z - a == PyBytes_GET_SIZE(item) ? Py_NewRef(item) : PyBytes_FromStringAndSize(data + a, z - a);
             if (line == NULL) return NULL;
             obj = PyObject_CallOneArg(loads, line);

@@ -50,6 +50,7 @@ MAX_KEY = 512
 MAX_TEXT = 2048
 MAX_IMAGES = 1000  # Google's limit per <url>
 MAX_ALTERNATES = 200
+MAX_DOCUMENT_BYTES = 1024 * 1024  # an event, or a rebuild source's line
 
 
 class InvalidDocument(ValueError):
@@ -237,6 +238,14 @@ def normalise_lastmod(value: Any) -> str | None:
     elif int(tz[4:6]) > 59 or int(tz[1:3]) * 60 + int(tz[4:6]) > 14 * 60:  # the schema allows -14:00 to +14:00
         raise InvalidDocument(f"lastmod has an invalid time zone: {_show(value)}")
     return f"{year}-{month}-{day}T{hour}:{minute}:{second or '00'}{(frac or '')[:7]}{tz}"
+
+
+def instant(lastmod: str | None) -> datetime:
+    """A normalised lastmod as an exact instant (a date is its midnight UTC); None as the earliest of all."""
+    if lastmod is None:
+        return datetime.min.replace(tzinfo=UTC)
+    moment = datetime.fromisoformat(lastmod)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def lastmod_timestamp(lastmod: str | None) -> float | None:

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from sitemap_keeper.snapshot import owners
 from sitemap_keeper.snapshot.bounded import bounded_map
-from sitemap_keeper.snapshot.document import InvalidDocument, Rules, load_json
+from sitemap_keeper.snapshot.document import MAX_DOCUMENT_BYTES, InvalidDocument, Rules, load_json
 from sitemap_keeper.snapshot.faults import checkpoint
 from sitemap_keeper.snapshot.limits import MAX_SHRINK, Limits, check_max_shrink, shrinks_too_far
 from sitemap_keeper.snapshot.manifest import (
@@ -125,6 +125,8 @@ def parse_chunk(rules: Rules, chunk: Chunk) -> Parsed:
         if found is None:
             continue
         try:
+            if isinstance(found, bytes) and len(found) > MAX_DOCUMENT_BYTES:  # as `sitemaps apply` refuses it
+                raise InvalidDocument(f"line is {len(found)} bytes, at most {MAX_DOCUMENT_BYTES} allowed")
             obj = load_json(found) if isinstance(found, bytes) else found
             if isinstance(obj, dict) and obj.get("op", "upsert") != "upsert":
                 raise InvalidDocument(f"a rebuild source holds documents, not {obj.get('op')!r} events")

@@ -283,3 +283,13 @@ def test_idn_hosts_give_the_same_row_or_reason_on_both_paths(loc: str, allowed: 
     assert got == expected
     if "bcher" in loc and "%FF" not in loc:
         assert isinstance(got, tuple) and got[3].startswith("https://xn--bcher-kva.example/"), got
+
+
+def test_a_line_over_1_mib_is_left_to_the_python_code_which_refuses_it() -> None:
+    big = orjson.dumps({**synthetic.document(9), "pad": "x" * (1024 * 1024)})
+    chunk = Chunk("source.jsonl", 1, b"\n".join([orjson.dumps(synthetic.document(8)), big]))
+    native = parsed(chunk, RULES_SYNTHETIC)
+    with python_only():
+        assert native == parsed(chunk, RULES_SYNTHETIC)
+    assert [(source, "at most 1048576 allowed" in reason) for source, reason, _raw in native[1]] == \
+        [("source.jsonl:2", True)]

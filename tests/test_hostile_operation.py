@@ -15,7 +15,7 @@ import pytest
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.snapshot.limits import Limits
 from sitemap_keeper.snapshot.manifest import Manifest
-from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
+from sitemap_keeper.snapshot.rebuild import Chunk, Rebuilder, row_chunks
 from sitemap_keeper.snapshot.render import IndexEntry, index_xml
 from sitemap_keeper.snapshot.settings import Settings
 from sitemap_keeper.snapshot.verify import VerificationError, check_index
@@ -250,3 +250,27 @@ def test_a_url_belongs_to_one_document_under_replay(kafka_broker: TansuBroker, n
     for e in [doc(1), doc(3), at(4, 4), events[5], events[6]]:
         model.event(e)
     assert local_site(tmp_path / "data") == model.expected()
+
+
+# -- also made consistent ---------------------------------------------------------------------------------------
+
+def test_a_rebuild_refuses_a_line_over_1_mib_as_apply_does(app: App) -> None:
+    big = orjson.dumps({**doc(2), "pad": "x" * (1024 * 1024)})
+    lines = [orjson.dumps(doc(1)), big, orjson.dumps(doc(3))]
+    counts = Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 2).rebuild(
+        [Chunk("src.jsonl", 1, b"\n".join(lines))])
+    assert (counts.applied, counts.rejected) == (2, 1), counts
+    applied = app.applier.apply_raw([("events.jsonl:1", big)])
+    assert applied.rejected == 1
+    reasons = [letter.reason for letter in app.manifest.dead_letters()]
+    assert all(f"{len(big)} bytes, at most 1048576 allowed" in r for r in reasons), reasons
+    assert [letter.source for letter in app.manifest.dead_letters()] == ["src.jsonl:2", "events.jsonl:1"]
+
+
+def test_an_index_lastmod_is_the_newest_exactly_even_a_microsecond_apart_in_far_years(app: App) -> None:
+    model = Model()
+    # Their float timestamps are equal; the newer is the second in the shard's key order.
+    older, newer = "9999-12-31T23:59:59.999998+00:00", "9999-12-31T23:59:59.999999+00:00"
+    apply(app, model, [{**doc(1), "lastmod": older}, {**doc(2), "lastmod": newer}])
+    assert app.publisher.publish().generation is not None
+    assert served(app) == model.expected()  # read_site checks each index lastmod is its shard's newest, exactly
