@@ -21,7 +21,7 @@ from sitemap_keeper.snapshot.document import instant
 from sitemap_keeper.snapshot.faults import checkpoint
 from sitemap_keeper.snapshot.limits import MAX_SHRINK, Limits, check_max_shrink, shrinks_too_far
 from sitemap_keeper.snapshot.manifest import FileRecord, Generation, Manifest, Shard, shards
-from sitemap_keeper.snapshot.render import IndexEntry, gzip_pieces, index_xml, shard_pieces
+from sitemap_keeper.snapshot.render import IndexEntry, gzip_pieces, index_entry_size, index_xml, shard_pieces
 from sitemap_keeper.snapshot.routers.base import Router
 from sitemap_keeper.snapshot.stores.base import Store
 from sitemap_keeper.snapshot.verify import ShardCheck, check_index, verify_generation
@@ -298,6 +298,16 @@ class Publisher:
 
     def _chunked(self, names: Callable[[str, int], list[str]], section: str, entries: list[IndexEntry]
                  ) -> dict[str, bytes]:
+        """Split where an index would pass the entry limit or the byte limit (which `check_index` holds it to)."""
         size = self.limits.max_index_entries
-        chunks = [entries[i:i + size] for i in range(0, len(entries), size)] or [[]]
+        budget = self.limits.max_bytes - len(index_xml([]))
+        chunks: list[list[IndexEntry]] = [[]]
+        used = 0
+        for entry in entries:
+            cost = index_entry_size(entry)
+            if chunks[-1] and (len(chunks[-1]) >= size or used + cost > budget):
+                chunks.append([])
+                used = 0
+            chunks[-1].append(entry)
+            used += cost
         return {name: index_xml(chunk) for name, chunk in zip(names(section, len(chunks)), chunks, strict=True)}

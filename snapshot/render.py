@@ -142,6 +142,11 @@ class IndexEntry:
     lastmod: str | None
 
 
+def index_entry_size(entry: IndexEntry) -> int:
+    """The bytes one entry adds to an index."""
+    return len(index_xml([entry])) - len(index_xml([]))
+
+
 def index_xml(entries: Sequence[IndexEntry]) -> bytes:
     parts = [INDEX_OPEN]
     for e in entries:

@@ -5,6 +5,7 @@ End to end in-process on SQLite and PostgreSQL, what is served read back over HT
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from sitemap_keeper.snapshot.settings import Settings
 from sitemap_keeper.snapshot.verify import VerificationError, check_index
 from tests.service_helpers import key_of, local_site
 from tests.services.kafka import TansuBroker
-from tests.support import Model, cli
+from tests.support import Model, cli, read_site
 from tests.test_crash import served_locally
 from tests.test_kafka import kafka_env
 from tests.test_publish import HOST, doc, served
@@ -274,3 +275,21 @@ def test_an_index_lastmod_is_the_newest_exactly_even_a_microsecond_apart_in_far_
     apply(app, model, [{**doc(1), "lastmod": older}, {**doc(2), "lastmod": newer}])
     assert app.publisher.publish().generation is not None
     assert served(app) == model.expected()  # read_site checks each index lastmod is its shard's newest, exactly
+
+
+def test_an_index_is_split_where_it_would_pass_the_byte_limit(tmp_path: Path, database_url: str) -> None:
+    """With SITEMAPS_MAX_BYTES lowered, many small shards made a section index (and the root) bigger than the
+    limit: `check_index` refused it, and every publish failed."""
+    app, model = make_app(tmp_path, database_url, max_bytes=4096, max_urls=1), Model()
+    try:
+        apply(app, model, [doc(i) for i in range(60)])  # 60 shards of one URL: 60 entries, about 6.5 KB
+        gen = app.publisher.publish().generation
+        assert gen is not None
+        names = sorted(app.store.list(gen))
+        roots = tuple(n for n in names if re.fullmatch(r"sitemap\.\d+\.xml", n))
+        assert len(roots) >= 2 and "sitemap-books.2.xml" in names, names
+        site = read_site(lambda name: app.store.get(gen, name), app.settings.base_url, roots)
+        assert site.urls == model.expected()
+        assert all(len(app.store.get(gen, name)) <= 4096 for name in names if name.endswith(".xml"))
+    finally:
+        app.close()
