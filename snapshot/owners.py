@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from hashlib import blake2b
+from struct import Struct
 from typing import Any, NamedTuple
 
 import orjson
@@ -30,9 +31,14 @@ class Holder(NamedTuple):
     key: str
 
 
-def loc_hash(loc: str) -> int:
-    """A stable signed 64-bit hash of a URL (the same in every process and on every run)."""
-    return int.from_bytes(blake2b(loc.encode(), digest_size=8).digest(), "big", signed=True)
+_INT64 = Struct(">q").unpack
+
+
+def loc_hash(loc: str, _blake2b: Any = blake2b, _unpack: Any = _INT64) -> int:
+    """A stable signed 64-bit hash of a URL (the same in every process and on every run): BLAKE2b's 8-byte
+    digest, read as a big-endian signed integer (the defaults bind the callables: a rebuild hashes every URL)."""
+    value: int = _unpack(_blake2b(loc.encode(), digest_size=8).digest())[0]
+    return value
 
 
 def refusal(loc: str, holder: Holder) -> str:
