@@ -210,8 +210,8 @@ class _Batch:
         self.conn = conn
         self.limits = limits
         self.manifest = manifest
-        self.owners: dict[int, Holder | None] = {}  # URL hash -> its claimant as recorded or claimed here
-        self.claims: dict[int, Holder] = {}  # claims this batch records
+        self.owners: dict[int, Ident | None] = {}  # URL hash -> its claimant as recorded or claimed here
+        self.claims: dict[int, Ident] = {}  # claims this batch records
         self.counts = Counts()
         self.stored: dict[Ident, Stored] = {}  # loaded from the manifest
         self.docs: dict[Ident, Current] = {}  # as this batch leaves them
@@ -227,7 +227,7 @@ class _Batch:
             return refused
         hashes = [owners.loc_hash(op[3]) if len(op) != 3 else 0 for op in ops]
         self._load(ops, hashes)
-        docs, rows, counts = self.docs, self.rows, self.counts
+        docs, rows, counts, claimants = self.docs, self.rows, self.counts, self.owners
         for n, op in enumerate(ops):
             section, key, version = op[0], op[1], op[2]
             ident = (section, key)
@@ -235,11 +235,11 @@ class _Batch:
             if cur is not None and version is not None and cur[1] is not None and version <= cur[1]:
                 counts.stale += 1
                 continue
-            if len(op) != 3:
-                reason = self._claim(ident, op[3], hashes[n])
-                if reason is not None:
-                    refused.append((n, reason))
+            if len(op) != 3 and (holder := claimants.get(hashes[n])) != ident:  # a URL new to this document
+                if holder is not None and self._holds(holder, op[3]):
+                    refused.append((n, owners.refusal(op[3], holder)))
                     continue
+                claimants[hashes[n]] = self.claims[hashes[n]] = ident
             if cur is not None:
                 if version is None:
                     version = cur[1]
@@ -265,21 +265,12 @@ class _Batch:
             rows[ident] = (section, key, shard_no, version, loc, lastmod, lastmod_ts, size, xml)
         return refused
 
-    def _claim(self, ident: Ident, loc: str, h: int) -> str | None:
-        """Take `loc` for `ident`; the refusal's reason if a live document other than it is at that URL."""
-        holder = self.owners.get(h)
-        if holder is not None and holder != ident and self._holds(holder, loc):
-            return owners.refusal(loc, holder)
-        if holder != ident:
-            self.owners[h] = self.claims[h] = Holder(*ident)
-        return None
-
-    def _holds(self, holder: Holder, loc: str) -> bool:
+    def _holds(self, holder: Ident, loc: str) -> bool:
         """Whether `holder` is live at `loc`, as this batch leaves it."""
         row = self.rows.get(holder)
         if row is not None:
             return bool(row[7]) and row[4] == loc
-        return owners.current_loc(self.manifest, self.conn, holder) == loc
+        return owners.current_loc(self.manifest, self.conn, Holder(*holder)) == loc
 
     def _shard(self, section: str, shard_no: int) -> _Shard:
         st = self.shards.get((section, shard_no))
@@ -305,7 +296,7 @@ class _Batch:
         recorded claimants of their URLs."""
         fresh_urls = {h for op, h in zip(ops, hashes, strict=True) if len(op) != 3 and h not in self.owners}
         if fresh_urls:
-            self.owners.update(owners.load(self.conn, fresh_urls))
+            self.owners.update(owners.load(self.manifest, self.conn, fresh_urls))
             self.owners.update(dict.fromkeys(fresh_urls - self.owners.keys()))
         docs = self.docs
         fresh = {ident for op in ops if (ident := (op[0], op[1])) not in docs}  # not `- docs.keys()`: a copy

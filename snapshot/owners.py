@@ -41,20 +41,27 @@ def loc_hash(loc: str, _blake2b: Any = blake2b, _unpack: Any = _INT64) -> int:
     return value
 
 
-def refusal(loc: str, holder: Holder) -> str:
-    return (f"loc {loc} is already the URL of document {holder.key!r} of section {holder.section!r}: a URL belongs "
-            "to one document (delete that one, or change its loc, first)")
+def refusal(loc: str, holder: tuple[str, str]) -> str:
+    """Why a document is refused the URL `holder` (section, key) is at."""
+    return (f"loc {loc} is already the URL of document {holder[1]!r} of section {holder[0]!r}: a URL belongs to "
+            "one document (delete that one, or change its loc, first)")
 
 
-def load(conn: Connection, hashes: Iterable[int]) -> dict[int, Holder]:
-    """The recorded claimant of each of these hashes that has one."""
-    todo = sorted(set(hashes))
-    found: dict[int, Holder] = {}
-    for i in range(0, len(todo), CHUNK):
-        chunk = todo[i:i + CHUNK]
-        rows = conn.execute(loc_owners.select().with_only_columns(
-            loc_owners.c.loc_hash, loc_owners.c.section, loc_owners.c.key).where(loc_owners.c.loc_hash.in_(chunk)))
-        found.update({int(h): Holder(s, k) for h, s, k in rows})
+def load(manifest: Manifest, conn: Connection, hashes: Iterable[int]) -> dict[int, tuple[str, str]]:
+    """The recorded claimant of each of these hashes that has one (through the driver: a batch asks for
+    thousands)."""
+    todo = sorted(set(hashes))  # in index order: neighbouring lookups share pages
+    found: dict[int, tuple[str, str]] = {}
+    with manifest._cursor(conn) as (cur, mark):
+        if manifest.dialect == "postgresql":
+            cur.execute(f"SELECT loc_hash, section, key FROM {loc_owners.name} WHERE loc_hash = ANY({mark})",
+                        (todo,))
+            return {int(h): (s, k) for h, s, k in cur.fetchall()}
+        for i in range(0, len(todo), CHUNK):
+            chunk = todo[i:i + CHUNK]
+            cur.execute(f"SELECT loc_hash, section, key FROM {loc_owners.name} WHERE loc_hash IN "
+                        f"({', '.join(mark for _ in chunk)})", chunk)
+            found.update({int(h): (s, k) for h, s, k in cur.fetchall()})
     return found
 
 
@@ -73,9 +80,9 @@ def current_loc(manifest: Manifest, conn: Connection, holder: Holder) -> str | N
         return str(cols[2][at[holder.key]])
 
 
-def write(manifest: Manifest, conn: Connection, claims: dict[int, Holder]) -> None:
-    """Record these claims (a URL hash -> its document), replacing whatever row a hash had."""
-    rows: list[tuple[Any, ...]] = [(h, holder.section, holder.key, None) for h, holder in claims.items()]
+def write(manifest: Manifest, conn: Connection, claims: dict[int, tuple[str, str]]) -> None:
+    """Record these claims (a URL hash -> its document's section and key), replacing whatever row a hash had."""
+    rows: list[tuple[Any, ...]] = [(h, section, key, None) for h, (section, key) in claims.items()]
     manifest.upsert(conn, loc_owners, ("loc_hash",), rows)
 
 
