@@ -140,6 +140,8 @@ class FileFollower(EventSource):
         if at_path is None or at_path == _key(current):
             return False  # the same file, or renamed away with no new one made yet: the old one may still grow
         if current.st_size > self.offset:
+            if b"\n" in os.pread(stream.fileno(), current.st_size - self.offset, self.offset):
+                return False  # lines written to the old file meanwhile: they are read first
             self._report(f"{self.path} was rotated with {current.st_size - self.offset} bytes at the end of "
                          "its old file that are no complete line: they are not applied")
         log.info("%s: the old file is read to its end, reading the new one from byte 0", self.path)
