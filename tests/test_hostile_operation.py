@@ -5,6 +5,7 @@ End to end in-process on SQLite and PostgreSQL, what is served read back over HT
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -293,3 +294,53 @@ def test_an_index_is_split_where_it_would_pass_the_byte_limit(tmp_path: Path, da
         assert all(len(app.store.get(gen, name)) <= 4096 for name in names if name.endswith(".xml"))
     finally:
         app.close()
+
+
+class OneUrlModel:
+    """The rule, kept independently: per document its last accepted (loc, lastmod, version); a URL taken only
+    while no other live document is at it; an event not newer than the document's version is stale."""
+
+    def __init__(self) -> None:
+        self.live: dict[tuple[str, str], tuple[str, str | None]] = {}
+        self.versions: dict[tuple[str, str], int] = {}
+        self.refused = 0
+
+    def event(self, ev: dict[str, Any]) -> None:
+        ident = (ev["section"], ev["key"])
+        if ev["version"] <= self.versions.get(ident, -1):
+            return
+        if ev.get("op") != "delete" and any(loc == ev["loc"] and other != ident
+                                            for other, (loc, _m) in self.live.items()):
+            self.refused += 1
+            return
+        self.versions[ident] = ev["version"]
+        if ev.get("op") == "delete":
+            self.live.pop(ident, None)
+        else:
+            self.live[ident] = (ev["loc"], ev["lastmod"])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_claims_of_a_few_urls_follow_the_rule(app: App, seed: int) -> None:
+    rnd = random.Random(seed)
+    model, events = OneUrlModel(), list[dict[str, Any]]()
+    for clock in range(1, 81):
+        ident = (rnd.choice(["books", "authors"]), str(rnd.randrange(4)))
+        version = clock if rnd.random() > 0.1 else rnd.randrange(1, clock + 1)  # now and then an old one
+        if rnd.random() < 0.2:
+            events.append({"op": "delete", "section": ident[0], "key": ident[1], "version": version})
+        else:
+            events.append({"section": ident[0], "key": ident[1], "loc": f"https://{HOST}/u/{rnd.randrange(5)}",
+                           "lastmod": f"2024-01-{1 + clock % 28:02d}T00:00:00+00:00", "version": version})
+    i = 0
+    while i < len(events):  # batches of random sizes, each its own transaction
+        n = rnd.randrange(1, 12)
+        app.applier.apply_raw([(f"t:{j}", orjson.dumps(e)) for j, e in enumerate(events[i:i + n], i)])
+        i += n
+    for ev in events:
+        model.event(ev)
+    assert {(s, k): (loc, lastmod) for s, k, loc, lastmod in app.manifest.documents()} == model.live
+    assert len(claims(app)) == model.refused > 0
+    if model.live:
+        assert app.publisher.publish().generation is not None
+        assert served(app) == dict(model.live.values())
