@@ -25,11 +25,13 @@ from sqlalchemy import Connection, select, tuple_
 from sitemap_keeper.incremental import document_rows
 from sitemap_keeper.incremental.document_rows import Ident, Row, Stored
 from sitemap_keeper.incremental.events import DeleteRow, NewsUpsertRow, ParsedEvents, UpsertRow, parse_events
+from sitemap_keeper.snapshot import owners
 from sitemap_keeper.snapshot.document import Rules
 from sitemap_keeper.snapshot.faults import checkpoint
 from sitemap_keeper.snapshot.limits import Limits
 from sitemap_keeper.snapshot.manifest import Counts, Manifest, RebuildRunning, sections, shards
 from sitemap_keeper.snapshot.news import Article, Change, news_sections, write_changes
+from sitemap_keeper.snapshot.owners import Holder
 from sitemap_keeper.snapshot.workers import worker_pool
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,7 @@ class Applier:
                  parser: Parser = parse_events) -> None:
         self.manifest = manifest
         self.parser = parser  # raw events to rows: the native format, or another (incremental/debezium.py)
-        self.rules = rules
+        self.rules = limits.fitted(rules)
         self.limits = limits
         self.workers = workers
         self.parallel_min = parallel_min
@@ -154,12 +156,15 @@ class Applier:
                 prepared.discard()
                 raise RebuildRunning("a rebuild is running on this manifest: events are applied once it has "
                                      "swapped its tables in")
-            batch = _Batch(conn, self.limits)
+            batch = _Batch(conn, self.limits, self.manifest)
             for start, parsed in self._parsed(prepared):
                 for i, reason in parsed.rejects:
                     source, raw = items[start + i]
                     letters.append((source, reason, raw))
-                batch.add(parsed.ops)
+                refused = batch.add(parsed.ops)
+                for n, reason in refused:  # by index among the ops: back to the index in the input
+                    source, raw = items[start + parsed.origins[n]]
+                    letters.append((source, reason, raw))
             batch.write(self.manifest)
             Manifest.add_dead_letters(conn, letters)
             if extra is not None:
@@ -203,9 +208,12 @@ class Prepared:
 class _Batch:
     """One transaction's worth of events: documents and shards as the events leave them, written at the end."""
 
-    def __init__(self, conn: Connection, limits: Limits) -> None:
+    def __init__(self, conn: Connection, limits: Limits, manifest: Manifest) -> None:
         self.conn = conn
         self.limits = limits
+        self.manifest = manifest
+        self.owners: dict[int, Ident | None] = {}  # URL hash -> its claimant as recorded or claimed here
+        self.claims: dict[int, Ident] = {}  # claims this batch records
         self.counts = Counts()
         self.stored: dict[Ident, Stored] = {}  # loaded from the manifest
         self.docs: dict[Ident, Current] = {}  # as this batch leaves them
@@ -216,20 +224,28 @@ class _Batch:
         self.news: list[Change] = []  # articles set or taken away, in order (snapshot/news.py)
         self.news_sections = news_sections(conn)  # where an upsert without news may take an article away
 
-    def add(self, ops: Sequence[UpsertRow | NewsUpsertRow | DeleteRow]) -> None:
-        """Apply events in order."""
+    def add(self, ops: Sequence[UpsertRow | NewsUpsertRow | DeleteRow]) -> list[tuple[int, str]]:
+        """Apply events in order. Returns the upserts refused for a URL another document holds: (index, reason)."""
+        refused: list[tuple[int, str]] = []
         if not ops:
-            return
-        self._load(ops)
-        docs, rows, counts, news, news_sections = self.docs, self.rows, self.counts, self.news, self.news_sections
-        for op in ops:
+            return refused
+        hashes = [owners.loc_hash(op[3]) if len(op) != 3 else 0 for op in ops]
+        self._load(ops, hashes)
+        docs, rows, counts, claimants = self.docs, self.rows, self.counts, self.owners
+        news, news_sections = self.news, self.news_sections
+        for n, op in enumerate(ops):
             section, key, version = op[0], op[1], op[2]
             ident = (section, key)
             cur = docs.get(ident)
-            if cur is not None:
-                if version is not None and cur[1] is not None and version <= cur[1]:
-                    counts.stale += 1
+            if cur is not None and version is not None and cur[1] is not None and version <= cur[1]:
+                counts.stale += 1
+                continue
+            if len(op) != 3 and (holder := claimants.get(hashes[n])) != ident:  # a URL new to this document
+                if holder is not None and self._holds(holder, op[3]):
+                    refused.append((n, owners.refusal(op[3], holder)))
                     continue
+                claimants[hashes[n]] = self.claims[hashes[n]] = ident
+            if cur is not None:
                 if version is None:
                     version = cur[1]
                 if cur[3] and cur[0] is not None:  # leave the old place
@@ -257,6 +273,14 @@ class _Batch:
             st.touched = True
             docs[ident] = (shard_no, version, size, True)
             rows[ident] = (section, key, shard_no, version, loc, lastmod, lastmod_ts, size, xml)
+        return refused
+
+    def _holds(self, holder: Ident, loc: str) -> bool:
+        """Whether `holder` is live at `loc`, as this batch leaves it."""
+        row = self.rows.get(holder)
+        if row is not None:
+            return bool(row[7]) and row[4] == loc
+        return owners.current_loc(self.manifest, self.conn, Holder(*holder)) == loc
 
     def _shard(self, section: str, shard_no: int) -> _Shard:
         st = self.shards.get((section, shard_no))
@@ -277,8 +301,13 @@ class _Batch:
             self.open_shards[section] = n
         return n
 
-    def _load(self, ops: Sequence[UpsertRow | NewsUpsertRow | DeleteRow]) -> None:
-        """Take in the stored state of the documents first seen here, their shards and their sections."""
+    def _load(self, ops: Sequence[UpsertRow | NewsUpsertRow | DeleteRow], hashes: list[int]) -> None:
+        """Take in the stored state of the documents first seen here, their shards and their sections, and the
+        recorded claimants of their URLs."""
+        fresh_urls = {h for op, h in zip(ops, hashes, strict=True) if len(op) != 3 and h not in self.owners}
+        if fresh_urls:
+            self.owners.update(owners.load(self.manifest, self.conn, fresh_urls))
+            self.owners.update(dict.fromkeys(fresh_urls - self.owners.keys()))
         docs = self.docs
         fresh = {ident for op in ops if (ident := (op[0], op[1])) not in docs}  # not `- docs.keys()`: a copy
         if not fresh:
@@ -312,6 +341,7 @@ class _Batch:
         conn = self.conn
         revision = Manifest.next_revision(conn)
         document_rows.write(manifest, conn, self.rows.values(), self.stored)
+        owners.write(manifest, conn, self.claims)
         manifest.upsert(conn, shards, ("section", "shard_no"), [
             (s, n, st.url_count, st.byte_count, revision) for (s, n), st in self.shards.items() if st.touched
         ])

@@ -136,9 +136,12 @@ class DebeziumParser:
             if not raw:
                 continue  # a tombstone: Kafka's compaction marker after a delete, nothing to apply
             try:
-                out.ops.extend(self.decode(raw, rules))
+                ops = self.decode(raw, rules)
             except InvalidDocument as exc:
                 out.rejects.append((i, str(exc)))
+            else:
+                out.ops.extend(ops)
+                out.origins.extend([i] * len(ops))
         return out
 
     def decode(self, raw: bytes, rules: Rules) -> list[Op]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from sitemap_keeper.snapshot.document import (
     DOCUMENT_FIELDS,
+    MAX_DOCUMENT_BYTES,
     InvalidDocument,
     Rules,
     check_fields,
@@ -22,7 +23,7 @@ from sitemap_keeper.snapshot.document import (
 from sitemap_keeper.snapshot.news import Article, parse_news
 from sitemap_keeper.snapshot.render import DocumentRow, document_row
 
-MAX_EVENT_BYTES = 1024 * 1024
+MAX_EVENT_BYTES = MAX_DOCUMENT_BYTES
 
 # What the applier needs of a valid event, as plain tuples (cheap to send back from a worker process):
 UpsertRow = DocumentRow
@@ -55,15 +56,19 @@ def parse_event(raw: bytes | str, rules: Rules) -> UpsertRow | NewsUpsertRow | D
 class ParsedEvents:
     ops: list[UpsertRow | NewsUpsertRow | DeleteRow] = field(default_factory=list)  # the valid events, in order
     rejects: list[tuple[int, str]] = field(default_factory=list)  # (index in the input, reason)
+    # The index in the input of each op: one input may give none (a tombstone) or several (a key change).
+    origins: list[int] = field(default_factory=list)
 
 
 def parse_events(rules: Rules, raws: Sequence[bytes]) -> ParsedEvents:
     """Validate and render raw events into rows (runs in a worker process for large batches)."""
     out = ParsedEvents()
-    ops, rejects = out.ops, out.rejects
+    ops, rejects, origins = out.ops, out.rejects, out.origins
     for i, raw in enumerate(raws):
         try:
             ops.append(parse_event(raw, rules))
         except InvalidDocument as exc:
             rejects.append((i, str(exc)))
+        else:
+            origins.append(i)
     return out

@@ -27,6 +27,9 @@ class Metrics:
         self.conflicts = Counter("sitemaps_offset_conflicts", "Batches rolled back because another consumer "
                                  "had moved their partitions on (a rebalance)", registry=r)
         self.lag: int | None = None  # sitemaps_consumer_lag (Situational below); None: not known
+        self.unaccounted = Gauge("sitemaps_source_unaccounted", "Times this run found events it could not "
+                                 "account for (a followed file rotated or truncated before it was read to its "
+                                 "end); the log says what", registry=r)
         self.dirty = Gauge("sitemaps_dirty_shards", "Shards whose content differs from the live generation",
                            registry=r)
         self.publish_seconds = Histogram("sitemaps_publish_duration_seconds", "Duration of publishes",

@@ -158,6 +158,7 @@ class Service:
         self.checked = time.monotonic()
         self.source.check()
         self.metrics.set_lag(self.source.lag)
+        self.metrics.unaccounted.set(self.source.unaccounted)
         self.metrics.ready.set(1 if self.ready()[0] else 0)
 
     def _poll(self, timeout: float) -> tuple[Batch, Prepared] | None:

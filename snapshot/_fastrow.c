@@ -22,6 +22,7 @@
 #define MAX_TEXT 2048
 #define MAX_IMAGES 1000
 #define MAX_ALTERNATES 200
+#define MAX_DOCUMENT_BYTES (1024 * 1024)  /* document.MAX_DOCUMENT_BYTES: a longer line is Python's to refuse */
 
 static PyObject *K_SECTION, *K_KEY, *K_LOC, *K_LASTMOD, *K_CHANGEFREQ, *K_PRIORITY, *K_IMAGES, *K_ALTERNATES,
     *K_VERSION, *K_TITLE, *K_CAPTION, *K_HREFLANG, *K_HREF, *K_OP;
@@ -263,7 +264,7 @@ static inline int only_known(PyObject *dict, Py_ssize_t found, int strict) {
 
 /* The row of a document of the common shape, from field `skip` on (0: all of DocumentRow, 1: without the
  * section); None (a new reference) for any other document; NULL with an exception set on an error. */
-static PyObject *make_row(PyObject *obj, PyObject *hosts, Py_ssize_t skip, int strict) {
+static PyObject *make_row(PyObject *obj, PyObject *hosts, Py_ssize_t skip, int strict, Py_ssize_t max_size) {
     if (!PyDict_CheckExact(obj)) Py_RETURN_NONE;
     Buf b = {.data = NULL, .len = 0, .cap = sizeof(b.small)};
     b.data = b.small;
@@ -412,6 +413,7 @@ static PyObject *make_row(PyObject *obj, PyObject *hosts, Py_ssize_t skip, int s
         CHECK(!overflow && v >= 0);
     }
     TRY(PUTS(&b, "</url>\n"));
+    if (b.len > max_size) goto other;  /* Rules.max_size: more than a shard can hold, Python says so */
     xml = PyUnicode_New(b.len, 127);
     if (xml == NULL) goto error;
     memcpy(PyUnicode_1BYTE_DATA(xml), b.data, b.len);
@@ -447,19 +449,32 @@ error:
     return NULL;
 }
 
-/* The optional last argument `strict` (default true): see the top of this file. */
+/* The optional argument `strict` (default true): see the top of this file. */
 static int strict_arg(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t at) {
     return nargs > at ? PyObject_IsTrue(args[at]) : 1;
 }
 
+/* Rules.max_size: None (no limit) or the largest fragment in bytes; -1 with an exception set on a bad one. */
+static int max_size_arg(PyObject *o, Py_ssize_t *into) {
+    if (o == Py_None) {
+        *into = PY_SSIZE_T_MAX;
+        return 0;
+    }
+    *into = PyLong_AsSsize_t(o);
+    return *into == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
 static PyObject *row(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs < 2 || nargs > 3 || !PyAnySet_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "row(obj, allowed_hosts: frozenset, strict: bool = True)");
+    Py_ssize_t max_size = PY_SSIZE_T_MAX;
+    if (nargs < 2 || nargs > 4 || !PyAnySet_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "row(obj, allowed_hosts: frozenset, strict: bool = True, max_size: int | None = None)");
         return NULL;
     }
     int strict = strict_arg(args, nargs, 2);
     if (strict < 0) return NULL;
-    return make_row(args[0], args[1], 0, strict);
+    if (nargs == 4 && max_size_arg(args[3], &max_size) < 0) return NULL;
+    return make_row(args[0], args[1], 0, strict, max_size);
 }
 
 static inline int is_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }  /* what bytes.strip() strips */
@@ -470,14 +485,16 @@ static inline int is_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r')
  * other than an upsert, a line that is not JSON. Blank lines are skipped. Returns that item's index, or
  * len(items) when every item was taken. */
 static PyObject *rows(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs < 5 || nargs > 6 || !PyList_CheckExact(args[0]) || !PyLong_CheckExact(args[1])
+    Py_ssize_t max_size = PY_SSIZE_T_MAX;
+    if (nargs < 5 || nargs > 7 || !PyList_CheckExact(args[0]) || !PyLong_CheckExact(args[1])
         || !PyAnySet_Check(args[2]) || !PyDict_CheckExact(args[4])) {
         PyErr_SetString(PyExc_TypeError, "rows(items: list, start: int, allowed_hosts: frozenset, loads, "
-                                         "by_section: dict, strict: bool = True)");
+                                         "by_section: dict, strict: bool = True, max_size: int | None = None)");
         return NULL;
     }
     int strict = strict_arg(args, nargs, 5);
     if (strict < 0) return NULL;
+    if (nargs == 7 && max_size_arg(args[6], &max_size) < 0) return NULL;
     PyObject *items = args[0], *hosts = args[2], *loads = args[3], *by_section = args[4];
     Py_ssize_t i = PyLong_AsSsize_t(args[1]);
     if (i == -1 && PyErr_Occurred()) return NULL;
@@ -493,6 +510,7 @@ static PyObject *rows(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssi
             while (a < z && is_space(data[a])) a++;
             while (z > a && is_space(data[z - 1])) z--;
             if (a == z) continue;  /* a blank line: no item */
+            if (z - a > MAX_DOCUMENT_BYTES) break;
             PyObject *line = z - a == PyBytes_GET_SIZE(item) ? Py_NewRef(item) : PyBytes_FromStringAndSize(data + a, z - a);
             if (line == NULL) return NULL;
             obj = PyObject_CallOneArg(loads, line);
@@ -514,7 +532,7 @@ static PyObject *rows(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssi
             Py_DECREF(obj);
             break;
         }
-        PyObject *r = make_row(obj, hosts, 1, strict);
+        PyObject *r = make_row(obj, hosts, 1, strict, max_size);
         if (r == NULL || r == Py_None) {
             Py_DECREF(obj);
             if (r == NULL) return NULL;
@@ -539,11 +557,11 @@ static PyObject *rows(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssi
 
 static PyMethodDef methods[] = {
     {"row", (PyCFunction)(void (*)(void))row, METH_FASTCALL,
-     "row(obj, allowed_hosts, strict=True) -> the DocumentRow of a document of the common shape, or None: see "
-     "document_row."},
+     "row(obj, allowed_hosts, strict=True, max_size=None) -> the DocumentRow of a document of the common shape, "
+     "or None: see document_row."},
     {"rows", (PyCFunction)(void (*)(void))rows, METH_FASTCALL,
-     "rows(items, start, allowed_hosts, loads, by_section, strict=True) -> the index of the first item left to "
-     "Python."},
+     "rows(items, start, allowed_hosts, loads, by_section, strict=True, max_size=None) -> the index of the first "
+     "item left to Python."},
     {NULL, NULL, 0, NULL},
 };
 

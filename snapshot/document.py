@@ -15,6 +15,8 @@ from urllib.parse import quote
 
 import orjson
 
+from sitemap_keeper.snapshot.hosts import ascii_host
+
 CHANGEFREQS = frozenset({"always", "hourly", "daily", "weekly", "monthly", "yearly", "never"})
 SECTION_RE = re.compile(r"[a-z0-9_-]{1,64}")
 HREFLANG_RE = re.compile(r"(?:[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*|x-default)")
@@ -57,6 +59,7 @@ MAX_KEY = 512
 MAX_TEXT = 2048
 MAX_IMAGES = 1000  # Google's limit per <url>
 MAX_ALTERNATES = 200
+MAX_DOCUMENT_BYTES = 1024 * 1024  # an event, or a rebuild source's line
 
 
 class InvalidDocument(ValueError):
@@ -95,11 +98,13 @@ class Document:
 
 @dataclass(frozen=True, slots=True)
 class Rules:
-    """What the site accepts: the hosts its URLs may be on (empty means any host), and whether fields it does
-    not know are dropped (a source that carries more) instead of refusing the document."""
+    """What the site accepts: the hosts its URLs may be on (empty means any host), whether fields it does not
+    know are dropped (a source that carries more) instead of refusing the document, and the largest `<url>`
+    fragment in bytes (None: any; `Limits.fitted` sets what one shard can hold)."""
 
     allowed_hosts: frozenset[str] = frozenset()
     ignore_extra_fields: bool = False
+    max_size: int | None = None
 
 
 ANY_HOST = Rules()
@@ -166,6 +171,8 @@ def _check_url(value: Any, rules: Rules, field: str) -> str:
     if bad:
         what = "white space" if bad.group().isspace() else "control characters"
         raise InvalidDocument(f"{field} contains {what}: {_show(value)}")
+    if "%" in value or not value.isascii():
+        value = _ascii_authority(value, field)
     if URL_UNSAFE_RE.search(value):
         # Search engines want RFC 3986 URIs: percent-encode an IRI's (or a sloppy URL's) other characters.
         value = quote(BARE_PERCENT_RE.sub("%25", value), safe=URL_SAFE)
@@ -183,6 +190,23 @@ def _check_url(value: Any, rules: Rules, field: str) -> str:
         raise InvalidDocument(f"{field} host {host!r} is not an allowed host "
                               f"({', '.join(sorted(rules.allowed_hosts))})")
     return str(value)
+
+
+def _ascii_authority(url: str, field: str) -> str:
+    """`url` with an internationalised or percent-encoded host in its IDNA form (`hosts.ascii_host`), before
+    the rest is percent-encoded: `https://bücher.example/` is `https://xn--bcher-kva.example/`, never
+    `https://b%C3%BCcher.example/`. Any other URL as it is."""
+    m = AUTHORITY_RE.match(url)
+    if m is None:
+        return url
+    start = url.index("://") + 3
+    host, colon, port = url[start:m.end()].partition(":")
+    if host.startswith("[") or "@" in host or (host.isascii() and "%" not in host):
+        return url  # an IP literal, credentials (refused below), or a host in ASCII already
+    try:
+        return url[:start] + ascii_host(host) + colon + port + url[m.end():]
+    except ValueError as exc:
+        raise InvalidDocument(f"{field} {exc}") from None
 
 
 def _escape_stray(url: str) -> str:
@@ -234,6 +258,14 @@ def normalise_lastmod(value: Any) -> str | None:
     elif int(tz[4:6]) > 59 or int(tz[1:3]) * 60 + int(tz[4:6]) > 14 * 60:  # the schema allows -14:00 to +14:00
         raise InvalidDocument(f"lastmod has an invalid time zone: {_show(value)}")
     return f"{year}-{month}-{day}T{hour}:{minute}:{second or '00'}{(frac or '')[:7]}{tz}"
+
+
+def instant(lastmod: str | None) -> datetime:
+    """A normalised lastmod as an exact instant (a date is its midnight UTC); None as the earliest of all."""
+    if lastmod is None:
+        return datetime.min.replace(tzinfo=UTC)
+    moment = datetime.fromisoformat(lastmod)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def lastmod_timestamp(lastmod: str | None) -> float | None:

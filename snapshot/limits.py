@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
+from sitemap_keeper.snapshot.document import Rules
 from sitemap_keeper.snapshot.render import SHARD_OVERHEAD
 
 MAX_URLS = 50_000
@@ -29,6 +31,14 @@ class Limits:
     def fits(self, url_count: int, byte_count: int, size: int) -> bool:
         """Whether one more URL of `size` bytes fits a shard holding `url_count` URLs in `byte_count` bytes."""
         return url_count < self.max_urls and byte_count + size + SHARD_OVERHEAD <= self.max_bytes
+
+    def fitted(self, rules: Rules) -> Rules:
+        """`rules` refusing a document whose `<url>` fragment no shard can hold: accepted, it would fail every
+        publish of its shard. Whatever the manifest accepts, a shard can hold."""
+        largest = self.max_bytes - SHARD_OVERHEAD
+        if rules.max_size is not None and rules.max_size <= largest:
+            return rules
+        return dataclasses.replace(rules, max_size=largest)
 
 
 def check_max_shrink(value: float) -> float:

@@ -97,6 +97,19 @@ DOCUMENT_COLUMNS = tuple(c.name for c in documents.c)
 Index("ux_documents_key", documents.c.section, documents.c.key, unique=True)
 Index("ix_documents_shard", documents.c.section, documents.c.shard_no, documents.c.key)
 
+# A URL belongs to one document (snapshot/owners.py): loc_hash (a stable 64-bit hash of the loc) -> the document
+# that claimed it. A row is a hint, checked when another document claims the URL: the holder must still be live
+# and at that loc, else the URL was freed (deleted, URL changed) and the claimant takes it. `ord` orders a rebuild's
+# claims as its source does. A unique index, no primary key: a rebuild loads first and indexes after.
+loc_owners = Table(
+    "loc_owners", metadata,
+    Column("loc_hash", BigInteger, nullable=False),
+    Column("section", _name(64), nullable=False),
+    Column("key", _name(512), nullable=False),
+    Column("ord", BigInteger),
+)
+Index("ux_loc_owners", loc_owners.c.loc_hash, unique=True)
+
 shard_packs = Table(
     "shard_packs", metadata,
     Column("section", _name(64), primary_key=True),

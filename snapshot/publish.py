@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from sitemap_keeper.snapshot import generation, hold, naming, ownership
+from sitemap_keeper.snapshot.document import instant
 from sitemap_keeper.snapshot.faults import checkpoint
 from sitemap_keeper.snapshot.limits import MAX_SHRINK, Limits, check_max_shrink, shrinks_too_far
 from sitemap_keeper.snapshot.manifest import FileRecord, Generation, Manifest, Shard, shards
 from sitemap_keeper.snapshot.news import NewsShard, capacity, live_expiries, plan_news, record_expiries, render_news
-from sitemap_keeper.snapshot.render import IndexEntry, gzip_pieces, index_xml, shard_pieces
+from sitemap_keeper.snapshot.render import IndexEntry, gzip_pieces, index_entry_size, index_xml, shard_pieces
 from sitemap_keeper.snapshot.routers.base import Router
 from sitemap_keeper.snapshot.stores.base import Store
 from sitemap_keeper.snapshot.verify import ShardCheck, check_index, verify_generation
@@ -132,11 +133,7 @@ def render_shard(manifest: Manifest, section: str, shard_no: int, limits: Limits
         fragments, lastmods, stamps = manifest.shard_rows(conn, section, shard_no)
     if revision is None or not fragments:
         return None
-    known = [ts for ts in stamps if ts is not None]
-    newest: tuple[float, str | None] | None = None
-    if known:
-        ts = max(known)
-        newest = (ts, lastmods[stamps.index(ts)])
+    newest = newest_lastmod(lastmods, stamps)
     check = ShardCheck(naming.shard_name(section, shard_no), limits)
     data = gzip_pieces(check.passing(shard_pieces(fragments)))
     check.close(len(fragments))
@@ -144,6 +141,24 @@ def render_shard(manifest: Manifest, section: str, shard_no: int, limits: Limits
         section, shard_no, int(revision), len(fragments), newest[1] if newest else None, newest[0] if newest else None,
         data,
     )
+
+
+# More than a float timestamp's rounding error for any year the schema allows (about 30 µs at year 9999).
+STAMP_SLACK = 1e-3
+
+
+def newest_lastmod(lastmods: list[str | None], stamps: list[float | None]) -> tuple[float, str | None] | None:
+    """The newest lastmod and its timestamp: found by the floats, decided exactly among those the floats cannot
+    tell apart (instants a microsecond apart, in far years)."""
+    known = [ts for ts in stamps if ts is not None]
+    if not known:
+        return None
+    ts = max(known)
+    close = [i for i, s in enumerate(stamps) if s is not None and s >= ts - STAMP_SLACK]
+    best = close[0] if len(close) == 1 else max(close, key=lambda i: instant(lastmods[i]))
+    stamp = stamps[best]
+    assert stamp is not None
+    return stamp, lastmods[best]
 
 
 def _render_in_worker(args: tuple[str, int, Limits]) -> RenderedShard | None:
@@ -327,6 +342,16 @@ class Publisher:
 
     def _chunked(self, names: Callable[[str, int], list[str]], section: str, entries: list[IndexEntry]
                  ) -> dict[str, bytes]:
+        """Split where an index would pass the entry limit or the byte limit (which `check_index` holds it to)."""
         size = self.limits.max_index_entries
-        chunks = [entries[i:i + size] for i in range(0, len(entries), size)] or [[]]
+        budget = self.limits.max_bytes - len(index_xml([]))
+        chunks: list[list[IndexEntry]] = [[]]
+        used = 0
+        for entry in entries:
+            cost = index_entry_size(entry)
+            if chunks[-1] and (len(chunks[-1]) >= size or used + cost > budget):
+                chunks.append([])
+                used = 0
+            chunks[-1].append(entry)
+            used += cost
         return {name: index_xml(chunk) for name, chunk in zip(names(section, len(chunks)), chunks, strict=True)}

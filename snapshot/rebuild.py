@@ -19,8 +19,9 @@ import orjson
 from sqlalchemy import BigInteger, Connection, MetaData, func, literal, select, text
 from sqlalchemy.exc import IntegrityError
 
+from sitemap_keeper.snapshot import owners
 from sitemap_keeper.snapshot.bounded import bounded_map
-from sitemap_keeper.snapshot.document import InvalidDocument, Rules, load_json
+from sitemap_keeper.snapshot.document import MAX_DOCUMENT_BYTES, InvalidDocument, Rules, load_json
 from sitemap_keeper.snapshot.faults import checkpoint
 from sitemap_keeper.snapshot.limits import MAX_SHRINK, Limits, check_max_shrink, shrinks_too_far
 from sitemap_keeper.snapshot.manifest import (
@@ -29,6 +30,7 @@ from sitemap_keeper.snapshot.manifest import (
     DocumentRun,
     Manifest,
     documents,
+    loc_owners,
     sections,
     shard_packs,
     shards,
@@ -45,7 +47,7 @@ IN_FLIGHT = 8  # tasks queued ahead per worker: enough to keep both cores busy, 
 LOAD_ROWS = 50_000  # documents per load transaction
 LOADS_AHEAD = 2  # load transactions queued behind the one running
 SQLITE_SORT_KIB = 16_384  # page cache while the indexes are built: a bigger one only costs memory
-TABLES = (documents, shards, sections, shard_packs)
+TABLES = (documents, shards, sections, shard_packs, loc_owners)
 
 PackRow = tuple[int, int, int, bytes]  # (seq, entry_from, entry_to, data) of one shard's pack
 Payload = bytes | dict[str, Any]  # a JSON line, or a row of the application's database
@@ -90,6 +92,7 @@ class Run:
     versions: tuple[int | None, ...]
     sizes: tuple[int, ...]
     pack: bytes
+    hashes: tuple[int, ...] = ()  # of their URLs (owners.loc_hash): one URL belongs to one document
 
 
 @dataclass(slots=True)
@@ -120,7 +123,8 @@ def parse_chunk(rules: Rules, chunk: Chunk) -> Parsed:
     i = 0
     while i < len(items):
         if fast_rows is not None:
-            i = fast_rows(items, i, rules.allowed_hosts, orjson.loads, by_section, not rules.ignore_extra_fields)
+            i = fast_rows(items, i, rules.allowed_hosts, orjson.loads, by_section, not rules.ignore_extra_fields,
+                          rules.max_size)
             if i == len(items):
                 break
         n, found = chunk.first + i, payload(items[i])
@@ -128,6 +132,8 @@ def parse_chunk(rules: Rules, chunk: Chunk) -> Parsed:
         if found is None:
             continue
         try:
+            if isinstance(found, bytes) and len(found) > MAX_DOCUMENT_BYTES:  # as `sitemaps apply` refuses it
+                raise InvalidDocument(f"line is {len(found)} bytes, at most {MAX_DOCUMENT_BYTES} allowed")
             obj = load_json(found) if isinstance(found, bytes) else found
             if isinstance(obj, dict) and INVALID in obj:  # a source row that makes no document (sources.py)
                 raise InvalidDocument(str(obj[INVALID]))
@@ -147,7 +153,8 @@ def parse_chunk(rules: Rules, chunk: Chunk) -> Parsed:
     runs = []
     for section, docs in by_section.items():
         columns = list(zip(*docs, strict=True))  # transposed in C: keys, versions, locs, ... (packs.Columns)
-        runs.append(Run(section, columns[0], columns[1], columns[5], pack(columns)))
+        runs.append(Run(section, columns[0], columns[1], columns[5], pack(columns),
+                        tuple(map(owners.loc_hash, columns[2]))))
     return Parsed(runs, rejects, articles)
 
 
@@ -174,9 +181,10 @@ class Rebuilder:
                  max_shrink: float = MAX_SHRINK) -> None:
         self.manifest = manifest
         self.max_shrink = check_max_shrink(max_shrink)
-        self.rules = rules
+        self.rules = limits.fitted(rules)
         self.limits = limits
         self.workers = workers
+        self.runs = 0  # runs taken so far: a run's claims are ordered after every earlier run's
         md = MetaData()
         self.staging = {t.name: t.to_metadata(md, name=t.name + "_staging") for t in TABLES}
         self.news_staging = staging_table(md)
@@ -235,8 +243,9 @@ class Rebuilder:
         checkpoint("rebuild-swap")
         for section, (shard_no, urls, size, _packs) in sections_state.items():
             totals[section, shard_no] = (urls, size)
-        counts.stale = self._finish(totals)
-        counts.applied -= counts.stale
+        counts.stale, refused = self._finish(totals)
+        counts.applied -= counts.stale + refused
+        counts.rejected += refused
         return counts
 
     def _check_shrink(self, counts: Counts) -> None:
@@ -264,6 +273,8 @@ class Rebuilder:
         max_urls = self.limits.max_urls
         max_bytes = self.limits.max_bytes - SHARD_OVERHEAD
         count, size = len(sizes), sum(sizes)
+        self.runs += 1
+        batch.claims.append((section, self.runs << 32, run.keys, run.hashes))
         st[3] += 1
         seq = st[3]
         batch.size += count
@@ -292,17 +303,21 @@ class Rebuilder:
             self.manifest.load_documents(conn, self.staging["documents"].name, batch.documents)
             self.manifest.bulk_insert(conn, self.staging["shard_packs"].name, [c.name for c in shard_packs.c],
                                       batch.packs)
+            owners.load_claims(self.manifest, conn, self.staging["loc_owners"].name, batch.claims)
             Manifest.add_dead_letters(conn, batch.letters)
             self.manifest.bulk_insert(conn, self.news_staging.name, [c.name for c in self.news_staging.c], batch.news)
 
-    def _finish(self, totals: dict[tuple[str, int], tuple[int, int]]) -> int:
-        """Remove duplicate keys, index, count shards, swap the staging tables in. Returns duplicates removed.
+    def _finish(self, totals: dict[tuple[str, int], tuple[int, int]]) -> tuple[int, int]:
+        """Remove duplicate keys and second claims of a URL, index, count shards, swap the staging tables in.
+        Returns (duplicates removed, documents refused for a URL an earlier one holds).
 
-        `totals` are the shards' URLs and bytes as loaded: right unless duplicates had to be removed.
+        `totals` are the shards' URLs and bytes as loaded: right unless documents had to be removed.
         """
         docs = self.staging["documents"]
         suffix = os.urandom(4).hex()
         duplicates = 0
+        cache: dict[tuple[str, int], list[PackRow]] = {}
+        self._kept: dict[tuple[str, str], int] = {}  # a repeated key -> the URL hash of the copy kept
         # The index builds write about 55 bytes per document (220 MB at 4M): their copy back into the database file
         # runs beside the publish that follows, not in the commit.
         with self.manifest.write(copy_back=False) as conn:
@@ -317,15 +332,15 @@ class Rebuilder:
             except IntegrityError:  # the source repeated some keys: keep one copy of each, then index
                 dupes = conn.execute(select(docs.c.section, docs.c.key)
                                      .group_by(docs.c.section, docs.c.key).having(func.count() > 1)).all()
-                cache: dict[tuple[str, int], list[PackRow]] = {}
                 for section, key in dupes:
                     duplicates += self._keep_one(conn, section, key, cache)
                 conn.execute(text(f"CREATE UNIQUE INDEX ux_documents_key_{suffix} ON {docs.name} (section, key)"))
+            refused = self._one_per_url(conn, suffix, cache)
             revision = Manifest.next_revision(conn)
             Manifest.mark_rebuilt(conn, revision)
             swap_in(conn, self.news_staging, revision)
             conn.execute(text(f"DROP TABLE {self.news_staging.name}"))
-            if duplicates:  # count again what is left (a scan of every row: only then)
+            if duplicates or refused:  # count again what is left (a scan of every row: only then)
                 conn.execute(self.staging["shards"].insert().from_select(
                     ["section", "shard_no", "url_count", "byte_count", "revision"],
                     select(docs.c.section, docs.c.shard_no, func.count(), func.sum(docs.c.size),
@@ -341,12 +356,12 @@ class Rebuilder:
             for t in TABLES:
                 conn.execute(text(f"DROP TABLE {t.name}"))
                 conn.execute(text(f"ALTER TABLE {t.name}_staging RENAME TO {t.name}"))
-                if self.manifest.dialect == "postgresql" and t is not documents:
+                if self.manifest.dialect == "postgresql" and t not in (documents, loc_owners):  # no primary key
                     conn.execute(text(f"ALTER INDEX {t.name}_staging_pkey RENAME TO {t.name}_pkey"))
             if self.manifest.dialect == "sqlite":
                 conn.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
                 conn.exec_driver_sql("PRAGMA threads = 0")
-        return duplicates
+        return duplicates, refused
 
     def _keep_one(self, conn: Connection, section: str, key: str, cache: dict[tuple[str, int], list[PackRow]]
                   ) -> int:
@@ -358,14 +373,15 @@ class Rebuilder:
         copies = []  # (shard_no, seq, position, version, size) in source order: shards and packs fill in order
         for n in sorted({n for (n,) in conn.execute(select(docs.c.shard_no).where(where))}):
             for seq, a, b, data in self._packs_of(conn, section, n, cache):
-                keys, versions, _locs, _lastmods, _stamps, sizes, _xmls = unpack(data)
-                copies += [(n, seq, i, versions[i], sizes[i]) for i in range(a, b) if keys[i] == key]
+                keys, versions, locs, _lastmods, _stamps, sizes, _xmls = unpack(data)
+                copies += [(n, seq, i, versions[i], sizes[i], locs[i]) for i in range(a, b) if keys[i] == key]
         kept, version = copies[0], copies[0][3]
         for copy in copies[1:]:
             if copy[3] is not None and version is not None and copy[3] <= version:
                 continue
             kept, version = copy, copy[3] if copy[3] is not None else version
-        n, seq, position, _v, size = kept
+        n, seq, position, _v, size, loc = kept
+        self._kept[section, key] = owners.loc_hash(loc)
         conn.execute(docs.delete().where(where))
         conn.execute(docs.insert().values(section=section, key=key, shard_no=n, version=version, size=size))
         # Every other copy is blanked in its pack, so each shard's packs hold exactly its documents (what lets an
@@ -379,6 +395,56 @@ class Rebuilder:
                     ).values(data=without(data, key, position if (m, pack_seq) == (n, seq) else None)))
             cache.pop((section, m))
         return len(copies) - 1
+
+    def _one_per_url(self, conn: Connection, suffix: str, cache: dict[tuple[str, int], list[PackRow]]) -> int:
+        """Leave each URL to the first document that claims it in the source; dead-letter every later claimant
+        (naming the holder), then index the claims. Returns the documents refused."""
+        t = self.staging["loc_owners"]
+        index = f"CREATE UNIQUE INDEX ux_loc_owners_{suffix} ON {t.name} (loc_hash)"
+        try:
+            with conn.begin_nested():
+                conn.execute(text(index))
+                return 0
+        except IntegrityError:  # a URL claimed twice (or a repeated key's claims): only then, scans
+            pass
+        repeated = select(t.c.loc_hash).group_by(t.c.loc_hash).having(func.count() > 1)
+        claims = conn.execute(select(t.c.loc_hash, t.c.section, t.c.key, t.c.ord)
+                              .where(t.c.loc_hash.in_(repeated)).order_by(t.c.loc_hash, t.c.ord)).all()
+        holders: dict[int, tuple[str, str, int]] = {}
+        letters: list[tuple[str, str, bytes]] = []
+        for h, section, key, order in claims:
+            if self._kept.get((section, key), h) != h:
+                continue  # a repeated key's copy that was not kept: it claims nothing
+            holder = holders.setdefault(h, (section, key, order))
+            if holder[:2] != (section, key):
+                loc = self._drop(conn, section, key, cache)
+                letters.append(("rebuild", owners.refusal(loc, owners.Holder(*holder[:2])),
+                                orjson.dumps({"section": section, "key": key, "loc": loc})))
+        for i in range(0, len(holders), owners.CHUNK):
+            conn.execute(t.delete().where(t.c.loc_hash.in_(list(holders)[i:i + owners.CHUNK])))
+        if holders:
+            conn.execute(t.insert(), [{"loc_hash": h, "section": s, "key": k, "ord": o}
+                                      for h, (s, k, o) in holders.items()])
+        Manifest.add_dead_letters(conn, letters)
+        conn.execute(text(index))
+        return len(letters)
+
+    def _drop(self, conn: Connection, section: str, key: str, cache: dict[tuple[str, int], list[PackRow]]) -> str:
+        """Take a document out of the staged manifest (its row, its packs' entries); returns its URL."""
+        docs, packs_table = self.staging["documents"], self.staging["shard_packs"]
+        where = (docs.c.section == section) & (docs.c.key == key)
+        shard_no = conn.execute(select(docs.c.shard_no).where(where)).scalar_one()
+        conn.execute(docs.delete().where(where))
+        loc = ""
+        for seq, a, b, data in self._packs_of(conn, section, shard_no, cache):
+            cols = unpack(data)
+            if key in cols[0][a:b]:
+                loc = cols[2][cols[0].index(key, a, b)]
+                conn.execute(packs_table.update().where(
+                    packs_table.c.section == section, packs_table.c.shard_no == shard_no, packs_table.c.seq == seq
+                ).values(data=without(data, key, None)))
+        cache.pop((section, shard_no), None)
+        return loc
 
     def _packs_of(self, conn: Connection, section: str, shard_no: int, cache: dict[tuple[str, int], list[PackRow]]
                   ) -> list[PackRow]:
@@ -407,6 +473,7 @@ class _Batch:
     documents: list[DocumentRun] = field(default_factory=list)
     size: int = 0  # documents in `documents`
     packs: list[tuple[str, int, int, int, int, bytes]] = field(default_factory=list)  # shard_packs columns
+    claims: list[owners.ClaimRun] = field(default_factory=list)
     letters: list[tuple[str, str, bytes]] = field(default_factory=list)
     news: list[tuple[Any, ...]] = field(default_factory=list)  # news_articles_staging rows
 

@@ -12,12 +12,20 @@ from typing import Any
 
 from isal import isal_zlib
 
-from sitemap_keeper.snapshot.document import Alternate, Document, Image, Rules, document_fields, lastmod_timestamp
+from sitemap_keeper.snapshot.document import (
+    Alternate,
+    Document,
+    Image,
+    InvalidDocument,
+    Rules,
+    document_fields,
+    lastmod_timestamp,
+)
 from sitemap_keeper.snapshot.video import Listed, Video, parse_videos
 
-FastRow = Callable[[Any, frozenset[str], bool], "DocumentRow | None"]
-FastRows = Callable[[list[Any], int, frozenset[str], Callable[[bytes], Any], dict[str, list[tuple[Any, ...]]], bool],
-                    int]
+FastRow = Callable[[Any, frozenset[str], bool, int | None], "DocumentRow | None"]
+FastRows = Callable[[list[Any], int, frozenset[str], Callable[[bytes], Any], dict[str, list[tuple[Any, ...]]], bool,
+                     int | None], int]
 fast_row: FastRow | None
 fast_rows: FastRows | None
 try:  # the common document in C (snapshot/_fastrow.c); without a C compiler at install the Python code does it all
@@ -69,7 +77,7 @@ def document_row(obj: Any, rules: Rules) -> DocumentRow:
     every other document: repairs, refusals and their reasons.
     """
     if fast_row is not None:
-        row: DocumentRow | None = fast_row(obj, rules.allowed_hosts, not rules.ignore_extra_fields)
+        row: DocumentRow | None = fast_row(obj, rules.allowed_hosts, not rules.ignore_extra_fields, rules.max_size)
         if row is not None:
             return row
     section, key, loc, lastmod, changefreq, priority, images, alternates, version = document_fields(obj, rules)
@@ -78,8 +86,12 @@ def document_row(obj: Any, rules: Rules) -> DocumentRow:
     if videos is not None:
         xml = xml[:-len("</url>\n")] + "".join(map(video_element, parse_videos(videos, loc))) + "</url>\n"
     # isascii() is O(1) on CPython's strings: most fragments need no encoding to be measured.
-    return (section, key, version, loc, lastmod, lastmod_timestamp(lastmod),
-            len(xml) if xml.isascii() else len(xml.encode()), xml)
+    size = len(xml) if xml.isascii() else len(xml.encode())
+    if rules.max_size is not None and size > rules.max_size:
+        # Accepted, it would make every publish of its shard fail (the shard over the byte limit).
+        raise InvalidDocument(f"the document's <url> element is {size} bytes, more than one shard can hold "
+                              f"({rules.max_size} bytes besides the shard's header, SITEMAPS_MAX_BYTES)")
+    return (section, key, version, loc, lastmod, lastmod_timestamp(lastmod), size, xml)
 
 
 def url_fragment(doc: Document) -> str:
@@ -164,6 +176,11 @@ def gzip_pieces(pieces: Iterable[bytes]) -> bytes:
 class IndexEntry:
     loc: str
     lastmod: str | None
+
+
+def index_entry_size(entry: IndexEntry) -> int:
+    """The bytes one entry adds to an index."""
+    return len(index_xml([entry])) - len(index_xml([]))
 
 
 def index_xml(entries: Sequence[IndexEntry]) -> bytes:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from sitemap_keeper.snapshot.document import Rules
+from sitemap_keeper.snapshot.hosts import ascii_host
 from sitemap_keeper.snapshot.limits import MAX_BYTES, MAX_INDEX_ENTRIES, MAX_SHRINK, MAX_URLS, Limits, check_max_shrink
 from sitemap_keeper.snapshot.naming import check_base_url
 
@@ -86,6 +87,7 @@ class Settings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_url", check_base_url(self.base_url))
         self.limits  # noqa: B018 - fail early, with the message naming the bad limit
+        self.rules  # noqa: B018 - likewise for an allowed host that is no valid host name
         check_max_shrink(self.max_shrink)
         if self.extra_fields not in ("reject", "ignore"):
             raise ValueError(f"extra_fields must be 'reject' or 'ignore', got {self.extra_fields!r}")
@@ -109,7 +111,8 @@ class Settings:
     @property
     def rules(self) -> Rules:
         hosts = self.allowed_hosts or (urlsplit(self.base_url).hostname or "",)
-        return Rules(frozenset(h.lower() for h in hosts if h), ignore_extra_fields=self.extra_fields == "ignore")
+        return Rules(frozenset(ascii_host(h) for h in hosts if h),  # as document URLs are compared: IDNA
+                     ignore_extra_fields=self.extra_fields == "ignore")
 
     @property
     def base_path(self) -> str:

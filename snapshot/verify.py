@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
 from xml.parsers import expat
 from xml.parsers.expat import XMLParserType
+
+from lxml import etree
 
 from sitemap_keeper.snapshot.limits import Limits
 from sitemap_keeper.snapshot.manifest import FileRecord
@@ -72,6 +77,17 @@ def check_index(name: str, xml: bytes, limits: Limits) -> None:
     if len(xml) > limits.max_bytes:
         raise VerificationError(f"{name} is {len(xml)} bytes, over the limit of {limits.max_bytes}")
     _parse(name, expat.ParserCreate(), xml)
+    schema, parser = _index_schema()
+    if not schema.validate(etree.fromstring(xml, parser)):
+        raise VerificationError(f"{name} is not valid against the sitemaps.org index schema: "
+                                f"{schema.error_log.last_error}")
+
+
+@functools.cache
+def _index_schema() -> tuple[Any, Any]:
+    """siteindex.xsd (as the sitemaps.org site gives it) and a parser that reads nothing but the file."""
+    schema = etree.XMLSchema(etree.parse(str(Path(__file__).with_name("schemas") / "siteindex.xsd")))
+    return schema, etree.XMLParser(huge_tree=True, resolve_entities=False, no_network=True)
 
 
 def verify_generation(store: Store, gen_id: str, records: Mapping[str, FileRecord], limits: Limits,

@@ -20,6 +20,7 @@ from sitemap_keeper.snapshot.document import ANY_HOST, InvalidDocument, Rules
 from sitemap_keeper.snapshot.packs import unpack
 from sitemap_keeper.snapshot.rebuild import Chunk, parse_chunk
 from sitemap_keeper.snapshot.render import DocumentRow, document_row
+from sitemap_keeper.snapshot.settings import Settings
 
 RULES = Rules(frozenset({"librer.io", "cdn.librer.io"}))
 FAST = render.fast_row
@@ -239,3 +240,62 @@ def test_a_chunk_parses_the_same_with_the_c_loop_as_without(lines: list[bytes]) 
         native = parsed(source, rules)
         with python_only():
             assert native == parsed(source, rules)
+
+
+@pytest.mark.parametrize("margin", [-1, 0, 1])
+def test_a_fragment_over_max_size_is_left_to_the_python_code_which_refuses_it(margin: int) -> None:
+    """Rules.max_size (what one shard can hold): the C paths decline a bigger fragment, the Python code refuses
+    it with its reason; at or under it, both give the same row."""
+    obj = synthetic.document(7)
+    size = reference(obj, RULES_SYNTHETIC)[6]  # type: ignore[index]
+    rules = Rules(RULES_SYNTHETIC.allowed_hosts, max_size=size + margin)
+    assert FAST is not None and FAST_ROWS is not None
+    fast = FAST(obj, rules.allowed_hosts, True, rules.max_size)
+    expected = reference(obj, rules)
+    if margin < 0:
+        assert fast is None and expected is None
+        with pytest.raises(InvalidDocument, match="more than one shard can hold"):
+            document_row(obj, rules)
+    else:
+        assert fast is not None
+        same(fast, expected)
+    lines = [orjson.dumps(synthetic.document(n)) for n in (5, 6)] + [orjson.dumps(obj)]
+    native = parsed(Chunk("source.jsonl", 1, b"\n".join(lines)), rules)
+    with python_only():
+        assert native == parsed(Chunk("source.jsonl", 1, b"\n".join(lines)), rules)
+    assert len(native[1]) == (1 if margin < 0 else 0)
+
+
+RULES_SYNTHETIC = Rules(frozenset({synthetic.HOST}))
+
+
+@pytest.mark.parametrize("loc", ["https://bücher.example/a", "https://xn--bcher-kva.example/a",
+                                 "https://XN--BCHER-KVA.example/a", "https://b%C3%BCcher.example/a",
+                                 "https://bücher.example/ü", "https://b%FFcher.example/a", "https://librer.io/a"])
+@pytest.mark.parametrize("allowed", ["bücher.example", "xn--bcher-kva.example"])
+def test_idn_hosts_give_the_same_row_or_reason_on_both_paths(loc: str, allowed: str) -> None:
+    rules = Settings(allowed_hosts=(allowed,)).rules
+    obj = {"section": "books", "key": "1", "loc": loc, "images": [{"loc": loc}],
+           "alternates": [{"hreflang": "de", "href": loc}]}
+    with python_only():
+        try:
+            expected: DocumentRow | str = document_row(obj, rules)
+        except InvalidDocument as exc:
+            expected = str(exc)
+    try:
+        got: DocumentRow | str = document_row(obj, rules)
+    except InvalidDocument as exc:
+        got = str(exc)
+    assert got == expected
+    if "bcher" in loc and "%FF" not in loc:
+        assert isinstance(got, tuple) and got[3].startswith("https://xn--bcher-kva.example/"), got
+
+
+def test_a_line_over_1_mib_is_left_to_the_python_code_which_refuses_it() -> None:
+    big = orjson.dumps({**synthetic.document(9), "pad": "x" * (1024 * 1024)})
+    chunk = Chunk("source.jsonl", 1, b"\n".join([orjson.dumps(synthetic.document(8)), big]))
+    native = parsed(chunk, RULES_SYNTHETIC)
+    with python_only():
+        assert native == parsed(chunk, RULES_SYNTHETIC)
+    assert [(source, "at most 1048576 allowed" in reason) for source, reason, _raw in native[1]] == \
+        [("source.jsonl:2", True)]

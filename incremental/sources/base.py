@@ -29,6 +29,7 @@ class EventSource(ABC):
 
     status: tuple[bool, str] = (False, "starting")  # can events flow, and if not why (for /readyz)
     lag: int | None = None  # events not consumed yet, when known (a followed file does not count them)
+    unaccounted: int = 0  # times events were lost that the source could not account for (a file's rotation)
     dead_letter_topic: str | None = None  # where refused events are also sent, if anywhere
 
     @abstractmethod
