@@ -175,8 +175,8 @@ def test_the_service_follows_a_rotation_and_reports_a_loss_on_readyz(tmp_path: P
         rotate_create(h.path, ".2").unlink()
         h.lines(4)
         svc = ServiceProcess(["run", "--follow", str(h.path)], env, tmp_path / "service.log")
-        wait_for(lambda: svc.get("/readyz")[0] == 503, 30, "/readyz reporting the loss")
-        assert "is gone" in svc.get("/readyz")[1]
+        wait_for(lambda: "is gone" in svc.get("/readyz")[1], 30, "/readyz reporting the loss")
+        assert svc.get("/readyz")[0] == 503
         wait_for(lambda: svc.metrics().get("sitemaps_source_unaccounted") == 1, 30, "the metric")
         assert "is gone" in svc.log_tail()
         assert svc.stop()[0] == 0

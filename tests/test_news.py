@@ -24,7 +24,7 @@ from sitemap_keeper.snapshot.document import InvalidDocument, Rules
 from sitemap_keeper.snapshot.news import parse_news_name
 from sitemap_keeper.snapshot.publish import plan
 from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
-from sitemap_keeper.snapshot.render import fast_row
+from sitemap_keeper.snapshot.render import document_row, fast_row
 from sitemap_keeper.snapshot.serve import make_server, serve_in_thread
 from sitemap_keeper.snapshot.settings import Settings
 from sitemap_keeper.snapshot.status import status
@@ -247,8 +247,9 @@ def test_fast_path_leaves_news_and_video_to_python(field: str) -> None:
     assert fast_row is not None and fast_row(doc, RULES.allowed_hosts) is not None
     doc[field] = {}
     assert fast_row(doc, RULES.allowed_hosts) is None
-    doc[field] = None  # null is no block: still the common document
-    assert fast_row(doc, RULES.allowed_hosts) is not None
+    doc[field] = None  # null is no block: the document's row is the common document's (the C path may leave
+    common = {k: v for k, v in doc.items() if k != field}  # a key it does not read to the Python code)
+    assert document_row(doc, RULES) == document_row(common, RULES) == fast_row(common, RULES.allowed_hosts)
 
 
 def test_rebuild_loads_the_news_window_and_events_follow(app: App) -> None:
