@@ -263,7 +263,7 @@ GARBAGE: list[tuple[bytes, str]] = [
     (DOC + b'"priority":1e400}', "not valid JSON"), (DOC + b'"x":1}\x00', "not valid JSON"),
     (DOC + b'"x":1} {}', "not valid JSON"), (b"\x00\x01\x02", "not valid JSON"),
 ]
-BIG_PAD = 1024 * 1024  # an event of more than 1 MiB; a rebuild source line may be larger (no such limit)
+BIG_PAD = 1024 * 1024  # a line of more than 1 MiB: refused in a rebuild source as in events
 
 
 def set_path(obj: dict[str, Any], path: tuple[str | int, ...], value: Any) -> None:
@@ -299,9 +299,9 @@ def source_lines(draw: st.DrawFn) -> list[Line]:
         else:
             op = draw(st.sampled_from(["delete", "explode", None, ["upsert"]]))
             lines.append(Line(orjson.dumps({**doc.obj, "op": op}), reason="a rebuild source holds documents"))
-    if draw(st.integers(0, 4)) == 0:  # a huge line: fine in a rebuild, refused as an event below
-        huge = draw(documents(key="huge")).line()  # padded with white space: an unknown field would be refused
-        lines.append(Line(huge.raw[:-1] + b" " * BIG_PAD + b"}", huge.reason, huge.event))
+    if draw(st.integers(0, 4)) == 0:  # a huge line: refused for its size, as an event is (padded with white
+        huge = draw(documents(key="huge")).line()  # space: an unknown field would be refused for itself)
+        lines.append(Line(huge.raw[:-1] + b" " * BIG_PAD + b"}", reason="at most 1048576 allowed"))
     return lines
 
 

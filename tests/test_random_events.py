@@ -43,7 +43,8 @@ batches = st.lists(st.lists(st.one_of(upsert, upsert, delete), min_size=1, max_s
 def as_event(e: dict[str, object]) -> dict[str, object]:
     if e["op"] == "upsert":
         # The URL changes with the slug: a document's URL may change while its key stays.
-        e = {**e, "loc": f"https://{HOST}/{e['section']}/{e['key']}/{e.pop('slug')}"}
+        slug = e.pop("slug")
+        e = {**e, "loc": f"https://{HOST}/{e['section']}/{e['key']}/{slug}"}
     return {k: v for k, v in e.items() if v is not None}
 
 

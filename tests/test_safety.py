@@ -88,7 +88,7 @@ def test_a_reader_on_an_empty_sqlite_path_creates_nothing(tmp_path: Path, args: 
     data = tmp_path / "data"
     proc = cli(*args, env={"SITEMAPS_DATA_DIR": str(data)}, check=False)
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines() == [f"Error: no manifest at sqlite:///{data / 'manifest.db'}"]
+    assert proc.stderr.strip().splitlines() == [f"error: no manifest at sqlite:///{data / 'manifest.db'}"]
     assert not data.exists()
     db = tmp_path / "other.db"
     proc = cli(*args, env={"SITEMAPS_DATA_DIR": str(data), "SITEMAPS_DATABASE_URL": f"sqlite:///{db}"},
@@ -104,7 +104,7 @@ def test_a_reader_on_an_empty_postgresql_database_creates_nothing(tmp_path: Path
         proc = cli(*args, env={"SITEMAPS_DATA_DIR": str(tmp_path / "data"), "SITEMAPS_DATABASE_URL": with_password},
                    check=False)
         assert proc.returncode == 1, args
-        assert proc.stderr.strip().splitlines() == [f"Error: no manifest at {masked}"], args
+        assert proc.stderr.strip().splitlines() == [f"error: no manifest at {masked}"], args
     assert tables(pg_url) == set()
     assert not (tmp_path / "data").exists()
 
