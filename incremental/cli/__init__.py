@@ -22,6 +22,7 @@ COMMANDS = {
     "prune": "prune", "serve": "serve", "demo": "demo", "dead-letters": "dead_letters", "verify": "verify",
     "diff": "diff", "robots": "robots", "run": "run", "replay": "replay",
     "hold": "hold", "resume": "resume",
+    "settings": "settings",
 }
 
 
@@ -52,7 +53,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 
 EPILOG = """\b
 Every option is also an environment variable: --database-url is SITEMAPS_DATABASE_URL, and so on.
-`sitemaps COMMAND --help` lists the options that command reads; README.md ("Configuration") all of them.
+`sitemaps COMMAND --help` lists the options that command reads; `sitemaps settings` describes the shared ones.
 Exit status: 0 done, 1 failed at run time, 2 bad usage or settings (one line on standard error;
 --debug adds the traceback)."""
 

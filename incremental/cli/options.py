@@ -10,11 +10,15 @@ A bare `@with_app` attaches every group (SHARED). To add a setting (a `Settings`
 append it to the one group it belongs to; every command declaring that group gets it. An option only one
 command uses is a plain `option(...)` on that command instead. The groups are documented in README.md
 ("Configuration"); tests/test_cli_help.py checks each command's help against what its code reads.
+
+A command's --help describes its own options in full and names its settings only, one line per group; they
+are described once, by `sitemaps settings [GROUP]` (incremental/cli/settings.py).
 """
 
 from __future__ import annotations
 
 import functools
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar, overload
@@ -31,6 +35,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _hosts(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[str, ...]:
     return tuple(h.strip() for h in (value or "").split(",") if h.strip())
+
+
+class Setting(click.Option):
+    """A settings option: it parses as any option, and a command's --help names it under its group instead of
+    describing it (`_help`)."""
+
+    def __init__(self, *args: Any, group: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.group = group
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        return None
 
 
 class Group(NamedTuple):
@@ -196,20 +212,63 @@ def with_app(*groups: Any) -> Any:
     """`@with_app(GROUP, ...)`: add those groups' options to a command and hand it an `App` built from them
     (settings of the groups left out keep their defaults). A bare `@with_app` adds every group."""
     if len(groups) == 1 and callable(groups[0]):
-        return _with_options(SHARED, groups[0])
-    return functools.partial(_with_options, [o for g in groups for o in g.options])
+        return _with_options(GROUPS, groups[0])
+    return functools.partial(_with_options, groups)
 
 
 def with_reader(*groups: Group) -> Callable[[F], F]:
     """`@with_app(GROUP, ...)` for a command that only reads: the manifest is never created or changed, and where
     there is none the command says so in one line (exit status 1)."""
-    return functools.partial(_with_options, [o for g in groups for o in g.options], read_only=True)
+    return functools.partial(_with_options, groups, read_only=True)
 
 
-def _with_options(options: list[tuple[str, str, dict[str, Any]]], fn: F, read_only: bool = False) -> F:
+def described(opt: str, field: str, kw: dict[str, Any]) -> click.Option:
+    """A settings option as a plain click option, whose help record describes it in full (`sitemaps settings`)."""
+    return click.Option([opt, field], envvar=envvar(opt), show_envvar=True, show_default=True, **kw)
+
+
+def _help(ctx: click.Context, help_option: click.Parameter, value: bool) -> None:
+    """--help of a command with settings: click's, with the settings named by group after the command's own
+    options, and --help listed last as click lists it (`click.command` builds a plain click.Command)."""
+    if not value or ctx.resilient_parsing:
+        return
+    command, formatter = ctx.command, ctx.make_formatter()
+    command.format_usage(ctx, formatter)
+    command.format_help_text(ctx, formatter)
+    command.format_arguments(ctx, formatter)
+    params = [p for p in command.get_params(ctx) if p is not help_option] + [help_option]
+    with formatter.section("Options"):
+        formatter.write_dl([r for p in params if not isinstance(p, click.Argument) and (r := p.get_help_record(ctx))])
+    names: dict[str, list[str]] = {}
+    for param in params:
+        if isinstance(param, Setting):
+            names.setdefault(param.group, []).append(param.opts[0])
+    with formatter.section("Settings"):
+        formatter.write_text("Each is also an environment variable SITEMAPS_<NAME>; `sitemaps settings GROUP` "
+                             "describes them.")
+        write_names(formatter, names)
+    command.format_epilog(ctx, formatter)
+    click.echo(formatter.getvalue().rstrip("\n"), color=ctx.color)
+    ctx.exit()
+
+
+def write_names(formatter: click.HelpFormatter, names: dict[str, list[str]]) -> None:
+    """One row per label (a group): the label, then the names (its options), wrapped between names, never inside one."""
+    first = max(map(len, names)) + 2
+    indent = " " * formatter.current_indent
+    width = max(formatter.width - formatter.current_indent - first, 20)
+    for group, opts in names.items():
+        lines = textwrap.wrap(", ".join(opts), width, break_on_hyphens=False, break_long_words=False)
+        formatter.write(f"{indent}{group:<{first}}{lines[0]}\n")
+        formatter.write("".join(f"{indent}{'':<{first}}{line}\n" for line in lines[1:]))
+
+
+def _with_options(groups: tuple[Group, ...], fn: F, read_only: bool = False) -> F:
+    options = [(group.name, o) for group in groups for o in group.options]
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        values = {field: kwargs.pop(field) for _opt, field, _kw in options}
+        values = {field: kwargs.pop(field) for _group, (_opt, field, _kw) in options}
         try:
             settings = Settings(**values)
         except ValueError as exc:
@@ -224,6 +283,8 @@ def _with_options(options: list[tuple[str, str, dict[str, Any]]], fn: F, read_on
         finally:
             app.close()
 
-    for opt, field, kw in reversed(options):
-        wrapper = option(opt, field, **kw)(wrapper)
+    wrapper = click.option("-h", "--help", is_flag=True, expose_value=False, is_eager=True, callback=_help,
+                           help="Show this message and exit.")(wrapper)
+    for group, (opt, field, kw) in reversed(options):
+        wrapper = option(opt, field, cls=Setting, group=group, **kw)(wrapper)
     return wrapper  # type: ignore[return-value]
