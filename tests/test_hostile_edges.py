@@ -16,7 +16,8 @@ import pytest
 
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.snapshot.limits import Limits
-from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot import owners
+from sitemap_keeper.snapshot.manifest import Counts, Manifest
 from sitemap_keeper.snapshot.rebuild import Chunk, Rebuilder, row_chunks
 from sitemap_keeper.snapshot.render import IndexEntry, index_xml
 from sitemap_keeper.snapshot.settings import Settings
@@ -262,6 +263,93 @@ def test_a_url_belongs_to_one_document_under_replay(kafka_broker: TansuBroker, n
     for e in [doc(1), doc(3), at(4, 4), events[5], events[6]]:
         model.event(e)
     assert local_site(tmp_path / "data") == model.expected()
+
+
+def url(i: int) -> str:
+    return f"https://{HOST}/books/{i}"
+
+
+def delete(i: int, version: int) -> dict[str, object]:
+    return {"op": "delete", "section": "books", "key": str(i), "version": version}
+
+
+def locs(app: App) -> dict[str, str]:
+    """Each live document's URL, by key (every document here is a book)."""
+    return {key: loc for _s, key, loc, _m in app.manifest.documents()}
+
+
+def waiting(app: App) -> int:
+    with app.manifest.engine.connect() as conn:
+        return owners.waiting_count(conn)
+
+
+def batches(app: App, *events: list[dict[str, object]]) -> Counts:
+    total = Counts()
+    for batch in events:
+        total.add(app.applier.apply_raw([(f"t:{i}", wire(e)) for i, e in enumerate(batch)]))
+    return total
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one-batch", "two-batches"])
+def test_a_new_keys_upsert_before_the_old_keys_delete_takes_the_url(app: App, split: bool) -> None:
+    """A change of a row's key from a change feed: the new key's upsert may come first (another partition).
+    Refused while the old key holds the URL, it waits; the delete frees the URL and it is applied."""
+    batches(app, [doc(1)])
+    claim, gone = at(2, 1, day=5), delete(1, 2)
+    counts = batches(app, [claim], [gone]) if split else batches(app, [claim, gone])
+    assert (counts.applied, counts.rejected) == (2, 0), counts  # the refusal's letter is withdrawn
+    assert locs(app) == {"2": url(1)}
+    assert app.manifest.dead_letters() == [] and waiting(app) == 0
+    assert app.publisher.publish().generation is not None
+    assert served(app) == {url(1): claim["lastmod"]}
+
+
+def test_a_refused_claim_waits_with_its_dead_letter_until_the_url_is_freed(app: App) -> None:
+    batches(app, [doc(1)])
+    counts = batches(app, [at(2, 1)])
+    assert counts.rejected == 1 and claims(app) == ["1"] and waiting(app) == 1
+    assert locs(app) == {"1": url(1)}
+    counts = batches(app, [delete(1, 2)])
+    assert (counts.applied, counts.rejected) == (2, -1), counts  # the letter written before is withdrawn
+    assert locs(app) == {"2": url(1)} and claims(app) == [] and waiting(app) == 0
+
+
+def test_a_waiting_claim_replaced_by_a_newer_event_of_its_key_is_never_applied(app: App) -> None:
+    batches(app, [doc(1), doc(5), doc(6)])
+    # Refused at 1's URL, then moved to a free one: when 1's URL is freed, 2 stays where it went.
+    batches(app, [at(2, 1)], [at(2, 100, version=2)], [delete(1, 2)])
+    assert locs(app) == {"2": url(100), "5": url(5), "6": url(6)}
+    assert claims(app) == ["1"] and waiting(app) == 0  # never applied: its letter stands
+    # Refused at 5's URL, then at 6's: the newer claim replaces the older (and stands for its letter too).
+    batches(app, [at(4, 5)], [at(4, 6, version=2)])
+    assert waiting(app) == 1 and claims(app) == ["1", "5", "6"]
+    batches(app, [delete(5, 2)])
+    assert "4" not in locs(app) and waiting(app) == 1
+    batches(app, [delete(6, 2)])
+    assert locs(app) == {"2": url(100), "4": url(6)} and claims(app) == ["1"] and waiting(app) == 0
+    # In one batch: refused, then deleted; the URL freed after: nothing comes back.
+    batches(app, [at(7, 100), delete(7, 2), delete(2, 3)])
+    assert locs(app) == {"4": url(6)} and waiting(app) == 0
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one-batch", "batches"])
+def test_of_two_waiting_claims_the_oldest_takes_the_url_and_the_other_waits_on(app: App, split: bool) -> None:
+    batches(app, [doc(1)])
+    events = [at(2, 1), at(3, 1), delete(1, 2)]
+    batches(app, *([[e] for e in events] if split else [events]))
+    assert locs(app) == {"2": url(1)} and waiting(app) == 1
+    assert claims(app) == ["1"]  # 3's letter stands while it waits
+    batches(app, [delete(2, 2)])
+    assert locs(app) == {"3": url(1)} and claims(app) == [] and waiting(app) == 0
+
+
+def test_a_rebuild_ends_every_wait(app: App) -> None:
+    batches(app, [doc(1)], [at(2, 1)])
+    assert waiting(app) == 1
+    Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 2).rebuild(row_chunks("src", [doc(1)]))
+    assert waiting(app) == 0
+    batches(app, [delete(1, 2)])
+    assert locs(app) == {}
 
 
 # -- also made consistent ---------------------------------------------------------------------------------------
