@@ -242,17 +242,17 @@ class _Waiting:
     seq: int | None = None  # the next claim's place in the queue
 
     def drop(self, wait: owners.Wait) -> bool:
-        """Take a claim out of the table (returns False, for filters)."""
+        """Take a claim out of the table."""
         if wait.stored:
             self.gone[wait.row_key] = wait
-        return False
 
-    def withdraw(self, wait: owners.Wait, counts: Counts) -> None:
-        """The claim is applied: the letters it stands for go (its own counted applied, older ones stale)."""
+    def withdraw(self, wait: owners.Wait, counts: Counts, applied: bool) -> None:
+        """The claim is applied, or replaced by a newer event of its key: the dead letters it stands for go,
+        their events counted stale (the claim's own one applied, if it is)."""
         self.withdrawn += wait.letters
         for n in wait.fresh:
             self.letters[n] = None
-        counts.stale += len(wait.letters) + len(wait.fresh) - 1
+        counts.stale += len(wait.letters) + len(wait.fresh) - applied
 
 
 class _Batch:
@@ -347,7 +347,8 @@ class _Batch:
             mark = w.replaced.pop(ident, None)
             for wait in owners.waiting_of(self.conn, [ident]):
                 if applied and owners.replaces(mark, wait.version):
-                    w.gone[wait.row_key] = wait
+                    w.drop(wait)
+                    w.withdraw(wait, self.counts, applied=False)
                 else:
                     found.append(wait)
         return found
@@ -362,7 +363,14 @@ class _Batch:
             elif (mark := w.replaced[ident]) is not None:
                 w.replaced[ident] = max(version, mark)
             return
-        w.of[ident] = [wait for wait in waits if not owners.replaces(version, wait.version) or w.drop(wait)]
+        kept = []
+        for wait in waits:
+            if owners.replaces(version, wait.version):
+                w.drop(wait)
+                w.withdraw(wait, self.counts, applied=False)
+            else:
+                kept.append(wait)
+        w.of[ident] = kept
 
     def _wait(self, loc: str, ident: Ident, version: int | None, h: int, origin: tuple[str, bytes], reason: str
               ) -> None:
@@ -409,18 +417,19 @@ class _Batch:
         whether it was applied: then the dead letters it stands for are withdrawn. Still refused, it waits on;
         stale, it waits no more."""
         w, counts = self.waiting, self.counts
-        if all(other is not wait for other in w.of.get(wait.ident, ())):
-            return False  # replaced by a claim of its key applied before it
+        waits = w.of.get(wait.ident, [])
+        if all(other is not wait for other in waits):
+            return False  # replaced by an event of its key applied before it
+        w.of[wait.ident] = [other for other in waits if other is not wait]
         applied, stale = counts.applied, counts.stale
         if ops and self.add(ops):
+            w.of[wait.ident].append(wait)
             return False
         counts.stale = stale  # counted when it was refused
         w.drop(wait)
-        w.of[wait.ident] = [other for other in w.of.get(wait.ident, []) if other is not wait]
-        if counts.applied == applied:
-            return False
-        w.withdraw(wait, counts)
-        return True
+        if ops:
+            w.withdraw(wait, counts, applied=counts.applied > applied)
+        return counts.applied > applied
 
     def _holds(self, holder: Ident, loc: str) -> bool:
         """Whether `holder` is live at `loc`, as this batch leaves it."""
@@ -487,8 +496,12 @@ class _Batch:
         w = self.waiting
         if not w.watch:
             return
+        for wait in owners.waiting_of(self.conn, w.replaced):  # of keys applied here, not loaded
+            if owners.replaces(w.replaced[wait.ident], wait.version):
+                w.drop(wait)
+                w.withdraw(wait, self.counts, applied=False)
         new = [wait for waits in w.of.values() for wait in waits if not wait.stored]
-        owners.write_waiting(self.conn, w.gone.values(), w.replaced, w.letters, new, w.withdrawn)
+        owners.write_waiting(self.conn, w.gone.values(), w.letters, new, w.withdrawn)
         self.counts.rejected += sum(letter is not None for letter in w.letters) - len(w.withdrawn)
 
     def write(self, manifest: Manifest) -> None:

@@ -13,8 +13,9 @@ here, and a stale row can never refuse a document. Rows commit in the same trans
 A refused claim is not lost: it waits (`loc_waiting`), its event kept. When a batch frees a URL, its waiting
 claims are applied in that batch, oldest first (the first to claim it wins, the others wait on). A newer
 event of the same key replaces a waiting claim of an older version (or with no version): a stale event is
-never applied over newer state. A waiting claim's dead letter stands while it waits and is withdrawn once it
-is applied (with the letters of the older claims of its key it replaced). A rebuild empties the table.
+never applied over newer state. A waiting claim's dead letter stands while it waits (a newer refused claim of
+its key stands for it then) and is withdrawn once the claim is applied or replaced by a newer event applied
+(its event then counted stale). A rebuild empties the table.
 """
 
 from __future__ import annotations
@@ -196,14 +197,11 @@ def waiting_for(conn: Connection, holders: Iterable[Ident]) -> list[tuple[Wait, 
     return found
 
 
-def write_waiting(conn: Connection, gone: Iterable[Wait], replaced: dict[Ident, int | None],
-                  letters: Sequence[tuple[str, str, bytes] | None], new: Sequence[Wait], withdrawn: Sequence[int]
-                  ) -> None:
-    """Delete the claims gone (applied or replaced), and those of the `replaced` keys (newest version applied,
-    None: any) not loaded; write this batch's claims' dead letters (None: withdrawn before written) and claims;
-    delete the withdrawn letters."""
-    rows = [w.row_key for w in gone] + [w.row_key for w in waiting_of(conn, replaced)
-                                        if replaces(replaced[w.ident], w.version)]
+def write_waiting(conn: Connection, gone: Iterable[Wait], letters: Sequence[tuple[str, str, bytes] | None],
+                  new: Sequence[Wait], withdrawn: Sequence[int]) -> None:
+    """Delete the claims gone (applied or replaced); write this batch's claims' dead letters (None: withdrawn
+    before written) and claims; delete the withdrawn letters."""
+    rows = [w.row_key for w in gone]
     pk = tuple_(loc_waiting.c.loc_hash, loc_waiting.c.section, loc_waiting.c.key)
     for i in range(0, len(rows), CHUNK):
         conn.execute(loc_waiting.delete().where(pk.in_(rows[i:i + CHUNK])))

@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from sitemap_keeper.incremental.app import App
-from sitemap_keeper.snapshot.limits import Limits
 from sitemap_keeper.snapshot import owners
+from sitemap_keeper.snapshot.limits import Limits
 from sitemap_keeper.snapshot.manifest import Counts, Manifest
 from sitemap_keeper.snapshot.rebuild import Chunk, Rebuilder, row_chunks
 from sitemap_keeper.snapshot.render import IndexEntry, index_xml
@@ -189,16 +189,19 @@ def test_a_url_belongs_to_one_document_under_apply(app: App) -> None:
     assert app.publisher.publish().generation is not None
     assert served(app) == model.expected()
     # In one batch: refused while 1 holds it; 1 moves to another URL, which frees it; then 3 takes it, and 1
-    # cannot take it back.
-    apply(app, model, [{**at(3, 1, version=2), "_refused": True}, at(1, 100, version=2), at(3, 1, version=3),
-                       {**at(1, 1, version=3), "_refused": True}])
-    assert claims(app)[2:] == ["1", "3"]
+    # cannot take it back. 3's claims at 1's URL waited: replaced by its version 3, their letters are withdrawn.
+    events = [at(3, 1, version=2), at(1, 100, version=2), at(3, 1, version=3), at(1, 1, version=3)]
+    counts = app.applier.apply_raw([(f"test:{i}", wire(e)) for i, e in enumerate(events)])
+    assert (counts.applied, counts.stale, counts.rejected) == (2, 2, 0), counts
+    for e in events[1:3]:
+        model.event(e)
+    assert claims(app) == ["1", "3"]
     # A deletion frees a URL too; a document keeps its own URL through an update.
     apply(app, model, [{"op": "delete", "section": "books", "key": "2", "version": 5}, at(4, 2),
                        at(4, 2, version=2, day=7), at(3, 1, version=4, day=8)])
     assert app.publisher.publish().generation is not None
     assert served(app) == model.expected()
-    assert len(app.manifest.dead_letters()) == 4
+    assert len(app.manifest.dead_letters()) == 2
 
 
 def test_a_url_belongs_to_one_document_under_rebuild_then_apply(app: App) -> None:
@@ -258,7 +261,8 @@ def test_a_url_belongs_to_one_document_under_replay(kafka_broker: TansuBroker, n
     kafka_broker.produce(topic, [wire(e) for e in events], [key_of(e) for e in events])
     env = kafka_env(tmp_path, f"sqlite:///{tmp_path / 'm.db'}", kafka_broker, topic)
     out = cli("replay", "--exit", env=env).stdout
-    assert "replayed: applied 5, stale 0, rejected 2" in out, out
+    # 2's claim waited, replaced by its version 2: stale, its letter withdrawn.
+    assert "replayed: applied 5, stale 1, rejected 1" in out, out
     model = Model()
     for e in [doc(1), doc(3), at(4, 4), events[5], events[6]]:
         model.event(e)
@@ -319,14 +323,14 @@ def test_a_waiting_claim_replaced_by_a_newer_event_of_its_key_is_never_applied(a
     # Refused at 1's URL, then moved to a free one: when 1's URL is freed, 2 stays where it went.
     batches(app, [at(2, 1)], [at(2, 100, version=2)], [delete(1, 2)])
     assert locs(app) == {"2": url(100), "5": url(5), "6": url(6)}
-    assert claims(app) == ["1"] and waiting(app) == 0  # never applied: its letter stands
+    assert claims(app) == [] and waiting(app) == 0  # replaced: its letter withdrawn
     # Refused at 5's URL, then at 6's: the newer claim replaces the older (and stands for its letter too).
     batches(app, [at(4, 5)], [at(4, 6, version=2)])
-    assert waiting(app) == 1 and claims(app) == ["1", "5", "6"]
+    assert waiting(app) == 1 and claims(app) == ["5", "6"]
     batches(app, [delete(5, 2)])
     assert "4" not in locs(app) and waiting(app) == 1
     batches(app, [delete(6, 2)])
-    assert locs(app) == {"2": url(100), "4": url(6)} and claims(app) == ["1"] and waiting(app) == 0
+    assert locs(app) == {"2": url(100), "4": url(6)} and claims(app) == [] and waiting(app) == 0
     # In one batch: refused, then deleted; the URL freed after: nothing comes back.
     batches(app, [at(7, 100), delete(7, 2), delete(2, 3)])
     assert locs(app) == {"4": url(6)} and waiting(app) == 0
@@ -398,8 +402,8 @@ class OneUrlModel:
     """The rule, kept independently: per document its last accepted (loc, lastmod, version); a URL taken only
     while no other live document is at it; an event not newer than the document's version is stale. A refused
     claim waits (dead-lettered, and standing for the letters of the older claims of its key it replaces); an
-    event of its key replaces a waiting claim of a version not newer; at the end of each batch the waiting
-    claims of free URLs are applied, oldest first, and their letters withdrawn."""
+    event of its key applied replaces a waiting claim of a version not newer, withdrawing its letters; at the
+    end of each batch the waiting claims of free URLs are applied, oldest first, and their letters withdrawn."""
 
     def __init__(self) -> None:
         self.live: dict[tuple[str, str], tuple[str, str | None]] = {}
@@ -415,9 +419,9 @@ class OneUrlModel:
             for entry in [e for e in self.waiting if self.holder(e[1]["loc"]) in (None, e[0])]:
                 if entry in self.waiting and self.holder(entry[1]["loc"]) in (None, entry[0]):
                     self.waiting.remove(entry)
+                    self.refused -= entry[2]
                     if entry[1]["version"] > self.versions.get(entry[0], -1):
                         self.take(entry[0], entry[1])
-                        self.refused -= entry[2]
                         moved = True
             if not moved:
                 return
@@ -439,7 +443,9 @@ class OneUrlModel:
         self.take(ident, ev)
 
     def take(self, ident: tuple[str, str], ev: dict[str, Any]) -> None:
-        self.waiting = [e for e in self.waiting if e[0] != ident or e[1]["version"] > ev["version"]]
+        replaced = [e for e in self.waiting if e[0] == ident and e[1]["version"] <= ev["version"]]
+        self.waiting = [e for e in self.waiting if e not in replaced]
+        self.refused -= sum(e[2] for e in replaced)
         self.versions[ident] = ev["version"]
         if ev.get("op") == "delete":
             self.live.pop(ident, None)
