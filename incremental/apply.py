@@ -241,7 +241,7 @@ class _Waiting:
     withdrawn: list[int] = field(default_factory=list)  # written letters to delete
     seq: int | None = None  # the next claim's place in the queue
 
-    def drop(self, wait: owners.Wait) -> bool:
+    def drop(self, wait: owners.Wait) -> None:
         """Take a claim out of the table."""
         if wait.stored:
             self.gone[wait.row_key] = wait
