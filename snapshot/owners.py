@@ -28,7 +28,7 @@ from struct import Struct
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Connection, func, select, tuple_
+from sqlalchemy import Connection, func, inspect, select, tuple_
 
 from sitemap_keeper.snapshot.manifest import Manifest, dead_letters, loc_owners, loc_waiting
 
@@ -170,6 +170,12 @@ def any_waiting(conn: Connection) -> bool:
 
 def waiting_count(conn: Connection) -> int:
     return int(conn.execute(select(func.count()).select_from(loc_waiting)).scalar_one())
+
+
+def waiting_claims(manifest: Manifest) -> int:
+    """How many claims wait for a URL (0 on a manifest made before the table was: opened to read only)."""
+    with manifest.engine.connect() as conn:
+        return waiting_count(conn) if inspect(conn).has_table(loc_waiting.name) else 0
 
 
 def next_seq(conn: Connection) -> int:

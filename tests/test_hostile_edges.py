@@ -21,6 +21,7 @@ from sitemap_keeper.snapshot.manifest import Counts, Manifest
 from sitemap_keeper.snapshot.rebuild import Chunk, Rebuilder, row_chunks
 from sitemap_keeper.snapshot.render import IndexEntry, index_xml
 from sitemap_keeper.snapshot.settings import Settings
+from sitemap_keeper.snapshot.status import status
 from sitemap_keeper.snapshot.verify import VerificationError, check_index
 from tests.service_helpers import key_of, local_site
 from tests.services.kafka import TansuBroker
@@ -312,6 +313,7 @@ def test_a_refused_claim_waits_with_its_dead_letter_until_the_url_is_freed(app: 
     batches(app, [doc(1)])
     counts = batches(app, [at(2, 1)])
     assert counts.rejected == 1 and claims(app) == ["1"] and waiting(app) == 1
+    assert status(app.manifest, app.store, app.router, app.settings.base_url)["waiting_url_claims"] == 1
     assert locs(app) == {"1": url(1)}
     counts = batches(app, [delete(1, 2)])
     assert (counts.applied, counts.rejected) == (2, -1), counts  # the letter written before is withdrawn
