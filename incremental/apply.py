@@ -234,12 +234,27 @@ class _Waiting:
     """A batch's view of the claims waiting for URLs (snapshot/owners.py)."""
 
     watch: bool  # whether any claim waits (then events applied replace their key's older claims)
+    index: dict[Ident, list[int]] | None  # the stored claims' documents and URL hashes (None: too many to hold)
     of: dict[Ident, list[owners.Wait]] = field(default_factory=dict)  # by document, of those loaded or made here
     replaced: dict[Ident, int | None] = field(default_factory=dict)  # keys applied, not loaded: newest version
     gone: dict[tuple[int, str, str], owners.Wait] = field(default_factory=dict)  # stored ones to delete
     letters: list[tuple[str, str, bytes] | None] = field(default_factory=list)  # refusals' letters, to write
     withdrawn: list[int] = field(default_factory=list)  # written letters to delete
     seq: int | None = None  # the next claim's place in the queue
+
+    @staticmethod
+    def of_table(conn: Connection) -> _Waiting:
+        rows = owners.waiting_index(conn)
+        index: dict[Ident, list[int]] | None = None
+        if len(rows) <= owners.INDEX_MAX:
+            index = {}
+            for h, section, key in rows:
+                index.setdefault((section, key), []).append(h)
+        return _Waiting(bool(rows), index)
+
+    def stored(self, ident: Ident) -> bool:
+        """Whether this document may have stored claims waiting."""
+        return self.index is None or ident in self.index
 
     def drop(self, wait: owners.Wait) -> None:
         """Take a claim out of the table."""
@@ -273,7 +288,7 @@ class _Batch:
         self.known_sections: set[str] = set()
         self.news: list[Change] = []  # articles set or taken away, in order (snapshot/news.py)
         self.news_sections = news_sections(conn)  # where an upsert without news may take an article away
-        self.waiting = _Waiting(owners.any_waiting(conn))
+        self.waiting = _Waiting.of_table(conn)
 
     def add(self, ops: Sequence[UpsertRow | NewsUpsertRow | DeleteRow], origin: Origin | None = None
             ) -> list[tuple[int, str]]:
@@ -345,7 +360,7 @@ class _Batch:
             found = w.of[ident] = []
             applied = ident in w.replaced
             mark = w.replaced.pop(ident, None)
-            for wait in owners.waiting_of(self.conn, [ident]):
+            for wait in owners.waiting_of(self.conn, [ident]) if w.stored(ident) else ():
                 if applied and owners.replaces(mark, wait.version):
                     w.drop(wait)
                     w.withdraw(wait, self.counts, applied=False)
@@ -357,6 +372,8 @@ class _Batch:
         """An event of this document is applied: its older waiting claims are replaced."""
         w = self.waiting
         waits = w.of.get(ident)
+        if waits is None and not w.stored(ident):
+            return
         if waits is None:  # not loaded: the rows go at the end (`write_waiting`)
             if ident not in w.replaced or version is None:
                 w.replaced[ident] = version
@@ -397,16 +414,29 @@ class _Batch:
     def free_claims(self, holders: Iterable[Ident]) -> list[owners.Wait]:
         """The waiting claims whose URL is free (`holders`: the documents whose URLs may have been freed since
         the last look), oldest first."""
-        if not self.waiting.watch:
+        w = self.waiting
+        if not w.watch:
             return []
-        for wait, holder in owners.waiting_for(self.conn, holders):
-            self.owners.setdefault(wait.loc_hash, (holder.section, holder.key))
-            self._waits_of(wait.ident)
-        waits = [wait for waits in self.waiting.of.values() for wait in waits]
-        unknown = {wait.loc_hash for wait in waits} - self.owners.keys()
+        if w.index is None:
+            for wait, holder in owners.waiting_for(self.conn, holders):
+                self.owners.setdefault(wait.loc_hash, (holder.section, holder.key))
+                self._waits_of(wait.ident)
+        else:
+            self._load_owners({h for hashes in w.index.values() for h in hashes})
+            touched = set(holders)
+            for ident, hashes in w.index.items():
+                if any(self.owners[h] in touched for h in hashes):
+                    self._waits_of(ident)
+        waits = [wait for waits in w.of.values() for wait in waits]
+        self._load_owners({wait.loc_hash for wait in waits})
+        return sorted((wait for wait in waits if self._free(wait)), key=lambda wait: wait.seq)
+
+    def _load_owners(self, hashes: set[int]) -> None:
+        """The recorded claimants of these URL hashes not known here yet (None: no claimant)."""
+        unknown = hashes - self.owners.keys()
         if unknown:
             self.owners.update(owners.load(self.manifest, self.conn, unknown))
-        return sorted((wait for wait in waits if self._free(wait)), key=lambda wait: wait.seq)
+            self.owners.update(dict.fromkeys(unknown - self.owners.keys()))
 
     def _free(self, wait: owners.Wait) -> bool:
         holder = self.owners.get(wait.loc_hash)

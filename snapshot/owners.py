@@ -33,6 +33,7 @@ from sqlalchemy import Connection, func, inspect, select, tuple_
 from sitemap_keeper.snapshot.manifest import Manifest, dead_letters, loc_owners, loc_waiting
 
 CHUNK = 500  # hashes per IN (...) query
+INDEX_MAX = 10_000  # waiting claims a batch holds an index of (with more, it asks the database per document)
 
 
 class Holder(NamedTuple):
@@ -164,8 +165,10 @@ def _wait(row: Sequence[Any]) -> Wait:
                 [int(i) for i in letters.split(",") if i], stored=True)
 
 
-def any_waiting(conn: Connection) -> bool:
-    return conn.execute(select(loc_waiting.c.seq).limit(1)).first() is not None
+def waiting_index(conn: Connection) -> list[tuple[int, str, str]]:
+    """(URL hash, section, key) of the claims waiting, up to INDEX_MAX + 1 of them."""
+    query = select(loc_waiting.c.loc_hash, loc_waiting.c.section, loc_waiting.c.key).limit(INDEX_MAX + 1)
+    return [(int(h), s, k) for h, s, k in conn.execute(query)]
 
 
 def waiting_count(conn: Connection) -> int:

@@ -456,7 +456,11 @@ class OneUrlModel:
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_random_claims_of_a_few_urls_follow_the_rule(app: App, seed: int) -> None:
+@pytest.mark.parametrize("index_max", [owners.INDEX_MAX, 0], ids=["indexed", "unindexed"])
+def test_random_claims_of_a_few_urls_follow_the_rule(app: App, seed: int, index_max: int,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Also with a batch asking the database per document for claims waiting (as with over INDEX_MAX)."""
+    monkeypatch.setattr(owners, "INDEX_MAX", index_max)
     rnd = random.Random(seed)
     model, events = OneUrlModel(), list[dict[str, Any]]()
     for clock in range(1, 81):
