@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from typing import cast
 
 from sqlalchemy import Connection, select, tuple_
@@ -42,6 +43,7 @@ PARALLEL_MIN = 2_000  # batches from this size on are parsed in worker processes
 # The applying process is the bound and the workers have time to spare (they parse the next batch while this
 # one is applied): when both want the same core, the applying process goes first.
 WORKER_NICENESS = 10
+RELEASE_ROUNDS = 8  # rounds of waiting claims applied per batch (each may free the URL its document left)
 
 Parser = Callable[[Rules, Sequence[bytes]], ParsedEvents]  # picklable: it runs in the worker processes
 Current = tuple[int | None, int | None, int, bool]  # a document as the batch leaves it: shard_no, version, size, live
@@ -161,10 +163,9 @@ class Applier:
                 for i, reason in parsed.rejects:
                     source, raw = items[start + i]
                     letters.append((source, reason, raw))
-                refused = batch.add(parsed.ops)
-                for n, reason in refused:  # by index among the ops: back to the index in the input
-                    source, raw = items[start + parsed.origins[n]]
-                    letters.append((source, reason, raw))
+                batch.add(parsed.ops, partial(_origin, items, start, parsed.origins))
+            self._release(batch)
+            batch.write_waiting()
             batch.write(self.manifest)
             Manifest.add_dead_letters(conn, letters)
             if extra is not None:
@@ -172,6 +173,26 @@ class Applier:
             checkpoint("apply-commit")  # a kill here: the batch is rolled back whole
         batch.counts.rejected += len(letters)
         return batch.counts
+
+    def _release(self, batch: _Batch) -> None:
+        """Apply the waiting claims of the URLs this batch freed, oldest first; a claim applied may free
+        another URL (its old one): a few rounds."""
+        holders: Iterable[Ident] = list(batch.rows)
+        for _round in range(RELEASE_ROUNDS):
+            moved: list[Ident] = []
+            for wait in batch.free_claims(holders):
+                parsed = self.parser(self.rules, [wait.raw])
+                ops = [] if parsed.rejects else [op for op in parsed.ops if (op[0], op[1]) == wait.ident]
+                if batch.retry(wait, ops):
+                    moved.append(wait.ident)
+            if not moved:
+                return
+            holders = moved
+
+
+def _origin(items: list[tuple[str, bytes]], start: int, origins: list[int], n: int) -> tuple[str, bytes]:
+    """The source and raw bytes of a parsed chunk's op `n`."""
+    return items[start + origins[n]]
 
 
 @contextmanager
@@ -205,6 +226,50 @@ class Prepared:
             task.cancel()
 
 
+Origin = Callable[[int], tuple[str, bytes]]  # an op's index in `_Batch.add` -> its event's source and raw bytes
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """A batch's view of the claims waiting for URLs (snapshot/owners.py)."""
+
+    watch: bool  # whether any claim waits (then events applied replace their key's older claims)
+    index: dict[Ident, list[int]] | None  # the stored claims' documents and URL hashes (None: too many to hold)
+    of: dict[Ident, list[owners.Wait]] = field(default_factory=dict)  # by document, of those loaded or made here
+    replaced: dict[Ident, int | None] = field(default_factory=dict)  # keys applied, not loaded: newest version
+    gone: dict[tuple[int, str, str], owners.Wait] = field(default_factory=dict)  # stored ones to delete
+    letters: list[tuple[str, str, bytes] | None] = field(default_factory=list)  # refusals' letters, to write
+    withdrawn: list[int] = field(default_factory=list)  # written letters to delete
+    seq: int | None = None  # the next claim's place in the queue
+
+    @staticmethod
+    def of_table(conn: Connection) -> _Waiting:
+        rows = owners.waiting_index(conn)
+        index: dict[Ident, list[int]] | None = None
+        if len(rows) <= owners.INDEX_MAX:
+            index = {}
+            for h, section, key in rows:
+                index.setdefault((section, key), []).append(h)
+        return _Waiting(bool(rows), index)
+
+    def stored(self, ident: Ident) -> bool:
+        """Whether this document may have stored claims waiting."""
+        return self.index is None or ident in self.index
+
+    def drop(self, wait: owners.Wait) -> None:
+        """Take a claim out of the table."""
+        if wait.stored:
+            self.gone[wait.row_key] = wait
+
+    def withdraw(self, wait: owners.Wait, counts: Counts, applied: bool) -> None:
+        """The claim is applied, or replaced by a newer event of its key: the dead letters it stands for go,
+        their events counted stale (the claim's own one applied, if it is)."""
+        self.withdrawn += wait.letters
+        for n in wait.fresh:
+            self.letters[n] = None
+        counts.stale += len(wait.letters) + len(wait.fresh) - applied
+
+
 class _Batch:
     """One transaction's worth of events: documents and shards as the events leave them, written at the end."""
 
@@ -223,15 +288,20 @@ class _Batch:
         self.known_sections: set[str] = set()
         self.news: list[Change] = []  # articles set or taken away, in order (snapshot/news.py)
         self.news_sections = news_sections(conn)  # where an upsert without news may take an article away
+        self.waiting = _Waiting.of_table(conn)
 
-    def add(self, ops: Sequence[UpsertRow | NewsUpsertRow | DeleteRow]) -> list[tuple[int, str]]:
-        """Apply events in order. Returns the upserts refused for a URL another document holds: (index, reason)."""
+    def add(self, ops: Sequence[UpsertRow | NewsUpsertRow | DeleteRow], origin: Origin | None = None
+            ) -> list[tuple[int, str]]:
+        """Apply events in order. Returns the upserts refused for a URL another document holds: (index, reason).
+        With `origin` (an op's index -> its source and raw event), each refused one waits for the URL and is
+        dead-lettered here; without, it is only returned (a waiting claim tried again)."""
         refused: list[tuple[int, str]] = []
         if not ops:
             return refused
         hashes = [owners.loc_hash(op[3]) if len(op) != 3 else 0 for op in ops]
         self._load(ops, hashes)
         docs, rows, counts, claimants = self.docs, self.rows, self.counts, self.owners
+        watch = self.waiting.watch
         news, news_sections = self.news, self.news_sections
         for n, op in enumerate(ops):
             section, key, version = op[0], op[1], op[2]
@@ -243,8 +313,13 @@ class _Batch:
             if len(op) != 3 and (holder := claimants.get(hashes[n])) != ident:  # a URL new to this document
                 if holder is not None and self._holds(holder, op[3]):
                     refused.append((n, owners.refusal(op[3], holder)))
+                    if origin is not None:
+                        self._wait(op[3], ident, version, hashes[n], origin(n), refused[-1][1])
+                        watch = True
                     continue
                 claimants[hashes[n]] = self.claims[hashes[n]] = ident
+            if watch:
+                self._applied(ident, version)
             if cur is not None:
                 if version is None:
                     version = cur[1]
@@ -274,6 +349,117 @@ class _Batch:
             docs[ident] = (shard_no, version, size, True)
             rows[ident] = (section, key, shard_no, version, loc, lastmod, lastmod_ts, size, xml)
         return refused
+
+    # -- claims waiting for a URL (snapshot/owners.py) -----------------------------------------------------
+
+    def _waits_of(self, ident: Ident) -> list[owners.Wait]:
+        """The claims of a document waiting, as this batch leaves them (its stored ones loaded on first use)."""
+        w = self.waiting
+        found = w.of.get(ident)
+        if found is None:
+            found = w.of[ident] = []
+            applied = ident in w.replaced
+            mark = w.replaced.pop(ident, None)
+            for wait in owners.waiting_of(self.conn, [ident]) if w.stored(ident) else ():
+                if applied and owners.replaces(mark, wait.version):
+                    w.drop(wait)
+                    w.withdraw(wait, self.counts, applied=False)
+                else:
+                    found.append(wait)
+        return found
+
+    def _applied(self, ident: Ident, version: int | None) -> None:
+        """An event of this document is applied: its older waiting claims are replaced."""
+        w = self.waiting
+        waits = w.of.get(ident)
+        if waits is None and not w.stored(ident):
+            return
+        if waits is None:  # not loaded: the rows go at the end (`write_waiting`)
+            if ident not in w.replaced or version is None:
+                w.replaced[ident] = version
+            elif (mark := w.replaced[ident]) is not None:
+                w.replaced[ident] = max(version, mark)
+            return
+        kept = []
+        for wait in waits:
+            if owners.replaces(version, wait.version):
+                w.drop(wait)
+                w.withdraw(wait, self.counts, applied=False)
+            else:
+                kept.append(wait)
+        w.of[ident] = kept
+
+    def _wait(self, loc: str, ident: Ident, version: int | None, h: int, origin: tuple[str, bytes], reason: str
+              ) -> None:
+        """A refused claim: dead-lettered, and waiting for the URL in place of its key's older claims."""
+        w = self.waiting
+        w.watch = True
+        source, raw = origin
+        w.letters.append((source, reason, raw))
+        kept, letters, fresh = [], list[int](), [len(w.letters) - 1]
+        for wait in self._waits_of(ident):
+            if owners.replaces(version, wait.version):
+                letters += wait.letters
+                fresh += wait.fresh
+                w.drop(wait)
+            else:
+                kept.append(wait)
+        if all(wait.loc_hash != h for wait in kept):  # else a newer claim of its key waits for this URL
+            if w.seq is None:
+                w.seq = owners.next_seq(self.conn)
+            kept.append(owners.Wait(h, *ident, w.seq, version, loc, source, raw, letters, fresh))
+            w.seq += 1
+        w.of[ident] = kept
+
+    def free_claims(self, holders: Iterable[Ident]) -> list[owners.Wait]:
+        """The waiting claims whose URL is free (`holders`: the documents whose URLs may have been freed since
+        the last look), oldest first."""
+        w = self.waiting
+        if not w.watch:
+            return []
+        if w.index is None:
+            for wait, holder in owners.waiting_for(self.conn, holders):
+                self.owners.setdefault(wait.loc_hash, (holder.section, holder.key))
+                self._waits_of(wait.ident)
+        else:
+            self._load_owners({h for hashes in w.index.values() for h in hashes})
+            touched = set(holders)
+            for ident, hashes in w.index.items():
+                if any(self.owners[h] in touched for h in hashes):
+                    self._waits_of(ident)
+        waits = [wait for waits in w.of.values() for wait in waits]
+        self._load_owners({wait.loc_hash for wait in waits})
+        return sorted((wait for wait in waits if self._free(wait)), key=lambda wait: wait.seq)
+
+    def _load_owners(self, hashes: set[int]) -> None:
+        """The recorded claimants of these URL hashes not known here yet (None: no claimant)."""
+        unknown = hashes - self.owners.keys()
+        if unknown:
+            self.owners.update(owners.load(self.manifest, self.conn, unknown))
+            self.owners.update(dict.fromkeys(unknown - self.owners.keys()))
+
+    def _free(self, wait: owners.Wait) -> bool:
+        holder = self.owners.get(wait.loc_hash)
+        return holder is None or holder == wait.ident or not self._holds(holder, wait.loc)
+
+    def retry(self, wait: owners.Wait, ops: Sequence[UpsertRow | NewsUpsertRow | DeleteRow]) -> bool:
+        """Apply a waiting claim's event again (no ops: it is no longer valid, and waits no more). Returns
+        whether it was applied: then the dead letters it stands for are withdrawn. Still refused, it waits on;
+        stale, it waits no more."""
+        w, counts = self.waiting, self.counts
+        waits = w.of.get(wait.ident, [])
+        if all(other is not wait for other in waits):
+            return False  # replaced by an event of its key applied before it
+        w.of[wait.ident] = [other for other in waits if other is not wait]
+        applied, stale = counts.applied, counts.stale
+        if ops and self.add(ops):
+            w.of[wait.ident].append(wait)
+            return False
+        counts.stale = stale  # counted when it was refused
+        w.drop(wait)
+        if ops:
+            w.withdraw(wait, counts, applied=counts.applied > applied)
+        return counts.applied > applied
 
     def _holds(self, holder: Ident, loc: str) -> bool:
         """Whether `holder` is live at `loc`, as this batch leaves it."""
@@ -334,6 +520,19 @@ class _Batch:
                 key.in_(todo[i:i + CHUNK]))
             for s, n, count, size in self.conn.execute(query):
                 self.shards[(s, n)] = _Shard(count, size)
+
+    def write_waiting(self) -> None:
+        """Record this batch's waiting claims, their dead letters, and what left the table."""
+        w = self.waiting
+        if not w.watch:
+            return
+        for wait in owners.waiting_of(self.conn, w.replaced):  # of keys applied here, not loaded
+            if owners.replaces(w.replaced[wait.ident], wait.version):
+                w.drop(wait)
+                w.withdraw(wait, self.counts, applied=False)
+        new = [wait for waits in w.of.values() for wait in waits if not wait.stored]
+        owners.write_waiting(self.conn, w.gone.values(), w.letters, new, w.withdrawn)
+        self.counts.rejected += sum(letter is not None for letter in w.letters) - len(w.withdrawn)
 
     def write(self, manifest: Manifest) -> None:
         if not self.counts.applied:

@@ -67,7 +67,8 @@ class Metrics:
     def counted(self, counts: Counts) -> None:
         self.events.labels("applied").inc(counts.applied)
         self.events.labels("stale").inc(counts.stale)
-        self.events.labels("rejected").inc(counts.rejected)
+        # A batch that applies waiting claims withdraws their letters (snapshot/owners.py): the counter stays.
+        self.events.labels("rejected").inc(max(counts.rejected, 0))
         self.batches.inc()
 
     def set_hold(self, hold: Hold | None) -> None:

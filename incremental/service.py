@@ -192,6 +192,7 @@ class Service:
             return Counts()
         self.source.committed(batch)
         self.metrics.counted(counts)
+        self.metrics.set_lag(self.source.lag)
         log.debug("applied a batch: %s", counts, extra={"event": "applied", "events": len(batch.items),
                                                         **fields(counts)})
         if counts.rejected and self.source.dead_letter_topic:

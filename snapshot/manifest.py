@@ -110,6 +110,23 @@ loc_owners = Table(
 )
 Index("ux_loc_owners", loc_owners.c.loc_hash, unique=True)
 
+# A document refused a URL another one holds waits for it (snapshot/owners.py): the refused event, kept until the
+# URL is freed (then applied), a newer event of its key replaces it, or a rebuild. `seq`: oldest waiting first;
+# `letters`: the ids of the dead letters it stands for, withdrawn once it is applied.
+loc_waiting = Table(
+    "loc_waiting", metadata,
+    Column("loc_hash", BigInteger, primary_key=True),
+    Column("section", _name(64), primary_key=True),
+    Column("key", _name(512), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("version", BigInteger),
+    Column("loc", String(2048), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("raw", LargeBinary, nullable=False),
+    Column("letters", Text, nullable=False),
+)
+Index("ix_loc_waiting_key", loc_waiting.c.section, loc_waiting.c.key)
+
 shard_packs = Table(
     "shard_packs", metadata,
     Column("section", _name(64), primary_key=True),

@@ -9,21 +9,31 @@ The `loc_owners` table maps a stable 64-bit hash of each URL to its claimant. A 
 whoever claims a URL whose row names another document checks that document first (live, and still at that
 URL); if it is not, the URL was freed and the row is taken over. So deletions and URL changes write nothing
 here, and a stale row can never refuse a document. Rows commit in the same transaction as the documents.
+
+A refused claim is not lost: it waits (`loc_waiting`), its event kept. When a batch frees a URL, its waiting
+claims are applied in that batch, oldest first (the first to claim it wins, the others wait on). A newer
+event of the same key replaces a waiting claim of an older version (or with no version): a stale event is
+never applied over newer state. A waiting claim's dead letter stands while it waits (a newer refused claim of
+its key stands for it then) and is withdrawn once the claim is applied or replaced by a newer event applied
+(its event then counted stale). A rebuild empties the table.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from hashlib import blake2b
 from struct import Struct
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Connection
+from sqlalchemy import Connection, func, inspect, select, tuple_
 
-from sitemap_keeper.snapshot.manifest import Manifest, loc_owners
+from sitemap_keeper.snapshot.manifest import Manifest, dead_letters, loc_owners, loc_waiting
 
 CHUNK = 500  # hashes per IN (...) query
+INDEX_MAX = 10_000  # waiting claims a batch holds an index of (with more, it asks the database per document)
 
 
 class Holder(NamedTuple):
@@ -109,3 +119,121 @@ def load_claims(manifest: Manifest, conn: Connection, table: str, runs: Iterable
         else:  # a key repeats in the run (the rebuild keeps one copy later): an object would keep one
             manifest.bulk_insert(conn, table, columns, [
                 (h, section, key, first + i) for i, (key, h) in enumerate(zip(keys, hashes, strict=True))])
+
+
+Ident = tuple[str, str]
+
+
+@dataclass(slots=True)
+class Wait:
+    """A claim waiting for a URL: the refused event and the dead letters it stands for."""
+
+    loc_hash: int
+    section: str
+    key: str
+    seq: int
+    version: int | None
+    loc: str
+    source: str
+    raw: bytes
+    letters: list[int] = field(default_factory=list)  # ids of written dead letters
+    fresh: list[int] = field(default_factory=list)  # indices of its batch's letters, not written yet
+    stored: bool = False  # a row of the table (else made by this batch)
+
+    @property
+    def ident(self) -> Ident:
+        return self.section, self.key
+
+    @property
+    def row_key(self) -> tuple[int, str, str]:
+        return self.loc_hash, self.section, self.key
+
+
+def replaces(version: int | None, older: int | None) -> bool:
+    """Whether an event of `version` replaces a waiting claim of its key at `older` (no version: arrival order)."""
+    return version is None or older is None or older <= version
+
+
+_WAIT_COLUMNS = (loc_waiting.c.loc_hash, loc_waiting.c.section, loc_waiting.c.key, loc_waiting.c.seq,
+                 loc_waiting.c.version, loc_waiting.c.loc, loc_waiting.c.source, loc_waiting.c.raw,
+                 loc_waiting.c.letters)
+
+
+def _wait(row: Sequence[Any]) -> Wait:
+    h, section, key, seq, version, loc, source, raw, letters = row
+    return Wait(int(h), section, key, int(seq), version, loc, source, bytes(raw),
+                [int(i) for i in letters.split(",") if i], stored=True)
+
+
+def waiting_index(conn: Connection) -> list[tuple[int, str, str]]:
+    """(URL hash, section, key) of the claims waiting, up to INDEX_MAX + 1 of them."""
+    query = select(loc_waiting.c.loc_hash, loc_waiting.c.section, loc_waiting.c.key).limit(INDEX_MAX + 1)
+    return [(int(h), s, k) for h, s, k in conn.execute(query)]
+
+
+def waiting_count(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(loc_waiting)).scalar_one())
+
+
+def waiting_claims(manifest: Manifest) -> int:
+    """How many claims wait for a URL (0 on a manifest made before the table was: opened to read only)."""
+    with manifest.engine.connect() as conn:
+        return waiting_count(conn) if inspect(conn).has_table(loc_waiting.name) else 0
+
+
+def next_seq(conn: Connection) -> int:
+    return int(conn.execute(select(func.coalesce(func.max(loc_waiting.c.seq), 0))).scalar_one()) + 1
+
+
+def waiting_of(conn: Connection, idents: Iterable[Ident]) -> list[Wait]:
+    """The waiting claims of these documents."""
+    todo, found = sorted(set(idents)), list[Wait]()
+    key = tuple_(loc_waiting.c.section, loc_waiting.c.key)
+    for i in range(0, len(todo), CHUNK):
+        found += map(_wait, conn.execute(select(*_WAIT_COLUMNS).where(key.in_(todo[i:i + CHUNK]))))
+    return found
+
+
+def waiting_for(conn: Connection, holders: Iterable[Ident]) -> list[tuple[Wait, Holder]]:
+    """The waiting claims of the URLs these documents are recorded as holding, each with its holder."""
+    todo, found = sorted(set(holders)), list[tuple[Wait, Holder]]()
+    key = tuple_(loc_owners.c.section, loc_owners.c.key)
+    query = select(*_WAIT_COLUMNS, loc_owners.c.section, loc_owners.c.key).join(
+        loc_owners, loc_owners.c.loc_hash == loc_waiting.c.loc_hash)
+    for i in range(0, len(todo), CHUNK):
+        found += [(_wait(row[:9]), Holder(row[9], row[10]))
+                  for row in conn.execute(query.where(key.in_(todo[i:i + CHUNK])))]
+    return found
+
+
+def write_waiting(conn: Connection, gone: Iterable[Wait], letters: Sequence[tuple[str, str, bytes] | None],
+                  new: Sequence[Wait], withdrawn: Sequence[int]) -> None:
+    """Delete the claims gone (applied or replaced); write this batch's claims' dead letters (None: withdrawn
+    before written) and claims; delete the withdrawn letters."""
+    rows = [w.row_key for w in gone]
+    pk = tuple_(loc_waiting.c.loc_hash, loc_waiting.c.section, loc_waiting.c.key)
+    for i in range(0, len(rows), CHUNK):
+        conn.execute(loc_waiting.delete().where(pk.in_(rows[i:i + CHUNK])))
+    ids = _write_letters(conn, letters)
+    if new:
+        conn.execute(loc_waiting.insert(), [
+            {"loc_hash": w.loc_hash, "section": w.section, "key": w.key, "seq": w.seq, "version": w.version,
+             "loc": w.loc, "source": w.source[:200], "raw": w.raw,
+             "letters": ",".join(map(str, w.letters + [ids[n] for n in w.fresh if ids[n] is not None]))}
+            for w in new])
+    for i in range(0, len(withdrawn), CHUNK):
+        conn.execute(dead_letters.delete().where(dead_letters.c.id.in_(withdrawn[i:i + CHUNK])))
+
+
+def _write_letters(conn: Connection, letters: Sequence[tuple[str, str, bytes] | None]) -> list[int | None]:
+    """Dead letters (source, reason, raw), one at a time for their ids (only refused claims come here)."""
+    ids: list[int | None] = []
+    now = time.time()
+    for letter in letters:
+        if letter is None:
+            ids.append(None)
+            continue
+        source, reason, raw = letter
+        ids.append(conn.execute(dead_letters.insert().returning(dead_letters.c.id).values(
+            created_at=now, source=source[:200], reason=reason, raw=raw)).scalar_one())
+    return ids

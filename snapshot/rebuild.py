@@ -31,6 +31,7 @@ from sitemap_keeper.snapshot.manifest import (
     Manifest,
     documents,
     loc_owners,
+    loc_waiting,
     sections,
     shard_packs,
     shards,
@@ -358,6 +359,7 @@ class Rebuilder:
                 conn.execute(text(f"ALTER TABLE {t.name}_staging RENAME TO {t.name}"))
                 if self.manifest.dialect == "postgresql" and t not in (documents, loc_owners):  # no primary key
                     conn.execute(text(f"ALTER INDEX {t.name}_staging_pkey RENAME TO {t.name}_pkey"))
+            conn.execute(loc_waiting.delete())  # the claims waiting for URLs: the rebuild decided every URL
             if self.manifest.dialect == "sqlite":
                 conn.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
                 conn.exec_driver_sql("PRAGMA threads = 0")

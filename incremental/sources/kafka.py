@@ -238,7 +238,16 @@ class KafkaSource(EventSource):
             self.close()
             self._failed(f"Kafka error: {exc!r}")
             return None
-        return self._take()
+        batch = self._take()
+        self._follow_lag(consumer)
+        return batch
+
+    def _follow_lag(self, consumer: KafkaConsumer) -> None:
+        """The lag from the high watermarks the fetches brought (no request), once every assigned partition
+        has one: `check` asks the brokers only every few seconds."""
+        marks = {tp: consumer.highwater(tp) for tp in consumer.assignment()}
+        if marks and None not in marks.values():
+            self.lag = sum(max(0, marks[tp] - o) for tp, o in self.next.items() if tp in marks)
 
     def idle(self) -> None:
         """Poll with every partition paused. A consumer that stops polling for longer than max.poll.interval
