@@ -272,10 +272,12 @@ def test_from_postgresql_tables_to_live_sitemaps(kafka_broker: TansuBroker, app_
 
     # Kill -9 mid-stream, twice, while the table keeps changing; a restart ends equal all the same.
     rnd = random.Random(9)
-    producer_done = threading.Event()
+    producer_done, kills_done = threading.Event(), threading.Event()
 
-    def keep_changing() -> None:
-        for _ in range(6):
+    def keep_changing() -> None:  # at least 6 rounds, and on until both kills are done (40 rounds at most)
+        for n in range(40):
+            if n >= 6 and kills_done.is_set():
+                break
             produce(kafka_broker, changes(feed, 150), ends)
             time.sleep(0.5)
         producer_done.set()
@@ -289,6 +291,7 @@ def test_from_postgresql_tables_to_live_sitemaps(kafka_broker: TansuBroker, app_
             time.sleep(rnd.uniform(0.2, 1.5))
         finally:
             svc.kill()
+    kills_done.set()
     thread.join(120)
     assert producer_done.is_set()
     svc = ServiceProcess(["run"], env, log)
