@@ -323,13 +323,19 @@ def document_fields(obj: Any, rules: Rules) -> Fields:
             check_version(get("version")))
 
 
+def bounded_list(value: Any, name: str, most: int, of: str = "") -> list[Any]:
+    """`value` as a list of at most `most` entries, or InvalidDocument naming `name` (`of`: what it must hold)."""
+    if not isinstance(value, list):
+        raise InvalidDocument(f"{name} must be a list{of}")
+    if len(value) > most:
+        raise InvalidDocument(f"{name} has {len(value)} entries, at most {most} allowed")
+    return value
+
+
 def _images(value: Any, rules: Rules) -> tuple[Image, ...]:
     if value is None:
         return ()
-    if not isinstance(value, list):
-        raise InvalidDocument("images must be a list")
-    if len(value) > MAX_IMAGES:
-        raise InvalidDocument(f"images has {len(value)} entries, at most {MAX_IMAGES} allowed")
+    bounded_list(value, "images", MAX_IMAGES)
     images = []
     for i, item in enumerate(value):
         if not isinstance(item, dict):
@@ -349,10 +355,7 @@ def _images(value: Any, rules: Rules) -> tuple[Image, ...]:
 def _alternates(value: Any, rules: Rules) -> tuple[Alternate, ...]:
     if value is None:
         return ()
-    if not isinstance(value, list):
-        raise InvalidDocument("alternates must be a list")
-    if len(value) > MAX_ALTERNATES:
-        raise InvalidDocument(f"alternates has {len(value)} entries, at most {MAX_ALTERNATES} allowed")
+    bounded_list(value, "alternates", MAX_ALTERNATES)
     alternates = []
     for i, item in enumerate(value):
         if not isinstance(item, dict):

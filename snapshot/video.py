@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sitemap_keeper.snapshot.document import ANY_HOST, InvalidDocument, check_text, check_url, normalise_lastmod
+from sitemap_keeper.snapshot.document import (
+    ANY_HOST,
+    InvalidDocument,
+    bounded_list,
+    check_text,
+    check_url,
+    normalise_lastmod,
+)
 
 VIDEO_NS = "http://www.google.com/schemas/sitemap-video/1.1"
 MAX_VIDEOS = 100  # per <url>: a bound for the fragment's size, far above any real page
@@ -65,10 +72,7 @@ class Video:
 
 def parse_videos(value: Any, loc: str) -> tuple[Video, ...]:
     """The videos of a document whose `loc` is checked, or InvalidDocument naming the entry and the field."""
-    if not isinstance(value, list):
-        raise InvalidDocument("video must be a list of objects")
-    if len(value) > MAX_VIDEOS:
-        raise InvalidDocument(f"video has {len(value)} entries, at most {MAX_VIDEOS} allowed")
+    bounded_list(value, "video", MAX_VIDEOS, " of objects")
     videos = []
     for i, item in enumerate(value):
         try:
@@ -200,10 +204,7 @@ def _uploader(value: Any, loc: str) -> tuple[str | None, str | None]:
 def _tags(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
-    if not isinstance(value, list):
-        raise InvalidDocument("tags must be a list of strings")
-    if len(value) > MAX_TAGS:
-        raise InvalidDocument(f"tags has {len(value)} entries, at most {MAX_TAGS} allowed")
+    bounded_list(value, "tags", MAX_TAGS, " of strings")
     tags = []
     for i, tag in enumerate(value):
         text = check_text(tag, f"tags[{i}]")
