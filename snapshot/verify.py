@@ -13,7 +13,7 @@ from xml.parsers.expat import XMLParserType
 from lxml import etree
 
 from sitemap_keeper.snapshot.limits import Limits
-from sitemap_keeper.snapshot.manifest import FileRecord
+from sitemap_keeper.snapshot.manifest.records import FileRecord
 from sitemap_keeper.snapshot.news import parse_news_name
 from sitemap_keeper.snapshot.stores.base import Store
 
