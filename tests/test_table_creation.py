@@ -19,7 +19,9 @@ from sqlalchemy.exc import OperationalError
 
 from sitemap_keeper.incremental.apply import Applier
 from sitemap_keeper.incremental.offsets import OffsetStore
-from sitemap_keeper.snapshot.manifest import DOCUMENTS_FILLFACTOR, Manifest, connect
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.connection import connect
+from sitemap_keeper.snapshot.manifest.schema import DOCUMENTS_FILLFACTOR
 from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
 from sitemap_keeper.snapshot.settings import Settings
 from tests.conftest import fresh_pg_database
