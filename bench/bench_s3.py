@@ -31,12 +31,13 @@ from bench.common import start_moto
 from sitemap_keeper.incremental.apply import Applier
 from sitemap_keeper.snapshot import publish as publish_module
 from sitemap_keeper.snapshot import synthetic
+from sitemap_keeper.snapshot.layout import Layout
 from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.publish import Publisher
 from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
 from sitemap_keeper.snapshot.routers.ingress import IngressRouter
 from sitemap_keeper.snapshot.settings import Settings
-from sitemap_keeper.snapshot.stores.s3 import Layout, S3Store
+from sitemap_keeper.snapshot.stores.s3 import S3Store
 from tests.services.kube import KubeAPIServer
 
 

@@ -23,6 +23,7 @@ from sitemap_keeper.snapshot.faults import checkpoint
 from sitemap_keeper.snapshot.limits import MAX_SHRINK, Limits, check_max_shrink, shrinks_too_far
 from sitemap_keeper.snapshot.manifest import FileRecord, Generation, Manifest, Shard, shards
 from sitemap_keeper.snapshot.news import NewsShard, capacity, live_expiries, plan_news, record_expiries, render_news
+from sitemap_keeper.snapshot.refusals import EmptyManifest, ForeignLive, Held, SiteShrank
 from sitemap_keeper.snapshot.render import IndexEntry, gzip_pieces, index_entry_size, index_xml, shard_pieces
 from sitemap_keeper.snapshot.routers.base import Router
 from sitemap_keeper.snapshot.stores.base import Store
@@ -35,26 +36,6 @@ log = logging.getLogger(__name__)
 STEPS = ("begin", "render", "copy", "indexes", "verify", "policy", "switch", "switched")
 # Below this many dirty shards, rendering in this process beats starting worker processes.
 POOL_THRESHOLD = 4
-
-
-class EmptyManifest(RuntimeError):
-    """Publishing would produce a generation without a single URL."""
-
-
-class Refused(RuntimeError):
-    """A publish refused for the live site's sake: an operator's decision, not a failure to retry."""
-
-
-class ForeignLive(Refused):
-    """The router serves a generation this manifest never published: an incremental publish is refused."""
-
-
-class SiteShrank(Refused):
-    """The new generation would hold far fewer URLs than the live one."""
-
-
-class Held(Refused):
-    """An operator holds the site where it is (snapshot/hold.py): nothing is switched until it is released."""
 
 
 @dataclass(slots=True)

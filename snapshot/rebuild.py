@@ -38,7 +38,7 @@ from sitemap_keeper.snapshot.manifest import (
 )
 from sitemap_keeper.snapshot.news import Article, Placer, parse_news, staging_table, swap_in
 from sitemap_keeper.snapshot.packs import pack, unpack, without
-from sitemap_keeper.snapshot.publish import EmptyManifest
+from sitemap_keeper.snapshot.refusals import EmptyManifest
 from sitemap_keeper.snapshot.render import SHARD_OVERHEAD, document_row, fast_rows
 from sitemap_keeper.snapshot.workers import worker_pool
 

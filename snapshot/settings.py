@@ -45,9 +45,9 @@ class Settings:
     s3_bucket: str | None = None  # the one bucket of the prefix layout
     # Kubernetes (router=ingress or httproute)
     kube_api: str | None = None
-    ingress_namespace: str = "default"
+    router_namespace: str = "default"
     ingress_name: str = "sitemaps"
-    ingress_label: str = "bucket"
+    router_label: str = "bucket"
     ingress_annotation: str = "nginx.ingress.kubernetes.io/rewrite-target"
     ingress_annotation_value: str = "/{bucket}/$2"
     httproute_name: str = "sitemaps"

@@ -20,8 +20,8 @@ import click
 
 from sitemap_keeper.snapshot.document import InvalidDocument
 from sitemap_keeper.snapshot.manifest import PublishLockHeld, RebuildRunning
-from sitemap_keeper.snapshot.publish import EmptyManifest, Refused
 from sitemap_keeper.snapshot.rebuild import SourceShrank
+from sitemap_keeper.snapshot.refusals import EmptyManifest, Refused
 from sitemap_keeper.snapshot.rollback import RollbackError
 from sitemap_keeper.snapshot.routers.base import RouterError
 from sitemap_keeper.snapshot.stores.base import StoreError

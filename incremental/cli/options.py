@@ -102,9 +102,11 @@ ROUTER = Group("router", [
                             "help": "What points the world at the live generation."}),
     ("--kube-api", "kube_api", {"default": None,
                                 "help": "Kubernetes API URL (as with kubectl proxy); else in-cluster or kubeconfig."}),
-    ("--ingress-namespace", "ingress_namespace", {"default": "default", "help": "Namespace of the router object."}),
+    ("--router-namespace", "router_namespace", {"default": "default",
+                                                "help": "Namespace of the Ingress or HTTPRoute."}),
     ("--ingress-name", "ingress_name", {"default": "sitemaps", "help": "Name of the Ingress."}),
-    ("--ingress-label", "ingress_label", {"default": "bucket", "help": "Label holding the live bucket."}),
+    ("--router-label", "router_label", {"default": "bucket",
+                                        "help": "Label of the Ingress or HTTPRoute naming the live bucket."}),
     ("--ingress-annotation", "ingress_annotation", {"default": "nginx.ingress.kubernetes.io/rewrite-target",
                                                     "help": "Annotation rewriting requests to the bucket."}),
     ("--ingress-annotation-value", "ingress_annotation_value", {
