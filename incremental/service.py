@@ -217,8 +217,8 @@ class Service:
 
 def tune_gc() -> None:
     """For a process that applies events: each batch allocates millions of short-lived objects, and the
-    default threshold (700) runs the collector every few events over every long-lived object. Freezing what
-    startup built and collecting less often cut the apply path's CPU by about a fifth (bench/bench_apply.py).
+    default threshold (700) runs the collector every few events over every long-lived object. So what startup
+    built is frozen and the collector runs less often (its effect: docs/performance.md, bench/bench_apply.py).
     """
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)

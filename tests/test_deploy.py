@@ -531,8 +531,8 @@ def test_deployment_runs_the_service_with_probes_and_resources() -> None:
         assert (ports[port] if isinstance(port, str) else port) == int(cfg["SITEMAPS_HTTP_PORT"]), probe
     resources = container["resources"]
     assert resources["requests"]["cpu"] == "250m" and "cpu" not in resources["limits"]
-    # The pod's processes peaked at 489 MiB together (bench/bench_service_memory.py): the request covers that,
-    # and the limit leaves room for render workers of shards near the 50 MiB limit.
+    # The request covers the pod's processes' measured peak together (bench/bench_service_memory.py, the figure
+    # in docs/performance.md), and the limit leaves room for render workers of shards near the 50 MiB limit.
     mib = {k: int(resources[k]["memory"].removesuffix("Mi")) if resources[k]["memory"].endswith("Mi")
            else int(resources[k]["memory"].removesuffix("Gi")) * 1024 for k in ("requests", "limits")}
     assert mib["requests"] >= 489 and mib["limits"] >= 1024, resources
