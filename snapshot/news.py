@@ -250,10 +250,10 @@ def render_news(manifest: Manifest, shard: NewsShard, now: float) -> RenderedNew
             .order_by(t.c.key)).all()
     if not rows or revision is None:
         return None
-    newest = max(rows, key=lambda r: r[2])
-    data = (NEWS_URLSET_OPEN + "".join(r[0] for r in rows) + "</urlset>\n").encode()
-    return RenderedNews(shard, len(rows), newest[1], newest[2], min(r[2] for r in rows) + WINDOW, data,
-                        int(revision))
+    newest = max(rows, key=lambda r: r.published_ts)
+    data = (NEWS_URLSET_OPEN + "".join(r.xml for r in rows) + "</urlset>\n").encode()
+    return RenderedNews(shard, len(rows), newest.published, newest.published_ts,
+                        min(r.published_ts for r in rows) + WINDOW, data, int(revision))
 
 
 def record_expiries(manifest: Manifest, gen_id: str, expiries: Mapping[str, float]) -> None:
@@ -289,22 +289,46 @@ def staging_table(md: MetaData) -> Table:
     )
 
 
+class StagedArticle(NamedTuple):
+    """A news_articles_staging row (`staging_table`)."""
+
+    section: str
+    key: str
+    shard_no: int
+    loc: str
+    published: str
+    published_ts: float
+    xml: str
+    seq: int
+
+
+@dataclass(slots=True)
+class OpenNewsShard:
+    """A section's news shard being filled by a rebuild."""
+
+    shard_no: int = 1
+    articles: int = 0
+
+
 class Placer:
     """A rebuild's news shards: each section's articles fill its news shards in source order."""
 
     def __init__(self, max_urls: int) -> None:
         self.size = capacity(max_urls)
-        self.open: dict[str, list[int]] = {}  # section -> [open shard_no, its articles]
+        self.open: dict[str, OpenNewsShard] = {}
         self.seq = 0
 
-    def row(self, section: str, key: str, article: Article) -> tuple[Any, ...]:
-        st = self.open.setdefault(section, [1, 0])
-        if st[1] >= self.size:
-            st[0] += 1
-            st[1] = 0
-        st[1] += 1
+    def row(self, section: str, key: str, article: Article) -> StagedArticle:
+        st = self.open.get(section)
+        if st is None:
+            st = self.open[section] = OpenNewsShard()
+        if st.articles >= self.size:
+            st.shard_no += 1
+            st.articles = 0
+        st.articles += 1
         self.seq += 1
-        return (section, key, st[0], article.loc, article.published, article.published_ts, article.xml, self.seq)
+        return StagedArticle(section, key, st.shard_no, article.loc, article.published, article.published_ts,
+                             article.xml, self.seq)
 
 
 def swap_in(conn: Connection, staging: Table, revision: int) -> None:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from sqlalchemy import select
 
@@ -119,8 +120,8 @@ def render_shard(manifest: Manifest, section: str, shard_no: int, limits: Limits
     data = gzip_pieces(check.passing(shard_pieces(fragments)))
     check.close(len(fragments))
     return RenderedShard(
-        section, shard_no, int(revision), len(fragments), newest[1] if newest else None, newest[0] if newest else None,
-        data,
+        section, shard_no, int(revision), len(fragments), newest.lastmod if newest else None,
+        newest.stamp if newest else None, data,
     )
 
 
@@ -128,7 +129,14 @@ def render_shard(manifest: Manifest, section: str, shard_no: int, limits: Limits
 STAMP_SLACK = 1e-3
 
 
-def newest_lastmod(lastmods: list[str | None], stamps: list[float | None]) -> tuple[float, str | None] | None:
+class Newest(NamedTuple):
+    """A shard's newest lastmod, as written and as a timestamp."""
+
+    stamp: float
+    lastmod: str | None
+
+
+def newest_lastmod(lastmods: list[str | None], stamps: list[float | None]) -> Newest | None:
     """The newest lastmod and its timestamp: found by the floats, decided exactly among those the floats cannot
     tell apart (instants a microsecond apart, in far years)."""
     known = [ts for ts in stamps if ts is not None]
@@ -139,7 +147,7 @@ def newest_lastmod(lastmods: list[str | None], stamps: list[float | None]) -> tu
     best = close[0] if len(close) == 1 else max(close, key=lambda i: instant(lastmods[i]))
     stamp = stamps[best]
     assert stamp is not None
-    return stamp, lastmods[best]
+    return Newest(stamp, lastmods[best])
 
 
 def _render_in_worker(args: tuple[str, int, Limits]) -> RenderedShard | None:

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import BigInteger, Connection, MetaData, func, literal, select, text
@@ -36,7 +36,7 @@ from sitemap_keeper.snapshot.manifest import (
     shard_packs,
     shards,
 )
-from sitemap_keeper.snapshot.news import Article, Placer, parse_news, staging_table, swap_in
+from sitemap_keeper.snapshot.news import Article, Placer, StagedArticle, parse_news, staging_table, swap_in
 from sitemap_keeper.snapshot.packs import pack, unpack, without
 from sitemap_keeper.snapshot.refusals import EmptyManifest
 from sitemap_keeper.snapshot.render import SHARD_OVERHEAD, document_row, fast_rows
@@ -96,10 +96,18 @@ class Run:
     hashes: tuple[int, ...] = ()  # of their URLs (owners.loc_hash): one URL belongs to one document
 
 
+class Rejected(NamedTuple):
+    """A source item refused, as its dead letter records it."""
+
+    source: str  # <source name>:<item number>
+    reason: str
+    raw: bytes
+
+
 @dataclass(slots=True)
 class Parsed:
     runs: list[Run]
-    rejects: list[tuple[str, str, bytes]]  # (source, reason, raw)
+    rejects: list[Rejected]
     news: list[tuple[str, str, Article]] = field(default_factory=list)  # (section, key, article), in order
 
     @property
@@ -117,7 +125,7 @@ def parse_chunk(rules: Rules, chunk: Chunk) -> Parsed:
     through the Python code below, which gives every refusal its reason. Either way a section's documents stay
     in source order: the shard assignment and the duplicates' resolution depend on it.
     """
-    rejects: list[tuple[str, str, bytes]] = []
+    rejects: list[Rejected] = []
     articles: list[tuple[str, str, Article]] = []
     by_section: dict[str, list[tuple[Any, ...]]] = {}
     items = chunk.split()
@@ -145,7 +153,7 @@ def parse_chunk(rules: Rules, chunk: Chunk) -> Parsed:
                 articles.append((row[0], row[1], parse_news(obj["news"], row[3])))
         except InvalidDocument as exc:
             raw = found if isinstance(found, bytes) else orjson.dumps(found, default=str)
-            rejects.append((f"{chunk.name}:{n}", str(exc), raw))
+            rejects.append(Rejected(f"{chunk.name}:{n}", str(exc), raw))
             continue
         docs = by_section.get(row[0])
         if docs is None:
@@ -210,7 +218,7 @@ class Rebuilder:
         placer = Placer(self.limits.max_urls)
         counts = Counts()
         totals: dict[tuple[str, int], tuple[int, int]] = {}  # (section, shard_no) -> (URLs, bytes), when full
-        sections_state: dict[str, list[int]] = {}  # section -> [open shard_no, its URLs, its bytes, packs made]
+        sections_state: dict[str, OpenShard] = {}
         batch = _Batch()
         workers = max(1, self.workers)
         # Loads run in a thread of their own (sqlite3 and psycopg release the GIL while the database works), so
@@ -242,8 +250,8 @@ class Rebuilder:
             raise EmptyManifest(f"no valid document in the source ({counts}): the manifest is left as it was")
         self._check_shrink(counts)
         checkpoint("rebuild-swap")
-        for section, (shard_no, urls, size, _packs) in sections_state.items():
-            totals[section, shard_no] = (urls, size)
+        for section, st in sections_state.items():
+            totals[section, st.shard_no] = (st.urls, st.size)
         counts.stale, refused = self._finish(totals)
         counts.applied -= counts.stale + refused
         counts.rejected += refused
@@ -263,39 +271,39 @@ class Rebuilder:
                 "allowed. The manifest is left as it was (a truncated source, or a query that stopped early?); "
                 "raise --max-shrink (SITEMAPS_MAX_SHRINK; 1 allows any) to replace it anyway")
 
-    def _add(self, batch: _Batch, run: Run, state: dict[str, list[int]],
+    def _add(self, batch: _Batch, run: Run, state: dict[str, OpenShard],
              full: dict[tuple[str, int], tuple[int, int]]) -> None:
         """Give a run's documents their shards, filling the section's open shard in source order, and queue
         their rows and packs (one pack row per shard the run reaches)."""
         section, sizes = run.section, run.sizes
         st = state.get(section)
         if st is None:
-            st = state[section] = [1, 0, 0, 0]  # [open shard_no, its URLs, its bytes, packs made]
+            st = state[section] = OpenShard()
         max_urls = self.limits.max_urls
         max_bytes = self.limits.max_bytes - SHARD_OVERHEAD
         count, size = len(sizes), sum(sizes)
         self.runs += 1
         batch.claims.append((section, self.runs << 32, run.keys, run.hashes))
-        st[3] += 1
-        seq = st[3]
+        st.packs += 1
+        seq = st.packs
         batch.size += count
-        if st[1] + count <= max_urls and st[2] + size <= max_bytes:  # the whole run fits: the common case
-            st[1] += count
-            st[2] += size
-            batch.add(section, st[0], seq, run, 0, count)
+        if st.urls + count <= max_urls and st.size + size <= max_bytes:  # the whole run fits: the common case
+            st.urls += count
+            st.size += size
+            batch.add(section, st.shard_no, seq, run, 0, count)
             return
         start = 0
         for i, size in enumerate(sizes):
-            if st[1] >= max_urls or st[2] + size > max_bytes:  # Limits.fits, inlined
-                full[section, st[0]] = (st[1], st[2])
+            if st.urls >= max_urls or st.size + size > max_bytes:  # Limits.fits, inlined
+                full[section, st.shard_no] = (st.urls, st.size)
                 if i > start:
-                    batch.add(section, st[0], seq, run, start, i)
+                    batch.add(section, st.shard_no, seq, run, start, i)
                 start = i
-                st[0] += 1
-                st[1] = st[2] = 0
-            st[1] += 1
-            st[2] += size
-        batch.add(section, st[0], seq, run, start, count)
+                st.shard_no += 1
+                st.urls = st.size = 0
+            st.urls += 1
+            st.size += size
+        batch.add(section, st.shard_no, seq, run, start, count)
 
     def _load(self, batch: _Batch) -> None:
         """Insert a packed documents row per document, and the packs."""
@@ -469,22 +477,43 @@ class Rebuilder:
 
 
 @dataclass(slots=True)
+class OpenShard:
+    """A section's shard being filled by a rebuild, in source order."""
+
+    shard_no: int = 1
+    urls: int = 0
+    size: int = 0  # its uncompressed bytes, header aside
+    packs: int = 0  # packs made for the section so far: the next pack's seq
+
+
+class PackRange(NamedTuple):
+    """A shard_packs row: entries [entry_from, entry_to) of a run's pack, all in shard `shard_no`."""
+
+    section: str
+    shard_no: int
+    seq: int
+    entry_from: int
+    entry_to: int
+    data: bytes
+
+
+@dataclass(slots=True)
 class _Batch:
     """What the next load transaction writes."""
 
     documents: list[DocumentRun] = field(default_factory=list)
     size: int = 0  # documents in `documents`
-    packs: list[tuple[str, int, int, int, int, bytes]] = field(default_factory=list)  # shard_packs columns
+    packs: list[PackRange] = field(default_factory=list)
     claims: list[owners.ClaimRun] = field(default_factory=list)
-    letters: list[tuple[str, str, bytes]] = field(default_factory=list)
-    news: list[tuple[Any, ...]] = field(default_factory=list)  # news_articles_staging rows
+    letters: list[Rejected] = field(default_factory=list)
+    news: list[StagedArticle] = field(default_factory=list)
 
     def add(self, section: str, shard_no: int, seq: int, run: Run, start: int, stop: int) -> None:
         """Entries [start, stop) of a run, all in one shard: their documents rows and their range of its pack."""
         # A tuple's whole slice is the tuple itself: the common case copies nothing.
         self.documents.append((section, shard_no, run.keys[start:stop], run.versions[start:stop],
                                run.sizes[start:stop]))
-        self.packs.append((section, shard_no, seq, start, stop, run.pack))
+        self.packs.append(PackRange(section, shard_no, seq, start, stop, run.pack))
 
 
 class _parse_with_rules:
