@@ -327,8 +327,8 @@ class Rebuilder:
         duplicates = 0
         cache: dict[tuple[str, int], list[PackRow]] = {}
         self._kept: dict[tuple[str, str], int] = {}  # a repeated key -> the URL hash of the copy kept
-        # The index builds write about 55 bytes per document (220 MB at 4M): their copy back into the database file
-        # runs beside the publish that follows, not in the commit.
+        # The index builds write tens of bytes per document: their copy back into the database file runs beside
+        # the publish that follows, not in the commit (figures: docs/performance.md).
         with self.manifest.write(copy_back=False) as conn:
             if self.manifest.dialect == "sqlite":  # the index builds' sorts take up to the page cache's size
                 conn.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_SORT_KIB}")
