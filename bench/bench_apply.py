@@ -42,7 +42,7 @@ from sitemap_keeper.incremental.apply import Prepared
 from sitemap_keeper.incremental.leader import Leader
 from sitemap_keeper.incremental.offsets import OffsetStore
 from sitemap_keeper.incremental.service import BATCH_SIZE, Service, tune_gc
-from sitemap_keeper.incremental.sources.base import Batch, EventSource
+from sitemap_keeper.incremental.sources.base import EventBatch, EventSource
 from sitemap_keeper.incremental.sources.follow import FileFollower
 from sitemap_keeper.snapshot import synthetic
 from sitemap_keeper.snapshot.manifest import Counts
@@ -67,13 +67,13 @@ class TimedService(Service):
     first: float | None = None
     last: float | None = None
 
-    def _poll(self, timeout: float) -> tuple[Batch, Prepared] | None:
+    def _poll(self, timeout: float) -> tuple[EventBatch, Prepared] | None:
         got = super()._poll(timeout)
         if got is not None and self.first is None:
             self.first = time.perf_counter()
         return got
 
-    def apply(self, batch: Batch, prepared: Prepared | None = None) -> Counts:
+    def apply(self, batch: EventBatch, prepared: Prepared | None = None) -> Counts:
         counts = super().apply(batch, prepared)
         self.last = time.perf_counter()
         return counts

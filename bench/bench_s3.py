@@ -60,7 +60,7 @@ def counting(store: S3Store) -> Counter[str]:
 
 
 def timed_steps() -> list[tuple[str, float]]:
-    """Record when publish passes each of its crash points (snapshot.faults.checkpoint)."""
+    """Record when publish passes each of its crash points (snapshot.crashpoints.checkpoint)."""
     marks: list[tuple[str, float]] = []
     publish_module.__dict__["checkpoint"] = lambda step: marks.append((step, time.monotonic()))
     return marks

@@ -29,7 +29,7 @@ from sitemap_keeper.snapshot.render import escape
 NEWS_NS = "http://www.google.com/schemas/sitemap-news/0.9"
 WINDOW = 2 * 24 * 3600.0  # seconds: Google News reads articles published in the last two days
 MAX_ARTICLES = 1_000  # Google's limit of URLs per news sitemap file
-CHUNK = 500  # keys per IN (...) query: below every database's parameter limit
+KEYS_PER_QUERY = 500  # keys per IN (...) query: below every database's parameter limit
 LANGUAGE_RE = re.compile(r"zh-cn|zh-tw|[a-z]{2,3}")  # ISO 639, as Google's XSD says (lower case)
 FIELDS = frozenset({"publication", "publication_date", "title"})
 PUBLICATION_FIELDS = frozenset({"name", "language"})
@@ -144,9 +144,9 @@ def _write_section(manifest: Manifest, conn: Connection, section: str, articles:
     t = news_articles
     keys = sorted(articles)
     held: dict[str, int] = {}
-    for i in range(0, len(keys), CHUNK):
+    for i in range(0, len(keys), KEYS_PER_QUERY):
         held.update({k: int(n) for k, n in conn.execute(
-            select(t.c.key, t.c.shard_no).where(t.c.section == section, t.c.key.in_(keys[i:i + CHUNK])))})
+            select(t.c.key, t.c.shard_no).where(t.c.section == section, t.c.key.in_(keys[i:i + KEYS_PER_QUERY])))})
     counts = _shard_counts(conn, section)
     open_no = max(counts, default=1)
     touched: set[int] = set()
@@ -167,8 +167,8 @@ def _write_section(manifest: Manifest, conn: Connection, section: str, articles:
             counts[shard_no] = counts.get(shard_no, 0) + 1
         touched.add(shard_no)
         rows.append((section, key, shard_no, article.loc, article.published, article.published_ts, article.xml))
-    for i in range(0, len(gone), CHUNK):
-        conn.execute(t.delete().where(t.c.section == section, t.c.key.in_(gone[i:i + CHUNK])))
+    for i in range(0, len(gone), KEYS_PER_QUERY):
+        conn.execute(t.delete().where(t.c.section == section, t.c.key.in_(gone[i:i + KEYS_PER_QUERY])))
     manifest.upsert(conn, t, ("section", "key"), rows)
     manifest.upsert(conn, news_shards, ("section", "shard_no"),
                     [(section, n, counts[n], revision) for n in sorted(touched)])

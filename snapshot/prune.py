@@ -11,7 +11,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from sitemap_keeper.snapshot.faults import checkpoint
+from sitemap_keeper.snapshot.crashpoints import checkpoint
 from sitemap_keeper.snapshot.manifest import Generation, Manifest
 from sitemap_keeper.snapshot.ownership import Foreign, Owner, site_id
 from sitemap_keeper.snapshot.refusals import ForeignLive

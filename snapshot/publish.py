@@ -19,8 +19,8 @@ from typing import NamedTuple
 from sqlalchemy import select
 
 from sitemap_keeper.snapshot import generation, hold, naming, ownership
+from sitemap_keeper.snapshot.crashpoints import checkpoint
 from sitemap_keeper.snapshot.document import instant
-from sitemap_keeper.snapshot.faults import checkpoint
 from sitemap_keeper.snapshot.limits import MAX_SHRINK, Limits, check_max_shrink, shrinks_too_far
 from sitemap_keeper.snapshot.manifest import FileRecord, Generation, Manifest, Shard, shards
 from sitemap_keeper.snapshot.news import NewsShard, capacity, live_expiries, plan_news, record_expiries, render_news
@@ -33,7 +33,7 @@ from sitemap_keeper.snapshot.workers import in_worker, worker_pool
 
 log = logging.getLogger(__name__)
 
-# The crash points of a publish, in order (see snapshot.faults).
+# The crash points of a publish, in order (see snapshot.crashpoints).
 STEPS = ("begin", "render", "copy", "indexes", "verify", "policy", "switch", "switched")
 # Below this many dirty shards, rendering in this process beats starting worker processes.
 POOL_THRESHOLD = 4

@@ -21,8 +21,8 @@ from sqlalchemy.exc import IntegrityError
 
 from sitemap_keeper.snapshot import owners
 from sitemap_keeper.snapshot.bounded import bounded_map
+from sitemap_keeper.snapshot.crashpoints import checkpoint
 from sitemap_keeper.snapshot.document import MAX_DOCUMENT_BYTES, InvalidDocument, Rules, load_json
-from sitemap_keeper.snapshot.faults import checkpoint
 from sitemap_keeper.snapshot.limits import MAX_SHRINK, Limits, check_max_shrink, shrinks_too_far
 from sitemap_keeper.snapshot.manifest import (
     SQLITE_CACHE_KIB,
@@ -144,7 +144,7 @@ def parse_chunk(rules: Rules, chunk: Chunk) -> Parsed:
             if isinstance(found, bytes) and len(found) > MAX_DOCUMENT_BYTES:  # as `sitemaps apply` refuses it
                 raise InvalidDocument(f"line is {len(found)} bytes, at most {MAX_DOCUMENT_BYTES} allowed")
             obj = load_json(found) if isinstance(found, bytes) else found
-            if isinstance(obj, dict) and INVALID in obj:  # a source row that makes no document (sources.py)
+            if isinstance(obj, dict) and INVALID in obj:  # a source row that makes no document (rebuild_input.py)
                 raise InvalidDocument(str(obj[INVALID]))
             if isinstance(obj, dict) and obj.get("op", "upsert") != "upsert":
                 raise InvalidDocument(f"a rebuild source holds documents, not {obj.get('op')!r} events")
@@ -219,7 +219,7 @@ class Rebuilder:
         counts = Counts()
         totals: dict[tuple[str, int], tuple[int, int]] = {}  # (section, shard_no) -> (URLs, bytes), when full
         sections_state: dict[str, OpenShard] = {}
-        batch = _Batch()
+        batch = LoadBatch()
         workers = max(1, self.workers)
         # Loads run in a thread of their own (sqlite3 and psycopg release the GIL while the database works), so
         # this thread goes on taking the workers' results meanwhile; at most LOADS_AHEAD batches wait.
@@ -237,7 +237,7 @@ class Rebuilder:
                 counts.rejected += len(parsed.rejects)
                 if batch.size >= LOAD_ROWS:
                     loads.append(loader.submit(self._load, batch))
-                    batch = _Batch()
+                    batch = LoadBatch()
                     if len(loads) > LOADS_AHEAD:
                         loads.popleft().result()  # raises what the load raised
                 if progress is not None:
@@ -271,7 +271,7 @@ class Rebuilder:
                 "allowed. The manifest is left as it was (a truncated source, or a query that stopped early?); "
                 "raise --max-shrink (SITEMAPS_MAX_SHRINK; 1 allows any) to replace it anyway")
 
-    def _add(self, batch: _Batch, run: Run, state: dict[str, OpenShard],
+    def _add(self, batch: LoadBatch, run: Run, state: dict[str, OpenShard],
              full: dict[tuple[str, int], tuple[int, int]]) -> None:
         """Give a run's documents their shards, filling the section's open shard in source order, and queue
         their rows and packs (one pack row per shard the run reaches)."""
@@ -305,7 +305,7 @@ class Rebuilder:
             st.size += size
         batch.add(section, st.shard_no, seq, run, start, count)
 
-    def _load(self, batch: _Batch) -> None:
+    def _load(self, batch: LoadBatch) -> None:
         """Insert a packed documents row per document, and the packs."""
         checkpoint("rebuild-load")  # the workers are still running
         with self.manifest.write() as conn:
@@ -430,8 +430,8 @@ class Rebuilder:
                 loc = self._drop(conn, section, key, cache)
                 letters.append(("rebuild", owners.refusal(loc, owners.Holder(*holder[:2])),
                                 orjson.dumps({"section": section, "key": key, "loc": loc})))
-        for i in range(0, len(holders), owners.CHUNK):
-            conn.execute(t.delete().where(t.c.loc_hash.in_(list(holders)[i:i + owners.CHUNK])))
+        for i in range(0, len(holders), owners.KEYS_PER_QUERY):
+            conn.execute(t.delete().where(t.c.loc_hash.in_(list(holders)[i:i + owners.KEYS_PER_QUERY])))
         if holders:
             conn.execute(t.insert(), [{"loc_hash": h, "section": s, "key": k, "ord": o}
                                       for h, (s, k, o) in holders.items()])
@@ -498,7 +498,7 @@ class PackRange(NamedTuple):
 
 
 @dataclass(slots=True)
-class _Batch:
+class LoadBatch:
     """What the next load transaction writes."""
 
     documents: list[DocumentRun] = field(default_factory=list)

@@ -154,7 +154,7 @@ def test_identical_shards_are_never_read(app: App, monkeypatch: pytest.MonkeyPat
 
 
 def test_shard_parser_reads_only_url_locs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(diff, "_CHUNK", 97)  # many small pieces: elements and text split across them
+    monkeypatch.setattr(diff, "_BLOCK_BYTES", 97)  # many small pieces: elements and text split across them
     docs = [Document("books", str(i), f"https://{HOST}/b?id={i}&x=<{i}>", None if i % 3 else "2024-05-01",
                      images=(Image(f"https://cdn.{HOST}/{i}.jpg", title="t & <t>"),),
                      alternates=(Alternate("de", f"https://{HOST}/de/{i}"),)) for i in range(300)]

@@ -13,7 +13,7 @@ from sitemap_keeper.incremental.cli.progress import Progress
 from sitemap_keeper.incremental.cli.results import echo_result, json_option
 from sitemap_keeper.incremental.logs import fields
 from sitemap_keeper.snapshot.manifest import Counts, RebuildRunning
-from sitemap_keeper.snapshot.sources import jsonl_lines
+from sitemap_keeper.snapshot.rebuild_input import jsonl_lines
 
 
 @click.command("apply")

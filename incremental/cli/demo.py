@@ -13,8 +13,8 @@ from sitemap_keeper.incremental.cli.serve import serve_until_interrupted
 from sitemap_keeper.snapshot import synthetic
 from sitemap_keeper.snapshot.prune import prune
 from sitemap_keeper.snapshot.rebuild import Rebuilder
+from sitemap_keeper.snapshot.rebuild_input import jsonl_chunks
 from sitemap_keeper.snapshot.settings import Settings
-from sitemap_keeper.snapshot.sources import jsonl_chunks
 from sitemap_keeper.snapshot.status import sitemap_lines
 
 T = TypeVar("T")

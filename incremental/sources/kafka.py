@@ -27,7 +27,7 @@ from kafka.record.util import crc32c_c
 from kafka.structs import OffsetAndMetadata
 
 from sitemap_keeper.incremental.offsets import OffsetStore, Position
-from sitemap_keeper.incremental.sources.base import Batch, EventSource
+from sitemap_keeper.incremental.sources.base import EventBatch, EventSource
 from sitemap_keeper.snapshot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ class KafkaSource(EventSource):
 
     # -- events ---------------------------------------------------------------------------------------------
 
-    def poll(self, max_records: int, timeout: float) -> Batch | None:
+    def poll(self, max_records: int, timeout: float) -> EventBatch | None:
         consumer = self._connect()
         if consumer is None:
             time.sleep(min(timeout, max(0.0, self.retry_at - time.monotonic())))
@@ -277,10 +277,10 @@ class KafkaSource(EventSource):
             if count:
                 deadline = min(deadline, time.monotonic() + LINGER)
 
-    def _take(self) -> Batch | None:
+    def _take(self) -> EventBatch | None:
         if not self.pending:
             return None
-        batch = Batch()
+        batch = EventBatch()
         for tp, records in self.pending.items():
             pos = (tp.topic, tp.partition)
             # Where the last batch handed out ends (the service reads ahead), else what the manifest holds.
@@ -294,7 +294,7 @@ class KafkaSource(EventSource):
         self.pending = {}
         return batch
 
-    def committed(self, batch: Batch) -> None:
+    def committed(self, batch: EventBatch) -> None:
         self.expected.update(batch.end)
         if self.group and self.consumer is not None:
             offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in batch.end.items()}
