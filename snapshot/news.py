@@ -289,17 +289,9 @@ def staging_table(md: MetaData) -> Table:
     )
 
 
-class StagedArticle(NamedTuple):
-    """A news_articles_staging row (`staging_table`)."""
-
-    section: str
-    key: str
-    shard_no: int
-    loc: str
-    published: str
-    published_ts: float
-    xml: str
-    seq: int
+# A news_articles_staging row, in its columns' order (`staging_table`): (section, key, shard_no, loc, published,
+# published_ts, xml, seq). A plain tuple: it goes to the database as it is, one per article of a rebuild.
+StagedArticle = tuple[str, str, int, str, str, float, str, int]
 
 
 @dataclass(slots=True)
@@ -327,8 +319,8 @@ class Placer:
             st.articles = 0
         st.articles += 1
         self.seq += 1
-        return StagedArticle(section, key, st.shard_no, article.loc, article.published, article.published_ts,
-                             article.xml, self.seq)
+        return (section, key, st.shard_no, article.loc, article.published, article.published_ts, article.xml,
+                self.seq)
 
 
 def swap_in(conn: Connection, staging: Table, revision: int) -> None:

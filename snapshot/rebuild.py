@@ -293,17 +293,19 @@ class Rebuilder:
             batch.add(section, st.shard_no, seq, run, 0, count)
             return
         start = 0
+        shard_no, urls, used = st.shard_no, st.urls, st.size  # locals in the loop over every document
         for i, size in enumerate(sizes):
-            if st.urls >= max_urls or st.size + size > max_bytes:  # Limits.fits, inlined
-                full[section, st.shard_no] = (st.urls, st.size)
+            if urls >= max_urls or used + size > max_bytes:  # Limits.fits, inlined
+                full[section, shard_no] = (urls, used)
                 if i > start:
-                    batch.add(section, st.shard_no, seq, run, start, i)
+                    batch.add(section, shard_no, seq, run, start, i)
                 start = i
-                st.shard_no += 1
-                st.urls = st.size = 0
-            st.urls += 1
-            st.size += size
-        batch.add(section, st.shard_no, seq, run, start, count)
+                shard_no += 1
+                urls = used = 0
+            urls += 1
+            used += size
+        st.shard_no, st.urls, st.size = shard_no, urls, used
+        batch.add(section, shard_no, seq, run, start, count)
 
     def _load(self, batch: LoadBatch) -> None:
         """Insert a packed documents row per document, and the packs."""
@@ -486,15 +488,9 @@ class OpenShard:
     packs: int = 0  # packs made for the section so far: the next pack's seq
 
 
-class PackRange(NamedTuple):
-    """A shard_packs row: entries [entry_from, entry_to) of a run's pack, all in shard `shard_no`."""
-
-    section: str
-    shard_no: int
-    seq: int
-    entry_from: int
-    entry_to: int
-    data: bytes
+# A shard_packs row, in its columns' order: (section, shard_no, seq, entry_from, entry_to, data), entries
+# [entry_from, entry_to) of a run's pack, all in shard `shard_no`. A plain tuple: it goes to the database as it is.
+PackRange = tuple[str, int, int, int, int, bytes]
 
 
 @dataclass(slots=True)
@@ -513,7 +509,7 @@ class LoadBatch:
         # A tuple's whole slice is the tuple itself: the common case copies nothing.
         self.documents.append((section, shard_no, run.keys[start:stop], run.versions[start:stop],
                                run.sizes[start:stop]))
-        self.packs.append(PackRange(section, shard_no, seq, start, stop, run.pack))
+        self.packs.append((section, shard_no, seq, start, stop, run.pack))
 
 
 class _parse_with_rules:
