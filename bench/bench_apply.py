@@ -42,18 +42,18 @@ from sitemap_keeper.incremental.apply import Prepared
 from sitemap_keeper.incremental.leader import Leader
 from sitemap_keeper.incremental.offsets import OffsetStore
 from sitemap_keeper.incremental.service import BATCH_SIZE, Service, tune_gc
+from sitemap_keeper.incremental.settings import ServiceSettings
 from sitemap_keeper.incremental.sources.base import EventBatch, EventSource
 from sitemap_keeper.incremental.sources.follow import FileFollower
 from sitemap_keeper.snapshot import synthetic
 from sitemap_keeper.snapshot.manifest import Counts
 from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
-from sitemap_keeper.snapshot.settings import Settings
 
 
 def prepared_app(workdir: Path, url: str | None, catalog: int) -> App:
     """A manifest holding `catalog` documents, published (`url` None: the data dir's own SQLite file)."""
-    app = App(Settings(data_dir=workdir / "data", database_url=url, allowed_hosts=(synthetic.HOST,),
-                       publish_interval=3600, prune_interval=3600, http_host="127.0.0.1", http_port=0))
+    app = App(ServiceSettings(data_dir=workdir / "data", database_url=url, allowed_hosts=(synthetic.HOST,),
+                              publish_interval=3600, prune_interval=3600, http_host="127.0.0.1", http_port=0))
     Rebuilder(app.manifest, app.settings.rules, app.settings.limits).rebuild(
         row_chunks("synthetic", synthetic.catalog(catalog)))
     app.publisher.publish(full=True)

@@ -40,13 +40,17 @@ class Failure(NamedTuple):
     message: str
 
 
+DEBUG_ENV = "SITEMAPS_DEBUG"  # `sitemaps --debug` (incremental/cli/__init__.py)
+
+
 def set_debug(on: bool) -> None:
     global _debug
     _debug = on
 
 
 def debugging() -> bool:
-    return _debug or os.environ.get("SITEMAPS_DEBUG", "").lower() in ("1", "true", "yes", "on")
+    """--debug, or its variable: read here too, for a failure before the options are parsed."""
+    return _debug or os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes", "on")
 
 
 @contextmanager

@@ -27,8 +27,8 @@ from kafka.record.util import crc32c_c
 from kafka.structs import OffsetAndMetadata
 
 from sitemap_keeper.incremental.offsets import OffsetStore, Position
+from sitemap_keeper.incremental.settings import ServiceSettings
 from sitemap_keeper.incremental.sources.base import EventBatch, EventSource
-from sitemap_keeper.snapshot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class KafkaConfig:
     topic_pattern: str | None = None  # or every topic whose whole name matches this regular expression
 
     @classmethod
-    def from_settings(cls, s: Settings) -> KafkaConfig:
+    def from_settings(cls, s: ServiceSettings) -> KafkaConfig:
         if not s.kafka_bootstrap_servers:
             raise ValueError("SITEMAPS_KAFKA_BOOTSTRAP_SERVERS is not set")
         return cls(s.kafka_bootstrap_servers, s.kafka_topic, s.kafka_group, s.kafka_security_protocol,
