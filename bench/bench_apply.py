@@ -46,7 +46,7 @@ from sitemap_keeper.incremental.settings import ServiceSettings
 from sitemap_keeper.incremental.sources.base import EventBatch, EventSource
 from sitemap_keeper.incremental.sources.follow import FileFollower
 from sitemap_keeper.snapshot import synthetic
-from sitemap_keeper.snapshot.manifest import Counts
+from sitemap_keeper.snapshot.manifest.records import Counts
 from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
 
 

@@ -22,8 +22,8 @@ from sitemap_keeper.incremental.settings import ServiceSettings
 from sitemap_keeper.incremental.sources.follow import FileFollower
 from sitemap_keeper.snapshot.document import Rules
 from sitemap_keeper.snapshot.limits import Limits
-from sitemap_keeper.snapshot.manifest import Counts as CountsType
 from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.records import Counts as CountsType
 from tests.service_helpers import (
     HOST,
     MALFORMED,

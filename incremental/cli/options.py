@@ -27,7 +27,7 @@ import click
 
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.settings import ServiceSettings, default
-from sitemap_keeper.snapshot.manifest import NoManifest
+from sitemap_keeper.snapshot.manifest.errors import NoManifest
 
 F = TypeVar("F", bound=Callable[..., Any])
 
