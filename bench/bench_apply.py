@@ -44,17 +44,17 @@ from sitemap_keeper.incremental.apply import Prepared
 from sitemap_keeper.incremental.leader import Leader
 from sitemap_keeper.incremental.offsets import OffsetStore
 from sitemap_keeper.incremental.service import BATCH_SIZE, Service, tune_gc
-from sitemap_keeper.incremental.sources.base import Batch, EventSource
+from sitemap_keeper.incremental.settings import ServiceSettings
+from sitemap_keeper.incremental.sources.base import EventBatch, EventSource
 from sitemap_keeper.incremental.sources.follow import FileFollower
 from sitemap_keeper.snapshot import synthetic
 from sitemap_keeper.snapshot.manifest.records import Counts
 from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
-from sitemap_keeper.snapshot.settings import Settings
 
 
 def bench_app(workdir: Path, url: str | None) -> App:
-    return App(Settings(data_dir=workdir / "data", database_url=url, allowed_hosts=(synthetic.HOST,),
-                        publish_interval=3600, prune_interval=3600, http_host="127.0.0.1", http_port=0))
+    return App(ServiceSettings(data_dir=workdir / "data", database_url=url, allowed_hosts=(synthetic.HOST,),
+                               publish_interval=3600, prune_interval=3600, http_host="127.0.0.1", http_port=0))
 
 
 def prepared_app(workdir: Path, url: str | None, catalog: int) -> App:
@@ -73,13 +73,13 @@ class TimedService(Service):
     first: float | None = None
     last: float | None = None
 
-    def _poll(self, timeout: float) -> tuple[Batch, Prepared] | None:
+    def _poll(self, timeout: float) -> tuple[EventBatch, Prepared] | None:
         got = super()._poll(timeout)
         if got is not None and self.first is None:
             self.first = time.perf_counter()
         return got
 
-    def apply(self, batch: Batch, prepared: Prepared | None = None) -> Counts:
+    def apply(self, batch: EventBatch, prepared: Prepared | None = None) -> Counts:
         counts = super().apply(batch, prepared)
         self.last = time.perf_counter()
         return counts

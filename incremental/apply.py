@@ -40,8 +40,8 @@ from sitemap_keeper.incremental.events import (
     parse_events,
 )
 from sitemap_keeper.snapshot import owners
+from sitemap_keeper.snapshot.crashpoints import checkpoint
 from sitemap_keeper.snapshot.document import Rules
-from sitemap_keeper.snapshot.faults import checkpoint
 from sitemap_keeper.snapshot.limits import Limits
 from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.manifest.errors import RebuildRunning
@@ -53,7 +53,7 @@ from sitemap_keeper.snapshot.workers import worker_pool
 
 log = logging.getLogger(__name__)
 
-CHUNK = 400  # shards per IN (...) query: well below every database's parameter limit
+SHARDS_PER_QUERY = 400  # shards per IN (...) query: well below every database's parameter limit
 PARSE_CHUNK = 1_000  # events per task sent to a worker: small enough to start applying early
 PARALLEL_MIN = 2_000  # batches from this size on are parsed in worker processes, smaller ones here
 # The applying process is the bound and the workers have time to spare (they parse the next batch while this
@@ -178,7 +178,7 @@ class Applier:
                 prepared.discard()
                 raise RebuildRunning("a rebuild is running on this manifest: events are applied once it has "
                                      "swapped its tables in")
-            batch = _Batch(conn, self.limits, self.manifest)
+            batch = ApplyBatch(conn, self.limits, self.manifest)
             for start, parsed in self._parsed(prepared):
                 for i, reason in parsed.rejects:
                     source, raw = items[start + i]
@@ -194,7 +194,7 @@ class Applier:
         batch.counts.rejected += len(letters)
         return batch.counts
 
-    def _release(self, batch: _Batch) -> None:
+    def _release(self, batch: ApplyBatch) -> None:
         """Apply the waiting claims of the URLs this batch freed, oldest first; a claim applied may free
         another URL (its old one): a few rounds."""
         holders: Iterable[Ident] = list(batch.rows)
@@ -246,7 +246,7 @@ class Prepared:
             task.cancel()
 
 
-Origin = Callable[[int], tuple[str, bytes]]  # an op's index in `_Batch.add` -> its event's source and raw bytes
+Origin = Callable[[int], tuple[str, bytes]]  # an op's index in `ApplyBatch.add` -> its event's source and raw bytes
 
 
 @dataclass(slots=True)
@@ -290,7 +290,7 @@ class _Waiting:
         counts.stale += len(wait.letters) + len(wait.fresh) - applied
 
 
-class _Batch:
+class ApplyBatch:
     """One transaction's worth of events: documents and shards as the events leave them, written at the end."""
 
     def __init__(self, conn: Connection, limits: Limits, manifest: Manifest) -> None:
@@ -538,9 +538,9 @@ class _Batch:
     def _load_shards(self, wanted: set[tuple[str, int]]) -> None:
         todo = sorted(wanted)
         key = tuple_(shards.c.section, shards.c.shard_no)
-        for i in range(0, len(todo), CHUNK):
+        for i in range(0, len(todo), SHARDS_PER_QUERY):
             query = select(shards.c.section, shards.c.shard_no, shards.c.url_count, shards.c.byte_count).where(
-                key.in_(todo[i:i + CHUNK]))
+                key.in_(todo[i:i + SHARDS_PER_QUERY]))
             for s, n, count, size in self.conn.execute(query):
                 self.shards[(s, n)] = _Shard(count, size)
 

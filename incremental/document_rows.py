@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.manifest.schema import DOCUMENT_COLUMNS, documents
 
-CHUNK = 500  # keys per IN (...) query on SQLite: well below its parameter limit
+KEYS_PER_QUERY = 500  # keys per IN (...) query on SQLite: well below its parameter limit
 
 Ident = tuple[str, str]  # (section, key)
 Stored = tuple[int | None, int | None, int | None, int, bool]
@@ -46,8 +46,8 @@ def load(raw: Any, dialect: str, section: str, keys: Iterable[str]) -> dict[Iden
                 found[(section, k)] = (None, n, v, size, live)
         return found
     todo = sorted(keys)  # in index order: neighbouring lookups share pages
-    for i in range(0, len(todo), CHUNK):
-        chunk = todo[i:i + CHUNK]
+    for i in range(0, len(todo), KEYS_PER_QUERY):
+        chunk = todo[i:i + KEYS_PER_QUERY]
         sql = f"{_LOAD.format(rowid='rowid, ')}? AND key IN ({','.join('?' * len(chunk))})"
         found.update({(section, k): (rowid, n, v, size, live == 1)
                       for rowid, k, n, v, size, live in raw.execute(sql, (section, *chunk))})
