@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import os
 import sys
 
 import click
@@ -25,6 +26,19 @@ COMMANDS = {
     "hold": "hold", "resume": "resume",
     "settings": "settings",
 }
+
+
+# variables a release renamed -> their new names: a deployment still setting an old one is refused, not ignored
+RENAMED_VARIABLES = {
+    "SITEMAPS_INGRESS_NAMESPACE": "SITEMAPS_ROUTER_NAMESPACE",
+    "SITEMAPS_INGRESS_LABEL": "SITEMAPS_ROUTER_LABEL",
+}
+
+
+def refuse_renamed_variables() -> None:
+    old = sorted(name for name in RENAMED_VARIABLES if name in os.environ)
+    if old:
+        raise click.UsageError("; ".join(f"{name} is now {RENAMED_VARIABLES[name]}: rename it" for name in old))
 
 
 class LazyGroup(click.Group):
@@ -82,6 +96,7 @@ def cli(log_level: str, log_format: str, debug: bool, progress_interval: float) 
       sitemaps --log-format json run --follow events.jsonl
     """
     set_debug(debug)
+    refuse_renamed_variables()
     logs.configure(log_level, log_format)
     progress.LINE_EVERY = progress_interval
 
