@@ -235,85 +235,144 @@ def _urls_apart(old: bytes, new: bytes) -> tuple[dict[str, str | None], dict[str
 
 
 def _lines_apart(old: bytes, new: bytes) -> tuple[set[bytes], set[bytes]] | None:
-    """The lines of `old` that `new` lacks and those of `new` that `old` lacks, both decompressed (None if either
-    is another writer's file).
+    """The lines of `old` that `new` lacks and those of `new` that `old` lacks (None if either is another
+    writer's file, or if most of both differ: `shard_urls` then holds less than these lines would).
 
     Both hold their URLs in the same order (by key), so they are walked side by side: a stretch they hold
     alike is passed over without being split into lines, and where they part, a line of `old` just after is
     looked for in `new` to go on from (a changed, added or removed <url>). Only the lines of the stretches in
     between are compared, as sets: the walk needs no luck to be right, only to be fast; a line put aside on
-    one side and held by the other elsewhere cancels out.
+    one side and held by the other elsewhere cancels out. Each file is inflated as the walk goes, and
+    what it has passed is forgotten: a window of a few megabytes of each, whatever the shard's size.
     """
-    a, b = _decompressed(old), _decompressed(new)
-    if not (a.startswith(_OWN_HEADER) and b.startswith(_OWN_HEADER)):
+    a, b = _Content(old), _Content(new)
+    if a.slice(0, len(_OWN_HEADER)) != _OWN_HEADER or b.slice(0, len(_OWN_HEADER)) != _OWN_HEADER:
         return None
+    most = (_size(old) + _size(new)) * APART_SHARE
     old_lines: list[bytes] = []
     new_lines: list[bytes] = []
-    view = memoryview(b)
+    apart = 0  # bytes of the stretches that differ, so far
     i = j = 0  # where both start a line, after a stretch they hold alike
     while True:
-        alike = _common_length(a, i, view, j)
-        if alike == min(len(a) - i, len(b) - j) and len(a) - i == len(b) - j:
+        alike = _common_length(a, i, b, j)
+        i, j = i + alike, j + alike
+        if a.reach(i + 1) == i and b.reach(j + 1) == j:
             break
-        back = i + alike - (a.rfind(b"\n", 0, i + alike) + 1)  # to the start of the line they part in
-        i, j = i + alike - back, j + alike - back
+        # The line they part in starts after a line break still held (see forget).
+        back = i - (a.base + a.text.rfind(b"\n", 0, i - a.base) + 1)
+        i, j = i - back, j - back
         found = _rejoin(a, i, b, j)
+        ai, bj = found or (max(_size(old), i), max(_size(new), j))  # the rest, its size from the trailer
+        apart += ai - i + bj - j
+        if apart > most:
+            return None
         if found is None:
-            old_lines += a[i:].split(b"\n")
-            new_lines += b[j:].split(b"\n")
+            ai, bj = a.reach(_ALL), b.reach(_ALL)
+        old_lines += a.slice(i, ai).split(b"\n")
+        new_lines += b.slice(j, bj).split(b"\n")
+        if found is None:
             break
-        old_lines += a[i:found[0]].split(b"\n")
-        new_lines += b[j:found[1]].split(b"\n")
         i, j = found
+        a.forget(i - 1)
+        b.forget(j - 1)
     olds, news = set(old_lines), set(new_lines)
     return olds - news, news - olds
 
 
-def _decompressed(data: bytes) -> bytes:
-    """A gzip file's content, in one buffer of the size its trailer gives (modulo 4 GiB: a hint only); isal
-    inflates this service's files about three times faster than zlib."""
-    return isal_zlib.decompress(data, wbits=31, bufsize=int.from_bytes(data[-4:], "little") + 1)
-
-
+APART_SHARE = 0.25  # beyond this share of both files differing, they are compared whole (shard_urls)
 REJOIN_LINES = 4  # lines of `old` looked for in `new` where they part, before the rest is compared as sets
 REJOIN_REACH = 1 << 18  # how far into `new` each is looked for
+_GALLOP = 256  # bytes compared first; doubled while equal
+_ALL = 1 << 62
 
 
-def _rejoin(a: bytes, i: int, b: bytes, j: int) -> tuple[int, int] | None:
-    """Where a and b, which part in the lines starting at a[i] and b[j], hold the same line again: the first of
-    the few lines after a's line at i found in b after j (a line changed, removed, or added to b before it)."""
-    at = a.find(b"\n", i) + 1 or len(a)
+def _size(data: bytes) -> int:
+    """A gzip file's content size, from its trailer (modulo 4 GiB: a shard is at most 50 MiB)."""
+    return int.from_bytes(data[-4:], "little")
+
+
+class _Content:
+    """A gzip file's content, inflated as far as it is looked at, and forgotten before what `forget` says:
+    `text` holds it from the offset `base` on. Offsets are the content's own."""
+
+    def __init__(self, data: bytes) -> None:
+        self._inflate = isal_zlib.decompressobj(wbits=31)  # about three times as fast as zlib's
+        self._pending = data
+        self.text = b""
+        self.base = 0
+        self._ended = False
+
+    def reach(self, end: int) -> int:
+        """Inflate up to `end`, or to the end of the content; where what is inflated ends."""
+        while self.base + len(self.text) < end and not self._ended:
+            if self._pending:
+                block = self._inflate.decompress(self._pending, _CHUNK)
+                self._pending = self._inflate.unconsumed_tail
+            else:
+                block, self._ended = self._inflate.flush(), True
+            self.text += block
+        return self.base + len(self.text)
+
+    def forget(self, before: int) -> None:
+        """Let go of the content before `before` (once it is a block's worth: cutting copies what is kept)."""
+        if before - self.base >= _CHUNK:
+            self.text, self.base = self.text[before - self.base:], before
+
+    def line_end(self, at: int) -> int:
+        """Where the line `at` is in ends, its line break included (the end of the content for the last)."""
+        while True:
+            found = self.text.find(b"\n", at - self.base)
+            if found >= 0:
+                return self.base + found + 1
+            top = self.base + len(self.text)
+            if self.reach(top + _CHUNK) == top:
+                return top
+
+    def slice(self, start: int, end: int) -> bytes:
+        self.reach(end)
+        return self.text[start - self.base:end - self.base]
+
+
+def _rejoin(a: _Content, i: int, b: _Content, j: int) -> tuple[int, int] | None:
+    """Where a and b, which part in the lines starting at i and j, hold the same line again: the first of the
+    few lines after a's line at i found in b after j (a line changed, removed, or added to b before it)."""
+    at = a.line_end(i)
     for _ in range(REJOIN_LINES):
-        if at >= len(a):
+        end = a.line_end(at)
+        if end == at:
             return None
-        end = a.find(b"\n", at) + 1 or len(a)
-        found = b.find(a[at - 1:end], max(j - 1, 0), j + REJOIN_REACH)  # with the line break before it: a whole line
+        line = a.slice(at - 1, end)  # with the line break before it: a whole line of b
+        b.reach(j + REJOIN_REACH)
+        found = b.text.find(line, j - 1 - b.base, j + REJOIN_REACH - b.base)
         if found >= 0:
-            return at, found + 1
+            return at, b.base + found + 1
         at = end
     return None
 
 
-_GALLOP = 256  # bytes compared first; doubled while equal
-
-
-def _common_length(a: bytes, i: int, b: memoryview, j: int) -> int:
-    """How many bytes a[i:] and b[j:] have alike from their start: compared in doubling windows, then bisected
-    (startswith compares in place: no window is copied)."""
-    end = min(len(a) - i, len(b) - j)
+def _common_length(a: _Content, i: int, b: _Content, j: int) -> int:
+    """How many bytes a and b have alike from i and j on: compared in doubling windows, then bisected
+    (startswith compares in place: no window is copied). What both hold alike is forgotten as it goes."""
     n, step = 0, _GALLOP
-    while n < end:
-        k = min(step, end - n)
-        if not a.startswith(b[j + n:j + n + k], i + n):
+    while True:
+        k = min(step, a.reach(i + n + step) - i - n, b.reach(j + n + step) - j - n)
+        if k <= 0:
+            return n
+        view = memoryview(b.text)
+        if not a.text.startswith(view[j + n - b.base:j + n + k - b.base], i + n - a.base):
             break
         n += k
         step = min(2 * step, _CHUNK)
-    else:
-        return end
+        if i + n - a.base >= 2 * _CHUNK:  # up to the last line break, keeping it (_rejoin looks for it)
+            cut = a.base + a.text.rfind(b"\n", 0, i + n - a.base)
+            if cut >= i:
+                del view
+                a.forget(cut)
+                b.forget(j + cut - i)
     lo, hi = n, n + k - 1  # alike up to lo; they differ before hi + 1
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if a.startswith(b[j + lo:j + mid], i + lo):
+        if a.text.startswith(view[j + lo - b.base:j + mid - b.base], i + lo - a.base):
             lo = mid
         else:
             hi = mid - 1

