@@ -308,6 +308,27 @@ def test_lines_alike_are_never_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [block.count(b"<url>") for block in parsed] == [1, 1]  # the line each side holds, nothing else
 
 
+def test_a_shard_pair_is_walked_a_window_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two versions of a shard that compresses 50 to 1, one URL apart: compared without holding either whole,
+    in a window of a few blocks of each (blocks of 64 KiB here, so that the window is small beside the shard)."""
+    monkeypatch.setattr(diff, "_CHUNK", 1 << 16)
+    images = tuple(Image(f"https://cdn.{HOST}/{j}-{'x' * 60}.jpg", title="t" * 80) for j in range(6))
+    docs = [Document("books", str(i), f"https://{HOST}/b/{i}", "2024-05-01", images=images) for i in range(8_000)]
+    old = gzip_pieces(shard_pieces([url_fragment(d) for d in docs]))
+    docs[4_321] = dataclasses.replace(docs[4_321], lastmod="2024-05-02")
+    new = gzip_pieces(shard_pieces([url_fragment(d) for d in docs]))
+    size = len(gzip.decompress(new))
+    assert size > 50 * len(new)
+    tracemalloc.start()
+    try:
+        got = diff.compare_shard(diff.ShardPair("books", old, new))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got.changed == [diff.Change("changed", "books", f"https://{HOST}/b/4321", "2024-05-01", "2024-05-02")]
+    assert peak < size / 4, f"comparing two {size:,}-byte shards peaked at {peak:,} bytes"
+
+
 @pytest.mark.parametrize("xml", [
     # Another writer's file on one side: both are read whole.
     b'<?xml version="1.0" encoding="UTF-8"?>\n<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n'
