@@ -32,7 +32,8 @@ from isal import isal_zlib
 from sqlalchemy import BigInteger, Column, MetaData, String, Table, select
 
 from sitemap_keeper.snapshot.bounded import bounded_map
-from sitemap_keeper.snapshot.manifest import FileRecord, Manifest
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.records import FileRecord
 from sitemap_keeper.snapshot.render import ESCAPES, URLSET_OPEN
 from sitemap_keeper.snapshot.stores.base import Store
 from sitemap_keeper.snapshot.workers import worker_pool
@@ -41,7 +42,7 @@ KINDS = ("added", "removed", "changed")
 READABLE = ("ready", "live", "retired")  # states whose files are still in the store
 _SM = "http://www.sitemaps.org/schemas/sitemap/0.9 "  # expat's namespace-qualified names: "<uri> <local>"
 _URL, _LOC, _LASTMOD = _SM + "url", _SM + "loc", _SM + "lastmod"
-_CHUNK = 1 << 20
+_BLOCK_BYTES = 1 << 20  # decompressed bytes per block a shard is read back in
 # Below this many differing shards, comparing them in this process beats starting worker processes.
 POOL_THRESHOLD = 4
 
@@ -86,9 +87,8 @@ class DiffCounts:
 def shard_urls(data: bytes) -> Iterator[tuple[str, str | None]]:
     """(loc, lastmod) of every <url> of a gzip-compressed shard.
 
-    A shard this service wrote (its own header, a <url> per line) is read with one regex per block, about three
-    times faster than expat's callbacks; anything else, or any line the regex does not account for, goes
-    through expat.
+    A shard this service wrote (its own header, a <url> per line) is read with one regex per block, faster than
+    expat's callbacks; anything else, or any line the regex does not account for, goes through expat.
     """
     found = _own_shard_urls(data)
     return iter(found) if found is not None else _parsed_shard_urls(data)
@@ -166,12 +166,12 @@ def _parsed_shard_urls(data: bytes) -> Iterator[tuple[str, str | None]]:
 
 
 def _inflated(data: bytes) -> Iterator[bytes]:
-    """A gzip file's content in blocks of at most _CHUNK bytes, however well it compressed: a shard of
+    """A gzip file's content in blocks of at most _BLOCK_BYTES bytes, however well it compressed: a shard of
     50 MiB compresses to well under 1 MiB, and decompressed whole it took the diff to 270 MiB."""
     inflate = zlib.decompressobj(wbits=31)
     pending = data
     while pending:
-        yield inflate.decompress(pending, _CHUNK)
+        yield inflate.decompress(pending, _BLOCK_BYTES)
         pending = inflate.unconsumed_tail
     yield inflate.flush()
 
@@ -306,7 +306,7 @@ class _Content:
         """Inflate up to `end`, or to the end of the content; where what is inflated ends."""
         while self.base + len(self.text) < end and not self._ended:
             if self._pending:
-                block = self._inflate.decompress(self._pending, _CHUNK)
+                block = self._inflate.decompress(self._pending, _BLOCK_BYTES)
                 self._pending = self._inflate.unconsumed_tail
             else:
                 block, self._ended = self._inflate.flush(), True
@@ -315,7 +315,7 @@ class _Content:
 
     def forget(self, before: int) -> None:
         """Let go of the content before `before` (once it is a block's worth: cutting copies what is kept)."""
-        if before - self.base >= _CHUNK:
+        if before - self.base >= _BLOCK_BYTES:
             self.text, self.base = self.text[before - self.base:], before
 
     def line_end(self, at: int) -> int:
@@ -325,7 +325,7 @@ class _Content:
             if found >= 0:
                 return self.base + found + 1
             top = self.base + len(self.text)
-            if self.reach(top + _CHUNK) == top:
+            if self.reach(top + _BLOCK_BYTES) == top:
                 return top
 
     def slice(self, start: int, end: int) -> bytes:
@@ -362,8 +362,8 @@ def _common_length(a: _Content, i: int, b: _Content, j: int) -> int:
         if not a.text.startswith(view[j + n - b.base:j + n + k - b.base], i + n - a.base):
             break
         n += k
-        step = min(2 * step, _CHUNK)
-        if i + n - a.base >= 2 * _CHUNK:  # up to the last line break, keeping it (_rejoin looks for it)
+        step = min(2 * step, _BLOCK_BYTES)
+        if i + n - a.base >= 2 * _BLOCK_BYTES:  # up to the last line break, keeping it (_rejoin looks for it)
             cut = a.base + a.text.rfind(b"\n", 0, i + n - a.base)
             if cut >= i:
                 del view

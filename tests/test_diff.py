@@ -20,7 +20,8 @@ from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.cli import cli as sitemaps
 from sitemap_keeper.snapshot import diff
 from sitemap_keeper.snapshot.document import ANY_HOST, Alternate, Document, Image
-from sitemap_keeper.snapshot.manifest import FileRecord, documents
+from sitemap_keeper.snapshot.manifest.records import FileRecord
+from sitemap_keeper.snapshot.manifest.schema import documents
 from sitemap_keeper.snapshot.prune import prune
 from sitemap_keeper.snapshot.render import (
     URLSET_CLOSE,
@@ -163,7 +164,7 @@ def test_identical_shards_are_never_read(app: App, monkeypatch: pytest.MonkeyPat
 
 
 def test_shard_parser_reads_only_url_locs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(diff, "_CHUNK", 97)  # many small pieces: elements and text split across them
+    monkeypatch.setattr(diff, "_BLOCK_BYTES", 97)  # many small pieces: elements and text split across them
     docs = [Document("books", str(i), f"https://{HOST}/b?id={i}&x=<{i}>", None if i % 3 else "2024-05-01",
                      images=(Image(f"https://cdn.{HOST}/{i}.jpg", title="t & <t>"),),
                      alternates=(Alternate("de", f"https://{HOST}/de/{i}"),)) for i in range(300)]
@@ -175,9 +176,8 @@ def test_shard_parser_reads_only_url_locs(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_a_shard_is_read_back_a_block_at_a_time() -> None:
-    """A shard of 50 MiB compresses to well under 1 MiB: decompressed a megabyte of input at a time, it was
-    held whole (and copied) by the diff, which took `sitemaps publish` to 272 MiB. Here: 2.1 times the shard
-    then, under half of it now."""
+    """A shard of 50 MiB compresses to well under 1 MiB: the diff decompresses it a block at a time, never
+    holding (and copying) the whole shard."""
     images = tuple(Image(f"https://cdn.{HOST}/{j}-{'x' * 60}.jpg", title="t" * 80) for j in range(6))
     docs = [Document("books", str(i), f"https://{HOST}/b/{i}", "2024-05-01", images=images) for i in range(8_000)]
     data = gzip_pieces(shard_pieces([url_fragment(d) for d in docs]))
@@ -268,11 +268,11 @@ def whole_files(old: bytes | None, new: bytes | None) -> diff.ShardDiff:
 
 @pytest.mark.parametrize("edits", [0, 1, 3, 40, 400])
 @pytest.mark.parametrize("reach", [diff.REJOIN_REACH, 64])  # 64: most partings end in the sets of the rest
-@pytest.mark.parametrize("chunk", [diff._CHUNK, 97])  # 97: the walk's window cut everywhere, lines split across
+@pytest.mark.parametrize("chunk", [diff._BLOCK_BYTES, 97])  # 97: the walk's window cut everywhere, lines split across
 def test_a_shard_pair_compares_its_differing_lines_as_the_whole_files(edits: int, reach: int, chunk: int,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(diff, "REJOIN_REACH", reach)
-    monkeypatch.setattr(diff, "_CHUNK", chunk)
+    monkeypatch.setattr(diff, "_BLOCK_BYTES", chunk)
     for seed in range(5):
         before = fragments(600, seed)
         after = edited(before, seed, edits)
@@ -311,7 +311,7 @@ def test_lines_alike_are_never_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_shard_pair_is_walked_a_window_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """Two versions of a shard that compresses 50 to 1, one URL apart: compared without holding either whole,
     in a window of a few blocks of each (blocks of 64 KiB here, so that the window is small beside the shard)."""
-    monkeypatch.setattr(diff, "_CHUNK", 1 << 16)
+    monkeypatch.setattr(diff, "_BLOCK_BYTES", 1 << 16)
     images = tuple(Image(f"https://cdn.{HOST}/{j}-{'x' * 60}.jpg", title="t" * 80) for j in range(6))
     docs = [Document("books", str(i), f"https://{HOST}/b/{i}", "2024-05-01", images=images) for i in range(8_000)]
     old = gzip_pieces(shard_pieces([url_fragment(d) for d in docs]))
