@@ -95,7 +95,7 @@ def shard_urls(data: bytes) -> Iterator[tuple[str, str | None]]:
 
 
 _OWN_HEADER = URLSET_OPEN.encode()
-# Within one line: a loc or lastmod is never split across lines by snapshot.render (the line set relies on it).
+# Within one line: snapshot.render never splits a loc or lastmod across lines (the line walk relies on it).
 _OWN_URL = re.compile(rb"<url><loc>([^<\n]*)</loc>(?:<lastmod>([^<\n]*)</lastmod>)?")
 _ENTITIES = {entity.encode(): char.encode() for char, entity in ESCAPES.items()}  # what render.escape writes
 _ENTITY = re.compile(b"|".join(re.escape(entity) for entity in _ENTITIES))
