@@ -47,7 +47,7 @@ class App:
 
     @cached_property
     def announcer(self) -> Announcer:
-        return Announcer(self.manifest, self.store, self.settings.indexnow)
+        return Announcer(self.manifest, self.store, self.settings.indexnow, self.settings.workers)
 
     @cached_property
     def applier(self) -> Applier:
