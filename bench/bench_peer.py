@@ -13,17 +13,22 @@ gzip level 1, which has no level 6; the two outputs' compressed sizes are printe
 Both get the synthetic catalog's documents (`snapshot/synthetic.py`) without their images and hreflang
 alternates, which the peer cannot write: the same URLs with the same lastmods, changefreqs and priorities, 50,000
 URLs per file. `--media` gives the rebuild the catalog with them (what bench_rebuild.py and bench_scale.py
-load); the peer still writes the plain URLs. The ratio is the peer's seconds over the rebuild's: 1.0 is as fast.
-Run by hand; never part of the tests.
+load); the peer still writes the plain URLs.
+
+The ratio is the peer's seconds over the rebuild's: 1.0 is as fast. CPU seconds are printed too (the peer's
+process; the command's and its workers'): when other work shares the cores, wall seconds favour the rebuild,
+whose two processes get two shares. Run by hand; never part of the tests.
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import os
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -79,27 +84,43 @@ class Peer(XMLSitemap):  # type: ignore[misc]
     GZIP_COMPRESSION_LEVEL = PEER_LEVEL
 
 
-def run_peer(urls: dict[str, list[tuple[str, str, str, str]]], out: Path) -> float:
-    """Seconds for the peer to write every URL and its index into `out`."""
+def write_peer(urls: dict[str, list[tuple[str, str, str, str]]], out: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) for the peer to write every URL and its index into `out`."""
     out.mkdir(parents=True)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     with Peer(str(out), ROOT_URL) as sitemap:
         for section, rows in urls.items():
             sitemap.add_section(section)
             add = sitemap.add_url
             for path, lastmod, priority, changefreq in rows:
                 add(path, lastmod=lastmod, priority=priority, changefreq=changefreq)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
-def run_rebuild(source: Path, tmp: Path, workers: int) -> tuple[float, float, float]:
-    """(wall seconds of the whole command, its own seconds, peak RSS MiB of its largest process)."""
+def run_peer(documents: int, out: Path) -> tuple[float, float, float]:
+    """The peer in a process of its own (its input is some 300 MiB of tuples at 1M: held here, it would count in the
+    next command's peak RSS, which Linux carries over from the forking process's). (wall seconds, CPU seconds,
+    peak RSS MiB of that process, its input included)."""
+    with subprocess.Popen([sys.executable, __file__, "--peer-into", str(out), "--documents", str(documents)],
+                          stdout=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        found = json.loads(proc.stdout.read())
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"the peer failed ({proc.returncode})")
+    return found["wall"], found["cpu"], usage.ru_maxrss / 1024
+
+
+def run_rebuild(source: Path, tmp: Path, workers: int) -> tuple[float, float, float, float]:
+    """(wall seconds of the whole command, its own seconds, CPU seconds of it and its workers, peak RSS MiB of its
+    largest process)."""
     env = {**os.environ, "SITEMAPS_DATA_DIR": str(tmp / "data"), "SITEMAPS_ALLOWED_HOSTS": synthetic.HOST,
            "SITEMAPS_LOG_LEVEL": "WARNING", "SITEMAPS_WORKERS": str(workers),
            "SITEMAPS_DATABASE_URL": f"sqlite:///{tmp / 'manifest.db'}"}
     step = cli(["rebuild", "--source", str(source)], env, tmp / "logs")
     own = re.search(r"rebuild took ([\d.]+)s", step.out)
-    return step.wall, float(own.group(1)) if own else float("nan"), step.peak_rss_mib
+    return step.wall, float(own.group(1)) if own else float("nan"), step.cpu, step.peak_rss_mib
 
 
 def output(tree: Path) -> tuple[int, int, int]:
@@ -125,39 +146,47 @@ def main() -> None:
     ap.add_argument("--media", action="store_true", help="the rebuild's source keeps images and alternates")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "sitemaps-bench")
     ap.add_argument("--workdir", type=Path, help="where the outputs go (default: the system's temporary directory)")
+    ap.add_argument("--peer-into", type=Path, help=argparse.SUPPRESS)  # the peer's own process (run_peer)
     args = ap.parse_args()
+    if args.peer_into is not None:
+        wall, cpu = write_peer(peer_input(args.documents), args.peer_into)
+        print(json.dumps({"wall": wall, "cpu": cpu}))
+        return
     args.cache.mkdir(parents=True, exist_ok=True)
     source = source_file(args.documents, args.cache, args.media)
-    urls = peer_input(args.documents)
-    peer_times: list[float] = []
-    ours: list[tuple[float, float, float]] = []
+    peer_times: list[tuple[float, float, float]] = []
+    ours: list[tuple[float, float, float, float]] = []
     for r in range(args.rounds):
         order = ("peer", "rebuild") if r % 2 == 0 else ("rebuild", "peer")  # interleaved, alternating first
         for who in order:
             with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
                 if who == "peer":
-                    peer_times.append(run_peer(urls, Path(tmp, "peer")))
+                    peer_times.append(run_peer(args.documents, Path(tmp, "peer")))
                     what = output(Path(tmp, "peer")) if r == 0 else None
-                    print(f"round {r + 1}: peer     {peer_times[-1]:6.2f}s", flush=True)
+                    wall, cpu, rss = peer_times[-1]
+                    print(f"round {r + 1}: peer     {wall:6.2f}s ({cpu:.2f}s CPU, peak RSS {rss:.0f} MiB with "
+                          "its input)", flush=True)
                 else:
                     ours.append(run_rebuild(source, Path(tmp), args.workers))
                     what = output(Path(tmp, "data")) if r == 0 else None
-                    wall, own, rss = ours[-1]
-                    print(f"round {r + 1}: rebuild  {wall:6.2f}s (its own {own:.2f}s, peak RSS {rss:.0f} MiB)",
-                          flush=True)
+                    wall, own, cpu, rss = ours[-1]
+                    print(f"round {r + 1}: rebuild  {wall:6.2f}s ({cpu:.2f}s CPU; its own {own:.2f}s, peak RSS "
+                          f"{rss:.0f} MiB)", flush=True)
                 if what is not None:
                     print(f"         {who} wrote {what[0]} files, {what[1]:,} URLs, {what[2] / 2**20:.1f} MiB gzip")
-    peer_s = statistics.median(peer_times)
-    wall_s = statistics.median(w for w, _o, _r in ours)
-    own_s = statistics.median(o for _w, o, _r in ours)
+    peer_s = statistics.median(w for w, _c, _r in peer_times)
+    peer_cpu = statistics.median(c for _w, c, _r in peer_times)
+    wall_s = statistics.median(w for w, _o, _c, _r in ours)
+    own_s = statistics.median(o for _w, o, _c, _r in ours)
+    cpu_s = statistics.median(c for _w, _o, c, _r in ours)
     print(f"\n{args.documents:,} URLs, median of {args.rounds} interleaved rounds:")
     print(f"  xml-sitemap-writer (from memory, zlib level {PEER_LEVEL}): {peer_s:.2f}s "
-          f"({args.documents / peer_s:,.0f} URLs/s)")
+          f"({args.documents / peer_s:,.0f} URLs/s), {peer_cpu:.2f}s CPU")
     print(f"  sitemaps rebuild --source ({'with' if args.media else 'without'} images and alternates): "
           f"{wall_s:.2f}s whole command, {own_s:.2f}s its own ({args.documents / wall_s:,.0f} URLs/s), "
-          f"peak RSS {max(r for _w, _o, r in ours):.0f} MiB")
+          f"{cpu_s:.2f}s CPU, peak RSS {max(r for _w, _o, _c, r in ours):.0f} MiB")
     print(f"  ratio (peer seconds / rebuild seconds): {peer_s / wall_s:.2f} (whole command), "
-          f"{peer_s / own_s:.2f} (its own time)")
+          f"{peer_s / own_s:.2f} (its own time); CPU seconds: {peer_cpu / cpu_s:.2f}")
 
 
 if __name__ == "__main__":

@@ -62,6 +62,15 @@ def test_snapshot_loads_without_incremental() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_rebuild_loads_no_kafka_client() -> None:
+    """`sitemaps rebuild` reads a file or a database: the Kafka client (about 0.1 s to import) is not loaded."""
+    code = ("import sys\nimport sitemap_keeper.incremental.cli.rebuild\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'kafka'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd="/")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 def test_no_module_names_the_package_by_its_bare_folder() -> None:
     """Every import of the project's own code goes through `sitemap_keeper.`: a bare `snapshot.x` would load the
     module a second time under a second name (or fail once installed)."""
