@@ -40,6 +40,24 @@ def test_writes_share_one_connection_with_the_big_cache(tmp_path: Path) -> None:
         manifest.close()
 
 
+def test_dropping_a_table_does_not_write_its_pages_again(tmp_path: Path) -> None:
+    """secure_delete FAST on every connection: a rebuild's swap drops the old tables without zeroing their pages
+    through the WAL (a build with SQLITE_SECURE_DELETE, as Debian's, would write all of them again)."""
+    m = Manifest.open(f"sqlite:///{tmp_path / 'm.db'}")
+    with m.write() as conn:
+        conn.exec_driver_sql("CREATE TABLE big (x TEXT)")
+        conn.exec_driver_sql("INSERT INTO big WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s "
+                             "WHERE i < 19999) SELECT printf('%0500d', i) FROM s")  # about 10 MB, 2,500 pages
+    with m.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA secure_delete").scalar_one() == 2  # FAST
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    with m.write() as conn:
+        assert conn.exec_driver_sql("PRAGMA secure_delete").scalar_one() == 2
+        conn.exec_driver_sql("DROP TABLE big")
+    assert (tmp_path / "m.db-wal").stat().st_size < 1_000_000  # the freelist's pages, not 10 MB of zeros
+    m.close()
+
+
 def test_an_in_memory_manifest_writes_where_it_reads() -> None:
     manifest = Manifest.open("sqlite://")
     try:

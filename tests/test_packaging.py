@@ -81,6 +81,9 @@ def test_routers_load_without_the_s3_store() -> None:
 def test_rebuild_loads_without_publish() -> None:
     """A rebuild's refusals live beside publish's (snapshot/refusals.py): rebuild does not import publish."""
     assert loaded_by(["sitemap_keeper.snapshot.rebuild"], ("sitemap_keeper.snapshot.publish",)) == []
+def test_rebuild_loads_no_kafka_client() -> None:
+    """`sitemaps rebuild` reads a file or a database: the Kafka client (about 0.1 s to import) is not loaded."""
+    assert loaded_by(["sitemap_keeper.incremental.cli.rebuild"], ("kafka",)) == []
 
 
 def test_no_module_names_the_package_by_its_bare_folder() -> None:

@@ -11,7 +11,6 @@ import click
 
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.cli.options import option_default
-from sitemap_keeper.incremental.sources.kafka import topics_setting
 from sitemap_keeper.snapshot.mapping import Mapping, MappingError, load_mapping
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -41,6 +40,9 @@ def read_mapping(path: Path) -> Mapping:
 def use_format(app: App, event_format: str, mapping: Path | None) -> None:
     """Check the format, its mapping and the topics before anything starts; make the app's applier read that
     format."""
+    # Here, not at the top: `rebuild` imports this module and reads no Kafka; the client takes about 0.1 s to import.
+    from sitemap_keeper.incremental.sources.kafka import topics_setting
+
     try:
         topics_setting(app.settings.kafka_topics)
     except ValueError as exc:
