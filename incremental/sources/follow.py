@@ -119,16 +119,18 @@ class FileFollower(EventSource):
         items: list[tuple[str, bytes]] = []
         end = self.offset
         name = self.path.name
-        unfinished: list[bytes] = []  # the blocks read since the last newline
+        unfinished: list[bytes] = []  # the line read in part: its pieces, from the blocks read before
         while len(items) < max_records:
             block = stream.read(READ_BLOCK)
             if not block:
                 break
-            unfinished.append(block)
-            if b"\n" not in block:
+            lines = block.split(b"\n")
+            unfinished.append(lines[0])
+            if len(lines) == 1:
                 continue
-            lines = (b"".join(unfinished) if len(unfinished) > 1 else block).split(b"\n")
-            unfinished = [lines.pop()]
+            lines[0] = b"".join(unfinished) if len(unfinished) > 1 else lines[0]
+            last = lines.pop()
+            unfinished = [last] if last else []
             for line in lines:
                 if len(items) == max_records:
                     break
