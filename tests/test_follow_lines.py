@@ -47,7 +47,7 @@ def expected(max_records: int) -> list[tuple[list[tuple[str, bytes]], int]]:
 @pytest.mark.parametrize("max_records", [1, 2, 100])
 def test_lines_across_blocks(tmp_path: Path, offsets: OffsetStore, monkeypatch: pytest.MonkeyPatch,
                              block: int, max_records: int) -> None:
-    monkeypatch.setattr(follow, "READ_BLOCK", block)
+    monkeypatch.setattr(follow, "READ_BYTES", block)
     path = tmp_path / "events.jsonl"
     path.write_bytes(CONTENT)
     follower = FileFollower(path, offsets, interval=0.01)

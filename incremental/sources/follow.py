@@ -33,7 +33,7 @@ from sitemap_keeper.incremental.sources.base import Batch, EventSource
 log = logging.getLogger(__name__)
 
 HEAD = 1024  # bytes at a file's start that its identity checksums
-READ_BLOCK = 1 << 20  # bytes read at a time
+READ_BYTES = 1 << 20  # bytes per block the file is read in
 ID_MASK = (1 << 63) - 1  # device and inode numbers as the offsets table's signed 64-bit column holds them
 
 
@@ -121,7 +121,7 @@ class FileFollower(EventSource):
         name = self.path.name
         unfinished: list[bytes] = []  # the line read in part: its pieces, from the blocks read before
         while len(items) < max_records:
-            block = stream.read(READ_BLOCK)
+            block = stream.read(READ_BYTES)
             if not block:
                 break
             lines = block.split(b"\n")
