@@ -28,7 +28,8 @@ from xml.parsers import expat
 
 from sqlalchemy import BigInteger, Column, MetaData, String, Table, select
 
-from sitemap_keeper.snapshot.manifest import FileRecord, Manifest
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.records import FileRecord
 from sitemap_keeper.snapshot.render import ESCAPES, URLSET_OPEN
 from sitemap_keeper.snapshot.stores.base import Store
 
@@ -36,7 +37,7 @@ KINDS = ("added", "removed", "changed")
 READABLE = ("ready", "live", "retired")  # states whose files are still in the store
 _SM = "http://www.sitemaps.org/schemas/sitemap/0.9 "  # expat's namespace-qualified names: "<uri> <local>"
 _URL, _LOC, _LASTMOD = _SM + "url", _SM + "loc", _SM + "lastmod"
-_CHUNK = 1 << 20
+_BLOCK_BYTES = 1 << 20  # decompressed bytes per block a shard is read back in
 
 metadata = MetaData()
 generation_diffs = Table(
@@ -79,9 +80,8 @@ class DiffCounts:
 def shard_urls(data: bytes) -> Iterator[tuple[str, str | None]]:
     """(loc, lastmod) of every <url> of a gzip-compressed shard.
 
-    A shard this service wrote (its own header, a <url> per line) is read with one regex per block, about three
-    times faster than expat's callbacks; anything else, or any line the regex does not account for, goes
-    through expat.
+    A shard this service wrote (its own header, a <url> per line) is read with one regex per block, faster than
+    expat's callbacks; anything else, or any line the regex does not account for, goes through expat.
     """
     found = _own_shard_urls(data)
     return iter(found) if found is not None else _parsed_shard_urls(data)
@@ -158,12 +158,12 @@ def _parsed_shard_urls(data: bytes) -> Iterator[tuple[str, str | None]]:
 
 
 def _inflated(data: bytes) -> Iterator[bytes]:
-    """A gzip file's content in blocks of at most _CHUNK bytes, however well it compressed: a shard of
+    """A gzip file's content in blocks of at most _BLOCK_BYTES bytes, however well it compressed: a shard of
     50 MiB compresses to well under 1 MiB, and decompressed whole it took the diff to 270 MiB."""
     inflate = zlib.decompressobj(wbits=31)
     pending = data
     while pending:
-        yield inflate.decompress(pending, _CHUNK)
+        yield inflate.decompress(pending, _BLOCK_BYTES)
         pending = inflate.unconsumed_tail
     yield inflate.flush()
 

@@ -1,6 +1,6 @@
 """On SQLite, writes go through one connection with the big page cache; every other connection gets a small
-one. With 64 MiB on each, the connections `sitemaps run` reads through beside the applying one took it from
-about 280 MiB to 359 MiB (bench/bench_service_memory.py)."""
+one, so the connections `sitemaps run` reads through beside the applying one do not multiply its memory
+(bench/bench_service_memory.py; figures in docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sitemap_keeper.snapshot.manifest import SQLITE_CACHE_KIB, SQLITE_READ_CACHE_KIB, WAL_AUTOCHECKPOINT, Manifest
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.connection import SQLITE_CACHE_KIB, SQLITE_READ_CACHE_KIB, WAL_AUTOCHECKPOINT
 
 
 def test_writes_share_one_connection_with_the_big_cache(tmp_path: Path) -> None:

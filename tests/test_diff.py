@@ -19,7 +19,7 @@ from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.cli import cli as sitemaps
 from sitemap_keeper.snapshot import diff
 from sitemap_keeper.snapshot.document import Alternate, Document, Image
-from sitemap_keeper.snapshot.manifest import documents
+from sitemap_keeper.snapshot.manifest.schema import documents
 from sitemap_keeper.snapshot.prune import prune
 from sitemap_keeper.snapshot.render import URLSET_CLOSE, URLSET_OPEN, gzip_pieces, shard_pieces, url_fragment
 from sitemap_keeper.snapshot.settings import Settings
@@ -154,7 +154,7 @@ def test_identical_shards_are_never_read(app: App, monkeypatch: pytest.MonkeyPat
 
 
 def test_shard_parser_reads_only_url_locs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(diff, "_CHUNK", 97)  # many small pieces: elements and text split across them
+    monkeypatch.setattr(diff, "_BLOCK_BYTES", 97)  # many small pieces: elements and text split across them
     docs = [Document("books", str(i), f"https://{HOST}/b?id={i}&x=<{i}>", None if i % 3 else "2024-05-01",
                      images=(Image(f"https://cdn.{HOST}/{i}.jpg", title="t & <t>"),),
                      alternates=(Alternate("de", f"https://{HOST}/de/{i}"),)) for i in range(300)]
@@ -166,9 +166,8 @@ def test_shard_parser_reads_only_url_locs(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_a_shard_is_read_back_a_block_at_a_time() -> None:
-    """A shard of 50 MiB compresses to well under 1 MiB: decompressed a megabyte of input at a time, it was
-    held whole (and copied) by the diff, which took `sitemaps publish` to 272 MiB. Here: 2.1 times the shard
-    then, under half of it now."""
+    """A shard of 50 MiB compresses to well under 1 MiB: the diff decompresses it a block at a time, never
+    holding (and copying) the whole shard."""
     images = tuple(Image(f"https://cdn.{HOST}/{j}-{'x' * 60}.jpg", title="t" * 80) for j in range(6))
     docs = [Document("books", str(i), f"https://{HOST}/b/{i}", "2024-05-01", images=images) for i in range(8_000)]
     data = gzip_pieces(shard_pieces([url_fragment(d) for d in docs]))
