@@ -128,8 +128,10 @@ class Applier:
         """
         pool = self._workers() if len(raws) >= self.parallel_min else None
         size = self.parse_chunk
+        # A parser may send a chunk in a form of its own, fewer bytes to copy (incremental/debezium.py).
+        shipped: Callable[[Sequence[bytes]], Sequence[bytes]] = getattr(self.parser, "shipped", _as_sent)
         tasks = [] if pool is None else [
-            (i, pool.submit(self.parser, self.rules, raws[i:i + size])) for i in range(0, len(raws), size)]
+            (i, pool.submit(self.parser, self.rules, shipped(raws[i:i + size]))) for i in range(0, len(raws), size)]
         return Prepared(raws, size, tasks)
 
     def _parsed(self, prepared: Prepared) -> Iterator[tuple[int, ParsedEvents]]:
@@ -208,6 +210,10 @@ class Applier:
             if not moved:
                 return
             holders = moved
+
+
+def _as_sent(raws: Sequence[bytes]) -> Sequence[bytes]:
+    return raws
 
 
 def _origin(items: list[tuple[str, bytes]], start: int, origins: list[int], n: int) -> tuple[str, bytes]:

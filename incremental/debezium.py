@@ -22,7 +22,7 @@ import base64
 import datetime as dt
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, overload
 
 import orjson
 
@@ -49,8 +49,107 @@ MAX_SCHEMAS = 256  # distinct envelope schemas remembered (a table's changes whe
 
 Op = UpsertRow | DeleteRow
 FieldTypes = dict[str, tuple[str | None, Any]]  # column -> (semantic type name, its parameters)
-# Envelope schema bytes -> its row's column types, per process: kept across a worker's tasks, never pickled.
-SCHEMAS: dict[bytes, FieldTypes] = {}
+
+
+class Envelopes:
+    """The envelopes' schemas a process has seen (the last MAX_SCHEMAS), and their rows' column types.
+
+    Kafka Connect's JsonConverter writes an envelope compact, `{"schema":<schema>,"payload":<payload>}`: the
+    schema, the bulk of the bytes, is the same for every message of a table (until its columns change). A
+    message is matched by comparing its first bytes with the starts known, `{"schema":<schema>,"payload":`,
+    rather than searched for its payload; each schema is decoded once.
+    """
+
+    def __init__(self) -> None:
+        self.starts: list[bytes] = []  # oldest first
+        self.types: dict[bytes, FieldTypes | None] = {}  # start -> its row's column types (None: not JSON)
+
+    def start_of(self, raw: bytes) -> bytes | None:
+        """The envelope start `raw` begins with (the same object for every message with that schema); None if
+        `raw` is not laid out so (then it is decoded whole)."""
+        if not raw.startswith(ENVELOPE_START) or not raw.endswith(b"}"):
+            return None
+        for start in self.starts:
+            if raw.startswith(start):
+                return start
+        cut = raw.find(PAYLOAD_KEY)
+        if cut < 0:
+            return None
+        start = raw[:cut + len(PAYLOAD_KEY)]
+        if len(self.starts) == MAX_SCHEMAS:
+            self.starts.pop(0)
+        self.starts.append(start)
+        return start
+
+    def types_of(self, start: bytes) -> FieldTypes | None:
+        """The column types the schema of `start` gives its rows; None if it is not JSON (a start cut at a
+        `,"payload":` inside the schema, or a broken message): then the message is decoded whole."""
+        if start in self.types:
+            return self.types[start]
+        try:
+            types: FieldTypes | None = row_types(orjson.loads(start[len(ENVELOPE_START):-len(PAYLOAD_KEY)]))
+        except orjson.JSONDecodeError:
+            types = None
+        if len(self.types) == MAX_SCHEMAS:
+            del self.types[next(iter(self.types))]
+        self.types[start] = types
+        return types
+
+
+# Per process: kept across a worker's tasks, never pickled.
+ENVELOPES = Envelopes()
+
+
+class Shipped(Sequence[bytes]):
+    """A chunk of messages as the applying process sends it to a worker: each compact envelope's start once,
+    and what follows it in each message (its payload and closing brace), a sixth of the bytes. As a sequence,
+    the messages as they came."""
+
+    __slots__ = ("rests", "starts", "which")
+
+    def __init__(self, starts: list[bytes], which: list[int], rests: list[bytes]) -> None:
+        self.starts = starts  # the distinct envelope starts of the chunk's messages
+        self.which = which  # per message: 1 + the index of its start, or 0: its rest is the message whole
+        self.rests = rests
+
+    @classmethod
+    def of(cls, raws: Sequence[bytes]) -> Shipped:
+        starts: list[bytes] = []
+        slot: dict[bytes, int] = {}
+        which: list[int] = []
+        rests: list[bytes] = []
+        start_of = ENVELOPES.start_of
+        for raw in raws:
+            start = start_of(raw) if len(raw) <= MAX_EVENT_BYTES else None
+            if start is None:
+                which.append(0)
+                rests.append(raw)
+                continue
+            k = slot.get(start)
+            if k is None:
+                starts.append(start)
+                k = slot[start] = len(starts)
+            which.append(k)
+            rests.append(raw[len(start):])
+        return cls(starts, which, rests)
+
+    def __reduce__(self) -> tuple[type[Shipped], tuple[list[bytes], list[int], list[bytes]]]:
+        return Shipped, (self.starts, self.which, self.rests)
+
+    def __len__(self) -> int:
+        return len(self.rests)
+
+    @overload
+    def __getitem__(self, i: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[bytes]: ...
+
+    def __getitem__(self, i: int | slice) -> bytes | Sequence[bytes]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        k = self.which[i]
+        return self.starts[k - 1] + self.rests[i] if k else self.rests[i]
 
 
 def temporal(value: Any, name: str | None, column: str) -> Any:
@@ -132,11 +231,13 @@ class DebeziumParser:
 
     def __call__(self, rules: Rules, raws: Sequence[bytes]) -> ParsedEvents:
         out = ParsedEvents()
-        for i, raw in enumerate(raws):
-            if not raw:
+        shipped = raws if isinstance(raws, Shipped) else None
+        for i, rest in enumerate(raws if shipped is None else shipped.rests):
+            start = shipped.starts[k - 1] if shipped is not None and (k := shipped.which[i]) else None
+            if not rest and start is None:
                 continue  # a tombstone: Kafka's compaction marker after a delete, nothing to apply
             try:
-                ops = self.decode(raw, rules)
+                ops = self.decode(rest, rules) if start is None else self._enveloped(start, rest, rules)
             except InvalidDocument as exc:
                 out.rejects.append((i, str(exc)))
             else:
@@ -144,21 +245,46 @@ class DebeziumParser:
                 out.origins.extend([i] * len(ops))
         return out
 
+    @staticmethod
+    def shipped(raws: Sequence[bytes]) -> Sequence[bytes]:
+        """A chunk as the applying process sends it to a worker (apply.py): each envelope's schema once."""
+        return Shipped.of(raws)
+
     def decode(self, raw: bytes, rules: Rules) -> list[Op]:
         """The upserts and deletes of one message, or InvalidDocument with the reason."""
+        start = ENVELOPES.start_of(raw) if len(raw) <= MAX_EVENT_BYTES else None
+        if start is not None:
+            return self._enveloped(start, raw[len(start):], rules)
+        return self._whole(raw, rules)
+
+    def _enveloped(self, start: bytes, rest: bytes, rules: Rules) -> list[Op]:
+        """A compact envelope's message, `start` + `rest`: its schema decoded once, its payload alone (else the
+        message whole, for the reason it is refused)."""
+        types = ENVELOPES.types_of(start)
+        if types is not None and len(start) + len(rest) <= MAX_EVENT_BYTES:
+            try:
+                payload = orjson.loads(rest[:-1])
+            except orjson.JSONDecodeError:
+                pass
+            else:
+                return self._payload(types, payload, rules)
+        return self._whole(start + rest, rules)
+
+    def _whole(self, raw: bytes, rules: Rules) -> list[Op]:
+        """A message decoded whole: any layout of the envelope, or none."""
         if len(raw) > MAX_EVENT_BYTES:
             raise InvalidDocument(f"event is {len(raw)} bytes, at most {MAX_EVENT_BYTES} allowed")
-        split = self._split(raw)
-        if split is not None:
-            types, payload = split
-        else:
-            obj = load_json(raw)
-            if obj is None:
-                return []  # a tombstone written as JSON null
-            if not isinstance(obj, dict):
-                raise InvalidDocument(f"a Debezium message must be a JSON object, got {type(obj).__name__}")
-            enveloped = "payload" in obj and "op" not in obj
-            types, payload = (row_types(obj.get("schema")), obj["payload"]) if enveloped else ({}, obj)
+        obj = load_json(raw)
+        if obj is None:
+            return []  # a tombstone written as JSON null
+        if not isinstance(obj, dict):
+            raise InvalidDocument(f"a Debezium message must be a JSON object, got {type(obj).__name__}")
+        enveloped = "payload" in obj and "op" not in obj
+        types, payload = (row_types(obj.get("schema")), obj["payload"]) if enveloped else ({}, obj)
+        return self._payload(types, payload, rules)
+
+    def _payload(self, types: FieldTypes, payload: Any, rules: Rules) -> list[Op]:
+        """The upserts and deletes of a message's payload, its row's column types given."""
         if payload is None:
             return []
         if not isinstance(payload, dict) or not isinstance(payload.get("source"), dict):
@@ -178,26 +304,6 @@ class DebeziumParser:
         for sec in sections:
             ops.extend(self._section(sec, op, payload, types, version, rules))
         return ops
-
-    def _split(self, raw: bytes) -> tuple[FieldTypes, Any] | None:
-        """An envelope as Kafka Connect's JsonConverter writes it, `{"schema":...,"payload":...}` compact: the
-        schema (the bulk of the bytes, the same for every message of a table) is decoded once per distinct
-        schema, the payload alone each time. None: decode the message whole (another layout, or an error)."""
-        if not raw.startswith(ENVELOPE_START):
-            return None
-        cut = raw.find(PAYLOAD_KEY)
-        if cut < 0 or not raw.endswith(b"}"):
-            return None
-        schema = raw[len(ENVELOPE_START):cut]
-        types = SCHEMAS.get(schema)
-        try:
-            if types is None:
-                types = row_types(orjson.loads(schema))
-                if len(SCHEMAS) < MAX_SCHEMAS:
-                    SCHEMAS[schema] = types
-            return types, orjson.loads(raw[cut + len(PAYLOAD_KEY):-1])
-        except orjson.JSONDecodeError:
-            return None
 
     def _section(self, sec: SectionMapping, op: str, payload: dict[str, Any], types: FieldTypes, version: int,
                  rules: Rules) -> list[Op]:

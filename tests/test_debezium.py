@@ -7,6 +7,7 @@ import base64
 import copy
 import datetime as dt
 import json
+import pickle
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from sqlalchemy import create_engine, select, text
 
 from sitemap_keeper.incremental.apply import Applier
-from sitemap_keeper.incremental.debezium import SCHEMAS, DebeziumParser, position
+from sitemap_keeper.incremental.debezium import ENVELOPES, DebeziumParser, Shipped, position
 from sitemap_keeper.snapshot.document import InvalidDocument, Rules
 from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.manifest.records import Counts
@@ -265,10 +266,10 @@ def test_an_envelope_in_any_layout_decodes_alike() -> None:
     compact = [orjson.dumps(m["value"]) for m in msgs]
     spaced = [json.dumps(m["value"], indent=1).encode() for m in msgs]
     reordered = [orjson.dumps({"payload": m["value"]["payload"], "schema": m["value"]["schema"]}) for m in msgs]
-    SCHEMAS.clear()
+    ENVELOPES.__init__()
     got = [parser(RULES, raws_) for raws_ in (compact, spaced, reordered)]
     assert got[0].ops and got[0].ops == got[1].ops == got[2].ops and not got[0].rejects
-    assert len(SCHEMAS) == 1
+    assert len(ENVELOPES.types) == 1
     broken = compact[0][:-2] + b"}"
     assert "not valid JSON" in parser(RULES, [broken]).rejects[0][1]
 
@@ -353,3 +354,108 @@ def test_sitemaps_apply_reads_debezium_lines(tmp_path: Path) -> None:
     cli("publish", env=env)
     want = dict(expected_site("postgresql", msgs).values())
     assert local_site(tmp_path / "data") == want
+
+
+TWO_TABLES = """
+sections:
+  books:
+    table: public.books
+    key: id
+    loc: "https://librer.io/books/{slug}"
+    lastmod: updated_at
+    where: "published and deleted_at is null"
+  authors:
+    table: public.authors
+    key: id
+    loc: "https://librer.io/authors/{slug}"
+    lastmod: updated_at
+"""
+INSTANT = dt.datetime(2018, 6, 20, 15, 13, 16, tzinfo=dt.UTC)
+# updated_at's encoding per schema: books' column changes (a new schema version of the same topic), authors'
+# is another again. Decoded by the wrong schema, a value would be read a thousand times too large or small.
+ENCODINGS = {"books-v1": ("io.debezium.time.MicroTimestamp", 1_000_000),
+             "books-v2": ("io.debezium.time.Timestamp", 1_000),
+             "authors": ("io.debezium.time.NanoTimestamp", 1_000_000_000)}
+
+
+def interleaved_messages() -> tuple[list[bytes], dict[str, tuple[str, str]], list[str]]:
+    """Compact envelopes of two tables, one changing its schema mid-stream, interleaved with a tombstone, a
+    message without envelope, an envelope in another layout and a broken one: (messages, the site they leave
+    (key -> loc, lastmod), the reasons of the rejected ones)."""
+    create = next(m["value"] for m in fixture("postgresql") if m["value"] and m["value"]["payload"]["op"] == "c")
+
+    def schema(kind: str) -> dict[str, Any]:
+        table, name = kind.split("-")[0], ENCODINGS[kind][0]
+        text_ = orjson.dumps(create["schema"]).replace(b".public.books.", f".public.{table}.".encode())
+        out: dict[str, Any] = orjson.loads(text_)
+        for part in out["fields"]:
+            for f in part.get("fields") or ():
+                if f.get("field") == "updated_at" and part["field"] in ("before", "after"):
+                    f["name"] = name
+        return out
+
+    def payload(kind: str, key: int, seconds: int, lsn: int) -> dict[str, Any]:
+        out = copy.deepcopy(create["payload"])
+        out["after"].update(id=key, slug=f"{kind}-{key}", updated_at=seconds * ENCODINGS[kind][1])
+        out["source"].update(table=kind.split("-")[0], lsn=lsn)
+        return out
+
+    site: dict[str, tuple[str, str]] = {}
+    messages: list[bytes] = []
+    for n, (kind, key) in enumerate([("books-v1", 1), ("authors", 101), ("books-v1", 2), ("books-v2", 3),
+                                     ("authors", 102), ("books-v2", 1), ("books-v1", 4), ("authors", 101)]):
+        seconds = int(INSTANT.timestamp()) + n
+        messages.append(orjson.dumps({"schema": schema(kind), "payload": payload(kind, key, seconds, 1000 + n)}))
+        section = kind.split("-")[0]
+        site[str(key)] = (f"https://librer.io/{section}/{kind}-{key}", epoch(seconds))
+    v2 = schema("books-v2")
+    messages[3:3] = [
+        b"",  # a tombstone
+        orjson.dumps({"payload": payload("books-v2", 5, 1, 2000), "schema": v2}),  # another layout
+        orjson.dumps({"schema": v2, "payload": payload("books-v2", 6, 2, 2001)})[:-40] + b"}",  # broken
+        orjson.dumps(payload("books-v1", 7, 3, 2002)),  # no envelope: the mapping has no types for it
+    ]
+    site["5"] = ("https://librer.io/books/books-v2-5", epoch(1))
+    return messages, site, ["not valid JSON", "declare its type in the mapping"]
+
+
+def test_a_chunk_sent_to_a_worker_decodes_as_the_messages_one_by_one() -> None:
+    """The applying process sends the workers each envelope's schema once per chunk and the payloads; a worker
+    remembers schemas across chunks. Tables interleaved, a table's schema changing mid-stream, messages of
+    other layouts among them: each decodes as it does alone, in a process that has seen no schema before."""
+    parser = DebeziumParser(parse_mapping(TWO_TABLES))
+    messages, _site, _reasons = interleaved_messages()
+    alone = []
+    for raw in messages:
+        ENVELOPES.__init__()  # type: ignore[misc]
+        alone.append(parser(RULES, [raw]))
+    ENVELOPES.__init__()  # type: ignore[misc]
+    shipped = Shipped.of(messages)
+    assert list(shipped) == messages and shipped[2:4] == messages[2:4]
+    assert len(shipped.starts) == 3  # books v1, authors, books v2 (the other layouts go whole)
+    # Sent whole: the tombstone, the other layout and the message without envelope (the broken one is cut).
+    assert [i for i, k in enumerate(shipped.which) if not k] == [3, 4, 6]
+    sent = pickle.dumps(shipped)
+    for _ in range(2):  # a fresh worker, then one that remembers the schemas
+        got = parser(RULES, pickle.loads(sent))
+        assert got.ops == [op for p in alone for op in p.ops]
+        assert got.origins == [i for i, p in enumerate(alone) for _op in p.ops]
+        assert got.rejects == [(i, reason) for i, p in enumerate(alone) for _j, reason in p.rejects]
+    ENVELOPES.__init__()  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_interleaved_tables_and_a_schema_change_apply_alike_in_workers(manifest: Manifest, workers: int) -> None:
+    messages, want, reasons = interleaved_messages()
+    app = Applier(manifest, RULES, Settings().limits, workers=workers, parallel_min=1, parse_chunk=3,
+                  parser=DebeziumParser(parse_mapping(TWO_TABLES)))
+    try:
+        counts = app.apply_raw([(f"kafka:t/0@{i}", raw) for i, raw in enumerate(messages)])
+    finally:
+        app.close()
+    assert site(manifest) == want
+    got = letters(manifest)
+    assert len(got) == 2
+    assert all(want_reason in reason for (_s, reason, _raw), want_reason in zip(got, reasons, strict=True))
+    assert [raw for _s, _r, raw in got] == [messages[5], messages[6]]  # as they came, not as sent to a worker
+    assert counts.rejected == 2
