@@ -20,7 +20,8 @@ from sitemap_keeper.incremental.app import App
 from sitemap_keeper.snapshot.manifest import Manifest, RebuildRunning
 from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
 from sitemap_keeper.snapshot.settings import Settings
-from tests.service_helpers import HOST, ServiceProcess, event, manifest_versions, service_env, wait_for
+from tests.service_helpers import HOST, ServiceProcess, event, manifest_versions, service_env
+from tests.services.ports import wait_for
 from tests.support import cli
 
 DOCS = 60
