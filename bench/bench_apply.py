@@ -45,7 +45,7 @@ from sitemap_keeper.incremental.service import BATCH_SIZE, Service, tune_gc
 from sitemap_keeper.incremental.sources.base import Batch, EventSource
 from sitemap_keeper.incremental.sources.follow import FileFollower
 from sitemap_keeper.snapshot import synthetic
-from sitemap_keeper.snapshot.manifest import Counts
+from sitemap_keeper.snapshot.manifest.records import Counts
 from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
 from sitemap_keeper.snapshot.settings import Settings
 

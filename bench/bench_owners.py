@@ -24,7 +24,8 @@ from sitemap_keeper.incremental.apply import Applier
 from sitemap_keeper.snapshot import synthetic
 from sitemap_keeper.snapshot.document import Rules
 from sitemap_keeper.snapshot.limits import Limits
-from sitemap_keeper.snapshot.manifest import SIZE_BITS, Manifest
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.bulk import SIZE_BITS
 from sitemap_keeper.snapshot.owners import loc_hash
 
 RUN = 5_000  # documents per run, about what a worker's chunk holds

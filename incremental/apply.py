@@ -30,7 +30,10 @@ from sitemap_keeper.snapshot import owners
 from sitemap_keeper.snapshot.document import Rules
 from sitemap_keeper.snapshot.faults import checkpoint
 from sitemap_keeper.snapshot.limits import Limits
-from sitemap_keeper.snapshot.manifest import Counts, Manifest, RebuildRunning, sections, shards
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.errors import RebuildRunning
+from sitemap_keeper.snapshot.manifest.records import Counts
+from sitemap_keeper.snapshot.manifest.schema import sections, shards
 from sitemap_keeper.snapshot.news import Article, Change, news_sections, write_changes
 from sitemap_keeper.snapshot.owners import Holder
 from sitemap_keeper.snapshot.workers import worker_pool

@@ -12,7 +12,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from sitemap_keeper.snapshot.manifest import DOCUMENT_COLUMNS, Manifest, documents
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.schema import DOCUMENT_COLUMNS, documents
 
 CHUNK = 500  # keys per IN (...) query on SQLite: well below its parameter limit
 

@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector
 from sitemap_keeper import DISTRIBUTION
 from sitemap_keeper.snapshot import calls
 from sitemap_keeper.snapshot.hold import Hold
-from sitemap_keeper.snapshot.manifest import Counts
+from sitemap_keeper.snapshot.manifest.records import Counts
 
 
 class Metrics:

@@ -25,7 +25,9 @@ from sitemap_keeper.incremental.leader import Leader
 from sitemap_keeper.incremental.offsets import OffsetStore, Position
 from sitemap_keeper.incremental.service import BATCH_SIZE, Service
 from sitemap_keeper.incremental.sources.kafka import KafkaConfig, KafkaSource
-from sitemap_keeper.snapshot.manifest import Counts, RebuildRunning, documents, sections, shard_packs, shards
+from sitemap_keeper.snapshot.manifest.errors import RebuildRunning
+from sitemap_keeper.snapshot.manifest.records import Counts
+from sitemap_keeper.snapshot.manifest.schema import documents, sections, shard_packs, shards
 from sitemap_keeper.snapshot.publish import Held, PublishResult
 
 log = logging.getLogger(__name__)

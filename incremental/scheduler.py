@@ -19,7 +19,7 @@ from sitemap_keeper.incremental.logs import fields
 from sitemap_keeper.incremental.metrics import Metrics
 from sitemap_keeper.incremental.offsets import OffsetStore
 from sitemap_keeper.snapshot import hold
-from sitemap_keeper.snapshot.manifest import PublishLockHeld
+from sitemap_keeper.snapshot.manifest.errors import PublishLockHeld
 from sitemap_keeper.snapshot.prune import prune
 from sitemap_keeper.snapshot.publish import EmptyManifest, Held, Refused, plan
 

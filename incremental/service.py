@@ -30,7 +30,9 @@ from sitemap_keeper.incremental.scheduler import Timers
 from sitemap_keeper.incremental.sources.base import Batch, EventSource
 from sitemap_keeper.incremental.sources.follow import FileFollower
 from sitemap_keeper.incremental.sources.kafka import KafkaConfig, KafkaSource
-from sitemap_keeper.snapshot.manifest import Counts, RebuildRunning, dead_letters
+from sitemap_keeper.snapshot.manifest.errors import RebuildRunning
+from sitemap_keeper.snapshot.manifest.records import Counts
+from sitemap_keeper.snapshot.manifest.schema import dead_letters
 from sitemap_keeper.snapshot.pages import Pages
 
 log = logging.getLogger(__name__)

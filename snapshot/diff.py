@@ -28,7 +28,8 @@ from xml.parsers import expat
 
 from sqlalchemy import BigInteger, Column, MetaData, String, Table, select
 
-from sitemap_keeper.snapshot.manifest import FileRecord, Manifest
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.records import FileRecord
 from sitemap_keeper.snapshot.render import ESCAPES, URLSET_OPEN
 from sitemap_keeper.snapshot.stores.base import Store
 

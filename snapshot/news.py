@@ -23,7 +23,9 @@ from typing import Any, NamedTuple
 from sqlalchemy import Column, Connection, Float, Integer, MetaData, String, Table, Text, func, insert, select, text
 
 from sitemap_keeper.snapshot.document import InvalidDocument, check_text, lastmod_timestamp, normalise_lastmod
-from sitemap_keeper.snapshot.manifest import FileRecord, Manifest, news_articles, news_files, news_shards
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.records import FileRecord
+from sitemap_keeper.snapshot.manifest.schema import news_articles, news_files, news_shards
 from sitemap_keeper.snapshot.render import escape
 
 NEWS_NS = "http://www.google.com/schemas/sitemap-news/0.9"

@@ -30,7 +30,8 @@ from typing import Any, NamedTuple
 import orjson
 from sqlalchemy import Connection, func, inspect, select, tuple_
 
-from sitemap_keeper.snapshot.manifest import Manifest, dead_letters, loc_owners, loc_waiting
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.schema import dead_letters, loc_owners, loc_waiting
 
 CHUNK = 500  # hashes per IN (...) query
 INDEX_MAX = 10_000  # waiting claims a batch holds an index of (with more, it asks the database per document)

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from sitemap_keeper.snapshot.manifest import Manifest, meta
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.schema import meta
 from sitemap_keeper.snapshot.stores.base import Store, StoreError
 
 SITE_ID = "site_id"  # the sitemaps_meta row holding the manifest's identity

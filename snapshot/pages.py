@@ -25,7 +25,9 @@ from sqlalchemy import select
 from sitemap_keeper.snapshot import diff, naming
 from sitemap_keeper.snapshot.browse import Entry, FilePage, NotASitemap, read_page
 from sitemap_keeper.snapshot.html import HEADERS, any_value, document, esc, link, scalar, table, title_case, when
-from sitemap_keeper.snapshot.manifest import FileRecord, Generation, Manifest, dead_letters
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.records import FileRecord, Generation
+from sitemap_keeper.snapshot.manifest.schema import dead_letters
 from sitemap_keeper.snapshot.routers.base import Router
 from sitemap_keeper.snapshot.status import status
 from sitemap_keeper.snapshot.stores.base import Store

@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass, field
 
 from sitemap_keeper.snapshot.faults import checkpoint
-from sitemap_keeper.snapshot.manifest import Generation, Manifest
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.records import Generation
 from sitemap_keeper.snapshot.ownership import Foreign, Owner, site_id
 from sitemap_keeper.snapshot.publish import ForeignLive
 from sitemap_keeper.snapshot.routers.base import Router

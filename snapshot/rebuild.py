@@ -24,18 +24,11 @@ from sitemap_keeper.snapshot.bounded import bounded_map
 from sitemap_keeper.snapshot.document import MAX_DOCUMENT_BYTES, InvalidDocument, Rules, load_json
 from sitemap_keeper.snapshot.faults import checkpoint
 from sitemap_keeper.snapshot.limits import MAX_SHRINK, Limits, check_max_shrink, shrinks_too_far
-from sitemap_keeper.snapshot.manifest import (
-    SQLITE_CACHE_KIB,
-    Counts,
-    DocumentRun,
-    Manifest,
-    documents,
-    loc_owners,
-    loc_waiting,
-    sections,
-    shard_packs,
-    shards,
-)
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.bulk import DocumentRun
+from sitemap_keeper.snapshot.manifest.connection import SQLITE_CACHE_KIB
+from sitemap_keeper.snapshot.manifest.records import Counts
+from sitemap_keeper.snapshot.manifest.schema import documents, loc_owners, loc_waiting, sections, shard_packs, shards
 from sitemap_keeper.snapshot.news import Article, Placer, parse_news, staging_table, swap_in
 from sitemap_keeper.snapshot.packs import pack, unpack, without
 from sitemap_keeper.snapshot.publish import EmptyManifest

@@ -16,7 +16,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import forkserver, get_context
 
-from sitemap_keeper.snapshot.manifest import Manifest, connect
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.connection import connect
 
 WATCH_SECONDS = 0.5
 # Imported once by the fork server, so that each worker it forks has them already: a pool after the first gives

@@ -18,7 +18,8 @@ import orjson
 from sqlalchemy import select as sql_select
 
 from sitemap_keeper.incremental.offsets import OffsetStore
-from sitemap_keeper.snapshot.manifest import Manifest, dead_letters, documents
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.schema import dead_letters, documents
 from tests.factories import HOST
 from tests.support import Model, read_site
 

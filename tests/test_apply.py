@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.apply import WORKER_NICENESS
-from sitemap_keeper.snapshot.manifest import Manifest, dead_letters, documents, shards
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.schema import dead_letters, documents, shards
 from sitemap_keeper.snapshot.settings import Settings
 from tests.service_helpers import HOST, mixed_stream
 

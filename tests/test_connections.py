@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sitemap_keeper.snapshot.manifest import SQLITE_CACHE_KIB, SQLITE_READ_CACHE_KIB, WAL_AUTOCHECKPOINT, Manifest
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.connection import SQLITE_CACHE_KIB, SQLITE_READ_CACHE_KIB, WAL_AUTOCHECKPOINT
 
 
 def test_writes_share_one_connection_with_the_big_cache(tmp_path: Path) -> None:

@@ -19,7 +19,9 @@ from sqlalchemy import create_engine, select, text
 from sitemap_keeper.incremental.apply import Applier
 from sitemap_keeper.incremental.debezium import SCHEMAS, DebeziumParser, position
 from sitemap_keeper.snapshot.document import InvalidDocument, Rules
-from sitemap_keeper.snapshot.manifest import Counts, Manifest, documents
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.records import Counts
+from sitemap_keeper.snapshot.manifest.schema import documents
 from sitemap_keeper.snapshot.mapping import load_mapping, parse_mapping
 from sitemap_keeper.snapshot.render import document_row
 from sitemap_keeper.snapshot.settings import Settings

@@ -19,7 +19,7 @@ from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.cli import cli as sitemaps
 from sitemap_keeper.snapshot import diff
 from sitemap_keeper.snapshot.document import Alternate, Document, Image
-from sitemap_keeper.snapshot.manifest import documents
+from sitemap_keeper.snapshot.manifest.schema import documents
 from sitemap_keeper.snapshot.prune import prune
 from sitemap_keeper.snapshot.render import URLSET_CLOSE, URLSET_OPEN, gzip_pieces, shard_pieces, url_fragment
 from sitemap_keeper.snapshot.settings import Settings

@@ -17,7 +17,8 @@ import pytest
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.snapshot import owners
 from sitemap_keeper.snapshot.limits import Limits
-from sitemap_keeper.snapshot.manifest import Counts, Manifest
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.records import Counts
 from sitemap_keeper.snapshot.rebuild import Chunk, Rebuilder, row_chunks
 from sitemap_keeper.snapshot.render import IndexEntry, index_xml
 from sitemap_keeper.snapshot.settings import Settings

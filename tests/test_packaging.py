@@ -147,7 +147,7 @@ def assert_both_work(env: Venv) -> None:
     files = env.installed_files(DISTRIBUTION)
     tops = {f.split("/")[0] for f in files if f.endswith(".py")}
     assert tops == {"sitemap_keeper"}, tops
-    for name in ("sitemap_keeper/snapshot/manifest.py", "sitemap_keeper/incremental/cli/__init__.py",
+    for name in ("sitemap_keeper/snapshot/manifest/__init__.py", "sitemap_keeper/incremental/cli/__init__.py",
                  "sitemap_keeper/py.typed", "sitemap_keeper/snapshot/_fastrow.pyi"):
         assert name in files, name
 

@@ -26,7 +26,8 @@ from lxml import html as lxml_html
 from sitemap_keeper.snapshot.browse import NotASitemap, _own_page, _parsed_page, inflated, read_page
 from sitemap_keeper.snapshot.document import Alternate, Image
 from sitemap_keeper.snapshot.html import link
-from sitemap_keeper.snapshot.manifest import Generation, Manifest
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.records import Generation
 from sitemap_keeper.snapshot.pages import PER_PAGE, Pages, file_body
 from sitemap_keeper.snapshot.render import URLSET_CLOSE, URLSET_OPEN, fragment
 from sitemap_keeper.snapshot.routers.base import RouterError

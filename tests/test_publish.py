@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.snapshot import naming
-from sitemap_keeper.snapshot.manifest import documents
+from sitemap_keeper.snapshot.manifest.schema import documents
 from sitemap_keeper.snapshot.publish import EmptyManifest, ForeignLive, SiteShrank
 from sitemap_keeper.snapshot.rebuild import Rebuilder, SourceShrank, row_chunks
 from sitemap_keeper.snapshot.serve import make_server, serve_in_thread
@@ -219,7 +219,7 @@ def test_a_publish_that_would_remove_most_of_the_live_site_is_refused(app: App) 
 
 
 def test_one_publisher_at_a_time(app: App) -> None:
-    from sitemap_keeper.snapshot.manifest import PublishLockHeld
+    from sitemap_keeper.snapshot.manifest.errors import PublishLockHeld
 
     app.applier.apply_raw([("t", orjson.dumps(doc(1)))])
     other = App(app.settings)  # a second process would see the same; the lock is per database
@@ -335,7 +335,8 @@ def _shard_nos(app: App) -> dict[tuple[str, str], int]:
 def test_a_packed_document_missing_from_its_packs_is_reported_not_published(app: App, changed: bool) -> None:
     """A rebuild keeps content in packs; a documents row whose pack is gone (a manifest changed by hand) stops
     the render with the document and the shard named, whether every row of the shard is packed or some are not."""
-    from sitemap_keeper.snapshot.manifest import ManifestDamaged, shard_packs
+    from sitemap_keeper.snapshot.manifest.errors import ManifestDamaged
+    from sitemap_keeper.snapshot.manifest.schema import shard_packs
     from sitemap_keeper.snapshot.publish import render_shard
 
     Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 2).rebuild(
@@ -353,7 +354,7 @@ def test_an_untouched_shard_renders_from_its_packs_as_from_its_rows(tmp_path: Pa
                                                                    ) -> None:
     """A shard no event touched since the rebuild is rendered from its packs alone (no documents rows read);
     with keys repeated in the source, in one shard and across shards, that gives what its rows give."""
-    from sitemap_keeper.snapshot.manifest import PACKED_REVISION, meta
+    from sitemap_keeper.snapshot.manifest.schema import PACKED_REVISION, meta
 
     settings = Settings(data_dir=tmp_path / "data", database_url=database_url, allowed_hosts=(HOST,), max_urls=100,
                         max_bytes=20_000, workers=2)

@@ -13,15 +13,10 @@ from hypothesis import strategies as st
 from sqlalchemy import MetaData, Table, select
 
 from sitemap_keeper.snapshot.document import InvalidDocument, check_key
-from sitemap_keeper.snapshot.manifest import (
-    SIZE_BITS,
-    DocumentRun,
-    Manifest,
-    _json_rows,
-    _sqlite_json,
-    connect,
-    documents,
-)
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.bulk import SIZE_BITS, DocumentRun, json_rows, sqlite_json
+from sitemap_keeper.snapshot.manifest.connection import connect
+from sitemap_keeper.snapshot.manifest.schema import documents
 
 LARGEST_CODED_VERSION = (1 << (63 - SIZE_BITS)) - 2  # (version + 1) << SIZE_BITS is still below 2**63
 RUNS: list[DocumentRun] = [
@@ -49,8 +44,8 @@ def expected_rows(runs: list[DocumentRun]) -> list[Row]:
 
 
 def test_runs_go_as_json_objects_only_when_the_object_holds_them() -> None:
-    assert _sqlite_json()  # else every run would take executemany and the JSON path would go untested
-    coded = [_json_rows(run) for run in RUNS]
+    assert sqlite_json()  # else every run would take executemany and the JSON path would go untested
+    coded = [json_rows(run) for run in RUNS]
     assert [data is not None for data in coded] == [True, True, False, False, False]
     _section, _shard_no, keys, versions, sizes = RUNS[0]
     assert orjson.loads(coded[0] or b"") == {
@@ -80,7 +75,7 @@ def test_any_valid_keys_versions_and_sizes_round_trip(tmp_path_factory: pytest.T
     keys, versions, sizes = (tuple(col) for col in zip(*rows, strict=True))
     runs: list[DocumentRun] = [("books", 1, keys, versions, sizes)]
     as_json = len(set(keys)) == len(keys) and max(sizes) < 1 << SIZE_BITS
-    assert (_json_rows(runs[0]) is not None) == as_json
+    assert (json_rows(runs[0]) is not None) == as_json
     path = tmp_path_factory.mktemp("load") / "manifest.db"
     assert load_and_read(f"sqlite:///{path}", runs) == expected_rows(runs)
 

@@ -17,7 +17,8 @@ import orjson
 import pytest
 
 from sitemap_keeper.incremental.app import App
-from sitemap_keeper.snapshot.manifest import Manifest, RebuildRunning
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.errors import RebuildRunning
 from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
 from sitemap_keeper.snapshot.settings import Settings
 from tests.service_helpers import HOST, ServiceProcess, event, manifest_versions, service_env

@@ -12,7 +12,8 @@ import orjson
 import pytest
 from sqlalchemy import create_engine, inspect
 
-from sitemap_keeper.snapshot.manifest import Manifest, ReadOnly
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.errors import ReadOnly
 from tests.conftest import fresh_pg_database
 from tests.factories import doc
 from tests.service_helpers import service_env

@@ -21,8 +21,8 @@ from sitemap_keeper.incremental.service import Service
 from sitemap_keeper.incremental.sources.follow import FileFollower
 from sitemap_keeper.snapshot.document import Rules
 from sitemap_keeper.snapshot.limits import Limits
-from sitemap_keeper.snapshot.manifest import Counts as CountsType
 from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.records import Counts as CountsType
 from sitemap_keeper.snapshot.settings import Settings
 from tests.service_helpers import (
     HOST,

@@ -17,7 +17,8 @@ from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.exc import OperationalError
 
 from sitemap_keeper.incremental.offsets import OffsetStore
-from sitemap_keeper.snapshot.manifest import Manifest, connect
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.connection import connect
 from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
 from sitemap_keeper.snapshot.settings import Settings
 from tests.service_helpers import HOST

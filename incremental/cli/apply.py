@@ -12,7 +12,8 @@ from sitemap_keeper.incremental.cli.options import LIMITS, MANIFEST, SITE, extra
 from sitemap_keeper.incremental.cli.progress import Progress
 from sitemap_keeper.incremental.cli.results import echo_result, json_option
 from sitemap_keeper.incremental.logs import fields
-from sitemap_keeper.snapshot.manifest import Counts, RebuildRunning
+from sitemap_keeper.snapshot.manifest.errors import RebuildRunning
+from sitemap_keeper.snapshot.manifest.records import Counts
 from sitemap_keeper.snapshot.sources import jsonl_lines
 
 

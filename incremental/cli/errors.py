@@ -19,7 +19,7 @@ from typing import NamedTuple
 import click
 
 from sitemap_keeper.snapshot.document import InvalidDocument
-from sitemap_keeper.snapshot.manifest import PublishLockHeld, RebuildRunning
+from sitemap_keeper.snapshot.manifest.errors import PublishLockHeld, RebuildRunning
 from sitemap_keeper.snapshot.publish import EmptyManifest, Refused
 from sitemap_keeper.snapshot.rebuild import SourceShrank
 from sitemap_keeper.snapshot.rollback import RollbackError

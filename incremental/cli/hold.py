@@ -8,7 +8,7 @@ from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.cli.options import MANIFEST, ROUTER, option, with_app
 from sitemap_keeper.snapshot import hold as holds
 from sitemap_keeper.snapshot.hold import Hold, operator
-from sitemap_keeper.snapshot.manifest import PublishLockHeld
+from sitemap_keeper.snapshot.manifest.errors import PublishLockHeld
 
 # Seconds `hold` waits for a publish in progress to finish (or give up) before it holds the site.
 PUBLISH_WAIT = 600.0

@@ -27,7 +27,7 @@ import click
 
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.snapshot.limits import MAX_SHRINK
-from sitemap_keeper.snapshot.manifest import NoManifest
+from sitemap_keeper.snapshot.manifest.errors import NoManifest
 from sitemap_keeper.snapshot.settings import DEFAULT_BASE_URL, Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
