@@ -15,7 +15,8 @@ from sqlalchemy import create_engine, text
 from sitemap_keeper.incremental.apply import Applier
 from sitemap_keeper.snapshot.document import Rules
 from sitemap_keeper.snapshot.limits import Limits
-from sitemap_keeper.snapshot.manifest import FileRecord, Manifest
+from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.records import FileRecord
 from tests.conftest import fresh_pg_database
 from tests.factories import HOST, doc
 
