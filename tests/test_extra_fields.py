@@ -60,9 +60,9 @@ def test_both_paths_refuse_an_unknown_field_naming_it(obj: dict[str, Any], reaso
 
 def test_apply_dead_letters_unknown_fields(tmp_path: Path, database_url: str) -> None:
     env = {**service_env(tmp_path, database_url), "SITEMAPS_LOG_LEVEL": "WARNING"}
-    cli("rebuild", "--source", write_jsonl(tmp_path / "site.jsonl", [doc(i) for i in range(10)]), env=env)
-    events = [doc(100, op="upsert", lastMod="2024-06-01"), doc(101, podcast={"title": "t"}),
-              {"op": "delete", "section": "books", "key": "3", "verison": 2}, doc(102)]
+    cli("rebuild", "--source", write_jsonl(tmp_path / "site.jsonl", [doc(i, None) for i in range(10)]), env=env)
+    events = [doc(100, None, op="upsert", lastMod="2024-06-01"), doc(101, None, podcast={"title": "t"}),
+              {"op": "delete", "section": "books", "key": "3", "verison": 2}, doc(102, None)]
     out = cli("apply", write_jsonl(tmp_path / "events.jsonl", events), env=env).stdout
     assert out.startswith("applied 1, stale 0, rejected 3")
     reasons = [(d["source"], d["reason"]) for d in letters(env)]
@@ -80,9 +80,9 @@ def test_apply_dead_letters_unknown_fields(tmp_path: Path, database_url: str) ->
 
 def test_a_rebuild_source_line_with_an_unknown_field_is_dead_lettered(tmp_path: Path) -> None:
     env = {**service_env(tmp_path, f"sqlite:///{tmp_path / 'm.db'}"), "SITEMAPS_LOG_LEVEL": "WARNING"}
-    lines = [doc(i) for i in range(30)]
-    lines[12] = doc(12, lastMod="2024")  # in the middle of a run the C loop takes
-    lines[29] = doc(29, images=[{"loc": "https://cdn.x.io/i.jpg", "caption": "c", "license": "cc"}])
+    lines = [doc(i, None) for i in range(30)]
+    lines[12] = doc(12, None, lastMod="2024")  # in the middle of a run the C loop takes
+    lines[29] = doc(29, None, images=[{"loc": "https://cdn.x.io/i.jpg", "caption": "c", "license": "cc"}])
     out = cli("rebuild", "--source", write_jsonl(tmp_path / "site.jsonl", lines), env=env).stdout
     assert "applied 28, stale 0, rejected 2" in out
     assert [(d["source"], d["reason"]) for d in letters(env)] == [
@@ -100,7 +100,7 @@ def test_a_rebuild_query_with_a_column_that_is_no_field_is_refused(tmp_path: Pat
         conn.execute(text("INSERT INTO books VALUES (:id, :slug, '2024-05-17', :title)"),
                      [{"id": i, "slug": f"b{i}", "title": f"T{i}"} for i in range(20)])
     engine.dispose()
-    cli("rebuild", "--source", write_jsonl(tmp_path / "site.jsonl", [doc(i) for i in range(20)]), env=env)
+    cli("rebuild", "--source", write_jsonl(tmp_path / "site.jsonl", [doc(i, None) for i in range(20)]), env=env)
     query = (f"SELECT 'books' AS section, id AS key, 'https://{HOST}/books/' || slug AS loc, updated AS lastmod, "
              "title FROM books")
     refused = cli("rebuild", "--source-sql", query, "--source-database-url", app_db, env=env, check=False)
@@ -118,9 +118,9 @@ def test_a_rebuild_query_with_a_column_that_is_no_field_is_refused(tmp_path: Pat
 
 def test_the_service_dead_letters_unknown_fields(tmp_path: Path) -> None:
     env = service_env(tmp_path, f"sqlite:///{tmp_path / 'm.db'}")
-    cli("rebuild", "--source", write_jsonl(tmp_path / "site.jsonl", [doc(i) for i in range(5)]), env=env)
+    cli("rebuild", "--source", write_jsonl(tmp_path / "site.jsonl", [doc(i, None) for i in range(5)]), env=env)
     feed = tmp_path / "events.jsonl"
-    write_jsonl(feed, [doc(50, lastMod="2024-06-01"), doc(51)])
+    write_jsonl(feed, [doc(50, None, lastMod="2024-06-01"), doc(51, None)])
     svc = ServiceProcess(["run", "--follow", str(feed)], env, tmp_path / "service.log")
     try:
         assert wait_for(lambda: svc.counted() == (1, 0, 1), 30, "the events counted")

@@ -294,8 +294,6 @@ def _packed_documents(app: App, rnd: random.Random) -> None:
         k = rnd.randrange(300) if rnd.random() < 0.4 else 1000 + i  # repeated keys, near and far apart
         version = rnd.choice([None, rnd.randrange(1, 6)])
         d = doc(k, section=("books", "authors")[k % 2], day=1 + rnd.randrange(28), version=version)
-        if version is None:
-            del d["version"]
         docs.append(d)
     for d in docs:
         model.event(d)

@@ -280,6 +280,11 @@ class KubeAPIServer(LocalServer):
             self._objects[key] = new
             return copy.deepcopy(new)
 
+    def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
+        """Remove a stored object; whether there was one."""
+        with self._lock:
+            return self._objects.pop(self._key(find_type(api_version, kind), namespace, name), None) is not None
+
     def ingress(self, name: str, namespace: str = "default") -> dict[str, Any] | None:
         return self.get("networking.k8s.io/v1", "Ingress", namespace, name)
 
