@@ -9,10 +9,8 @@ import select
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +20,9 @@ from sqlalchemy import select as sql_select
 from sitemap_keeper.incremental.offsets import OffsetStore
 from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.manifest.schema import dead_letters, documents
+from tests.factories import HOST
 from tests.support import Model, read_site
 
-HOST = "librer.io"
 BASE = "http://127.0.0.1:8080/sitemaps/"
 SECTIONS = ("books", "authors", "series")
 
@@ -35,22 +33,6 @@ def service_env(tmp_path: Path, database_url: str, **extra: str) -> dict[str, st
             "SITEMAPS_LOG_LEVEL": "INFO", "SITEMAPS_HTTP_HOST": "127.0.0.1", "SITEMAPS_HTTP_PORT": "0",
             "SITEMAPS_PUBLISH_INTERVAL": "1", "SITEMAPS_KAFKA_SESSION_TIMEOUT": "4",
             "SITEMAPS_WORKERS": "1", "PYTHONUNBUFFERED": "1", **extra}
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll until `predicate()` is truthy (exceptions count as not yet); return its value."""
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:
-            last = exc
-        time.sleep(interval)
-    detail = f" (last error {last!r})" if last else ""
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}{detail}")
 
 
 class ServiceProcess:

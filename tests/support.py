@@ -121,14 +121,14 @@ def http_fetch(base_url: str) -> Callable[[str], bytes]:
     return fetch
 
 
-def cli(*args: str, env: dict[str, str] | None = None, check: bool = True, cwd: Path | None = None,
+def cli(*args: str | Path, env: dict[str, str] | None = None, check: bool = True, cwd: Path | None = None,
         stdin: bytes | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run the real `sitemaps` command in a subprocess."""
     full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "sitemap_keeper", *args], env=full_env, cwd=cwd,
+    proc = subprocess.run([sys.executable, "-m", "sitemap_keeper", *map(str, args)], env=full_env, cwd=cwd,
                           capture_output=True, text=True, timeout=timeout,
                           input=stdin.decode() if stdin is not None else None)
     if check and proc.returncode != 0:
-        raise AssertionError(f"sitemaps {' '.join(args)} exited {proc.returncode}\n"
+        raise AssertionError(f"sitemaps {' '.join(map(str, args))} exited {proc.returncode}\n"
                              f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
     return proc

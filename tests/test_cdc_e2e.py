@@ -20,8 +20,9 @@ from sqlalchemy import Connection, Engine, create_engine, text
 
 from sitemap_keeper.snapshot.manifest import Manifest
 from tests.conftest import fresh_pg_database
-from tests.service_helpers import ServiceProcess, letters, local_site, service_env, stored_offsets, wait_for
+from tests.service_helpers import ServiceProcess, letters, local_site, service_env, stored_offsets
 from tests.services.kafka import TansuBroker
+from tests.services.ports import wait_for
 from tests.support import cli
 
 BOOKS = 3000

@@ -16,23 +16,18 @@ import orjson
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests import factories
+from tests.factories import HOST, write_jsonl
 from tests.support import Model, cli, http_fetch, read_site
 
-HOST = "librer.io"
 BASE = "http://127.0.0.1:8080/sitemaps/"
 
 
 def doc(i: int, version: int = 1, section: str = "books", day: int = 1) -> dict[str, object]:
-    return {"section": section, "key": str(i), "loc": f"https://{HOST}/{section}/{i}",
-            "lastmod": f"2024-06-{day:02d}T08:30:00+00:00", "changefreq": "daily", "priority": 0.7,
-            "images": [{"loc": f"https://cdn.{HOST}/{i}.jpg", "title": "A <b>&'\" title"}],
-            "alternates": [{"hreflang": "de", "href": f"https://{HOST}/de/{section}/{i}"}],
-            "version": version}
-
-
-def write_jsonl(path: Path, items: list[dict[str, object] | str]) -> Path:
-    path.write_bytes(b"".join((x.encode() if isinstance(x, str) else orjson.dumps(x)) + b"\n" for x in items))
-    return path
+    """A document with every optional field this command reads."""
+    return factories.doc(i, version, section, day, changefreq="daily", priority=0.7,
+                         images=[{"loc": f"https://cdn.{HOST}/{i}.jpg", "title": "A <b>&'\" title"}],
+                         alternates=[{"hreflang": "de", "href": f"https://{HOST}/de/{section}/{i}"}])
 
 
 @pytest.fixture

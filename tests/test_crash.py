@@ -14,16 +14,10 @@ import orjson
 import pytest
 
 from sitemap_keeper.snapshot.publish import STEPS
+from tests.factories import HOST, TWO_SECTIONS, doc
 from tests.support import Model, cli, read_site
 
-HOST = "librer.io"
 BASE = "http://127.0.0.1:8080/sitemaps/"
-
-
-def doc(i: int, version: int = 1, day: int = 1) -> dict[str, object]:
-    section = ("books", "authors")[i % 2]
-    return {"section": section, "key": str(i), "loc": f"https://{HOST}/{section}/{i}",
-            "lastmod": f"2024-07-{day:02d}T00:00:00+00:00", "version": version}
 
 
 def served_locally(data_dir: Path) -> dict[str, str | None]:
@@ -37,7 +31,7 @@ def setup(tmp_path: Path, database_url: str, n: int, max_urls: int) -> tuple[dic
            "SITEMAPS_BASE_URL": BASE, "SITEMAPS_ALLOWED_HOSTS": HOST, "SITEMAPS_MAX_URLS": str(max_urls),
            "SITEMAPS_LOG_LEVEL": "WARNING"}
     model = Model()
-    docs = [doc(i) for i in range(n)]
+    docs = [doc(i, section=TWO_SECTIONS) for i in range(n)]
     (tmp_path / "src.jsonl").write_bytes(b"\n".join(orjson.dumps(d) for d in docs))
     cli("rebuild", "--source", str(tmp_path / "src.jsonl"), env=env)
     for d in docs:
@@ -55,7 +49,7 @@ def apply_changes(tmp_path: Path, env: dict[str, str], model: Model, seed: int, 
             events.append({"op": "delete", "section": ("books", "authors")[i % 2], "key": str(i),
                            "version": version})
         else:
-            events.append(doc(i, version=version, day=1 + (seed + j) % 28))
+            events.append(doc(i, version, TWO_SECTIONS, day=1 + (seed + j) % 28))
     path = tmp_path / f"events-{seed}.jsonl"
     path.write_bytes(b"\n".join(orjson.dumps(e) for e in events))
     cli("apply", str(path), env=env)
@@ -68,7 +62,7 @@ def test_kill_during_apply_loses_nothing_and_leaves_no_worker_behind(tmp_path: P
     outlive it holding its output: this call would time out), nothing of the batch is applied, and applying
     the file again applies all of it."""
     env, model = setup(tmp_path, database_url, n=100, max_urls=50)
-    events = [{"op": "upsert", **doc(i, version=2, day=5)} for i in range(3000)]
+    events = [{"op": "upsert", **doc(i, 2, TWO_SECTIONS, day=5)} for i in range(3000)]
     (tmp_path / "big.jsonl").write_bytes(b"\n".join(orjson.dumps(e) for e in events))
     killed = cli("apply", str(tmp_path / "big.jsonl"), env={**env, "SITEMAPS_KILL_AT": "apply-commit"},
                  check=False, timeout=60)
@@ -105,7 +99,7 @@ def test_kill_at_each_step_of_publish(tmp_path: Path, database_url: str) -> None
 def test_kill_during_rebuild_leaves_manifest_and_site_alone(tmp_path: Path, database_url: str, step: str) -> None:
     env, model = setup(tmp_path, database_url, n=300, max_urls=50)
     env["SITEMAPS_MAX_SHRINK"] = "1"  # the rebuilds replace the site with a smaller one on purpose
-    other = [doc(i, version=5, day=9) for i in range(1000, 1100)]
+    other = [doc(i, 5, TWO_SECTIONS, day=9) for i in range(1000, 1100)]
     (tmp_path / "other.jsonl").write_bytes(b"\n".join(orjson.dumps(d) for d in other))
     # Killed while its workers run (rebuild-load), the command's output still ends: its workers do not
     # outlive it holding its stdout and stderr (this call would time out).
@@ -115,7 +109,7 @@ def test_kill_during_rebuild_leaves_manifest_and_site_alone(tmp_path: Path, data
     assert served_locally(tmp_path / "data") == model.expected()
     assert "nothing to publish" in cli("publish", env=env).stdout  # the manifest was not touched
     # The killed rebuild's lock died with it: events are applied at once, not held back for it.
-    (tmp_path / "one.jsonl").write_bytes(orjson.dumps({"op": "upsert", **doc(7, version=2, day=3)}))
+    (tmp_path / "one.jsonl").write_bytes(orjson.dumps({"op": "upsert", **doc(7, 2, TWO_SECTIONS, day=3)}))
     applied = cli("apply", str(tmp_path / "one.jsonl"), env=env, timeout=60)
     assert "applied 1" in applied.stdout and "rebuild is running" not in applied.stderr
     cli("rebuild", "--source", str(tmp_path / "other.jsonl"), env=env)

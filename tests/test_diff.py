@@ -33,17 +33,11 @@ from sitemap_keeper.snapshot.render import (
 )
 from sitemap_keeper.snapshot.settings import Settings
 from sitemap_keeper.snapshot.stores.local import LocalStore
+from tests.factories import HOST, doc, jsonl
 from tests.support import cli, read_site
 
-HOST = "librer.io"
 BASE = "http://127.0.0.1:8080/sitemaps/"
 Row = tuple[str, str, str, str | None, str | None]  # a Change as a tuple
-
-
-def doc(i: int | str, version: int = 1, section: str = "books", day: int = 1, **extra: object
-        ) -> dict[str, object]:
-    return {"section": section, "key": str(i), "loc": f"https://{HOST}/{section}/{i}",
-            "lastmod": f"2024-05-{day:02d}T10:00:00+00:00", "version": version, **extra}
 
 
 def apply(app: App, events: list[dict[str, object]]) -> None:
@@ -409,10 +403,6 @@ def cli_env(tmp_path: Path, database_url: str, **extra: str) -> dict[str, str]:
     return {"SITEMAPS_DATA_DIR": str(tmp_path / "data"), "SITEMAPS_DATABASE_URL": database_url,
             "SITEMAPS_BASE_URL": BASE, "SITEMAPS_ALLOWED_HOSTS": HOST, "SITEMAPS_MAX_URLS": "20",
             "SITEMAPS_LOG_LEVEL": "WARNING", **extra}
-
-
-def jsonl(*items: dict[str, object]) -> bytes:
-    return b"".join(orjson.dumps(e) + b"\n" for e in items)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the CLI adds no database logic

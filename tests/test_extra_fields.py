@@ -8,27 +8,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from sqlalchemy import create_engine, text
 
 from sitemap_keeper.snapshot.document import InvalidDocument, Rules
 from sitemap_keeper.snapshot.render import document_row
-from tests.service_helpers import HOST, ServiceProcess, service_env, wait_for
+from tests.factories import HOST, doc, write_jsonl
+from tests.service_helpers import ServiceProcess, service_env
+from tests.services.ports import wait_for
 from tests.support import cli
 from tests.test_fastrow import python_only
 
 RULES = Rules(frozenset({HOST}))
-
-
-def doc(i: int, **extra: Any) -> dict[str, Any]:
-    return {"section": "books", "key": str(i), "loc": f"https://{HOST}/books/{i}",
-            "lastmod": "2024-05-17T10:00:00+00:00", **extra}
-
-
-def jsonl(path: Path, objs: list[dict[str, Any]]) -> str:
-    path.write_bytes(b"".join(orjson.dumps(o) + b"\n" for o in objs))
-    return str(path)
 
 
 def letters(env: dict[str, str]) -> list[dict[str, Any]]:
@@ -69,10 +60,10 @@ def test_both_paths_refuse_an_unknown_field_naming_it(obj: dict[str, Any], reaso
 
 def test_apply_dead_letters_unknown_fields(tmp_path: Path, database_url: str) -> None:
     env = {**service_env(tmp_path, database_url), "SITEMAPS_LOG_LEVEL": "WARNING"}
-    cli("rebuild", "--source", jsonl(tmp_path / "site.jsonl", [doc(i) for i in range(10)]), env=env)
-    events = [doc(100, op="upsert", lastMod="2024-06-01"), doc(101, podcast={"title": "t"}),
-              {"op": "delete", "section": "books", "key": "3", "verison": 2}, doc(102)]
-    out = cli("apply", jsonl(tmp_path / "events.jsonl", events), env=env).stdout
+    cli("rebuild", "--source", write_jsonl(tmp_path / "site.jsonl", [doc(i, None) for i in range(10)]), env=env)
+    events = [doc(100, None, op="upsert", lastMod="2024-06-01"), doc(101, None, podcast={"title": "t"}),
+              {"op": "delete", "section": "books", "key": "3", "verison": 2}, doc(102, None)]
+    out = cli("apply", write_jsonl(tmp_path / "events.jsonl", events), env=env).stdout
     assert out.startswith("applied 1, stale 0, rejected 3")
     reasons = [(d["source"], d["reason"]) for d in letters(env)]
     assert reasons == [("events.jsonl:1", "unknown field 'lastMod'"), ("events.jsonl:2", "unknown field 'podcast'"),
@@ -89,10 +80,10 @@ def test_apply_dead_letters_unknown_fields(tmp_path: Path, database_url: str) ->
 
 def test_a_rebuild_source_line_with_an_unknown_field_is_dead_lettered(tmp_path: Path) -> None:
     env = {**service_env(tmp_path, f"sqlite:///{tmp_path / 'm.db'}"), "SITEMAPS_LOG_LEVEL": "WARNING"}
-    lines = [doc(i) for i in range(30)]
-    lines[12] = doc(12, lastMod="2024")  # in the middle of a run the C loop takes
-    lines[29] = doc(29, images=[{"loc": "https://cdn.x.io/i.jpg", "caption": "c", "license": "cc"}])
-    out = cli("rebuild", "--source", jsonl(tmp_path / "site.jsonl", lines), env=env).stdout
+    lines = [doc(i, None) for i in range(30)]
+    lines[12] = doc(12, None, lastMod="2024")  # in the middle of a run the C loop takes
+    lines[29] = doc(29, None, images=[{"loc": "https://cdn.x.io/i.jpg", "caption": "c", "license": "cc"}])
+    out = cli("rebuild", "--source", write_jsonl(tmp_path / "site.jsonl", lines), env=env).stdout
     assert "applied 28, stale 0, rejected 2" in out
     assert [(d["source"], d["reason"]) for d in letters(env)] == [
         ("site.jsonl:13", "unknown field 'lastMod'"), ("site.jsonl:30", "images[0]: unknown field 'license'")]
@@ -109,7 +100,7 @@ def test_a_rebuild_query_with_a_column_that_is_no_field_is_refused(tmp_path: Pat
         conn.execute(text("INSERT INTO books VALUES (:id, :slug, '2024-05-17', :title)"),
                      [{"id": i, "slug": f"b{i}", "title": f"T{i}"} for i in range(20)])
     engine.dispose()
-    cli("rebuild", "--source", jsonl(tmp_path / "site.jsonl", [doc(i) for i in range(20)]), env=env)
+    cli("rebuild", "--source", write_jsonl(tmp_path / "site.jsonl", [doc(i, None) for i in range(20)]), env=env)
     query = (f"SELECT 'books' AS section, id AS key, 'https://{HOST}/books/' || slug AS loc, updated AS lastmod, "
              "title FROM books")
     refused = cli("rebuild", "--source-sql", query, "--source-database-url", app_db, env=env, check=False)
@@ -127,9 +118,9 @@ def test_a_rebuild_query_with_a_column_that_is_no_field_is_refused(tmp_path: Pat
 
 def test_the_service_dead_letters_unknown_fields(tmp_path: Path) -> None:
     env = service_env(tmp_path, f"sqlite:///{tmp_path / 'm.db'}")
-    cli("rebuild", "--source", jsonl(tmp_path / "site.jsonl", [doc(i) for i in range(5)]), env=env)
+    cli("rebuild", "--source", write_jsonl(tmp_path / "site.jsonl", [doc(i, None) for i in range(5)]), env=env)
     feed = tmp_path / "events.jsonl"
-    jsonl(feed, [doc(50, lastMod="2024-06-01"), doc(51)])
+    write_jsonl(feed, [doc(50, None, lastMod="2024-06-01"), doc(51, None)])
     svc = ServiceProcess(["run", "--follow", str(feed)], env, tmp_path / "service.log")
     try:
         assert wait_for(lambda: svc.counted() == (1, 0, 1), 30, "the events counted")

@@ -21,7 +21,8 @@ from sitemap_keeper.incremental.sources.follow import FileFollower
 from sitemap_keeper.snapshot.document import Rules
 from sitemap_keeper.snapshot.limits import Limits
 from sitemap_keeper.snapshot.manifest import Manifest
-from tests.service_helpers import HOST, ServiceProcess, event, service_env, stored_offsets, wait_for
+from tests.service_helpers import HOST, ServiceProcess, event, service_env, stored_offsets
+from tests.services.ports import wait_for
 
 
 class Harness:

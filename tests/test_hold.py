@@ -16,23 +16,15 @@ import pytest
 
 from sitemap_keeper.snapshot import hold
 from sitemap_keeper.snapshot.manifest import Manifest
-from tests.service_helpers import HOST, ServiceProcess, service_env, wait_for
+from tests.factories import doc, write_jsonl
+from tests.service_helpers import ServiceProcess, service_env
 from tests.services.kafka import TansuBroker
 from tests.services.kube import KubeAPIServer
+from tests.services.ports import wait_for
 from tests.support import cli
 from tests.test_kafka import kafka_env
 
 NS = "web"
-
-
-def doc(i: int, day: int) -> dict[str, Any]:
-    return {"section": "books", "key": str(i), "loc": f"https://{HOST}/books/{i}",
-            "lastmod": f"2024-05-{day:02d}T10:00:00+00:00"}
-
-
-def write_jsonl(path: Path, docs: list[dict[str, Any]]) -> str:
-    path.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in docs))
-    return str(path)
 
 
 @pytest.fixture(params=["local", "ingress", "httproute"])
@@ -80,9 +72,9 @@ def test_a_rollback_holds_until_resume(tmp_path: Path, database_url: str, router
                                        request: pytest.FixtureRequest) -> None:
     kube = request.getfixturevalue("kube_api") if router_env["SITEMAPS_ROUTER"] != "local" else None
     env = {**service_env(tmp_path, database_url), "SITEMAPS_LOG_LEVEL": "WARNING", **router_env}
-    cli("rebuild", "--source", write_jsonl(tmp_path / "v1.jsonl", [doc(i, 1) for i in range(20)]), env=env)
+    cli("rebuild", "--source", write_jsonl(tmp_path / "v1.jsonl", [doc(i, None, day=1) for i in range(20)]), env=env)
     first = routed(tmp_path, env, kube)
-    cli("apply", write_jsonl(tmp_path / "v2.jsonl", [doc(i, 2) for i in range(5)]), env=env)
+    cli("apply", write_jsonl(tmp_path / "v2.jsonl", [doc(i, None, day=2) for i in range(5)]), env=env)
     cli("publish", env=env)
     second = routed(tmp_path, env, kube)
     assert first and second and first != second
@@ -91,7 +83,7 @@ def test_a_rollback_holds_until_resume(tmp_path: Path, database_url: str, router
     assert routed(tmp_path, env, kube) == first
     assert "held" in out and "sitemaps resume" in out
     # Events are still applied while held; a publish switches nothing and says so in one line.
-    counts = cli("apply", write_jsonl(tmp_path / "v3.jsonl", [doc(i, 3) for i in range(3)]), env=env).stdout
+    counts = cli("apply", write_jsonl(tmp_path / "v3.jsonl", [doc(i, None, day=3) for i in range(3)]), env=env).stdout
     assert counts.startswith("applied 3,")
     refused = cli("publish", env=env, check=False)
     assert refused.returncode == 1
@@ -118,7 +110,7 @@ def test_a_rollback_holds_until_resume(tmp_path: Path, database_url: str, router
 
 def test_hold_keeps_the_site_where_it_is(tmp_path: Path) -> None:
     env = {**service_env(tmp_path, f"sqlite:///{tmp_path / 'm.db'}"), "SITEMAPS_LOG_LEVEL": "WARNING"}
-    cli("rebuild", "--source", write_jsonl(tmp_path / "v1.jsonl", [doc(i, 1) for i in range(10)]), env=env)
+    cli("rebuild", "--source", write_jsonl(tmp_path / "v1.jsonl", [doc(i, None, day=1) for i in range(10)]), env=env)
     live = routed(tmp_path, env, None)
     out = cli("hold", env=env).stdout
     assert f"held at generation {live}" in out
@@ -128,7 +120,7 @@ def test_hold_keeps_the_site_where_it_is(tmp_path: Path) -> None:
     assert "already held" in again.stderr
     assert status(env)["hold"] == held  # left as it was
     # A rebuild loads the manifest but does not publish; a rollback without --hold is refused the same way.
-    rebuilt = cli("rebuild", "--source", write_jsonl(tmp_path / "v2.jsonl", [doc(i, 2) for i in range(10)]),
+    rebuilt = cli("rebuild", "--source", write_jsonl(tmp_path / "v2.jsonl", [doc(i, None, day=2) for i in range(10)]),
                   env=env, check=False)
     assert rebuilt.returncode == 1 and "held" in rebuilt.stderr
     assert routed(tmp_path, env, None) == live
@@ -140,8 +132,8 @@ def test_hold_keeps_the_site_where_it_is(tmp_path: Path) -> None:
 
 def test_rollback_without_hold_is_undone_by_the_next_publish(tmp_path: Path) -> None:
     env = {**service_env(tmp_path, f"sqlite:///{tmp_path / 'm.db'}"), "SITEMAPS_LOG_LEVEL": "WARNING"}
-    cli("rebuild", "--source", write_jsonl(tmp_path / "v1.jsonl", [doc(i, 1) for i in range(10)]), env=env)
-    cli("apply", write_jsonl(tmp_path / "v2.jsonl", [doc(i, 2) for i in range(3)]), env=env)
+    cli("rebuild", "--source", write_jsonl(tmp_path / "v1.jsonl", [doc(i, None, day=1) for i in range(10)]), env=env)
+    cli("apply", write_jsonl(tmp_path / "v2.jsonl", [doc(i, None, day=2) for i in range(3)]), env=env)
     cli("publish", env=env)
     cli("rollback", "--no-hold", env=env)
     assert status(env)["hold"] is None
@@ -151,11 +143,11 @@ def test_rollback_without_hold_is_undone_by_the_next_publish(tmp_path: Path) -> 
 def test_the_service_applies_but_does_not_publish_while_held_across_restarts(tmp_path: Path,
                                                                              database_url: str) -> None:
     env = service_env(tmp_path, database_url)
-    cli("rebuild", "--source", write_jsonl(tmp_path / "v1.jsonl", [doc(i, 1) for i in range(10)]), env=env)
+    cli("rebuild", "--source", write_jsonl(tmp_path / "v1.jsonl", [doc(i, None, day=1) for i in range(10)]), env=env)
     live = routed(tmp_path, env, None)
     cli("hold", "--reason", "checking a feed", "--by", "bob", env=env)
     feed = tmp_path / "events.jsonl"
-    write_jsonl(feed, [doc(i, 4) for i in range(4)])
+    write_jsonl(feed, [doc(i, None, day=4) for i in range(4)])
     log = tmp_path / "service.log"
     for turn in range(2):  # the second turn is a restart while held
         svc = ServiceProcess(["run", "--follow", str(feed)], env, log)
@@ -187,7 +179,7 @@ def test_the_service_applies_but_does_not_publish_while_held_across_restarts(tmp
 def test_hold_waits_for_a_publish_in_progress(tmp_path: Path) -> None:
     """A publish that started before the hold cannot switch after it: `hold` takes the publish lock."""
     env = {**service_env(tmp_path, f"sqlite:///{tmp_path / 'm.db'}"), "SITEMAPS_LOG_LEVEL": "WARNING"}
-    cli("rebuild", "--source", write_jsonl(tmp_path / "v1.jsonl", [doc(i, 1) for i in range(10)]), env=env)
+    cli("rebuild", "--source", write_jsonl(tmp_path / "v1.jsonl", [doc(i, None, day=1) for i in range(10)]), env=env)
     manifest = Manifest.open(env["SITEMAPS_DATABASE_URL"])
     try:
         with manifest.publish_lock():  # a publish in progress
@@ -208,10 +200,10 @@ def test_a_replay_while_held_applies_the_topic_and_switches_nothing(kafka_broker
     topic = new_topic(1)
     env = {**kafka_env(tmp_path, f"sqlite:///{tmp_path / 'm.db'}", kafka_broker, topic),
            "SITEMAPS_LOG_LEVEL": "WARNING"}
-    cli("rebuild", "--source", write_jsonl(tmp_path / "v1.jsonl", [doc(i, 1) for i in range(10)]), env=env)
+    cli("rebuild", "--source", write_jsonl(tmp_path / "v1.jsonl", [doc(i, None, day=1) for i in range(10)]), env=env)
     live = routed(tmp_path, env, None)
     cli("hold", env=env)
-    events = [doc(i, 5) for i in range(12)]
+    events = [doc(i, None, day=5) for i in range(12)]
     kafka_broker.produce(topic, [orjson.dumps(e) for e in events], [e["key"].encode() for e in events])
     out = [line for line in cli("replay", "--exit", env=env).stdout.splitlines() if "/metrics" not in line]
     assert out[0].startswith("replayed: applied 12,")
@@ -224,8 +216,8 @@ def test_a_rollback_whose_switch_fails_leaves_the_hold_as_it_was(tmp_path: Path,
     kube_api.seed_ingress("sitemaps", NS, path="/sitemaps(/|$)(.*)")
     env = {**service_env(tmp_path, f"sqlite:///{tmp_path / 'm.db'}"), "SITEMAPS_LOG_LEVEL": "WARNING",
            "SITEMAPS_ROUTER": "ingress", "SITEMAPS_KUBE_API": kube_api.url, "SITEMAPS_ROUTER_NAMESPACE": NS}
-    cli("rebuild", "--source", write_jsonl(tmp_path / "v1.jsonl", [doc(i, 1) for i in range(10)]), env=env)
-    cli("apply", write_jsonl(tmp_path / "v2.jsonl", [doc(i, 2) for i in range(3)]), env=env)
+    cli("rebuild", "--source", write_jsonl(tmp_path / "v1.jsonl", [doc(i, None, day=1) for i in range(10)]), env=env)
+    cli("apply", write_jsonl(tmp_path / "v2.jsonl", [doc(i, None, day=2) for i in range(3)]), env=env)
     cli("publish", env=env)
     live = routed(tmp_path, env, kube_api)
     kube_api.fail_next(403, method="PATCH", times=10)

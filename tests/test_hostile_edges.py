@@ -24,12 +24,13 @@ from sitemap_keeper.snapshot.render import IndexEntry, index_xml
 from sitemap_keeper.snapshot.settings import Settings
 from sitemap_keeper.snapshot.status import status
 from sitemap_keeper.snapshot.verify import VerificationError, check_index
+from tests.factories import HOST, doc
 from tests.service_helpers import key_of, local_site
 from tests.services.kafka import TansuBroker
 from tests.support import Model, cli, read_site
 from tests.test_crash import served_locally
 from tests.test_kafka import kafka_env
-from tests.test_publish import HOST, doc, served
+from tests.test_publish import served
 
 
 def make_app(tmp_path: Path, database_url: str, **changes: object) -> App:

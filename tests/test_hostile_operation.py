@@ -21,24 +21,19 @@ import orjson
 import pytest
 
 from sitemap_keeper.snapshot import generation
-from tests.service_helpers import ServiceProcess, service_env, wait_for
+from tests.factories import HOST, TWO_SECTIONS, doc
+from tests.service_helpers import ServiceProcess, service_env
 from tests.services.faultproxy import FaultProxy
 from tests.services.kube import KubeAPIServer
+from tests.services.ports import wait_for
 from tests.services.s3 import S3Server
 from tests.support import Model, cli, read_site
 from tests.test_s3_publish import World, make_world
 
-HOST = "librer.io"
 BASE = "http://127.0.0.1:8080/sitemaps/"
 STAMP = ".sitemaps-site"  # the object a generation's stamp is kept in (the site id of the manifest that made it)
 needs_faketime = pytest.mark.skipif(shutil.which("faketime") is None,
                                     reason="faketime (libfaketime) is not installed: apt-get install faketime")
-
-
-def doc(i: int, version: int = 1, day: int = 1) -> dict[str, object]:
-    section = ("books", "authors")[i % 2]
-    return {"section": section, "key": str(i), "loc": f"https://{HOST}/{section}/{i}",
-            "lastmod": f"2024-06-{day:02d}T08:30:00+00:00", "version": version}
 
 
 def site_id(env: dict[str, str]) -> str:
@@ -78,7 +73,7 @@ class LocalSite:
         return read_site(lambda name: (self.data / "generations" / gen_id / name).read_bytes(), BASE).urls
 
     def rebuild(self, docs: int = 120) -> str:
-        items = [doc(i) for i in range(docs)]
+        items = [doc(i, section=TWO_SECTIONS) for i in range(docs)]
         for d in items:
             self.model.event(d)
         source = self.tmp / "catalog.jsonl"
@@ -88,7 +83,7 @@ class LocalSite:
 
     def apply(self, count: int = 2) -> None:
         self.version += 1
-        events = [doc(i * 7 + self.version, self.version, day=self.version % 28 + 1) for i in range(count)]
+        events = [doc(i * 7 + self.version, self.version, TWO_SECTIONS, self.version % 28 + 1) for i in range(count)]
         for e in events:
             self.model.event(e)
         path = self.tmp / "events.jsonl"

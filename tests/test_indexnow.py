@@ -24,8 +24,9 @@ from sitemap_keeper.snapshot.serve import make_server, serve_in_thread
 from sitemap_keeper.snapshot.settings import Settings
 from sitemap_keeper.snapshot.status import status
 from sitemap_keeper.snapshot.verify import verify_generation
+from tests.factories import HOST, doc, jsonl
 from tests.support import cli
-from tests.test_diff import BASE, HOST, apply, cli_env, doc, jsonl, publish, run
+from tests.test_diff import BASE, apply, cli_env, publish, run
 
 KEY = "sitemaps-Test-key-0123"
 OTHER = "news.librer.io"

@@ -36,9 +36,9 @@ from tests.service_helpers import (
     produce,
     service_env,
     stored_offsets,
-    wait_for,
 )
 from tests.services.kafka import TansuBroker, consume
+from tests.services.ports import wait_for
 from tests.services.s3 import MotoS3Server
 from tests.support import Model
 from tests.test_cli import Server

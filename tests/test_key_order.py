@@ -20,8 +20,9 @@ from sitemap_keeper.incremental.app import App
 from sitemap_keeper.snapshot import naming
 from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
 from sitemap_keeper.snapshot.settings import Settings
+from tests import factories
 from tests.conftest import fresh_pg_database
-from tests.service_helpers import HOST
+from tests.factories import HOST
 
 # Byte order: "B" < "Z" < "a" < "a-b" < "a_b" < "ab" < "c" < "é"; an English collation puts "a" before "B",
 # "é" beside "e", and weighs "-" and "_" below the letters.
@@ -41,8 +42,7 @@ def app(tmp_path: Path) -> Iterator[App]:
 
 
 def doc(key: str, day: int = 1) -> dict[str, object]:
-    return {"section": "books", "key": key, "loc": f"https://{HOST}/books/{key.encode().hex()}",  # plain ASCII
-            "lastmod": f"2024-05-{day:02d}T10:00:00+00:00"}
+    return factories.doc(key, None, day=day, loc=f"https://{HOST}/books/{key.encode().hex()}")  # plain ASCII
 
 
 def shard_locs(app: App, generation: str) -> list[str]:

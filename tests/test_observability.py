@@ -23,7 +23,8 @@ from sitemap_keeper.incremental.metrics import Metrics
 from sitemap_keeper.snapshot import calls
 from sitemap_keeper.snapshot.hold import Hold
 from sitemap_keeper.snapshot.routers.base import RouterError
-from tests.service_helpers import HOST, ServiceProcess, event, service_env, wait_for
+from tests.service_helpers import HOST, ServiceProcess, event, service_env
+from tests.services.ports import wait_for
 from tests.support import cli
 from tests.test_s3_publish import World, moto_world  # noqa: F401 - the fixture
 

@@ -34,7 +34,8 @@ from sitemap_keeper.snapshot.routers.base import RouterError
 from sitemap_keeper.snapshot.routers.local import LocalRouter
 from sitemap_keeper.snapshot.stores.local import LocalStore
 from tests import browser
-from tests.service_helpers import ServiceProcess, service_env, wait_for
+from tests.service_helpers import ServiceProcess, service_env
+from tests.services.ports import wait_for
 from tests.support import NS, cli, http_fetch, read_site
 
 HOST = "librer.io"

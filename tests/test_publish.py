@@ -19,14 +19,8 @@ from sitemap_keeper.snapshot.rebuild import Rebuilder, SourceShrank, row_chunks
 from sitemap_keeper.snapshot.refusals import EmptyManifest, ForeignLive, SiteShrank
 from sitemap_keeper.snapshot.serve import make_server, serve_in_thread
 from sitemap_keeper.snapshot.settings import Settings
+from tests.factories import HOST, doc
 from tests.support import Model, cli, http_fetch, read_site
-
-HOST = "librer.io"
-
-
-def doc(i: int, version: int = 1, section: str = "books", day: int = 1, **extra: object) -> dict[str, object]:
-    return {"section": section, "key": str(i), "loc": f"https://{HOST}/{section}/{i}",
-            "lastmod": f"2024-05-{day:02d}T10:00:00+00:00", "version": version, **extra}
 
 
 @pytest.fixture
@@ -300,8 +294,6 @@ def _packed_documents(app: App, rnd: random.Random) -> None:
         k = rnd.randrange(300) if rnd.random() < 0.4 else 1000 + i  # repeated keys, near and far apart
         version = rnd.choice([None, rnd.randrange(1, 6)])
         d = doc(k, section=("books", "authors")[k % 2], day=1 + rnd.randrange(28), version=version)
-        if version is None:
-            del d["version"]
         docs.append(d)
     for d in docs:
         model.event(d)

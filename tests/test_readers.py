@@ -16,12 +16,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from lxml import etree
 from usp.fetch_parse import SitemapFetcher
 from usp.objects.sitemap import InvalidSitemap
 
+from tests.factories import write_jsonl
 from tests.support import NS, Model, cli, http_fetch, read_site
 from tests.test_cli import Server
 
@@ -129,11 +129,6 @@ def site(tmp_path: Path) -> Iterator[tuple[Server, dict[str, str]]]:
     env["SITEMAPS_BASE_URL"] = server.base  # the same path: the server serves what is published under it
     yield server, env
     server.stop()
-
-
-def write_jsonl(path: Path, objs: list[dict[str, Any]]) -> Path:
-    path.write_bytes(b"".join(orjson.dumps(o) + b"\n" for o in objs))
-    return path
 
 
 def test_both_readers_see_exactly_the_catalog(tmp_path: Path, site: tuple[Server, dict[str, str]],

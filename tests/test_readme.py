@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.service_helpers import wait_for
+from tests.services.ports import wait_for
 from tests.support import cli
 
 README = Path(__file__).resolve().parent.parent / "README.md"

@@ -21,7 +21,8 @@ from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.manifest.errors import RebuildRunning
 from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
 from sitemap_keeper.snapshot.settings import Settings
-from tests.service_helpers import HOST, ServiceProcess, event, manifest_versions, service_env, wait_for
+from tests.service_helpers import HOST, ServiceProcess, event, manifest_versions, service_env
+from tests.services.ports import wait_for
 from tests.support import cli
 
 DOCS = 60

@@ -28,9 +28,9 @@ from tests.service_helpers import (
     mixed_stream,
     service_env,
     stored_offsets,
-    wait_for,
 )
 from tests.services.kafka import TansuBroker
+from tests.services.ports import wait_for
 from tests.support import Model, cli
 from tests.test_kafka import kafka_env
 from tests.test_rebuild_lock import catalog, open_app, rebuild, stalling

@@ -24,6 +24,7 @@ from sitemap_keeper.snapshot import generation
 from sitemap_keeper.snapshot.calls import Backoff
 from sitemap_keeper.snapshot.layout import Layout
 from sitemap_keeper.snapshot.prune import prune
+from sitemap_keeper.snapshot.publish import STEPS
 from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
 from sitemap_keeper.snapshot.routers.base import RouterError
 from sitemap_keeper.snapshot.routers.ingress import IngressRouter
@@ -32,24 +33,17 @@ from sitemap_keeper.snapshot.stores.base import StoreError
 from sitemap_keeper.snapshot.stores.s3 import S3Store
 from sitemap_keeper.snapshot.verify import verify_generation
 from tests.conftest import fresh_pg_database
+from tests.factories import HOST, TWO_SECTIONS, doc
 from tests.services.faultproxy import FaultProxy
 from tests.services.kube import KubeAPIServer
 from tests.services.s3 import MotoS3Server, S3Server
 from tests.support import Model, cli, read_site, validate
 
-HOST = "librer.io"
 BASE = "http://127.0.0.1:8080/sitemaps/"
 NS = "web"
 NGINX = "nginx.ingress.kubernetes.io/rewrite-target"
 PLACEHOLDER = "19700101-000000-000-0000"  # what deploy/ingress.yaml ships with
-STEPS = ["begin", "render", "copy", "indexes", "verify", "policy", "switch", "switched"]
 needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
-
-
-def doc(i: int, version: int = 1, day: int = 1) -> dict[str, object]:
-    section = ("books", "authors")[i % 2]
-    return {"section": section, "key": str(i), "loc": f"https://{HOST}/{section}/{i}",
-            "lastmod": f"2024-06-{day:02d}T08:30:00+00:00", "version": version}
 
 
 @dataclass
@@ -112,7 +106,7 @@ class World:
     def apply(self, count: int = 1) -> None:
         """Change `count` documents, in the product's manifest and in the truth."""
         self.version += 1
-        events = [doc(i * 17 + self.version, self.version, day=self.version % 28 + 1) for i in range(count)]
+        events = [doc(i * 17 + self.version, self.version, TWO_SECTIONS, self.version % 28 + 1) for i in range(count)]
         for e in events:
             self.model.event(e)
         app = App(self.settings())
@@ -183,7 +177,7 @@ class World:
 
     def rebuild(self, via_cli: bool = False) -> None:
         """The first generation: 300 documents in two sections, 6 shards."""
-        docs = [doc(i) for i in range(300)]
+        docs = [doc(i, section=TWO_SECTIONS) for i in range(300)]
         for d in docs:
             self.model.event(d)
         if via_cli:

@@ -15,14 +15,11 @@ from sqlalchemy import create_engine, inspect
 from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.manifest.errors import ReadOnly
 from tests.conftest import fresh_pg_database
-from tests.service_helpers import HOST, service_env
+from tests.factories import doc
+from tests.service_helpers import service_env
 from tests.support import cli
 
 READERS = [("status",), ("status", "--json"), ("verify",), ("diff",), ("dead-letters",), ("robots",)]
-
-
-def doc(i: int) -> dict[str, Any]:
-    return {"section": "books", "key": str(i), "loc": f"https://{HOST}/books/{i}", "lastmod": "2024-05-17"}
 
 
 def tables(database_url: str) -> set[str]:

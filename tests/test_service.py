@@ -35,9 +35,9 @@ from tests.service_helpers import (
     mixed_stream,
     service_env,
     stored_offsets,
-    wait_for,
 )
 from tests.services.kube import KubeAPIServer
+from tests.services.ports import wait_for
 from tests.support import cli
 
 HUGE = orjson.dumps({"section": "books", "key": "huge", "loc": f"https://{HOST}/h", "pad": "x" * 1_100_000})

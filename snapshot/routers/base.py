@@ -24,4 +24,5 @@ class Router(ABC):
 
     @abstractmethod
     def switch(self, gen_id: str, expected: str | None) -> None:
-        """Point at `gen_id` atomically, provided the router still points at `expected`."""
+        """Point at `gen_id` atomically, provided the router still points at `expected` (or already at
+        `gen_id`: a retried switch that went through); else RouterConflict, and nothing changes."""

@@ -26,7 +26,7 @@ class LocalRouter(Router):
 
     def switch(self, gen_id: str, expected: str | None) -> None:
         now = self.current()
-        if now != expected:
+        if now not in (expected, gen_id):  # gen_id: a retried switch that went through
             raise RouterConflict(f"{self.link} points at {now}, expected {expected}")
         # Relative, so the data directory can be moved whole. With the local store it is the generation's
         # directory; with another store the link is only a pointer (`serve` reads through the store).

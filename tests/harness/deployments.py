@@ -18,7 +18,7 @@ from typing import Any
 from tests.conftest import fresh_pg_database
 from tests.harness.served import Fetch, Observation, Switched, observe
 from tests.services.kube import KubeAPIServer
-from tests.services.ports import ManagedProcess, unique_name, wait_until
+from tests.services.ports import ManagedProcess, unique_name, wait_for
 from tests.services.s3 import MotoS3Server
 
 HOST = "librer.io"
@@ -127,7 +127,7 @@ def _local(name: str, env: dict[str, str], tmp: Path) -> Iterator[Deployment]:
             found[:] = re.findall(r"at (http://127\.0\.0\.1:\d+/sitemaps/)", log.read_text())
             return bool(found)
 
-        wait_until(listening, 60, what="sitemaps serve")
+        wait_for(listening, 60, interval=0.05, what="sitemaps serve")
         yield Deployment(name, env, tmp / "data", serve_url=found[0])
     finally:
         serve.stop()

@@ -31,12 +31,13 @@ from minio.error import InvalidResponseError, S3Error
 
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.snapshot.manifest import Manifest
+from tests.factories import TWO_SECTIONS, doc
 from tests.services.faultproxy import FaultAction, FaultProxy
-from tests.services.kube import KubeAPIServer, _Response, status_object
+from tests.services.kube import KubeAPIServer, Response, status_object
 from tests.services.ports import unique_name
 from tests.services.s3 import MotoS3Server, RcloneS3Server, S3Server
 from tests.support import cli
-from tests.test_s3_publish import World, doc, make_world
+from tests.test_s3_publish import World, make_world
 
 TIMEOUT = 300.0  # a command still running after this long counts as hung
 
@@ -116,14 +117,14 @@ class FlakyKube(KubeAPIServer):
             self.injected += 1
             return self.rng.choice(candidates)
 
-    def handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> _Response:
+    def handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> Response:
         fault = self._pick(method, raw_path)
         if fault is None or fault.after_write:
             resp = super().handle(method, raw_path, headers, body)
             if fault is None:
                 return resp
         assert fault is not None
-        return _Response(fault.status, status_object(fault.status, f"injected {fault.status}"))
+        return Response(fault.status, status_object(fault.status, f"injected {fault.status}"))
 
 
 def install(proxy: FaultProxy, faults: tuple[S3Fault, ...], rate: float, seed: int) -> None:
@@ -208,7 +209,7 @@ class Harness:
         for _ in range(self.rng.randint(1, 6)):
             self.w.version += 1
             i = self.rng.randrange(400)
-            ev = doc(i, self.w.version, day=self.w.version % 28 + 1)
+            ev = doc(i, self.w.version, TWO_SECTIONS, self.w.version % 28 + 1)
             if self.rng.random() < 0.2:
                 ev = {"op": "delete", "section": ev["section"], "key": ev["key"], "version": ev["version"]}
             events.append(ev)

@@ -57,8 +57,8 @@ from .ports import (
     free_port,
     port_open,
     unique_name,
+    wait_for,
     wait_for_port_closed,
-    wait_until,
 )
 
 #: Consumer settings that make group joins on Tansu take seconds, not the defaults' tens of seconds.
@@ -148,7 +148,7 @@ class TansuBroker:
             return True
 
         try:
-            wait_until(ready, timeout, interval=0.1, what=f"tansu on {self.bootstrap}")
+            wait_for(ready, timeout, interval=0.1, what=f"tansu on {self.bootstrap}")
         except Exception:
             self.kill()
             raise
@@ -231,7 +231,7 @@ class TansuBroker:
         def visible() -> bool:
             return len(self._partitions(name)) == partitions
 
-        wait_until(visible, 10.0, interval=0.1, what=f"topic {name} metadata")
+        wait_for(visible, 10.0, interval=0.1, what=f"topic {name} metadata")
         return name
 
     def _partitions(self, topic: str) -> set[int]:

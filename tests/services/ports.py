@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Any, Self
 
 LOCALHOST = "127.0.0.1"
 
@@ -49,23 +49,18 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
         return False
 
 
-def wait_until(
-    predicate: Callable[[], bool],
-    timeout: float,
-    interval: float = 0.05,
-    what: str = "condition",
-) -> None:
-    """Poll ``predicate`` until it returns True; raise ``TimeoutError`` after ``timeout`` seconds.
-
-    Exceptions raised by the predicate count as "not yet".
-    """
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str = "condition", interval: float = 0.2) -> Any:
+    """Poll until ``predicate()`` is truthy and return its value; raise ``TimeoutError`` after ``timeout``
+    seconds.  Exceptions raised by the predicate count as "not yet" (servers fail in many ways while
+    they boot); the last one is named in the error."""
     deadline = time.monotonic() + timeout
     last_exc: BaseException | None = None
     while True:
         try:
-            if predicate():
-                return
-        except Exception as exc:  # readiness probes fail in many ways while a server boots
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:
             last_exc = exc
         if time.monotonic() >= deadline:
             detail = f" (last error: {last_exc!r})" if last_exc else ""
@@ -75,12 +70,12 @@ def wait_until(
 
 def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
     """Wait until something accepts TCP connections on ``host:port``."""
-    wait_until(lambda: port_open(host, port), timeout, what=f"{host}:{port} to accept connections")
+    wait_for(lambda: port_open(host, port), timeout, interval=0.05, what=f"{host}:{port} to accept connections")
 
 
 def wait_for_port_closed(host: str, port: int, timeout: float = 10.0) -> None:
     """Wait until nothing accepts TCP connections on ``host:port`` any more."""
-    wait_until(lambda: not port_open(host, port), timeout, what=f"{host}:{port} to close")
+    wait_for(lambda: not port_open(host, port), timeout, interval=0.05, what=f"{host}:{port} to close")
 
 
 def unique_name(prefix: str = "t", length: int = 10) -> str:

@@ -57,7 +57,7 @@ from minio import Minio
 from minio.deleteobjects import DeleteObject
 from urllib3.util.retry import Retry
 
-from .ports import LOCALHOST, LocalServer, ManagedProcess, free_port, unique_name, wait_until
+from .ports import LOCALHOST, LocalServer, ManagedProcess, free_port, unique_name, wait_for
 
 S3Kind = Literal["moto", "rclone"]
 
@@ -308,7 +308,7 @@ class RcloneS3Server(S3Server):
             return r.status in (200, 400, 403)
 
         try:
-            wait_until(ready, timeout, what=f"rclone serve s3 on {self.endpoint}")
+            wait_for(ready, timeout, interval=0.05, what=f"rclone serve s3 on {self.endpoint}")
         except Exception:
             self.stop()
             raise
