@@ -86,7 +86,7 @@ def check_index(name: str, xml: bytes, limits: Limits) -> None:
 @functools.cache
 def _index_schema() -> tuple[Any, Any]:
     """siteindex.xsd (as the sitemaps.org site gives it) and a parser that reads nothing but the file."""
-    schema = etree.XMLSchema(etree.parse(str(Path(__file__).with_name("schemas") / "siteindex.xsd")))
+    schema = etree.XMLSchema(etree.parse(str(Path(__file__).with_name("siteindex.xsd"))))
     return schema, etree.XMLParser(huge_tree=True, resolve_entities=False, no_network=True)
 
 
