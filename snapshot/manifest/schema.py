@@ -138,6 +138,23 @@ news_articles = Table(
     Column("xml", Text, nullable=False),
 )
 Index("ix_news_articles_published", news_articles.c.published_ts)
+
+
+def news_articles_staging(md: MetaData) -> Table:
+    """A rebuild's articles as it loads them: no key (a source may repeat one), `seq` in source order."""
+    return Table(
+        "news_articles_staging", md,
+        Column("section", news_articles.c.section.type, nullable=False),  # compared byte by byte, as there
+        Column("key", news_articles.c.key.type, nullable=False),
+        Column("shard_no", Integer, nullable=False),
+        Column("loc", String(2048), nullable=False),
+        Column("published", String(40), nullable=False),
+        Column("published_ts", Float, nullable=False),
+        Column("xml", Text, nullable=False),
+        Column("seq", Integer, nullable=False),
+    )
+
+
 news_shards = Table(
     "news_shards", metadata,
     Column("section", _name(64), primary_key=True),
