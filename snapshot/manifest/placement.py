@@ -31,7 +31,7 @@ class Placement:
         for i in range(0, len(todo), CHUNK):
             query = select(shards.c.section, shards.c.shard_no, shards.c.url_count, shards.c.byte_count).where(
                 key.in_(todo[i:i + CHUNK]))
-            yield from conn.execute(query).tuples()
+            yield from ((s, n, urls, size) for s, n, urls, size in conn.execute(query))
 
     def write(self, conn: Connection, shard_rows: list[tuple[str, int, int, int, int]],
               open_shards: list[tuple[str, int]]) -> None:
