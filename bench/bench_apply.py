@@ -3,6 +3,7 @@
     python bench/bench_apply.py                                  # SQLite and PostgreSQL, then latency
     python bench/bench_apply.py --database sqlite --events 200000 --no-latency
     python bench/bench_apply.py --kafka                          # also consume through a Tansu broker
+    python bench/bench_apply.py --catalog 4000000 --cache /work/tmp/apply --no-latency  # the catalog built once
 
 Throughput is the service's own loop (incremental/service.py): a source hands batches to the applier, which
 applies each with its offsets in one transaction. The source is a JSON-lines file (`--follow`'s source) of
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -42,18 +44,22 @@ from sitemap_keeper.incremental.apply import Prepared
 from sitemap_keeper.incremental.leader import Leader
 from sitemap_keeper.incremental.offsets import OffsetStore
 from sitemap_keeper.incremental.service import BATCH_SIZE, Service, tune_gc
-from sitemap_keeper.incremental.sources.base import Batch, EventSource
+from sitemap_keeper.incremental.settings import ServiceSettings
+from sitemap_keeper.incremental.sources.base import EventBatch, EventSource
 from sitemap_keeper.incremental.sources.follow import FileFollower
 from sitemap_keeper.snapshot import synthetic
 from sitemap_keeper.snapshot.manifest.records import Counts
 from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
-from sitemap_keeper.snapshot.settings import Settings
+
+
+def bench_app(workdir: Path, url: str | None) -> App:
+    return App(ServiceSettings(data_dir=workdir / "data", database_url=url, allowed_hosts=(synthetic.HOST,),
+                               publish_interval=3600, prune_interval=3600, http_host="127.0.0.1", http_port=0))
 
 
 def prepared_app(workdir: Path, url: str | None, catalog: int) -> App:
     """A manifest holding `catalog` documents, published (`url` None: the data dir's own SQLite file)."""
-    app = App(Settings(data_dir=workdir / "data", database_url=url, allowed_hosts=(synthetic.HOST,),
-                       publish_interval=3600, prune_interval=3600, http_host="127.0.0.1", http_port=0))
+    app = bench_app(workdir, url)
     Rebuilder(app.manifest, app.settings.rules, app.settings.limits).rebuild(
         row_chunks("synthetic", synthetic.catalog(catalog)))
     app.publisher.publish(full=True)
@@ -67,13 +73,13 @@ class TimedService(Service):
     first: float | None = None
     last: float | None = None
 
-    def _poll(self, timeout: float) -> tuple[Batch, Prepared] | None:
+    def _poll(self, timeout: float) -> tuple[EventBatch, Prepared] | None:
         got = super()._poll(timeout)
         if got is not None and self.first is None:
             self.first = time.perf_counter()
         return got
 
-    def apply(self, batch: Batch, prepared: Prepared | None = None) -> Counts:
+    def apply(self, batch: EventBatch, prepared: Prepared | None = None) -> Counts:
         counts = super().apply(batch, prepared)
         self.last = time.perf_counter()
         return counts
@@ -133,11 +139,55 @@ def cpu_note(app: App, url: str) -> Iterator[list[str]]:
                 + (f" + server {db:.1f}s" if server else ""))
 
 
-def throughput(kind: str, source: str, events: int, catalog: int, batch_size: int) -> None:
+@contextmanager
+def cached_app(kind: str, workdir: Path, catalog: int, cache: Path | None) -> Iterator[tuple[App, str]]:
+    """A fresh copy of the prepared manifest (and its data dir): built here, or copied from `cache`, where the
+    first run with that cache leaves it (an SQLite file, or a PostgreSQL template database named after the
+    cache). A cache is only valid for the code that built it: delete it (and drop its template) when the schema
+    changes."""
+    if cache is None:
+        with database(kind, workdir) as url:
+            yield prepared_app(workdir, url, catalog), url
+        return
+    import shutil
+
+    from sqlalchemy import create_engine, text
+
+    from tests.conftest import PG_ADMIN_URL, fresh_pg_database
+
+    built = cache / f"{kind}-{catalog}"
+    template = f"bench_apply_{zlib.crc32(str(built.resolve()).encode()):08x}_{catalog}"
+    if not (built / "ready").exists():
+        shutil.rmtree(built, ignore_errors=True)
+        built.mkdir(parents=True)
+        if kind == "sqlite":
+            prepared_app(built, f"sqlite:///{built / 'manifest.db'}", catalog).close()
+        else:
+            admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)'))
+                conn.execute(text(f'CREATE DATABASE "{template}"'))
+            admin.dispose()
+            prepared_app(built, f"postgresql+psycopg://postgres@127.0.0.1:5432/{template}", catalog).close()
+        (built / "ready").touch()
+    for item in built.iterdir():
+        if item.is_dir():
+            shutil.copytree(item, workdir / item.name, symlinks=True)
+        elif item.name != "ready":
+            shutil.copy2(item, workdir / item.name)
+    if kind == "sqlite":
+        url = f"sqlite:///{workdir / 'manifest.db'}"
+        yield bench_app(workdir, url), url
+        return
+    for url in fresh_pg_database(f'TEMPLATE "{template}"'):
+        yield bench_app(workdir, url), url
+
+
+def throughput(kind: str, source: str, events: int, catalog: int, batch_size: int, cache: Path | None) -> None:
     """Apply `events` change events from a file or Kafka to a fresh manifest preloaded with `catalog`."""
-    with tempfile.TemporaryDirectory(prefix="bench-apply-") as tmp, database(kind, Path(tmp)) as url:
+    with tempfile.TemporaryDirectory(prefix="bench-apply-", dir=cache) as tmp, \
+            cached_app(kind, Path(tmp), catalog, cache) as (app, url):
         workdir = Path(tmp)
-        app = prepared_app(workdir, url, catalog)
         path = workdir / "events.jsonl"
         write_events(path, events, catalog)
         offsets = OffsetStore(app.manifest)
@@ -231,6 +281,7 @@ def main() -> None:
     ap.add_argument("--catalog", type=int, default=200_000, help="documents preloaded before the events")
     ap.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="as `sitemaps run` (its default)")
     ap.add_argument("--kafka", action="store_true", help="also consume through a Tansu broker")
+    ap.add_argument("--cache", type=Path, help="build the catalog's manifest once here and copy it for each run")
     ap.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--interval", type=float, default=5.0, help="publish interval of the latency run")
     ap.add_argument("--samples", type=int, default=10)
@@ -239,7 +290,7 @@ def main() -> None:
     tune_gc()  # as `sitemaps run` does
     for kind in kinds:
         for source in ("file", "kafka") if args.kafka else ("file",):
-            throughput(kind, source, args.events, args.catalog, args.batch_size)
+            throughput(kind, source, args.events, args.catalog, args.batch_size, args.cache)
     if args.latency:
         latency(args.samples, args.interval, args.catalog)
 

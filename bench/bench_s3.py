@@ -31,12 +31,13 @@ from bench.common import start_moto
 from sitemap_keeper.incremental.apply import Applier
 from sitemap_keeper.snapshot import publish as publish_module
 from sitemap_keeper.snapshot import synthetic
+from sitemap_keeper.snapshot.layout import Layout
 from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.publish import Publisher
 from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
 from sitemap_keeper.snapshot.routers.ingress import IngressRouter
 from sitemap_keeper.snapshot.settings import Settings
-from sitemap_keeper.snapshot.stores.s3 import Layout, S3Store
+from sitemap_keeper.snapshot.stores.s3 import S3Store
 from tests.services.kube import KubeAPIServer
 
 
@@ -59,7 +60,7 @@ def counting(store: S3Store) -> Counter[str]:
 
 
 def timed_steps() -> list[tuple[str, float]]:
-    """Record when publish passes each of its crash points (snapshot.faults.checkpoint)."""
+    """Record when publish passes each of its crash points (snapshot.crashpoints.checkpoint)."""
     marks: list[tuple[str, float]] = []
     publish_module.__dict__["checkpoint"] = lambda step: marks.append((step, time.monotonic()))
     return marks

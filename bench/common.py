@@ -95,16 +95,16 @@ def children(pid: int | str = "self") -> set[int]:
     return found
 
 
-def cli(args: list[str], env: dict[str, str], logs: Path) -> Step:
-    """Run `sitemaps ARGS`; fail with its standard error if it fails. Output goes to files under `logs`
-    (never a pipe: we block in wait4, and a long rebuild writes a progress line a second)."""
+def cli(args: list[str], env: dict[str, str], logs: Path, python: str = sys.executable) -> Step:
+    """Run `sitemaps ARGS` (installed for `python`); fail with its standard error if it fails. Output goes to
+    files under `logs` (never a pipe: we block in wait4, and a long rebuild writes a progress line a second)."""
     _become_subreaper()
     servers = children()  # what the benchmark itself runs (moto): not part of the step
     logs.mkdir(parents=True, exist_ok=True)
     out_path, err_path = logs / f"{args[0]}.out", logs / f"{args[0]}.err"
     with out_path.open("wb") as out, err_path.open("wb") as err:
         started = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "sitemap_keeper", *args], env=env, cwd=ROOT,
+        proc = subprocess.Popen([python, "-m", "sitemap_keeper", *args], env=env, cwd=ROOT,
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=err)
         _pid, status, usage = os.wait4(proc.pid, 0)
         wall = time.monotonic() - started

@@ -7,6 +7,7 @@ from functools import cached_property
 from sitemap_keeper.incremental.apply import Applier, Parser
 from sitemap_keeper.incremental.debezium import DebeziumParser
 from sitemap_keeper.incremental.events import parse_events
+from sitemap_keeper.incremental.settings import ServiceSettings
 from sitemap_keeper.snapshot.indexnow import Announcer
 from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.mapping import load_mapping
@@ -18,7 +19,7 @@ from sitemap_keeper.snapshot.stores import Store, open_store
 
 class App:
     def __init__(self, settings: Settings, read_only: bool = False) -> None:
-        self.settings = settings
+        self.settings = ServiceSettings.of(settings)  # a one-shot command's: the service's at their defaults
         self.read_only = read_only  # the manifest must exist, and is never created or changed (NoManifest)
 
     @cached_property
@@ -46,7 +47,7 @@ class App:
 
     @cached_property
     def announcer(self) -> Announcer:
-        return Announcer(self.manifest, self.store, self.settings.indexnow)
+        return Announcer(self.manifest, self.store, self.settings.indexnow, self.settings.workers)
 
     @cached_property
     def applier(self) -> Applier:

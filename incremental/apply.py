@@ -19,16 +19,29 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import cast
+from typing import Final, cast
 
 from sqlalchemy import Connection
 
 from sitemap_keeper.incremental import document_rows
-from sitemap_keeper.incremental.document_rows import Ident, Row, Stored
-from sitemap_keeper.incremental.events import DeleteRow, NewsUpsertRow, ParsedEvents, UpsertRow, parse_events
+from sitemap_keeper.incremental.document_rows import ROW_LOC, ROW_SIZE, STORED_SHARD_NO, Ident, Row, Stored
+from sitemap_keeper.incremental.events import (
+    ARTICLE,
+    DELETE_FIELDS,
+    KEY,
+    LOC,
+    NEWS_FIELDS,
+    SECTION,
+    VERSION,
+    DeleteRow,
+    NewsUpsertRow,
+    ParsedEvents,
+    UpsertRow,
+    parse_events,
+)
 from sitemap_keeper.snapshot import owners
+from sitemap_keeper.snapshot.crashpoints import checkpoint
 from sitemap_keeper.snapshot.document import Rules
-from sitemap_keeper.snapshot.faults import checkpoint
 from sitemap_keeper.snapshot.limits import Limits
 from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.manifest.errors import RebuildRunning
@@ -47,7 +60,11 @@ WORKER_NICENESS = 10
 RELEASE_ROUNDS = 8  # rounds of waiting claims applied per batch (each may free the URL its document left)
 
 Parser = Callable[[Rules, Sequence[bytes]], ParsedEvents]  # picklable: it runs in the worker processes
-Current = tuple[int | None, int | None, int, bool]  # a document as the batch leaves it: shard_no, version, size, live
+Current = tuple[int | None, int | None, int, bool]  # a document as the batch leaves it, its fields at these positions:
+AT_SHARD_NO: Final = 0
+AT_VERSION: Final = 1
+AT_SIZE: Final = 2
+AT_LIVE: Final = 3
 
 
 class _Shard:
@@ -159,7 +176,7 @@ class Applier:
                 prepared.discard()
                 raise RebuildRunning("a rebuild is running on this manifest: events are applied once it has "
                                      "swapped its tables in")
-            batch = _Batch(conn, self.limits, self.manifest)
+            batch = ApplyBatch(conn, self.limits, self.manifest)
             for start, parsed in self._parsed(prepared):
                 for i, reason in parsed.rejects:
                     source, raw = items[start + i]
@@ -175,7 +192,7 @@ class Applier:
         batch.counts.rejected += len(letters)
         return batch.counts
 
-    def _release(self, batch: _Batch) -> None:
+    def _release(self, batch: ApplyBatch) -> None:
         """Apply the waiting claims of the URLs this batch freed, oldest first; a claim applied may free
         another URL (its old one): a few rounds."""
         holders: Iterable[Ident] = list(batch.rows)
@@ -183,7 +200,7 @@ class Applier:
             moved: list[Ident] = []
             for wait in batch.free_claims(holders):
                 parsed = self.parser(self.rules, [wait.raw])
-                ops = [] if parsed.rejects else [op for op in parsed.ops if (op[0], op[1]) == wait.ident]
+                ops = [] if parsed.rejects else [op for op in parsed.ops if (op[SECTION], op[KEY]) == wait.ident]
                 if batch.retry(wait, ops):
                     moved.append(wait.ident)
             if not moved:
@@ -227,7 +244,7 @@ class Prepared:
             task.cancel()
 
 
-Origin = Callable[[int], tuple[str, bytes]]  # an op's index in `_Batch.add` -> its event's source and raw bytes
+Origin = Callable[[int], tuple[str, bytes]]  # an op's index in `ApplyBatch.add` -> its event's source and raw bytes
 
 
 @dataclass(slots=True)
@@ -271,7 +288,7 @@ class _Waiting:
         counts.stale += len(wait.letters) + len(wait.fresh) - applied
 
 
-class _Batch:
+class ApplyBatch:
     """One transaction's worth of events: documents and shards as the events leave them, written at the end."""
 
     def __init__(self, conn: Connection, limits: Limits, manifest: Manifest) -> None:
@@ -299,23 +316,24 @@ class _Batch:
         refused: list[tuple[int, str]] = []
         if not ops:
             return refused
-        hashes = [owners.loc_hash(op[3]) if len(op) != 3 else 0 for op in ops]
+        hashes = [owners.loc_hash(op[LOC]) if len(op) != DELETE_FIELDS else 0 for op in ops]
         self._load(ops, hashes)
         docs, rows, counts, claimants = self.docs, self.rows, self.counts, self.owners
         watch = self.waiting.watch
         news, news_sections = self.news, self.news_sections
         for n, op in enumerate(ops):
-            section, key, version = op[0], op[1], op[2]
+            section, key, version = op[SECTION], op[KEY], op[VERSION]
             ident = (section, key)
             cur = docs.get(ident)
-            if cur is not None and version is not None and cur[1] is not None and version <= cur[1]:
+            if cur is not None and version is not None and cur[AT_VERSION] is not None \
+                    and version <= cur[AT_VERSION]:
                 counts.stale += 1
                 continue
-            if len(op) != 3 and (holder := claimants.get(hashes[n])) != ident:  # a URL new to this document
-                if holder is not None and self._holds(holder, op[3]):
-                    refused.append((n, owners.refusal(op[3], holder)))
+            if len(op) != DELETE_FIELDS and (holder := claimants.get(hashes[n])) != ident:  # a URL new to this document
+                if holder is not None and self._holds(holder, op[LOC]):
+                    refused.append((n, owners.refusal(op[LOC], holder)))
                     if origin is not None:
-                        self._wait(op[3], ident, version, hashes[n], origin(n), refused[-1][1])
+                        self._wait(op[LOC], ident, version, hashes[n], origin(n), refused[-1][1])
                         watch = True
                     continue
                 claimants[hashes[n]] = self.claims[hashes[n]] = ident
@@ -323,26 +341,26 @@ class _Batch:
                 self._applied(ident, version)
             if cur is not None:
                 if version is None:
-                    version = cur[1]
-                if cur[3] and cur[0] is not None:  # leave the old place
-                    old = self._shard(section, cur[0])
+                    version = cur[AT_VERSION]
+                if cur[AT_LIVE] and cur[AT_SHARD_NO] is not None:  # leave the old place
+                    old = self._shard(section, cur[AT_SHARD_NO])
                     old.url_count -= 1
-                    old.byte_count -= cur[2]
+                    old.byte_count -= cur[AT_SIZE]
                     old.touched = True
             counts.applied += 1
-            if len(op) == 9:
-                news.append((section, key, cast("Article", op[-1])))
+            if len(op) == NEWS_FIELDS:
+                news.append((section, key, cast("Article", op[-1])))  # its Article, last
                 news_sections.add(section)
             elif section in news_sections:
                 news.append((section, key, None))
-            if len(op) == 3:  # a deletion: a tombstone keeps the version and the shard
-                shard_no = cur[0] if cur is not None else None
+            if len(op) == DELETE_FIELDS:  # a deletion: a tombstone keeps the version and the shard
+                shard_no = cur[AT_SHARD_NO] if cur is not None else None
                 docs[ident] = (shard_no, version, 0, False)
                 if cur is not None or version is not None:
                     rows[ident] = (section, key, shard_no, version, None, None, None, 0, None)
                 continue
-            loc, lastmod, lastmod_ts, size, xml = op[3:8]
-            shard_no = self._place(section, size, cur[0] if cur is not None else None)
+            loc, lastmod, lastmod_ts, size, xml = op[LOC:ARTICLE]
+            shard_no = self._place(section, size, cur[AT_SHARD_NO] if cur is not None else None)
             st = self._shard(section, shard_no)
             st.url_count += 1
             st.byte_count += size
@@ -466,7 +484,7 @@ class _Batch:
         """Whether `holder` is live at `loc`, as this batch leaves it."""
         row = self.rows.get(holder)
         if row is not None:
-            return bool(row[7]) and row[4] == loc
+            return bool(row[ROW_SIZE]) and row[ROW_LOC] == loc
         return owners.current_loc(self.manifest, self.conn, Holder(*holder)) == loc
 
     def _shard(self, section: str, shard_no: int) -> _Shard:
@@ -491,12 +509,13 @@ class _Batch:
     def _load(self, ops: Sequence[UpsertRow | NewsUpsertRow | DeleteRow], hashes: list[int]) -> None:
         """Take in the stored state of the documents first seen here, their shards and their sections, and the
         recorded claimants of their URLs."""
-        fresh_urls = {h for op, h in zip(ops, hashes, strict=True) if len(op) != 3 and h not in self.owners}
+        fresh_urls = {h for op, h in zip(ops, hashes, strict=True)
+                      if len(op) != DELETE_FIELDS and h not in self.owners}
         if fresh_urls:
             self.owners.update(owners.load(self.manifest, self.conn, fresh_urls))
             self.owners.update(dict.fromkeys(fresh_urls - self.owners.keys()))
         docs = self.docs
-        fresh = {ident for op in ops if (ident := (op[0], op[1])) not in docs}  # not `- docs.keys()`: a copy
+        fresh = {ident for op in ops if (ident := (op[SECTION], op[KEY])) not in docs}  # not `- docs.keys()`: a copy
         if not fresh:
             return
         conn = self.conn
@@ -507,9 +526,10 @@ class _Batch:
         stored = document_rows.load_all(conn.connection.driver_connection, conn.dialect.name, fresh)
         # `stored` holds exactly the fresh documents the manifest has (the others are new): taken in whole.
         self.stored.update(stored)
-        docs.update({ident: state[1:] for ident, state in stored.items()})
+        docs.update({ident: state[STORED_SHARD_NO:] for ident, state in stored.items()})
         wanted = set(self.open_shards.items())
-        wanted.update({(ident[0], state[1]) for ident, state in stored.items() if state[1] is not None})
+        wanted.update({(section, state[STORED_SHARD_NO]) for (section, _key), state in stored.items()
+                       if state[STORED_SHARD_NO] is not None})
         self._load_shards(wanted - self.shards.keys())
 
     def _load_shards(self, wanted: set[tuple[str, int]]) -> None:

@@ -8,19 +8,23 @@ own page only, not the (section, key) or (section, shard_no, key) index pages a 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Connection
 
 from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.manifest.schema import DOCUMENT_COLUMNS, documents
 
-CHUNK = 500  # keys per IN (...) query on SQLite: well below its parameter limit
+KEYS_PER_QUERY = 500  # keys per IN (...) query on SQLite: well below its parameter limit
 
 Ident = tuple[str, str]  # (section, key)
 Stored = tuple[int | None, int | None, int | None, int, bool]
 """What the manifest holds for a document: (rowid on SQLite else None, shard_no, version, size, live)."""
-Row = tuple[Any, ...]  # a documents row, in DOCUMENT_COLUMNS order
+ROWID: Final = 0  # positions in Stored; Stored[STORED_SHARD_NO:] is the state apply.py's Current holds
+STORED_SHARD_NO: Final = 1
+Row = tuple[Any, ...]  # a documents row, in DOCUMENT_COLUMNS order, its fields at these positions:
+ROW_SECTION, ROW_KEY, ROW_SHARD_NO, ROW_VERSION, ROW_LOC, ROW_SIZE = map(
+    DOCUMENT_COLUMNS.index, ("section", "key", "shard_no", "version", "loc", "size"))
 
 _LOAD = "SELECT {rowid}key, shard_no, version, size, size > 0 FROM documents WHERE section = "
 _COLUMNS = ", ".join(DOCUMENT_COLUMNS)
@@ -42,8 +46,8 @@ def load(raw: Any, dialect: str, section: str, keys: Iterable[str]) -> dict[Iden
                 found[(section, k)] = (None, n, v, size, live)
         return found
     todo = sorted(keys)  # in index order: neighbouring lookups share pages
-    for i in range(0, len(todo), CHUNK):
-        chunk = todo[i:i + CHUNK]
+    for i in range(0, len(todo), KEYS_PER_QUERY):
+        chunk = todo[i:i + KEYS_PER_QUERY]
         sql = f"{_LOAD.format(rowid='rowid, ')}? AND key IN ({','.join('?' * len(chunk))})"
         found.update({(section, k): (rowid, n, v, size, live == 1)
                       for rowid, k, n, v, size, live in raw.execute(sql, (section, *chunk))})
@@ -68,14 +72,14 @@ def write(manifest: Manifest, conn: Connection, rows: Iterable[Row], stored: dic
     new: list[Row] = []
     same: list[tuple[Any, ...]] = []
     moved: list[tuple[Any, ...]] = []
-    for row in rows:
-        old = stored.get((row[0], row[1]))
+    for row in rows:  # the parameters of _SAME_SHARD and _MOVED: the row's columns from version or shard_no on
+        old = stored.get((row[ROW_SECTION], row[ROW_KEY]))
         if old is None:
             new.append(row)
-        elif old[1] == row[2]:
-            same.append((*row[3:], old[0]))
+        elif old[STORED_SHARD_NO] == row[ROW_SHARD_NO]:
+            same.append((*row[ROW_VERSION:], old[ROWID]))
         else:
-            moved.append((*row[2:], old[0]))
+            moved.append((*row[ROW_SHARD_NO:], old[ROWID]))
     raw = conn.connection.driver_connection
     assert raw is not None
     for sql, params in ((_SAME_SHARD, same), (_MOVED, moved)):

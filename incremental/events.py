@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from sitemap_keeper.snapshot.document import (
     DOCUMENT_FIELDS,
@@ -32,6 +33,15 @@ DeleteRow = tuple[str, str, int | None]
 """(section, key, version): a deletion."""
 NewsUpsertRow = tuple[str, str, int | None, str, str | None, float | None, int, str, Article]
 """An upsert of a document with a `news` block: the UpsertRow and its Article (snapshot/news.py)."""
+# Where each field is in those tuples (the hot path reads them by position: the C renderer makes them and the
+# workers send them back, so they stay plain tuples).
+SECTION: Final = 0
+KEY: Final = 1
+VERSION: Final = 2
+LOC: Final = 3  # upserts only: their loc, lastmod, lastmod_ts, size and xml are [LOC:ARTICLE]
+ARTICLE: Final = 8  # a NewsUpsertRow's Article
+DELETE_FIELDS: Final = 3  # the length of a DeleteRow: every upsert is longer
+NEWS_FIELDS: Final = 9  # the length of a NewsUpsertRow
 
 
 def parse_event(raw: bytes | str, rules: Rules) -> UpsertRow | NewsUpsertRow | DeleteRow:

@@ -19,8 +19,8 @@ from datetime import UTC, datetime, timedelta
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from sitemap_keeper.incremental.settings import ServiceSettings
 from sitemap_keeper.snapshot.routers.kube import api_client
-from sitemap_keeper.snapshot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def identity() -> str:
     return f"{os.environ.get('HOSTNAME') or socket.gethostname()}-{os.getpid()}"
 
 
-def open_leader(settings: Settings) -> Leader:
+def open_leader(settings: ServiceSettings) -> Leader:
     if settings.leader_election not in ELECTIONS:
         raise ValueError(f"leader election must be one of {', '.join(ELECTIONS)}, "
                          f"got {settings.leader_election!r}")

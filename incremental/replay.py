@@ -27,7 +27,8 @@ from sitemap_keeper.incremental.service import BATCH_SIZE, Service
 from sitemap_keeper.incremental.sources.kafka import KafkaConfig, KafkaSource
 from sitemap_keeper.snapshot.manifest.errors import RebuildRunning
 from sitemap_keeper.snapshot.manifest.records import Counts
-from sitemap_keeper.snapshot.publish import Held, PublishResult
+from sitemap_keeper.snapshot.publish import PublishResult
+from sitemap_keeper.snapshot.refusals import Held
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ from sitemap_keeper.incremental.offsets import OffsetStore
 from sitemap_keeper.snapshot import hold
 from sitemap_keeper.snapshot.manifest.errors import PublishLockHeld
 from sitemap_keeper.snapshot.prune import prune
-from sitemap_keeper.snapshot.publish import EmptyManifest, Held, Refused, plan
+from sitemap_keeper.snapshot.publish import plan
+from sitemap_keeper.snapshot.refusals import EmptyManifest, Held, Refused
 
 log = logging.getLogger(__name__)
 

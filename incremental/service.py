@@ -26,7 +26,7 @@ from sitemap_keeper.incremental.logs import fields
 from sitemap_keeper.incremental.metrics import Metrics
 from sitemap_keeper.incremental.offsets import OffsetConflict, OffsetStore
 from sitemap_keeper.incremental.scheduler import Timers
-from sitemap_keeper.incremental.sources.base import Batch, EventSource
+from sitemap_keeper.incremental.sources.base import EventBatch, EventSource
 from sitemap_keeper.incremental.sources.follow import FileFollower
 from sitemap_keeper.incremental.sources.kafka import KafkaConfig, KafkaSource
 from sitemap_keeper.snapshot.manifest.errors import RebuildRunning
@@ -63,7 +63,7 @@ class Service:
         self.backoff = 1.0
         self.letters_seen = 0  # dead_letters ids up to this one are not ours to forward
         self.total = Counts()  # what this run applied
-        self.ahead: tuple[Batch, Prepared] | None = None  # the next batch, read while this one is applied
+        self.ahead: tuple[EventBatch, Prepared] | None = None  # the next batch, read while this one is applied
         self.paused = False  # a batch was refused for a running rebuild: events wait in the source until it ends
 
     # -- probes ---------------------------------------------------------------------------------------------
@@ -161,7 +161,7 @@ class Service:
         self.metrics.unaccounted.set(self.source.unaccounted)
         self.metrics.ready.set(1 if self.ready()[0] else 0)
 
-    def _poll(self, timeout: float) -> tuple[Batch, Prepared] | None:
+    def _poll(self, timeout: float) -> tuple[EventBatch, Prepared] | None:
         batch = self.source.poll(self.batch_size, timeout)
         if batch is None:
             return None
@@ -177,7 +177,7 @@ class Service:
             self.ahead[1].discard()
             self.ahead = None
 
-    def apply(self, batch: Batch, prepared: Prepared | None = None) -> Counts:
+    def apply(self, batch: EventBatch, prepared: Prepared | None = None) -> Counts:
         """Apply one batch with its end offsets, in one transaction; fenced against a rebalance."""
         try:
             write_offsets = self.offsets.writer(batch.start, batch.end)
@@ -202,7 +202,7 @@ class Service:
     def _last_letter(self) -> int:
         return self.app.manifest.newest_dead_letter_id()
 
-    def _forward_letters(self, batch: Batch) -> None:
+    def _forward_letters(self, batch: EventBatch) -> None:
         """The batch's dead letters (just committed, so the newest rows) also go to the dead-letter topic."""
         rows = self.app.manifest.dead_letters_after(self.letters_seen)
         if rows:
@@ -213,8 +213,8 @@ class Service:
 
 def tune_gc() -> None:
     """For a process that applies events: each batch allocates millions of short-lived objects, and the
-    default threshold (700) runs the collector every few events over every long-lived object. Freezing what
-    startup built and collecting less often cut the apply path's CPU by about a fifth (bench/bench_apply.py).
+    default threshold (700) runs the collector every few events over every long-lived object. So what startup
+    built is frozen and the collector runs less often (its effect: docs/performance.md, bench/bench_apply.py).
     """
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)

@@ -27,7 +27,7 @@ ROOTS = {f"{SM} urlset": "urlset", f"{SM} sitemapindex": "sitemapindex"}
 SIMPLE = {f"{SM} {n}": n for n in ("loc", "lastmod", "changefreq", "priority")}
 _IMAGE, _LINK = f"{IMAGE} image", f"{XHTML} link"
 _IMAGE_FIELDS = {f"{IMAGE} {n}": n for n in ("loc", "title", "caption")}
-_CHUNK = 1 << 18
+_READ_BYTES = 1 << 18  # bytes per block a file is read in
 
 
 class NotASitemap(ValueError):
@@ -78,7 +78,7 @@ def inflated(data: bytes) -> Iterator[bytes]:
     """The file's bytes in blocks, gunzipped if they are gzip; never the whole content at once."""
     stream = gzip.GzipFile(fileobj=io.BytesIO(data)) if data.startswith(b"\x1f\x8b") else io.BytesIO(data)
     try:
-        while block := stream.read(_CHUNK):
+        while block := stream.read(_READ_BYTES):
             yield block
     except EOFError:
         raise NotASitemap("not a readable gzip file: it ends before its last block") from None

@@ -214,10 +214,11 @@ def last_outcomes(manifest: Manifest) -> list[dict[str, Any]]:
 class Announcer:
     """`Publisher.on_switch`: record what the new generation changed and tell IndexNow, in the background."""
 
-    def __init__(self, manifest: Manifest, store: Store, config: IndexNowConfig | None) -> None:
+    def __init__(self, manifest: Manifest, store: Store, config: IndexNowConfig | None, workers: int = 1) -> None:
         self.manifest = manifest
         self.store = store
         self.config = config
+        self.workers = workers  # processes comparing the changed shards
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sitemaps-announce")
 
     def __call__(self, new_id: str, old_id: str | None) -> None:
@@ -240,7 +241,7 @@ class Announcer:
     def announce(self, new_id: str, old_id: str | None) -> None:
         endpoints = self.config.endpoints if self.config else ()
         try:
-            comparison = diff.compare(self.manifest, self.store, old_id, new_id)
+            comparison = diff.compare(self.manifest, self.store, old_id, new_id, self.workers)
             if self.config is None or old_id is None:
                 counts = comparison.summary()
                 outcomes = [Outcome(e, message="first generation: engines read the sitemaps")

@@ -31,7 +31,7 @@ from sitemap_keeper.snapshot.render import escape
 NEWS_NS = "http://www.google.com/schemas/sitemap-news/0.9"
 WINDOW = 2 * 24 * 3600.0  # seconds: Google News reads articles published in the last two days
 MAX_ARTICLES = 1_000  # Google's limit of URLs per news sitemap file
-CHUNK = 500  # keys per IN (...) query: below every database's parameter limit
+KEYS_PER_QUERY = 500  # keys per IN (...) query: below every database's parameter limit
 LANGUAGE_RE = re.compile(r"zh-cn|zh-tw|[a-z]{2,3}")  # ISO 639, as Google's XSD says (lower case)
 FIELDS = frozenset({"publication", "publication_date", "title"})
 PUBLICATION_FIELDS = frozenset({"name", "language"})
@@ -146,9 +146,9 @@ def _write_section(manifest: Manifest, conn: Connection, section: str, articles:
     t = news_articles
     keys = sorted(articles)
     held: dict[str, int] = {}
-    for i in range(0, len(keys), CHUNK):
+    for i in range(0, len(keys), KEYS_PER_QUERY):
         held.update({k: int(n) for k, n in conn.execute(
-            select(t.c.key, t.c.shard_no).where(t.c.section == section, t.c.key.in_(keys[i:i + CHUNK])))})
+            select(t.c.key, t.c.shard_no).where(t.c.section == section, t.c.key.in_(keys[i:i + KEYS_PER_QUERY])))})
     counts = _shard_counts(conn, section)
     open_no = max(counts, default=1)
     touched: set[int] = set()
@@ -169,8 +169,8 @@ def _write_section(manifest: Manifest, conn: Connection, section: str, articles:
             counts[shard_no] = counts.get(shard_no, 0) + 1
         touched.add(shard_no)
         rows.append((section, key, shard_no, article.loc, article.published, article.published_ts, article.xml))
-    for i in range(0, len(gone), CHUNK):
-        conn.execute(t.delete().where(t.c.section == section, t.c.key.in_(gone[i:i + CHUNK])))
+    for i in range(0, len(gone), KEYS_PER_QUERY):
+        conn.execute(t.delete().where(t.c.section == section, t.c.key.in_(gone[i:i + KEYS_PER_QUERY])))
     manifest.upsert(conn, t, ("section", "key"), rows)
     manifest.upsert(conn, news_shards, ("section", "shard_no"),
                     [(section, n, counts[n], revision) for n in sorted(touched)])
@@ -252,10 +252,10 @@ def render_news(manifest: Manifest, shard: NewsShard, now: float) -> RenderedNew
             .order_by(t.c.key)).all()
     if not rows or revision is None:
         return None
-    newest = max(rows, key=lambda r: r[2])
-    data = (NEWS_URLSET_OPEN + "".join(r[0] for r in rows) + "</urlset>\n").encode()
-    return RenderedNews(shard, len(rows), newest[1], newest[2], min(r[2] for r in rows) + WINDOW, data,
-                        int(revision))
+    newest = max(rows, key=lambda r: r.published_ts)
+    data = (NEWS_URLSET_OPEN + "".join(r.xml for r in rows) + "</urlset>\n").encode()
+    return RenderedNews(shard, len(rows), newest.published, newest.published_ts,
+                        min(r.published_ts for r in rows) + WINDOW, data, int(revision))
 
 
 def record_expiries(manifest: Manifest, gen_id: str, expiries: Mapping[str, float]) -> None:
@@ -276,22 +276,39 @@ def live_expiries(manifest: Manifest, gen_id: str) -> dict[str, float]:
 
 # -- the rebuild ------------------------------------------------------------------------------------------------
 
+# A news_articles_staging row, in its columns' order (`schema.news_articles_staging`): (section, key, shard_no,
+# loc, published, published_ts, xml, seq). A plain tuple: it goes to the database as it is, one per article of a
+# rebuild.
+StagedArticle = tuple[str, str, int, str, str, float, str, int]
+
+
+@dataclass(slots=True)
+class OpenNewsShard:
+    """A section's news shard being filled by a rebuild."""
+
+    shard_no: int = 1
+    articles: int = 0
+
+
 class Placer:
     """A rebuild's news shards: each section's articles fill its news shards in source order."""
 
     def __init__(self, max_urls: int) -> None:
         self.size = capacity(max_urls)
-        self.open: dict[str, list[int]] = {}  # section -> [open shard_no, its articles]
+        self.open: dict[str, OpenNewsShard] = {}
         self.seq = 0
 
-    def row(self, section: str, key: str, article: Article) -> tuple[Any, ...]:
-        st = self.open.setdefault(section, [1, 0])
-        if st[1] >= self.size:
-            st[0] += 1
-            st[1] = 0
-        st[1] += 1
+    def row(self, section: str, key: str, article: Article) -> StagedArticle:
+        st = self.open.get(section)
+        if st is None:
+            st = self.open[section] = OpenNewsShard()
+        if st.articles >= self.size:
+            st.shard_no += 1
+            st.articles = 0
+        st.articles += 1
         self.seq += 1
-        return (section, key, st[0], article.loc, article.published, article.published_ts, article.xml, self.seq)
+        return (section, key, st.shard_no, article.loc, article.published, article.published_ts, article.xml,
+                self.seq)
 
 
 def swap_in(conn: Connection, staging: Table, revision: int) -> None:

@@ -33,7 +33,7 @@ from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.manifest import dead_letters as dead_letter_rows
 from sitemap_keeper.snapshot.manifest.schema import loc_owners, loc_waiting
 
-CHUNK = 500  # hashes per IN (...) query
+KEYS_PER_QUERY = 500  # hashes per IN (...) query
 INDEX_MAX = 10_000  # waiting claims a batch holds an index of (with more, it asks the database per document)
 
 
@@ -68,8 +68,8 @@ def load(manifest: Manifest, conn: Connection, hashes: Iterable[int]) -> dict[in
             cur.execute(f"SELECT loc_hash, section, key FROM {loc_owners.name} WHERE loc_hash = ANY({mark})",
                         (todo,))
             return {int(h): (s, k) for h, s, k in cur.fetchall()}
-        for i in range(0, len(todo), CHUNK):
-            chunk = todo[i:i + CHUNK]
+        for i in range(0, len(todo), KEYS_PER_QUERY):
+            chunk = todo[i:i + KEYS_PER_QUERY]
             cur.execute(f"SELECT loc_hash, section, key FROM {loc_owners.name} WHERE loc_hash IN "
                         f"({', '.join(mark for _ in chunk)})", chunk)
             found.update({int(h): (s, k) for h, s, k in cur.fetchall()})
@@ -180,8 +180,8 @@ def waiting_of(conn: Connection, idents: Iterable[Ident]) -> list[Wait]:
     """The waiting claims of these documents."""
     todo, found = sorted(set(idents)), list[Wait]()
     key = tuple_(loc_waiting.c.section, loc_waiting.c.key)
-    for i in range(0, len(todo), CHUNK):
-        found += map(_wait, conn.execute(select(*_WAIT_COLUMNS).where(key.in_(todo[i:i + CHUNK]))))
+    for i in range(0, len(todo), KEYS_PER_QUERY):
+        found += map(_wait, conn.execute(select(*_WAIT_COLUMNS).where(key.in_(todo[i:i + KEYS_PER_QUERY]))))
     return found
 
 
@@ -191,9 +191,9 @@ def waiting_for(conn: Connection, holders: Iterable[Ident]) -> list[tuple[Wait, 
     key = tuple_(loc_owners.c.section, loc_owners.c.key)
     query = select(*_WAIT_COLUMNS, loc_owners.c.section, loc_owners.c.key).join(
         loc_owners, loc_owners.c.loc_hash == loc_waiting.c.loc_hash)
-    for i in range(0, len(todo), CHUNK):
+    for i in range(0, len(todo), KEYS_PER_QUERY):
         found += [(_wait(row[:9]), Holder(row[9], row[10]))
-                  for row in conn.execute(query.where(key.in_(todo[i:i + CHUNK])))]
+                  for row in conn.execute(query.where(key.in_(todo[i:i + KEYS_PER_QUERY])))]
     return found
 
 
@@ -203,8 +203,8 @@ def write_waiting(conn: Connection, gone: Iterable[Wait], letters: Sequence[tupl
     before written) and claims; delete the withdrawn letters."""
     rows = [w.row_key for w in gone]
     pk = tuple_(loc_waiting.c.loc_hash, loc_waiting.c.section, loc_waiting.c.key)
-    for i in range(0, len(rows), CHUNK):
-        conn.execute(loc_waiting.delete().where(pk.in_(rows[i:i + CHUNK])))
+    for i in range(0, len(rows), KEYS_PER_QUERY):
+        conn.execute(loc_waiting.delete().where(pk.in_(rows[i:i + KEYS_PER_QUERY])))
     ids = dead_letter_rows.add_each(conn, letters)
     if new:
         conn.execute(loc_waiting.insert(), [
@@ -212,4 +212,4 @@ def write_waiting(conn: Connection, gone: Iterable[Wait], letters: Sequence[tupl
              "loc": w.loc, "source": w.source[:200], "raw": w.raw,
              "letters": ",".join(map(str, w.letters + [ids[n] for n in w.fresh if ids[n] is not None]))}
             for w in new])
-    dead_letter_rows.withdraw(conn, withdrawn, CHUNK)
+    dead_letter_rows.withdraw(conn, withdrawn, KEYS_PER_QUERY)

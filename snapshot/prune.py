@@ -11,11 +11,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from sitemap_keeper.snapshot.faults import checkpoint
+from sitemap_keeper.snapshot.crashpoints import checkpoint
 from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.manifest.records import Generation
 from sitemap_keeper.snapshot.ownership import Foreign, Owner, site_id
-from sitemap_keeper.snapshot.publish import ForeignLive
+from sitemap_keeper.snapshot.refusals import ForeignLive
 from sitemap_keeper.snapshot.routers.base import Router
 from sitemap_keeper.snapshot.stores.base import Store
 

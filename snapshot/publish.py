@@ -14,14 +14,16 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from sitemap_keeper.snapshot import generation, hold, naming, ownership
+from sitemap_keeper.snapshot.crashpoints import checkpoint
 from sitemap_keeper.snapshot.document import instant
-from sitemap_keeper.snapshot.faults import checkpoint
 from sitemap_keeper.snapshot.limits import MAX_SHRINK, Limits, check_max_shrink, shrinks_too_far
 from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.manifest.records import FileRecord, Generation, Shard
 from sitemap_keeper.snapshot.news import NewsShard, capacity, live_expiries, plan_news, record_expiries, render_news
+from sitemap_keeper.snapshot.refusals import EmptyManifest, ForeignLive, Held, SiteShrank
 from sitemap_keeper.snapshot.render import IndexEntry, gzip_pieces, index_entry_size, index_xml, shard_pieces
 from sitemap_keeper.snapshot.routers.base import Router
 from sitemap_keeper.snapshot.stores.base import Store
@@ -30,30 +32,10 @@ from sitemap_keeper.snapshot.workers import in_worker, worker_pool
 
 log = logging.getLogger(__name__)
 
-# The crash points of a publish, in order (see snapshot.faults).
+# The crash points of a publish, in order (see snapshot.crashpoints).
 STEPS = ("begin", "render", "copy", "indexes", "verify", "policy", "switch", "switched")
 # Below this many dirty shards, rendering in this process beats starting worker processes.
 POOL_THRESHOLD = 4
-
-
-class EmptyManifest(RuntimeError):
-    """Publishing would produce a generation without a single URL."""
-
-
-class Refused(RuntimeError):
-    """A publish refused for the live site's sake: an operator's decision, not a failure to retry."""
-
-
-class ForeignLive(Refused):
-    """The router serves a generation this manifest never published: an incremental publish is refused."""
-
-
-class SiteShrank(Refused):
-    """The new generation would hold far fewer URLs than the live one."""
-
-
-class Held(Refused):
-    """An operator holds the site where it is (snapshot/hold.py): nothing is switched until it is released."""
 
 
 @dataclass(slots=True)
@@ -135,8 +117,8 @@ def render_shard(manifest: Manifest, section: str, shard_no: int, limits: Limits
     data = gzip_pieces(check.passing(shard_pieces(fragments)))
     check.close(len(fragments))
     return RenderedShard(
-        section, shard_no, int(revision), len(fragments), newest[1] if newest else None, newest[0] if newest else None,
-        data,
+        section, shard_no, int(revision), len(fragments), newest.lastmod if newest else None,
+        newest.stamp if newest else None, data,
     )
 
 
@@ -144,7 +126,14 @@ def render_shard(manifest: Manifest, section: str, shard_no: int, limits: Limits
 STAMP_SLACK = 1e-3
 
 
-def newest_lastmod(lastmods: list[str | None], stamps: list[float | None]) -> tuple[float, str | None] | None:
+class Newest(NamedTuple):
+    """A shard's newest lastmod, as written and as a timestamp."""
+
+    stamp: float
+    lastmod: str | None
+
+
+def newest_lastmod(lastmods: list[str | None], stamps: list[float | None]) -> Newest | None:
     """The newest lastmod and its timestamp: found by the floats, decided exactly among those the floats cannot
     tell apart (instants a microsecond apart, in far years)."""
     known = [ts for ts in stamps if ts is not None]
@@ -155,7 +144,7 @@ def newest_lastmod(lastmods: list[str | None], stamps: list[float | None]) -> tu
     best = close[0] if len(close) == 1 else max(close, key=lambda i: instant(lastmods[i]))
     stamp = stamps[best]
     assert stamp is not None
-    return stamp, lastmods[best]
+    return Newest(stamp, lastmods[best])
 
 
 def _render_in_worker(args: tuple[str, int, Limits]) -> RenderedShard | None:

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import BigInteger, Connection, MetaData, func, literal, select, text
@@ -21,8 +21,8 @@ from sqlalchemy.exc import IntegrityError
 
 from sitemap_keeper.snapshot import owners
 from sitemap_keeper.snapshot.bounded import bounded_map
+from sitemap_keeper.snapshot.crashpoints import checkpoint
 from sitemap_keeper.snapshot.document import MAX_DOCUMENT_BYTES, InvalidDocument, Rules, load_json
-from sitemap_keeper.snapshot.faults import checkpoint
 from sitemap_keeper.snapshot.limits import MAX_SHRINK, Limits, check_max_shrink, shrinks_too_far
 from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.manifest.bulk import DocumentRun
@@ -37,9 +37,9 @@ from sitemap_keeper.snapshot.manifest.schema import (
     shard_packs,
     shards,
 )
-from sitemap_keeper.snapshot.news import Article, Placer, parse_news, swap_in
+from sitemap_keeper.snapshot.news import Article, Placer, StagedArticle, parse_news, swap_in
 from sitemap_keeper.snapshot.packs import pack, unpack, without
-from sitemap_keeper.snapshot.publish import EmptyManifest
+from sitemap_keeper.snapshot.refusals import EmptyManifest
 from sitemap_keeper.snapshot.render import SHARD_OVERHEAD, document_row, fast_rows
 from sitemap_keeper.snapshot.workers import worker_pool
 
@@ -97,10 +97,18 @@ class Run:
     hashes: tuple[int, ...] = ()  # of their URLs (owners.loc_hash): one URL belongs to one document
 
 
+class Rejected(NamedTuple):
+    """A source item refused, as its dead letter records it."""
+
+    source: str  # <source name>:<item number>
+    reason: str
+    raw: bytes
+
+
 @dataclass(slots=True)
 class Parsed:
     runs: list[Run]
-    rejects: list[tuple[str, str, bytes]]  # (source, reason, raw)
+    rejects: list[Rejected]
     news: list[tuple[str, str, Article]] = field(default_factory=list)  # (section, key, article), in order
 
     @property
@@ -118,7 +126,7 @@ def parse_chunk(rules: Rules, chunk: Chunk) -> Parsed:
     through the Python code below, which gives every refusal its reason. Either way a section's documents stay
     in source order: the shard assignment and the duplicates' resolution depend on it.
     """
-    rejects: list[tuple[str, str, bytes]] = []
+    rejects: list[Rejected] = []
     articles: list[tuple[str, str, Article]] = []
     by_section: dict[str, list[tuple[Any, ...]]] = {}
     items = chunk.split()
@@ -137,7 +145,7 @@ def parse_chunk(rules: Rules, chunk: Chunk) -> Parsed:
             if isinstance(found, bytes) and len(found) > MAX_DOCUMENT_BYTES:  # as `sitemaps apply` refuses it
                 raise InvalidDocument(f"line is {len(found)} bytes, at most {MAX_DOCUMENT_BYTES} allowed")
             obj = load_json(found) if isinstance(found, bytes) else found
-            if isinstance(obj, dict) and INVALID in obj:  # a source row that makes no document (sources.py)
+            if isinstance(obj, dict) and INVALID in obj:  # a source row that makes no document (rebuild_input.py)
                 raise InvalidDocument(str(obj[INVALID]))
             if isinstance(obj, dict) and obj.get("op", "upsert") != "upsert":
                 raise InvalidDocument(f"a rebuild source holds documents, not {obj.get('op')!r} events")
@@ -146,7 +154,7 @@ def parse_chunk(rules: Rules, chunk: Chunk) -> Parsed:
                 articles.append((row[0], row[1], parse_news(obj["news"], row[3])))
         except InvalidDocument as exc:
             raw = found if isinstance(found, bytes) else orjson.dumps(found, default=str)
-            rejects.append((f"{chunk.name}:{n}", str(exc), raw))
+            rejects.append(Rejected(f"{chunk.name}:{n}", str(exc), raw))
             continue
         docs = by_section.get(row[0])
         if docs is None:
@@ -211,8 +219,8 @@ class Rebuilder:
         placer = Placer(self.limits.max_urls)
         counts = Counts()
         totals: dict[tuple[str, int], tuple[int, int]] = {}  # (section, shard_no) -> (URLs, bytes), when full
-        sections_state: dict[str, list[int]] = {}  # section -> [open shard_no, its URLs, its bytes, packs made]
-        batch = _Batch()
+        sections_state: dict[str, OpenShard] = {}
+        batch = LoadBatch()
         workers = max(1, self.workers)
         # Loads run in a thread of their own (sqlite3 and psycopg release the GIL while the database works), so
         # this thread goes on taking the workers' results meanwhile; at most LOADS_AHEAD batches wait.
@@ -230,7 +238,7 @@ class Rebuilder:
                 counts.rejected += len(parsed.rejects)
                 if batch.size >= LOAD_ROWS:
                     loads.append(loader.submit(self._load, batch))
-                    batch = _Batch()
+                    batch = LoadBatch()
                     if len(loads) > LOADS_AHEAD:
                         loads.popleft().result()  # raises what the load raised
                 if progress is not None:
@@ -243,8 +251,8 @@ class Rebuilder:
             raise EmptyManifest(f"no valid document in the source ({counts}): the manifest is left as it was")
         self._check_shrink(counts)
         checkpoint("rebuild-swap")
-        for section, (shard_no, urls, size, _packs) in sections_state.items():
-            totals[section, shard_no] = (urls, size)
+        for section, st in sections_state.items():
+            totals[section, st.shard_no] = (st.urls, st.size)
         counts.stale, refused = self._finish(totals)
         counts.applied -= counts.stale + refused
         counts.rejected += refused
@@ -264,41 +272,43 @@ class Rebuilder:
                 "allowed. The manifest is left as it was (a truncated source, or a query that stopped early?); "
                 "raise --max-shrink (SITEMAPS_MAX_SHRINK; 1 allows any) to replace it anyway")
 
-    def _add(self, batch: _Batch, run: Run, state: dict[str, list[int]],
+    def _add(self, batch: LoadBatch, run: Run, state: dict[str, OpenShard],
              full: dict[tuple[str, int], tuple[int, int]]) -> None:
         """Give a run's documents their shards, filling the section's open shard in source order, and queue
         their rows and packs (one pack row per shard the run reaches)."""
         section, sizes = run.section, run.sizes
         st = state.get(section)
         if st is None:
-            st = state[section] = [1, 0, 0, 0]  # [open shard_no, its URLs, its bytes, packs made]
+            st = state[section] = OpenShard()
         max_urls = self.limits.max_urls
         max_bytes = self.limits.max_bytes - SHARD_OVERHEAD
         count, size = len(sizes), sum(sizes)
         self.runs += 1
         batch.claims.append((section, self.runs << 32, run.keys, run.hashes))
-        st[3] += 1
-        seq = st[3]
+        st.packs += 1
+        seq = st.packs
         batch.size += count
-        if st[1] + count <= max_urls and st[2] + size <= max_bytes:  # the whole run fits: the common case
-            st[1] += count
-            st[2] += size
-            batch.add(section, st[0], seq, run, 0, count)
+        if st.urls + count <= max_urls and st.size + size <= max_bytes:  # the whole run fits: the common case
+            st.urls += count
+            st.size += size
+            batch.add(section, st.shard_no, seq, run, 0, count)
             return
         start = 0
+        shard_no, urls, used = st.shard_no, st.urls, st.size  # locals in the loop over every document
         for i, size in enumerate(sizes):
-            if st[1] >= max_urls or st[2] + size > max_bytes:  # Limits.fits, inlined
-                full[section, st[0]] = (st[1], st[2])
+            if urls >= max_urls or used + size > max_bytes:  # Limits.fits, inlined
+                full[section, shard_no] = (urls, used)
                 if i > start:
-                    batch.add(section, st[0], seq, run, start, i)
+                    batch.add(section, shard_no, seq, run, start, i)
                 start = i
-                st[0] += 1
-                st[1] = st[2] = 0
-            st[1] += 1
-            st[2] += size
-        batch.add(section, st[0], seq, run, start, count)
+                shard_no += 1
+                urls = used = 0
+            urls += 1
+            used += size
+        st.shard_no, st.urls, st.size = shard_no, urls, used
+        batch.add(section, shard_no, seq, run, start, count)
 
-    def _load(self, batch: _Batch) -> None:
+    def _load(self, batch: LoadBatch) -> None:
         """Insert a packed documents row per document, and the packs."""
         checkpoint("rebuild-load")  # the workers are still running
         with self.manifest.write() as conn:
@@ -320,8 +330,8 @@ class Rebuilder:
         duplicates = 0
         cache: dict[tuple[str, int], list[PackRow]] = {}
         self._kept: dict[tuple[str, str], int] = {}  # a repeated key -> the URL hash of the copy kept
-        # The index builds write about 55 bytes per document (220 MB at 4M): their copy back into the database file
-        # runs beside the publish that follows, not in the commit.
+        # The index builds write tens of bytes per document: their copy back into the database file runs beside
+        # the publish that follows, not in the commit (figures: docs/performance.md).
         with self.manifest.write(copy_back=False) as conn:
             if self.manifest.dialect == "sqlite":  # the index builds' sorts take up to the page cache's size
                 conn.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_SORT_KIB}")
@@ -423,8 +433,8 @@ class Rebuilder:
                 loc = self._drop(conn, section, key, cache)
                 letters.append(("rebuild", owners.refusal(loc, owners.Holder(*holder[:2])),
                                 orjson.dumps({"section": section, "key": key, "loc": loc})))
-        for i in range(0, len(holders), owners.CHUNK):
-            conn.execute(t.delete().where(t.c.loc_hash.in_(list(holders)[i:i + owners.CHUNK])))
+        for i in range(0, len(holders), owners.KEYS_PER_QUERY):
+            conn.execute(t.delete().where(t.c.loc_hash.in_(list(holders)[i:i + owners.KEYS_PER_QUERY])))
         if holders:
             conn.execute(t.insert(), [{"loc_hash": h, "section": s, "key": k, "ord": o}
                                       for h, (s, k, o) in holders.items()])
@@ -470,15 +480,30 @@ class Rebuilder:
 
 
 @dataclass(slots=True)
-class _Batch:
+class OpenShard:
+    """A section's shard being filled by a rebuild, in source order."""
+
+    shard_no: int = 1
+    urls: int = 0
+    size: int = 0  # its uncompressed bytes, header aside
+    packs: int = 0  # packs made for the section so far: the next pack's seq
+
+
+# A shard_packs row, in its columns' order: (section, shard_no, seq, entry_from, entry_to, data), entries
+# [entry_from, entry_to) of a run's pack, all in shard `shard_no`. A plain tuple: it goes to the database as it is.
+PackRange = tuple[str, int, int, int, int, bytes]
+
+
+@dataclass(slots=True)
+class LoadBatch:
     """What the next load transaction writes."""
 
     documents: list[DocumentRun] = field(default_factory=list)
     size: int = 0  # documents in `documents`
-    packs: list[tuple[str, int, int, int, int, bytes]] = field(default_factory=list)  # shard_packs columns
+    packs: list[PackRange] = field(default_factory=list)
     claims: list[owners.ClaimRun] = field(default_factory=list)
-    letters: list[tuple[str, str, bytes]] = field(default_factory=list)
-    news: list[tuple[Any, ...]] = field(default_factory=list)  # news_articles_staging rows
+    letters: list[Rejected] = field(default_factory=list)
+    news: list[StagedArticle] = field(default_factory=list)
 
     def add(self, section: str, shard_no: int, seq: int, run: Run, start: int, stop: int) -> None:
         """Entries [start, stop) of a run, all in one shard: their documents rows and their range of its pack."""

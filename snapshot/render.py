@@ -49,7 +49,7 @@ INDEX_OPEN = (
 INDEX_CLOSE = "</sitemapindex>\n"
 # What a shard costs beyond its fragments, counted against the uncompressed size limit.
 SHARD_OVERHEAD = len((URLSET_OPEN + URLSET_CLOSE).encode())
-GZIP_LEVEL = 1  # isal level 1 is ~10x zlib's level 6 for ~1% larger files
+GZIP_LEVEL = 1  # isal's fastest: files a little larger for far less CPU (docs/performance.md)
 GZIP_WBITS = 31  # gzip framing: header (mtime 0) and trailer around the deflate stream
 PIECE = 1_000  # fragments per piece of a shard file (about 0.3 to 1.4 MB)
 
@@ -72,9 +72,9 @@ DocumentRow = tuple[str, str, int | None, str, str | None, float | None, int, st
 def document_row(obj: Any, rules: Rules) -> DocumentRow:
     """Validate a decoded JSON object and render it, or raise InvalidDocument naming the problem.
 
-    A document of the common shape is done by `fast_row` (about 10 times faster: the rebuild's and the apply
-    path's workers spent most of their time here); this code is the reference it must match, and it decides
-    every other document: repairs, refusals and their reasons.
+    A document of the common shape is done by `fast_row` (C: the rebuild's and the apply path's workers spend
+    most of their time here); this code is the reference it must match, and it decides every other document:
+    repairs, refusals and their reasons.
     """
     if fast_row is not None:
         row: DocumentRow | None = fast_row(obj, rules.allowed_hosts, not rules.ignore_extra_fields, rules.max_size)

@@ -1,11 +1,14 @@
-"""Settings for every command: the CLI fills them from options, each also an environment variable SITEMAPS_*."""
+"""The settings of the one-shot commands (rebuild, publish, prune, ...): the site, its limits, the store, the router
+and IndexNow. The CLI fills them from options, each also an environment variable SITEMAPS_* (the option groups of
+incremental/cli/options.py take their defaults from here). The change-feed service's own settings (Kafka, timers,
+probes, leader election) extend these in incremental/settings.py."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 from urllib.parse import urlsplit
 
 from sitemap_keeper.snapshot.document import Rules
@@ -17,7 +20,7 @@ if TYPE_CHECKING:
     from sitemap_keeper.snapshot.indexnow import IndexNowConfig
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8080/sitemaps/"
-SECRET_FIELDS = frozenset({"s3_secret_key", "kafka_sasl_password"})
+SECRET = {"secret": True}  # field metadata: masked by `public()`, never shown nor logged
 
 
 @dataclass(frozen=True)
@@ -32,12 +35,11 @@ class Settings:
     workers: int = 2
     storage: str = "local"
     router: str = "local"
-    keep: int = 3
     max_shrink: float = MAX_SHRINK  # of the live site's URLs, in one rebuild or publish
     # S3 / MinIO (storage=s3)
     s3_endpoint: str | None = None
     s3_access_key: str | None = None
-    s3_secret_key: str | None = field(default=None, repr=False)
+    s3_secret_key: str | None = field(default=None, repr=False, metadata=SECRET)
     s3_secure: bool = True
     s3_region: str | None = None
     bucket_prefix: str = "sitemaps"
@@ -45,35 +47,12 @@ class Settings:
     s3_bucket: str | None = None  # the one bucket of the prefix layout
     # Kubernetes (router=ingress or httproute)
     kube_api: str | None = None
-    ingress_namespace: str = "default"
+    router_namespace: str = "default"
     ingress_name: str = "sitemaps"
-    ingress_label: str = "bucket"
+    router_label: str = "bucket"
     ingress_annotation: str = "nginx.ingress.kubernetes.io/rewrite-target"
     ingress_annotation_value: str = "/{bucket}/$2"
     httproute_name: str = "sitemaps"
-    # The change-feed service (`sitemaps run`, `sitemaps replay`)
-    kafka_bootstrap_servers: str | None = None
-    kafka_topic: str = "documents"
-    kafka_group: str = "sitemaps"
-    kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
-    kafka_sasl_mechanism: str | None = None  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: str | None = field(default=None, repr=False)
-    kafka_ssl_cafile: str | None = None
-    kafka_dead_letter_topic: str | None = None
-    kafka_session_timeout: float = 10.0
-    # Topics to consume instead of kafka_topic: comma-separated names, or a regular expression (docs/cdc.md)
-    kafka_topics: str | None = None
-    event_format: str = "native"  # or "debezium": change events of the tables the mapping reads
-    mapping: Path | None = None  # the mapping file (snapshot/mapping.py)
-    publish_interval: float = 300.0
-    publish_threshold: int = 1000  # dirty shards that trigger a publish before the interval is up
-    prune_interval: float = 3600.0
-    http_host: str = "0.0.0.0"
-    http_port: int = 8080
-    leader_election: str = "postgres"  # postgres (the manifest's advisory lock), lease (Kubernetes), none
-    lease_name: str = "sitemaps-publisher"
-    lease_namespace: str = "default"
     # false: no public-read bucket policy, for buckets read through an authenticated proxy or CDN
     s3_public_read: bool = True
     # IndexNow (off without a key): see snapshot/indexnow.py
@@ -118,7 +97,7 @@ class Settings:
     def base_path(self) -> str:
         return urlsplit(self.base_url).path
 
-    def replace(self, **changes: object) -> Settings:
+    def replace(self, **changes: object) -> Self:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
     def public(self) -> dict[str, object]:
@@ -126,7 +105,7 @@ class Settings:
         out: dict[str, object] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in SECRET_FIELDS:
+            if f.metadata.get("secret"):
                 value = "***" if value else None
             elif f.name == "database_url":
                 value = mask_url(self.manifest_url)

@@ -20,9 +20,9 @@ from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.manifest.connection import connect
 
 WATCH_SECONDS = 0.5
-# Imported once by the fork server, so that each worker it forks has them already: a pool after the first gives
-# its first results in 20 to 30 ms instead of 160 to 210 (SQLAlchemy alone takes 120 ms to import), which every
-# publish pays.
+# Imported once by the fork server, so that each worker it forks has them already: a pool after the first
+# does not import SQLAlchemy again, which every publish would pay (docs/performance.md, "Figures behind the
+# code's rules").
 PRELOAD = ["sitemap_keeper.snapshot.rebuild"]
 
 _manifest: Manifest | None = None

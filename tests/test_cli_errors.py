@@ -66,6 +66,13 @@ def test_bad_log_level_and_format(env: dict[str, str]) -> None:
     one_line(cli("robots", "--no-such-option", env=env, check=False), 2, "--no-such-option", "robots --help")
 
 
+def test_a_renamed_variable_is_refused_not_ignored(env: dict[str, str]) -> None:
+    proc = cli("status", env={**env, "SITEMAPS_INGRESS_NAMESPACE": "web"}, check=False)
+    one_line(proc, 2, "SITEMAPS_INGRESS_NAMESPACE is now SITEMAPS_ROUTER_NAMESPACE")
+    proc = cli("status", env={**env, "SITEMAPS_INGRESS_LABEL": "b", "SITEMAPS_INGRESS_NAMESPACE": "web"}, check=False)
+    one_line(proc, 2, "SITEMAPS_INGRESS_LABEL is now SITEMAPS_ROUTER_LABEL", "SITEMAPS_ROUTER_NAMESPACE")
+
+
 @pytest.fixture
 def busy_port() -> Iterator[int]:
     with socket.socket() as s:

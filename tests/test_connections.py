@@ -1,6 +1,6 @@
 """On SQLite, writes go through one connection with the big page cache; every other connection gets a small
-one. With 64 MiB on each, the connections `sitemaps run` reads through beside the applying one took it from
-about 280 MiB to 359 MiB (bench/bench_service_memory.py)."""
+one, so the connections `sitemaps run` reads through beside the applying one do not multiply its memory
+(bench/bench_service_memory.py; figures in docs/performance.md)."""
 
 from __future__ import annotations
 

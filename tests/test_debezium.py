@@ -23,9 +23,9 @@ from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.manifest.records import Counts
 from sitemap_keeper.snapshot.manifest.schema import documents
 from sitemap_keeper.snapshot.mapping import load_mapping, parse_mapping
+from sitemap_keeper.snapshot.rebuild_input import mapping_rows
 from sitemap_keeper.snapshot.render import document_row
 from sitemap_keeper.snapshot.settings import Settings
-from sitemap_keeper.snapshot.sources import mapping_rows
 from tests.conftest import fresh_pg_database
 from tests.service_helpers import letters, local_site
 from tests.support import cli

@@ -63,9 +63,9 @@ DOCUMENTED_ENV = frozenset(
         "SITEMAPS_S3_REGION",
         "SITEMAPS_BUCKET_PREFIX",
         "SITEMAPS_ROUTER",
-        "SITEMAPS_INGRESS_NAMESPACE",
+        "SITEMAPS_ROUTER_NAMESPACE",
         "SITEMAPS_INGRESS_NAME",
-        "SITEMAPS_INGRESS_LABEL",
+        "SITEMAPS_ROUTER_LABEL",
         "SITEMAPS_INGRESS_ANNOTATION",
         "SITEMAPS_INGRESS_ANNOTATION_VALUE",
         "SITEMAPS_HTTPROUTE_NAME",
@@ -409,7 +409,7 @@ def test_configmap_names_only_documented_settings_and_no_secrets() -> None:
     secret_like = {k for k in cfg if re.search(r"PASSWORD|SECRET|ACCESS_KEY|USERNAME|DATABASE_URL", k)}
     assert not secret_like, f"secrets belong in a Secret: {sorted(secret_like)}"
     # Namespaces come from the downward API, so the manifests stay namespace-agnostic.
-    assert "SITEMAPS_INGRESS_NAMESPACE" not in cfg and "SITEMAPS_LEASE_NAMESPACE" not in cfg
+    assert "SITEMAPS_ROUTER_NAMESPACE" not in cfg and "SITEMAPS_LEASE_NAMESPACE" not in cfg
 
 
 def test_configmap_values_are_consistent() -> None:
@@ -466,7 +466,7 @@ def test_workload_references_resolve(kind: str, name: str) -> None:
     assert env["SITEMAPS_S3_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {**s3, "key": "access-key"}
     assert env["SITEMAPS_S3_SECRET_KEY"]["valueFrom"]["secretKeyRef"] == {**s3, "key": "secret-key"}
     assert env["SITEMAPS_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "sitemaps-db"
-    for var in ["SITEMAPS_INGRESS_NAMESPACE", "SITEMAPS_LEASE_NAMESPACE"]:
+    for var in ["SITEMAPS_ROUTER_NAMESPACE", "SITEMAPS_LEASE_NAMESPACE"]:
         assert env[var]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
 
 
@@ -531,8 +531,8 @@ def test_deployment_runs_the_service_with_probes_and_resources() -> None:
         assert (ports[port] if isinstance(port, str) else port) == int(cfg["SITEMAPS_HTTP_PORT"]), probe
     resources = container["resources"]
     assert resources["requests"]["cpu"] == "250m" and "cpu" not in resources["limits"]
-    # The pod's processes peaked at 489 MiB together (bench/bench_service_memory.py): the request covers that,
-    # and the limit leaves room for render workers of shards near the 50 MiB limit.
+    # The request covers the pod's processes' measured peak together (bench/bench_service_memory.py, the figure
+    # in docs/performance.md), and the limit leaves room for render workers of shards near the 50 MiB limit.
     mib = {k: int(resources[k]["memory"].removesuffix("Mi")) if resources[k]["memory"].endswith("Mi")
            else int(resources[k]["memory"].removesuffix("Gi")) * 1024 for k in ("requests", "limits")}
     assert mib["requests"] >= 489 and mib["limits"] >= 1024, resources
@@ -643,7 +643,7 @@ def test_ingress_regex_capture_groups_match_the_rewrite_target() -> None:
     referenced = [int(n) for n in re.findall(r"\$(\d)", target)]
     assert referenced == [2]
     assert max(referenced) <= groups
-    bucket = ing["metadata"]["labels"][cfg["SITEMAPS_INGRESS_LABEL"]]
+    bucket = ing["metadata"]["labels"][cfg["SITEMAPS_ROUTER_LABEL"]]
     assert nginx_rewrite(regex, target, "/sitemaps/sitemap.xml") == f"/{bucket}/sitemap.xml"
     nested = "a/sitemap-00017.xml.gz"
     assert nginx_rewrite(regex, target, f"/sitemaps/{nested}") == f"/{bucket}/{nested}"
@@ -657,7 +657,7 @@ def test_ingress_regex_capture_groups_match_the_rewrite_target() -> None:
 def test_ingress_label_and_annotation_name_the_same_bucket() -> None:
     cfg = configmap_data()
     ing = find("Ingress", cfg["SITEMAPS_INGRESS_NAME"])
-    bucket = ing["metadata"]["labels"][cfg["SITEMAPS_INGRESS_LABEL"]]
+    bucket = ing["metadata"]["labels"][cfg["SITEMAPS_ROUTER_LABEL"]]
     assert_bucket_name(bucket, cfg["SITEMAPS_BUCKET_PREFIX"])
     annotation = ing["metadata"]["annotations"][cfg["SITEMAPS_INGRESS_ANNOTATION"]]
     # Exactly what the service writes for this bucket.
@@ -695,7 +695,7 @@ def test_httproute_rewrite_filter_is_well_formed() -> None:
     # ReplacePrefixMatch carries replacePrefixMatch (and needs a PathPrefix match), nothing else.
     assert set(rewrite_path) == {"type", "replacePrefixMatch"}
     assert rewrite_path["type"] == "ReplacePrefixMatch"
-    bucket = route["metadata"]["labels"][cfg["SITEMAPS_INGRESS_LABEL"]]
+    bucket = route["metadata"]["labels"][cfg["SITEMAPS_ROUTER_LABEL"]]
     assert_bucket_name(bucket, cfg["SITEMAPS_BUCKET_PREFIX"])
     assert rewrite_path["replacePrefixMatch"] == f"/{bucket}"
     s3_host, _, s3_port = cfg["SITEMAPS_S3_ENDPOINT"].partition(":")

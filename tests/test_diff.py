@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import random
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +19,20 @@ from sqlalchemy import select
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.cli import cli as sitemaps
 from sitemap_keeper.snapshot import diff
-from sitemap_keeper.snapshot.document import Alternate, Document, Image
+from sitemap_keeper.snapshot.document import ANY_HOST, Alternate, Document, Image
+from sitemap_keeper.snapshot.manifest.records import FileRecord
 from sitemap_keeper.snapshot.manifest.schema import documents
 from sitemap_keeper.snapshot.prune import prune
-from sitemap_keeper.snapshot.render import URLSET_CLOSE, URLSET_OPEN, gzip_pieces, shard_pieces, url_fragment
+from sitemap_keeper.snapshot.render import (
+    URLSET_CLOSE,
+    URLSET_OPEN,
+    document_row,
+    gzip_pieces,
+    shard_pieces,
+    url_fragment,
+)
 from sitemap_keeper.snapshot.settings import Settings
+from sitemap_keeper.snapshot.stores.local import LocalStore
 from tests.support import cli, read_site
 
 HOST = "librer.io"
@@ -154,7 +164,7 @@ def test_identical_shards_are_never_read(app: App, monkeypatch: pytest.MonkeyPat
 
 
 def test_shard_parser_reads_only_url_locs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(diff, "_CHUNK", 97)  # many small pieces: elements and text split across them
+    monkeypatch.setattr(diff, "_BLOCK_BYTES", 97)  # many small pieces: elements and text split across them
     docs = [Document("books", str(i), f"https://{HOST}/b?id={i}&x=<{i}>", None if i % 3 else "2024-05-01",
                      images=(Image(f"https://cdn.{HOST}/{i}.jpg", title="t & <t>"),),
                      alternates=(Alternate("de", f"https://{HOST}/de/{i}"),)) for i in range(300)]
@@ -166,9 +176,8 @@ def test_shard_parser_reads_only_url_locs(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_a_shard_is_read_back_a_block_at_a_time() -> None:
-    """A shard of 50 MiB compresses to well under 1 MiB: decompressed a megabyte of input at a time, it was
-    held whole (and copied) by the diff, which took `sitemaps publish` to 272 MiB. Here: 2.1 times the shard
-    then, under half of it now."""
+    """A shard of 50 MiB compresses to well under 1 MiB: the diff decompresses it a block at a time, never
+    holding (and copying) the whole shard."""
     images = tuple(Image(f"https://cdn.{HOST}/{j}-{'x' * 60}.jpg", title="t" * 80) for j in range(6))
     docs = [Document("books", str(i), f"https://{HOST}/b/{i}", "2024-05-01", images=images) for i in range(8_000)]
     data = gzip_pieces(shard_pieces([url_fragment(d) for d in docs]))
@@ -201,6 +210,192 @@ def test_shard_parser_falls_back_to_expat_for_other_files(xml: bytes) -> None:
     data = gzip_pieces([xml])
     assert diff._own_shard_urls(data) is None
     assert list(diff.shard_urls(data)) == [("https://librer.io/a?x=1&y=2", "2024-05-01"), ("https://librer.io/b", None)]
+
+
+def fragments(n: int, seed: int) -> dict[int, str]:
+    """Fragments of n documents by key, of every kind the diff meets: images, video (one description with a
+    line break, so its <url> spans two lines), plain ones."""
+    rnd = random.Random(seed)
+    out = {}
+    for i in range(n):
+        extra: dict[str, object] = {}
+        if i % 3 == 0:
+            extra["images"] = [{"loc": f"https://cdn.{HOST}/{i}.jpg", "title": "t & <t>"}]
+        if i % 5 == 0:
+            extra["video"] = [{"thumbnail_loc": f"https://cdn.{HOST}/{i}.jpg", "title": f"V{i}",
+                               "description": "two\nlines" if i % 10 == 0 else "d", "content_loc": f"https://cdn.{HOST}/{i}.mp4"}]
+        out[i] = document_row(doc(i, day=1 + rnd.randrange(28), **extra), ANY_HOST)[7]
+    return out
+
+
+def edited(before: dict[int, str], seed: int, edits: int) -> dict[int, str]:
+    """before with `edits` random edits: a new lastmod, another priority or video title (same loc and lastmod),
+    removed, added, a new loc, or the same bytes again."""
+    rnd = random.Random(seed)
+    after = dict(before)
+    for _ in range(edits):
+        i = rnd.choice(sorted(after))
+        kind = rnd.randrange(6)
+        if kind == 0:
+            after[i] = document_row(doc(i, day=29 + rnd.randrange(3)), ANY_HOST)[7]
+        elif kind == 1:
+            after[i] = after[i].replace("</loc>", "</loc>", 1).replace("</url>", "<priority>0.9</priority></url>")
+        elif kind == 2:
+            del after[i]
+        elif kind == 3:
+            j = 10_000 + rnd.randrange(10_000)
+            after[j] = document_row(doc(j), ANY_HOST)[7]
+        elif kind == 4:
+            after[i] = after[i].replace(f"/books/{i}<", f"/books/{i}-renamed<", 1)
+        elif "<video:title>" in after[i]:
+            after[i] = after[i].replace("<video:title>", "<video:title>New ", 1)
+    return after
+
+
+def shard(frags: dict[int, str]) -> bytes:
+    return gzip_pieces(shard_pieces([frags[k] for k in sorted(frags, key=str)]))  # by key, as rendered
+
+
+def whole_files(old: bytes | None, new: bytes | None) -> diff.ShardDiff:
+    """compare_shard by definition: every URL of both files."""
+    o = dict(diff.shard_urls(old)) if old is not None else {}
+    n = dict(diff.shard_urls(new)) if new is not None else {}
+    changed = [diff.Change("changed", "books", loc, o[loc], n[loc]) for loc in sorted(o.keys() & n.keys())
+               if o[loc] != n[loc]]
+    return diff.ShardDiff(changed, sorted((loc, o[loc]) for loc in o.keys() - n.keys()),
+                          sorted((loc, n[loc]) for loc in n.keys() - o.keys()))
+
+
+@pytest.mark.parametrize("edits", [0, 1, 3, 40, 400])
+@pytest.mark.parametrize("reach", [diff.REJOIN_REACH, 64])  # 64: most partings end in the sets of the rest
+@pytest.mark.parametrize("chunk", [diff._BLOCK_BYTES, 97])  # 97: the walk's window cut everywhere, lines split across
+def test_a_shard_pair_compares_its_differing_lines_as_the_whole_files(edits: int, reach: int, chunk: int,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(diff, "REJOIN_REACH", reach)
+    monkeypatch.setattr(diff, "_BLOCK_BYTES", chunk)
+    for seed in range(5):
+        before = fragments(600, seed)
+        after = edited(before, seed, edits)
+        old, new = shard(before), shard(after)
+        if edits <= 40 and reach > 64:
+            assert diff._urls_apart(old, new) is not None  # the line walk, not the whole files
+        got = diff.compare_shard(diff.ShardPair("books", old, new))
+        want = whole_files(old, new)
+        assert (got.changed, sorted(got.old_only), sorted(got.new_only)) == \
+            (want.changed, want.old_only, want.new_only), (edits, seed)
+        if edits == 0:
+            assert got == diff.ShardDiff([], [], [])
+    for side in (None, shard(before)):  # a shard on one side only: every URL of the other
+        assert diff.compare_shard(diff.ShardPair("books", side, shard(after))).new_only or side is not None
+
+
+def test_lines_alike_are_never_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = fragments(2000, 1)
+    after = dict(before)
+    after[7] = document_row(doc(7, day=30), ANY_HOST)[7]
+    parsed: list[bytes] = []
+    scan = diff._scan_own
+
+    def counting_scan(block: bytes, found: list[tuple[str, str | None]]) -> bool:
+        parsed.append(block)
+        return scan(block, found)
+
+    monkeypatch.setattr(diff, "_scan_own", counting_scan)
+    got = diff.compare_shard(diff.ShardPair("books", shard(before), shard(after)))
+    assert got.changed == [diff.Change("changed", "books", f"https://{HOST}/books/7", "2024-05-"
+                                       f"{before[7].split('2024-05-')[1][:2]}T10:00:00+00:00",
+                                       "2024-05-30T10:00:00+00:00")]
+    assert [block.count(b"<url>") for block in parsed] == [1, 1]  # the line each side holds, nothing else
+
+
+def test_a_shard_pair_is_walked_a_window_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two versions of a shard that compresses 50 to 1, one URL apart: compared without holding either whole,
+    in a window of a few blocks of each (blocks of 64 KiB here, so that the window is small beside the shard)."""
+    monkeypatch.setattr(diff, "_BLOCK_BYTES", 1 << 16)
+    images = tuple(Image(f"https://cdn.{HOST}/{j}-{'x' * 60}.jpg", title="t" * 80) for j in range(6))
+    docs = [Document("books", str(i), f"https://{HOST}/b/{i}", "2024-05-01", images=images) for i in range(8_000)]
+    old = gzip_pieces(shard_pieces([url_fragment(d) for d in docs]))
+    docs[4_321] = dataclasses.replace(docs[4_321], lastmod="2024-05-02")
+    new = gzip_pieces(shard_pieces([url_fragment(d) for d in docs]))
+    size = len(gzip.decompress(new))
+    assert size > 50 * len(new)
+    tracemalloc.start()
+    try:
+        got = diff.compare_shard(diff.ShardPair("books", old, new))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got.changed == [diff.Change("changed", "books", f"https://{HOST}/b/4321", "2024-05-01", "2024-05-02")]
+    assert peak < size / 4, f"comparing two {size:,}-byte shards peaked at {peak:,} bytes"
+
+
+@pytest.mark.parametrize("xml", [
+    # Another writer's file on one side: both are read whole.
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n'
+    b"  <url>\n    <loc>https://librer.io/books/1</loc>\n    <lastmod>2024-05-09</lastmod>\n  </url>\n</urlset>\n",
+    # This service's header, a <url> whose lastmod is on a line of its own, and the lines both hold.
+    (URLSET_OPEN + "<url><loc>https://librer.io/books/1</loc>\n<lastmod>2024-05-09</lastmod></url>\n"
+     "<url><loc>https://librer.io/books/2</loc><lastmod>2024-05-01T10:00:00+00:00</lastmod></url>\n"
+     + URLSET_CLOSE).encode(),
+])
+def test_a_file_not_laid_out_as_this_service_writes_is_compared_whole(xml: bytes) -> None:
+    old = (URLSET_OPEN + "<url><loc>https://librer.io/books/1</loc><lastmod>2024-05-01</lastmod></url>\n"
+           "<url><loc>https://librer.io/books/2</loc><lastmod>2024-05-01T10:00:00+00:00</lastmod></url>\n"
+           + URLSET_CLOSE).encode()
+    pair = diff.ShardPair("books", gzip_pieces([old]), gzip_pieces([xml]))
+    assert diff._urls_apart(pair.old, pair.new) is None  # type: ignore[arg-type]
+    got, want = diff.compare_shard(pair), whole_files(pair.old, pair.new)
+    assert (got.changed, got.old_only, got.new_only) == (want.changed, want.old_only, want.new_only)
+    assert [c.loc for c in got.changed] == ["https://librer.io/books/1"]
+
+
+def put_generation(store: LocalStore, gen: str, shards: dict[int, dict[int, str]]) -> dict[str, FileRecord]:
+    store.create(gen)
+    out = {}
+    for no, frags in shards.items():
+        name, data = f"sitemap-books-{no}.xml.gz", shard(frags)
+        out[name] = FileRecord(name, len(data), store.put(gen, name, data), len(frags), section="books",
+                               shard_no=no)
+    return out
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_shards_compared_in_workers_give_the_diff_by_definition(tmp_path: Path, workers: int) -> None:
+    base = fragments(900, 3)
+    old = {no: {k: f for k, f in base.items() if k % 9 == no} for no in range(9)}
+    new = {no: edited(frags, no, 5) for no, frags in old.items()}
+    new[0] = dict(old[0])  # rewritten with the same bytes: never read
+    new[1][999] = old[2][2]  # the same fragment in another shard: moved, not removed nor added
+    new[2].pop(2, None)
+    del new[3]  # on the old side only
+    new[9] = {5000 + k: document_row(doc(5000 + k), ANY_HOST)[7] for k in range(5)}  # on the new side only
+    store = LocalStore(tmp_path)
+    a, b = put_generation(store, "a", old), put_generation(store, "b", new)
+    comparison = diff.Comparison(store, "a", "b", a, b, workers)
+    assert "sitemap-books-0.xml.gz" not in comparison.differing and len(comparison.differing) == 9
+    rows = [dataclasses.astuple(c) for c in comparison.changes()]
+    urls = [{loc: lastmod for no in sorted(side) for loc, lastmod in diff.shard_urls(shard(side[no]))}
+            for side in (old, new)]
+    assert set(rows) == expected(*urls) and len(rows) == len(set(rows))
+    assert not any(row[2] == f"https://{HOST}/books/2" for row in rows)
+
+
+def test_a_video_or_news_change_without_a_new_lastmod_is_no_change(app: App) -> None:
+    news = {"publication": {"name": "The Times", "language": "en"}, "publication_date": "2024-05-01T10:00:00+00:00",
+            "title": "Story"}
+    video = {"thumbnail_loc": f"https://cdn.{HOST}/t.jpg", "title": "A title", "description": "d",
+             "content_loc": f"https://cdn.{HOST}/v.mp4"}
+    apply(app, [doc(i) for i in range(10)] + [doc(1, version=2, video=[video]), doc(2, version=2, news=news)])
+    a = publish(app)
+    apply(app, [doc(1, version=3, video=[{**video, "title": "Another title"}]),
+                doc(2, version=3, news={**news, "title": "Another story"})])
+    b = publish(app)
+    assert computed(app, a, b) == []
+    apply(app, [doc(1, version=4, day=9, video=[video]), doc(2, version=4, day=9, news=news)])
+    c = publish(app)
+    assert sorted(computed(app, b, c)) == [
+        ("changed", "books", f"https://{HOST}/books/{i}", "2024-05-01T10:00:00+00:00", "2024-05-09T10:00:00+00:00")
+        for i in (1, 2)]
 
 
 def run(env: dict[str, str], *args: str, stdin: bytes | None = None, code: int = 0) -> Result:

@@ -51,7 +51,7 @@ def router_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[
             "hostname": "minio", "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/x"}}}
         kube.modify("gateway.networking.k8s.io/v1", "HTTPRoute", NS, "sitemaps",
                     lambda o: o["spec"]["rules"][0].update(filters=[rewrite]))
-    yield {"SITEMAPS_ROUTER": request.param, "SITEMAPS_KUBE_API": kube.url, "SITEMAPS_INGRESS_NAMESPACE": NS,
+    yield {"SITEMAPS_ROUTER": request.param, "SITEMAPS_KUBE_API": kube.url, "SITEMAPS_ROUTER_NAMESPACE": NS,
            "SITEMAPS_INGRESS_NAME": "sitemaps", "SITEMAPS_HTTPROUTE_NAME": "sitemaps"}
 
 
@@ -223,7 +223,7 @@ def test_a_replay_while_held_applies_the_topic_and_switches_nothing(kafka_broker
 def test_a_rollback_whose_switch_fails_leaves_the_hold_as_it_was(tmp_path: Path, kube_api: KubeAPIServer) -> None:
     kube_api.seed_ingress("sitemaps", NS, path="/sitemaps(/|$)(.*)")
     env = {**service_env(tmp_path, f"sqlite:///{tmp_path / 'm.db'}"), "SITEMAPS_LOG_LEVEL": "WARNING",
-           "SITEMAPS_ROUTER": "ingress", "SITEMAPS_KUBE_API": kube_api.url, "SITEMAPS_INGRESS_NAMESPACE": NS}
+           "SITEMAPS_ROUTER": "ingress", "SITEMAPS_KUBE_API": kube_api.url, "SITEMAPS_ROUTER_NAMESPACE": NS}
     cli("rebuild", "--source", write_jsonl(tmp_path / "v1.jsonl", [doc(i, 1) for i in range(10)]), env=env)
     cli("apply", write_jsonl(tmp_path / "v2.jsonl", [doc(i, 2) for i in range(3)]), env=env)
     cli("publish", env=env)

@@ -21,9 +21,9 @@ from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.leader import Leader
 from sitemap_keeper.incremental.offsets import OffsetStore
 from sitemap_keeper.incremental.service import Service
+from sitemap_keeper.incremental.settings import ServiceSettings
 from sitemap_keeper.incremental.sources.kafka import KafkaConfig, KafkaSource
 from sitemap_keeper.snapshot.manifest import Manifest
-from sitemap_keeper.snapshot.settings import Settings
 from tests.conftest import fresh_pg_database
 from tests.service_helpers import (
     HOST,
@@ -257,8 +257,8 @@ def test_a_rebuild_longer_than_the_poll_interval_keeps_the_consumer_in_its_group
     topic = new_topic(1)
     values, keys, model, _bad = mixed_stream(300, 60, seed=23)
     half = len(values) // 2
-    app = App(Settings(data_dir=tmp_path / "data", database_url=database_url, allowed_hosts=(HOST,),
-                       publish_interval=3600, prune_interval=3600, http_host="127.0.0.1", http_port=0))
+    app = App(ServiceSettings(data_dir=tmp_path / "data", database_url=database_url, allowed_hosts=(HOST,),
+                              publish_interval=3600, prune_interval=3600, http_host="127.0.0.1", http_port=0))
     offsets = OffsetStore(app.manifest)
     config = KafkaConfig(kafka_broker.bootstrap, topic, f"group-{topic}", session_timeout=4, max_poll_interval=5)
     source = KafkaSource(config, offsets, max_records=100)

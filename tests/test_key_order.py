@@ -2,7 +2,7 @@
 
 A shard no event has touched is read from its packs and sorted in Python; a touched one is read from its rows
 in the database's key order. On a PostgreSQL database whose default collation follows a language's rules,
-the two orders used to differ: the manifest's names compare byte by byte there too (COLLATE "C").
+the two orders would differ: the manifest's names compare byte by byte there too (COLLATE "C").
 """
 
 from __future__ import annotations

@@ -62,6 +62,27 @@ def test_snapshot_loads_without_incremental() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def loaded_by(modules: list[str], prefixes: tuple[str, ...]) -> list[str]:
+    """The modules starting with one of `prefixes` that importing `modules` loads, in a fresh interpreter."""
+    code = (f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
+            f"print(sorted(m for m in sys.modules if m.startswith({prefixes!r})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd="/")
+    assert out.returncode == 0, out.stderr
+    return list(ast.literal_eval(out.stdout.strip()))
+
+
+def test_routers_load_without_the_s3_store() -> None:
+    """Siblings do not lean on siblings: the Kubernetes routers share the bucket layout and the backoff with the
+    S3 store (snapshot/layout.py, snapshot/calls.py), and load neither the store nor its S3 client."""
+    routers = [f"sitemap_keeper.snapshot.routers.{name}" for name in ("kube", "ingress", "httproute", "local")]
+    assert loaded_by(routers, ("minio", "sitemap_keeper.snapshot.stores.s3")) == []
+
+
+def test_rebuild_loads_without_publish() -> None:
+    """A rebuild's refusals live beside publish's (snapshot/refusals.py): rebuild does not import publish."""
+    assert loaded_by(["sitemap_keeper.snapshot.rebuild"], ("sitemap_keeper.snapshot.publish",)) == []
+
+
 def test_no_module_names_the_package_by_its_bare_folder() -> None:
     """Every import of the project's own code goes through `sitemap_keeper.`: a bare `snapshot.x` would load the
     module a second time under a second name (or fail once installed)."""

@@ -15,8 +15,8 @@ from sqlalchemy import select
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.snapshot import naming
 from sitemap_keeper.snapshot.manifest.schema import documents
-from sitemap_keeper.snapshot.publish import EmptyManifest, ForeignLive, SiteShrank
 from sitemap_keeper.snapshot.rebuild import Rebuilder, SourceShrank, row_chunks
+from sitemap_keeper.snapshot.refusals import EmptyManifest, ForeignLive, SiteShrank
 from sitemap_keeper.snapshot.serve import make_server, serve_in_thread
 from sitemap_keeper.snapshot.settings import Settings
 from tests.support import Model, cli, http_fetch, read_site

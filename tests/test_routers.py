@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 
+from sitemap_keeper.snapshot.calls import Backoff
+from sitemap_keeper.snapshot.layout import Layout
 from sitemap_keeper.snapshot.routers import open_router
 from sitemap_keeper.snapshot.routers.base import RouterConflict, RouterError
 from sitemap_keeper.snapshot.routers.httproute import HTTPRouteRouter
 from sitemap_keeper.snapshot.routers.ingress import IngressRouter
 from sitemap_keeper.snapshot.routers.kube import api_client
 from sitemap_keeper.snapshot.settings import Settings
-from sitemap_keeper.snapshot.stores.s3 import Backoff, Layout
 from tests.services.kube import KubeAPIServer
 
 NS = "web"
@@ -233,7 +234,7 @@ def test_httproute_without_rewrite_filter(kube_api: KubeAPIServer) -> None:
 def test_client_configuration(kube_api: KubeAPIServer, tmp_path: Path,
                               monkeypatch: pytest.MonkeyPatch) -> None:
     seed_ingress(kube_api, f"sitemaps-{G1}")
-    settings = Settings(router="ingress", kube_api=kube_api.url, ingress_namespace=NS)
+    settings = Settings(router="ingress", kube_api=kube_api.url, router_namespace=NS)
     router = open_router(settings)
     assert isinstance(router, IngressRouter) and router.current() == G1
     assert isinstance(open_router(settings.replace(router="httproute")), HTTPRouteRouter)

@@ -21,13 +21,15 @@ import pytest
 
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.snapshot import generation
+from sitemap_keeper.snapshot.calls import Backoff
+from sitemap_keeper.snapshot.layout import Layout
 from sitemap_keeper.snapshot.prune import prune
 from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
 from sitemap_keeper.snapshot.routers.base import RouterError
 from sitemap_keeper.snapshot.routers.ingress import IngressRouter
 from sitemap_keeper.snapshot.settings import Settings
 from sitemap_keeper.snapshot.stores.base import StoreError
-from sitemap_keeper.snapshot.stores.s3 import Backoff, Layout, S3Store
+from sitemap_keeper.snapshot.stores.s3 import S3Store
 from sitemap_keeper.snapshot.verify import verify_generation
 from tests.conftest import fresh_pg_database
 from tests.services.faultproxy import FaultProxy
@@ -86,7 +88,7 @@ class World:
                 "SITEMAPS_S3_REGION": self.server.region, "SITEMAPS_BUCKET_PREFIX": self.prefix,
                 "SITEMAPS_S3_PUBLIC_READ": str(self.public).lower(),  # rclone has no bucket policies
                 "SITEMAPS_ROUTER": "ingress", "SITEMAPS_KUBE_API": self.kube.url,
-                "SITEMAPS_INGRESS_NAMESPACE": NS, "SITEMAPS_INGRESS_NAME": "sitemaps",
+                "SITEMAPS_ROUTER_NAMESPACE": NS, "SITEMAPS_INGRESS_NAME": "sitemaps",
                 "SITEMAPS_S3_LAYOUT": "prefix" if self.one_bucket else "buckets",
                 "SITEMAPS_S3_BUCKET": self.one_bucket or "", "SITEMAPS_INGRESS_ANNOTATION_VALUE": self.template}
 
@@ -96,7 +98,7 @@ class World:
                         s3_access_key=self.server.access_key, s3_secret_key=self.server.secret_key,
                         s3_secure=False, s3_region=self.server.region, bucket_prefix=self.prefix,
                         s3_public_read=self.public, router="ingress", kube_api=self.kube.url,
-                        ingress_namespace=NS, s3_layout="prefix" if self.one_bucket else "buckets",
+                        router_namespace=NS, s3_layout="prefix" if self.one_bucket else "buckets",
                         s3_bucket=self.one_bucket, ingress_annotation_value=self.template)
 
     def app(self) -> App:

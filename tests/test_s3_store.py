@@ -15,10 +15,12 @@ import pytest
 from minio.deleteobjects import DeleteError
 
 from sitemap_keeper.snapshot import generation
+from sitemap_keeper.snapshot.calls import Backoff
+from sitemap_keeper.snapshot.layout import Layout
 from sitemap_keeper.snapshot.settings import Settings
 from sitemap_keeper.snapshot.stores import open_store
 from sitemap_keeper.snapshot.stores.base import ObjectInfo, StoreError, md5_hex
-from sitemap_keeper.snapshot.stores.s3 import Backoff, Layout, S3Store
+from sitemap_keeper.snapshot.stores.s3 import S3Store
 from tests.services.faultproxy import FaultProxy
 from tests.services.s3 import MotoS3Server, RcloneS3Server, S3Server
 

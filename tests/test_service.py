@@ -18,12 +18,12 @@ from sitemap_keeper.incremental.apply import Applier, Prepared
 from sitemap_keeper.incremental.leader import Leader, LeaseLeader, open_leader
 from sitemap_keeper.incremental.offsets import OffsetConflict, OffsetStore
 from sitemap_keeper.incremental.service import Service
+from sitemap_keeper.incremental.settings import ServiceSettings
 from sitemap_keeper.incremental.sources.follow import FileFollower
 from sitemap_keeper.snapshot.document import Rules
 from sitemap_keeper.snapshot.limits import Limits
 from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.manifest.records import Counts as CountsType
-from sitemap_keeper.snapshot.settings import Settings
 from tests.service_helpers import (
     HOST,
     MALFORMED,
@@ -125,7 +125,7 @@ def test_a_batch_whose_partition_moved_on_is_rolled_back_whole(tmp_path: Path) -
 
 
 def test_lease_election(kube_api: KubeAPIServer) -> None:
-    settings = Settings(leader_election="lease", kube_api=kube_api.url, lease_name="pub",
+    settings = ServiceSettings(leader_election="lease", kube_api=kube_api.url, lease_name="pub",
                         lease_namespace="web")
     first = open_leader(settings)
     assert isinstance(first, LeaseLeader)
@@ -155,7 +155,7 @@ def test_a_batch_read_ahead_is_applied_only_after_the_one_before(tmp_path: Path,
     values, _keys, model, bad = mixed_stream(1500, 200, seed=5)
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"\n".join(values) + b"\n")
-    app = App(Settings(data_dir=tmp_path / "data", database_url=database_url, allowed_hosts=(HOST,), workers=2))
+    app = App(ServiceSettings(data_dir=tmp_path / "data", database_url=database_url, allowed_hosts=(HOST,), workers=2))
     app.applier.parallel_min, app.applier.parse_chunk = 50, 40  # batches of 100 go through the workers
     offsets = OffsetStore(app.manifest)
     real = app.applier.apply_raw

@@ -12,15 +12,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.exc import OperationalError
 
+from sitemap_keeper.incremental.apply import Applier
 from sitemap_keeper.incremental.offsets import OffsetStore
 from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.manifest.connection import connect
+from sitemap_keeper.snapshot.manifest.schema import DOCUMENTS_FILLFACTOR
 from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
 from sitemap_keeper.snapshot.settings import Settings
+from tests.conftest import fresh_pg_database
 from tests.service_helpers import HOST
 from tests.service_helpers import event as change
 
@@ -70,3 +74,42 @@ def test_a_commit_by_another_connection_meanwhile_does_not_fail_the_creation(tmp
     finally:
         other.dispose()
         manifest.close()
+
+
+def _page_of(manifest: Manifest, key: str) -> int:
+    """The heap page a document's current row version is on (PostgreSQL)."""
+    with manifest.engine.connect() as conn:
+        ctid = conn.exec_driver_sql("SELECT ctid::text FROM documents WHERE key = %s", (key,)).scalar_one()
+    return int(ctid.strip("()").split(",")[0])
+
+
+def _fillfactor(manifest: Manifest) -> list[str] | None:
+    with manifest.engine.connect() as conn:
+        options: list[str] | None = conn.exec_driver_sql(
+            "SELECT reloptions FROM pg_class WHERE relname = 'documents'").scalar_one()
+    return options
+
+
+def test_postgresql_documents_pages_leave_room_for_an_event_s_row_in_place() -> None:
+    """A rebuild fills the documents' pages to DOCUMENTS_FILLFACTOR, so an event's new row version stays in its
+    page (a HOT update: no index entry written). A manifest made before (pages filled whole) applies events as
+    ever, and gets the fill factor at its next rebuild."""
+    settings = Settings(allowed_hosts=(HOST,))
+    docs = [{k: v for k, v in change(i, 1).items() if k != "op"} for i in range(600)]
+    for url in fresh_pg_database():
+        manifest = Manifest.open(url)
+        try:
+            with manifest.write() as conn:  # as the previous version made the table
+                conn.exec_driver_sql("ALTER TABLE documents RESET (fillfactor)")
+            manifest.create()  # opened again: it works as it is
+            assert _fillfactor(manifest) is None
+            applier = Applier(manifest, settings.rules, settings.limits)
+            assert applier.apply_raw([("test", orjson.dumps(change(1, 2)))]).applied == 1
+            Rebuilder(manifest, settings.rules, settings.limits, workers=1).rebuild(row_chunks("test", docs))
+            assert _fillfactor(manifest) == [f"fillfactor={DOCUMENTS_FILLFACTOR}"]
+            pages = {key: _page_of(manifest, key) for key in ("0", "1", "2")}
+            counts = applier.apply_raw([("test", orjson.dumps(change(int(key), 3))) for key in pages])
+            assert counts.applied == 3
+            assert {key: _page_of(manifest, key) for key in pages} == pages
+        finally:
+            manifest.close()

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import os
 import sys
 
 import click
 
 from sitemap_keeper import DISTRIBUTION
 from sitemap_keeper.incremental import logs
-from sitemap_keeper.incremental.cli.errors import handled, set_debug
+from sitemap_keeper.incremental.cli import progress
+from sitemap_keeper.incremental.cli.errors import DEBUG_ENV, handled, set_debug
 
 # command name -> module under incremental.cli (each defines `command`)
 COMMANDS = {
@@ -24,6 +26,19 @@ COMMANDS = {
     "hold": "hold", "resume": "resume",
     "settings": "settings",
 }
+
+
+# variables a release renamed -> their new names: a deployment still setting an old one is refused, not ignored
+RENAMED_VARIABLES = {
+    "SITEMAPS_INGRESS_NAMESPACE": "SITEMAPS_ROUTER_NAMESPACE",
+    "SITEMAPS_INGRESS_LABEL": "SITEMAPS_ROUTER_LABEL",
+}
+
+
+def refuse_renamed_variables() -> None:
+    old = sorted(name for name in RENAMED_VARIABLES if name in os.environ)
+    if old:
+        raise click.UsageError("; ".join(f"{name} is now {RENAMED_VARIABLES[name]}: rename it" for name in old))
 
 
 class LazyGroup(click.Group):
@@ -67,9 +82,12 @@ Exit status: 0 done, 1 failed at run time, 2 bad usage or settings (one line on 
 @click.option("--log-format", envvar="SITEMAPS_LOG_FORMAT", show_envvar=True, show_default=True, default="text",
               type=click.Choice(logs.FORMATS),
               help="Log lines on standard error: text, or one JSON object per line with the event's fields.")
-@click.option("--debug", is_flag=True, envvar="SITEMAPS_DEBUG", show_envvar=True,
+@click.option("--debug", is_flag=True, envvar=DEBUG_ENV, show_envvar=True,
               help="Show the traceback of a failure, not only its one-line message.")
-def cli(log_level: str, log_format: str, debug: bool) -> None:
+@click.option("--progress-interval", type=click.FloatRange(min=0, min_open=True), envvar="SITEMAPS_PROGRESS_INTERVAL",
+              show_envvar=True, show_default=True, default=progress.LINE_EVERY,
+              help="Seconds between progress lines when standard error is not a terminal (on one, a bar).")
+def cli(log_level: str, log_format: str, debug: bool, progress_interval: float) -> None:
     """Always-fresh, never half-published sitemaps for very large sites.
 
     \b
@@ -78,7 +96,9 @@ def cli(log_level: str, log_format: str, debug: bool) -> None:
       sitemaps --log-format json run --follow events.jsonl
     """
     set_debug(debug)
+    refuse_renamed_variables()
     logs.configure(log_level, log_format)
+    progress.LINE_EVERY = progress_interval
 
 
 def main() -> None:

@@ -8,18 +8,19 @@ import click
 
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.cli.cdc import format_options, use_format
-from sitemap_keeper.incremental.cli.options import LIMITS, MANIFEST, SITE, extra_fields_option, option, with_app
+from sitemap_keeper.incremental.cli.options import LIMITS, MANIFEST, SITE, extra_fields_option, with_app
 from sitemap_keeper.incremental.cli.progress import Progress
 from sitemap_keeper.incremental.cli.results import echo_result, json_option
 from sitemap_keeper.incremental.logs import fields
 from sitemap_keeper.snapshot.manifest.errors import RebuildRunning
 from sitemap_keeper.snapshot.manifest.records import Counts
-from sitemap_keeper.snapshot.sources import jsonl_lines
+from sitemap_keeper.snapshot.rebuild_input import jsonl_lines
 
 
 @click.command("apply")
 @click.argument("files", nargs=-1, required=True)
-@option("--batch-size", type=int, default=5_000, help="Events per transaction.")
+# Not SITEMAPS_BATCH_SIZE: that is the service's (run, replay), with a default of its own.
+@click.option("--batch-size", type=int, default=5_000, show_default=True, help="Events per transaction.")
 @format_options
 @json_option
 @with_app(MANIFEST, SITE, LIMITS)

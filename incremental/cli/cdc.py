@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from sitemap_keeper.incremental.app import App
+from sitemap_keeper.incremental.cli.options import option_default
 from sitemap_keeper.incremental.sources.kafka import topics_setting
 from sitemap_keeper.snapshot.mapping import Mapping, MappingError, load_mapping
 
@@ -23,7 +24,7 @@ mapping_option = click.option(
 def format_options(fn: F) -> F:
     """--format (SITEMAPS_EVENT_FORMAT) and --mapping (SITEMAPS_MAPPING)."""
     fn = click.option(
-        "--format", "event_format", type=click.Choice(["native", "debezium"]), default="native",
+        "--format", "event_format", type=click.Choice(["native", "debezium"]), default=option_default("event_format"),
         envvar="SITEMAPS_EVENT_FORMAT", show_envvar=True, show_default=True,
         help="This tool's JSON events, or Debezium's (read by --mapping).")(fn)
     return mapping_option(fn)

@@ -8,13 +8,12 @@ from typing import TypeVar
 import click
 
 from sitemap_keeper.incremental.app import App
-from sitemap_keeper.incremental.cli.options import option
 from sitemap_keeper.incremental.cli.serve import serve_until_interrupted
 from sitemap_keeper.snapshot import synthetic
 from sitemap_keeper.snapshot.prune import prune
 from sitemap_keeper.snapshot.rebuild import Rebuilder
+from sitemap_keeper.snapshot.rebuild_input import jsonl_chunks
 from sitemap_keeper.snapshot.settings import Settings
-from sitemap_keeper.snapshot.sources import jsonl_chunks
 from sitemap_keeper.snapshot.status import sitemap_lines
 
 T = TypeVar("T")
@@ -31,10 +30,11 @@ def timed(label: str, fn: Callable[[], T]) -> T:
 
 
 @click.command("demo")
-@option("--documents", type=int, default=1_000_000, help="Size of the synthetic catalog.")
-@option("--changes", type=int, default=10_000, help="Change events applied after the rebuild.")
-@option("--port", type=int, default=8080, help="Port to serve the result on.")
-@option("--serve/--no-serve", default=True, help="Serve the result until Ctrl-C.")
+@click.option("--documents", type=int, default=1_000_000, show_default=True, help="Size of the synthetic catalog.")
+@click.option("--changes", type=int, default=10_000, show_default=True,
+              help="Change events applied after the rebuild.")
+@click.option("--port", type=int, default=8080, show_default=True, help="Port to serve the result on.")
+@click.option("--serve/--no-serve", default=True, show_default=True, help="Serve the result until Ctrl-C.")
 # Not SITEMAPS_DATA_DIR: inside a real site's environment that names the real site's data.
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=DATA_DIR, show_default=True,
               help="The demo's own directory: its SQLite manifest, store and symlink router.")

@@ -37,7 +37,7 @@ def command(app: App, old: str | None, new: str | None, as_json: bool, summary: 
         old = gen.base_id if gen else None
     try:
         counts = _recorded(app, old, new) if summary else None
-        comparison = diff.compare(app.manifest, app.store, old, new) if counts is None else None
+        comparison = diff.compare(app.manifest, app.store, old, new, app.settings.workers) if counts is None else None
         if as_json:
             click.echo("{" + _members({"from": old, "to": new}), nl=False)
         else:

@@ -20,8 +20,8 @@ import click
 
 from sitemap_keeper.snapshot.document import InvalidDocument
 from sitemap_keeper.snapshot.manifest.errors import PublishLockHeld, RebuildRunning
-from sitemap_keeper.snapshot.publish import EmptyManifest, Refused
 from sitemap_keeper.snapshot.rebuild import SourceShrank
+from sitemap_keeper.snapshot.refusals import EmptyManifest, Refused
 from sitemap_keeper.snapshot.rollback import RollbackError
 from sitemap_keeper.snapshot.routers.base import RouterError
 from sitemap_keeper.snapshot.stores.base import StoreError
@@ -40,13 +40,17 @@ class Failure(NamedTuple):
     message: str
 
 
+DEBUG_ENV = "SITEMAPS_DEBUG"  # `sitemaps --debug` (incremental/cli/__init__.py)
+
+
 def set_debug(on: bool) -> None:
     global _debug
     _debug = on
 
 
 def debugging() -> bool:
-    return _debug or os.environ.get("SITEMAPS_DEBUG", "").lower() in ("1", "true", "yes", "on")
+    """--debug, or its variable: read here too, for a failure before the options are parsed."""
+    return _debug or os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes", "on")
 
 
 @contextmanager

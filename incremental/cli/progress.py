@@ -7,15 +7,14 @@ are uploaded from several threads.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
 from types import TracebackType
 
 BAR = 30  # characters of the bar
-# seconds between plain lines, when standard error is not a terminal
-LINE_EVERY = float(os.environ.get("SITEMAPS_PROGRESS_INTERVAL") or 5.0)
+# seconds between plain lines, when standard error is not a terminal (`sitemaps --progress-interval`)
+LINE_EVERY = 5.0
 BAR_EVERY = 0.2  # seconds between redraws of the bar
 
 

@@ -14,7 +14,7 @@ from sitemap_keeper.incremental.cli.progress import Progress
 from sitemap_keeper.incremental.cli.results import echo_result, json_option
 from sitemap_keeper.incremental.logs import fields
 from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
-from sitemap_keeper.snapshot.sources import jsonl_chunks, mapping_rows, sql_rows
+from sitemap_keeper.snapshot.rebuild_input import jsonl_chunks, mapping_rows, sql_rows
 
 
 @click.command("rebuild")

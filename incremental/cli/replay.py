@@ -8,7 +8,7 @@ from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.cli.cdc import format_options, use_format
 from sitemap_keeper.incremental.cli.options import extra_fields_option, option, with_app
 from sitemap_keeper.incremental.cli.progress import Progress
-from sitemap_keeper.incremental.cli.run import announce, batch_size_option, keep_option, stop_on_signals
+from sitemap_keeper.incremental.cli.run import announce, batch_size_option, stop_on_signals
 from sitemap_keeper.incremental.replay import Replay, ReplayError, parse_since
 from sitemap_keeper.incremental.service import open_service, tune_gc
 
@@ -21,11 +21,10 @@ from sitemap_keeper.incremental.service import open_service, tune_gc
 @click.option("--run/--exit", "then_run", default=True, show_default=True,
               help="Go on as `sitemaps run` once the full generation is published.")
 @batch_size_option
-@keep_option
 @format_options
 @with_app
 @extra_fields_option
-def command(app: App, since: str | None, keep_manifest: bool, then_run: bool, batch_size: int, keep: int,
+def command(app: App, since: str | None, keep_manifest: bool, then_run: bool, batch_size: int,
             event_format: str, mapping: Path | None) -> None:
     """Rebuild the manifest from the Kafka topic, publish a full generation, and go on from there.
 
@@ -37,7 +36,6 @@ def command(app: App, since: str | None, keep_manifest: bool, then_run: bool, ba
     use_format(app, event_format, mapping)
     if not app.settings.kafka_bootstrap_servers:
         raise click.UsageError("replay reads Kafka: set SITEMAPS_KAFKA_BOOTSTRAP_SERVERS")
-    app.settings = app.settings.replace(keep=keep)
     stopping = stop_on_signals()
     tune_gc()
     replay = Replay(app, batch_size, stopping)

@@ -13,19 +13,16 @@ from sitemap_keeper.incremental.cli.options import extra_fields_option, option, 
 from sitemap_keeper.incremental.service import BATCH_SIZE, open_service, tune_gc
 
 batch_size_option = option("--batch-size", type=int, default=BATCH_SIZE, help="Most events in one transaction.")
-keep_option = option("--keep", type=int, default=3, help="Generations the prune timer keeps, live included.")
 
 
 @click.command("run")
 @option("--follow", type=click.Path(path_type=Path, dir_okay=False),
         help="Tail this JSON-lines file for events instead of Kafka: no servers needed.")
 @batch_size_option
-@keep_option
 @format_options
 @with_app
 @extra_fields_option
-def command(app: App, follow: Path | None, batch_size: int, keep: int, event_format: str, mapping: Path | None
-            ) -> None:
+def command(app: App, follow: Path | None, batch_size: int, event_format: str, mapping: Path | None) -> None:
     """Keep the sitemaps fresh: apply events exactly once, publish and prune on timers, serve probes.
 
     \b
@@ -37,7 +34,6 @@ def command(app: App, follow: Path | None, batch_size: int, keep: int, event_for
     use_format(app, event_format, mapping)
     if follow is None and not app.settings.kafka_bootstrap_servers:
         raise click.UsageError("give --follow FILE, or Kafka brokers with SITEMAPS_KAFKA_BOOTSTRAP_SERVERS")
-    app.settings = app.settings.replace(keep=keep)
     service = open_service(app, follow, batch_size, stopping=stop_on_signals())
     tune_gc()
     counts = service.run(on_listen=announce(app))

@@ -9,7 +9,7 @@ from sitemap_keeper.incremental.offsets import Position
 
 
 @dataclass(slots=True)
-class Batch:
+class EventBatch:
     """Raw events, and the positions that frame them: what the manifest must hold before, and after."""
 
     items: list[tuple[str, bytes]] = field(default_factory=list)  # (source label, raw event)
@@ -33,11 +33,11 @@ class EventSource(ABC):
     dead_letter_topic: str | None = None  # where refused events are also sent, if anywhere
 
     @abstractmethod
-    def poll(self, max_records: int, timeout: float) -> Batch | None:
+    def poll(self, max_records: int, timeout: float) -> EventBatch | None:
         """The next events, at most `max_records`, waiting up to `timeout` seconds for some."""
 
     @abstractmethod
-    def committed(self, batch: Batch) -> None:
+    def committed(self, batch: EventBatch) -> None:
         """The batch and its end positions are committed to the manifest."""
 
     @abstractmethod

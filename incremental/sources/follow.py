@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from sitemap_keeper.incremental.offsets import OffsetStore, Position
-from sitemap_keeper.incremental.sources.base import Batch, EventSource
+from sitemap_keeper.incremental.sources.base import EventBatch, EventSource
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class FileFollower(EventSource):
     def rewind(self) -> None:
         self.must_rewind = True  # read the stored offset before the next read (the database may be down now)
 
-    def poll(self, max_records: int, timeout: float) -> Batch | None:
+    def poll(self, max_records: int, timeout: float) -> EventBatch | None:
         deadline = time.monotonic() + timeout
         while True:
             batch = self._read(max_records)
@@ -94,7 +94,7 @@ class FileFollower(EventSource):
 
     # -- reading --------------------------------------------------------------------------------------------
 
-    def _read(self, max_records: int) -> Batch | None:
+    def _read(self, max_records: int) -> EventBatch | None:
         if self.must_rewind:
             self._resume()
         if self.stream is None:
@@ -107,7 +107,7 @@ class FileFollower(EventSource):
             batch = self._lines(self.stream, max_records)
         return batch
 
-    def _lines(self, stream: BinaryIO, max_records: int) -> Batch | None:
+    def _lines(self, stream: BinaryIO, max_records: int) -> EventBatch | None:
         stream.seek(self.offset)
         items: list[tuple[str, bytes]] = []
         end = self.offset
@@ -126,7 +126,7 @@ class FileFollower(EventSource):
         # where that one ends, which is what the manifest holds once that one is committed.
         self.read_identity = Identity.of(stream, end)
         identity = self._identity_positions(self.read_identity)
-        batch = Batch(items, {self.position: self.handed, **self.handed_identity},
+        batch = EventBatch(items, {self.position: self.handed, **self.handed_identity},
                       {self.position: end, **{p: v for p, v in identity.items() if v is not None}})
         self.offset = self.handed = end
         self.handed_identity = identity
@@ -248,7 +248,7 @@ class FileFollower(EventSource):
         self.unaccounted += 1
         self.problem = message
 
-    def committed(self, batch: Batch) -> None:
+    def committed(self, batch: EventBatch) -> None:
         self.expected = batch.end[self.position]
 
     def check(self) -> None:

@@ -27,8 +27,8 @@ from kafka.record.util import crc32c_c
 from kafka.structs import OffsetAndMetadata
 
 from sitemap_keeper.incremental.offsets import OffsetStore, Position
-from sitemap_keeper.incremental.sources.base import Batch, EventSource
-from sitemap_keeper.snapshot.settings import Settings
+from sitemap_keeper.incremental.settings import ServiceSettings
+from sitemap_keeper.incremental.sources.base import EventBatch, EventSource
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class KafkaConfig:
     topic_pattern: str | None = None  # or every topic whose whole name matches this regular expression
 
     @classmethod
-    def from_settings(cls, s: Settings) -> KafkaConfig:
+    def from_settings(cls, s: ServiceSettings) -> KafkaConfig:
         if not s.kafka_bootstrap_servers:
             raise ValueError("SITEMAPS_KAFKA_BOOTSTRAP_SERVERS is not set")
         return cls(s.kafka_bootstrap_servers, s.kafka_topic, s.kafka_group, s.kafka_security_protocol,
@@ -219,7 +219,7 @@ class KafkaSource(EventSource):
 
     # -- events ---------------------------------------------------------------------------------------------
 
-    def poll(self, max_records: int, timeout: float) -> Batch | None:
+    def poll(self, max_records: int, timeout: float) -> EventBatch | None:
         consumer = self._connect()
         if consumer is None:
             time.sleep(min(timeout, max(0.0, self.retry_at - time.monotonic())))
@@ -277,10 +277,10 @@ class KafkaSource(EventSource):
             if count:
                 deadline = min(deadline, time.monotonic() + LINGER)
 
-    def _take(self) -> Batch | None:
+    def _take(self) -> EventBatch | None:
         if not self.pending:
             return None
-        batch = Batch()
+        batch = EventBatch()
         for tp, records in self.pending.items():
             pos = (tp.topic, tp.partition)
             # Where the last batch handed out ends (the service reads ahead), else what the manifest holds.
@@ -294,7 +294,7 @@ class KafkaSource(EventSource):
         self.pending = {}
         return batch
 
-    def committed(self, batch: Batch) -> None:
+    def committed(self, batch: EventBatch) -> None:
         self.expected.update(batch.end)
         if self.group and self.consumer is not None:
             offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in batch.end.items()}

@@ -27,9 +27,9 @@ log = logging.getLogger(__name__)
 
 PG_WRITE_LOCK = 0x517E_4D41  # pg_advisory_xact_lock key serialising manifest writers across replicas
 # SQLite's page cache is per connection. The one connection writes go through gets 64 MiB (updates land on pages
-# all over the table); every other gets 8 MiB. With 64 MiB each, the three or four connections `sitemaps run`
-# reads through beside it (publish, render, diff, probes) took the service to 359 MiB, 282 MiB now
-# (bench/bench_service_memory.py).
+# all over the table); every other gets 8 MiB, so the three or four connections `sitemaps run` reads through
+# beside it (publish, render, diff, probes) do not multiply the service's memory (bench/bench_service_memory.py;
+# figures in docs/performance.md).
 SQLITE_CACHE_KIB = 65_536
 SQLITE_READ_CACHE_KIB = 8_192
 # Copy the WAL back every 20,000 pages (80 MiB), not 1,000: consecutive batches touch many of the same pages, and

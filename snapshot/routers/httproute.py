@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from kubernetes import client as k8s
 
+from sitemap_keeper.snapshot.calls import Backoff
+from sitemap_keeper.snapshot.layout import Layout
 from sitemap_keeper.snapshot.routers.base import RouterError
 from sitemap_keeper.snapshot.routers.kube import REQUEST_TIMEOUT, KubeRouter, ObjectRef, layout_and_client
-from sitemap_keeper.snapshot.stores.s3 import Backoff, Layout
 
 if TYPE_CHECKING:
     from sitemap_keeper.snapshot.settings import Settings
@@ -31,7 +32,7 @@ class HTTPRouteRouter(KubeRouter):
     @classmethod
     def from_settings(cls, settings: Settings) -> HTTPRouteRouter:
         layout, api = layout_and_client(settings)
-        return cls(api, settings.ingress_namespace, settings.httproute_name, layout, settings.ingress_label)
+        return cls(api, settings.router_namespace, settings.httproute_name, layout, settings.router_label)
 
     def _args(self) -> tuple[str, str, str, str, str]:
         return self.ref.group, self.ref.version, self.ref.namespace, self.ref.plural, self.ref.name

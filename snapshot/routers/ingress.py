@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from kubernetes import client as k8s
 
+from sitemap_keeper.snapshot.calls import Backoff
+from sitemap_keeper.snapshot.layout import Layout
 from sitemap_keeper.snapshot.routers.kube import (
     MERGE_PATCH,
     REQUEST_TIMEOUT,
@@ -23,7 +25,6 @@ from sitemap_keeper.snapshot.routers.kube import (
     layout_and_client,
     settings_errors,
 )
-from sitemap_keeper.snapshot.stores.s3 import Backoff, Layout
 
 if TYPE_CHECKING:
     from sitemap_keeper.snapshot.settings import Settings
@@ -57,7 +58,7 @@ class IngressRouter(KubeRouter):
     def from_settings(cls, settings: Settings) -> IngressRouter:
         layout, api = layout_and_client(settings)
         with settings_errors():
-            return cls(api, settings.ingress_namespace, settings.ingress_name, layout, settings.ingress_label,
+            return cls(api, settings.router_namespace, settings.ingress_name, layout, settings.router_label,
                        settings.ingress_annotation, settings.ingress_annotation_value)
 
     def target(self, gen_id: str) -> str:

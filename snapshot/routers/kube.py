@@ -27,8 +27,9 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config import ConfigException, incluster_config, load_kube_config
 
 from sitemap_keeper.snapshot import calls
+from sitemap_keeper.snapshot.calls import Backoff
+from sitemap_keeper.snapshot.layout import Layout
 from sitemap_keeper.snapshot.routers.base import Router, RouterConflict, RouterError
-from sitemap_keeper.snapshot.stores.s3 import Backoff, Layout
 
 if TYPE_CHECKING:
     from sitemap_keeper.snapshot.settings import Settings
@@ -190,7 +191,7 @@ class KubeRouter(Router):
                 f"(see deploy/role*.yaml)")
         if exc.status == 404 and _is_status_of(exc, ref):
             return RouterError(f"{ref} not found ({resource}): create it (see deploy/{ref.example}) or set "
-                               f"SITEMAPS_INGRESS_NAMESPACE and the object's name setting")
+                               f"SITEMAPS_ROUTER_NAMESPACE and the object's name setting")
         if exc.status == 404:
             return RouterError(f"the Kubernetes API does not serve {ref.group}/{ref.version} {ref.plural} "
                                f"(404 on {verb} {ref}): is that API (or its CRD) installed?")

@@ -12,12 +12,10 @@ import builtins
 import io
 import json
 import logging
-import random
 import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import urllib3
@@ -27,6 +25,8 @@ from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 
 from sitemap_keeper.snapshot import calls, generation
+from sitemap_keeper.snapshot.calls import Backoff
+from sitemap_keeper.snapshot.layout import GENERATIONS_DIR, Layout
 from sitemap_keeper.snapshot.stores.base import STAMP, ObjectInfo, Store, StoreError, content_type, md5_hex
 
 if TYPE_CHECKING:
@@ -35,11 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# A prefix leaves room for "-" and a 24-character generation id within S3's 63; no dots (they break TLS
-# for virtual-host addressing), and neither of the reserved starts.
-PREFIX_RE = re.compile(r"(?!xn--|sthree-)[a-z0-9](?:[a-z0-9-]{0,36}[a-z0-9])?")
-BUCKET_RE = re.compile(r"(?!xn--|sthree-)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-GENERATIONS_DIR = "generations/"
 # Objects up to this size go up in one PUT, so their ETag is their MD5 and verify can check it.
 SINGLE_PUT_BYTES = 256 * 1024 * 1024
 TRANSIENT_CODES = frozenset({"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout",
@@ -47,74 +42,6 @@ TRANSIENT_CODES = frozenset({"InternalError", "ServiceUnavailable", "SlowDown", 
 MISSING_BUCKET = "NoSuchBucket"
 MISSING_CODES = frozenset({"NoSuchKey", MISSING_BUCKET})
 MD5_RE = re.compile(r"[0-9a-f]{32}")
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where a generation lives in S3, and the names routers use for it.
-
-    `name(id)` = `<prefix>-<id>` is the bucket in the buckets layout and, in both layouts, the value the
-    routers write into their label; `generation(name)` reads it back (None for a value that is not ours).
-    """
-
-    prefix: str = "sitemaps"
-    bucket: str | None = None  # set: the prefix layout, everything in this one bucket
-
-    def __post_init__(self) -> None:
-        if not PREFIX_RE.fullmatch(self.prefix):
-            raise ValueError(f"bucket prefix must be 1-38 lowercase letters, digits or inner hyphens, "
-                             f"got {self.prefix!r}")
-        if self.bucket is not None and not BUCKET_RE.fullmatch(self.bucket):
-            raise ValueError(f"not a valid S3 bucket name: {self.bucket!r}")
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Layout:
-        if settings.s3_layout not in ("buckets", "prefix"):
-            raise ValueError(f"S3 layout must be 'buckets' or 'prefix', got {settings.s3_layout!r}")
-        if settings.s3_layout == "buckets":
-            return cls(settings.bucket_prefix)
-        return cls(settings.bucket_prefix, settings.s3_bucket or settings.bucket_prefix)
-
-    def name(self, gen_id: str) -> str:
-        return f"{self.prefix}-{gen_id}"
-
-    def generation(self, name: str | None) -> str | None:
-        if name is None or not name.startswith(self.prefix + "-"):
-            return None
-        gen_id = name[len(self.prefix) + 1:]
-        return gen_id if generation.is_id(gen_id) else None
-
-    def bucket_of(self, gen_id: str) -> str:
-        return self.bucket or self.name(gen_id)
-
-    def key_prefix(self, gen_id: str) -> str:
-        return f"{GENERATIONS_DIR}{gen_id}/" if self.bucket else ""
-
-    def path(self, gen_id: str) -> str:
-        """The generation's objects, path-style, no trailing slash: `/<bucket>[/generations/<id>]`."""
-        return f"/{self.bucket_of(gen_id)}/{self.key_prefix(gen_id)}".rstrip("/")
-
-    def placeholders(self, gen_id: str) -> dict[str, str]:
-        """What router templates may use: {bucket}, {generation}, {path}."""
-        return {"bucket": self.bucket_of(gen_id), "generation": gen_id, "path": self.path(gen_id)}
-
-    def describe(self) -> str:
-        if self.bucket:
-            return f"{self.bucket}/{GENERATIONS_DIR}<generation>/"
-        return f"{self.prefix}-<generation>"
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Retries of one S3 operation: up to `attempts` tries, sleeping about base * 2^n (capped) in between."""
-
-    attempts: int = 6
-    base: float = 0.2
-    cap: float = 5.0
-
-    def delay(self, attempt: int) -> float:
-        step = min(self.cap, self.base * 2.0 ** (attempt - 1))
-        return step / 2 + random.uniform(0, step / 2)  # jitter: parallel workers do not retry in lockstep
 
 
 def error_code(exc: BaseException) -> tuple[int | None, str | None]:

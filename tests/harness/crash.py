@@ -4,7 +4,7 @@ compared URL for URL (with lastmod) with the ground truth.
 
     .venv/bin/python -m tests.harness.crash --points 100 --seed 1 --config all
 
-A point is a named checkpoint (SITEMAPS_KILL_AT=step or step@k, see snapshot/faults.py) or a random instant
+A point is a named checkpoint (SITEMAPS_KILL_AT=step or step@k, see snapshot/crashpoints.py) or a random instant
 of the command's working time (SIGKILL to its process group). Everything is drawn from the seed; a failure
 prints the command that replays it (the instants are timings, so those replay approximately).
 """

@@ -142,7 +142,7 @@ def _s3(name: str, env: dict[str, str], tmp: Path) -> Iterator[Deployment]:
     env = {**env, "SITEMAPS_STORAGE": "s3", "SITEMAPS_S3_ENDPOINT": moto.endpoint,
            "SITEMAPS_S3_ACCESS_KEY": moto.access_key, "SITEMAPS_S3_SECRET_KEY": moto.secret_key,
            "SITEMAPS_S3_SECURE": "false", "SITEMAPS_S3_REGION": moto.region, "SITEMAPS_BUCKET_PREFIX": prefix,
-           "SITEMAPS_ROUTER": "ingress", "SITEMAPS_KUBE_API": kube.url, "SITEMAPS_INGRESS_NAMESPACE": NAMESPACE,
+           "SITEMAPS_ROUTER": "ingress", "SITEMAPS_KUBE_API": kube.url, "SITEMAPS_ROUTER_NAMESPACE": NAMESPACE,
            "SITEMAPS_INGRESS_NAME": "sitemaps"}
     d = Deployment(name, env, tmp / "data", moto=moto, kube=kube, prefix=prefix)
     try:

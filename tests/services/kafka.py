@@ -61,7 +61,7 @@ from .ports import (
     wait_until,
 )
 
-#: Consumer settings that make group joins take ~2 s on Tansu instead of ~23 s.
+#: Consumer settings that make group joins on Tansu take seconds, not the defaults' tens of seconds.
 FAST_GROUP_CONSUMER_CONFIG: dict[str, Any] = {
     "session_timeout_ms": 4000,
     "heartbeat_interval_ms": 500,

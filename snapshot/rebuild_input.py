@@ -1,4 +1,5 @@
-"""Rebuild sources: a JSON-lines file of documents, or a query against the application's own database."""
+"""Rebuild input: a JSON-lines file of documents, or a query against the application's own database (not the
+change feed's event sources: incremental/sources/)."""
 
 from __future__ import annotations
 
