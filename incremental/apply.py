@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Final, cast
 
-from sqlalchemy import Connection, select, tuple_
+from sqlalchemy import Connection
 
 from sitemap_keeper.incremental import document_rows
 from sitemap_keeper.incremental.document_rows import ROW_LOC, ROW_SIZE, STORED_SHARD_NO, Ident, Row, Stored
@@ -46,14 +46,12 @@ from sitemap_keeper.snapshot.limits import Limits
 from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.manifest.errors import RebuildRunning
 from sitemap_keeper.snapshot.manifest.records import Counts
-from sitemap_keeper.snapshot.manifest.schema import sections, shards
 from sitemap_keeper.snapshot.news import Article, Change, news_sections, write_changes
 from sitemap_keeper.snapshot.owners import Holder
 from sitemap_keeper.snapshot.workers import worker_pool
 
 log = logging.getLogger(__name__)
 
-SHARDS_PER_QUERY = 400  # shards per IN (...) query: well below every database's parameter limit
 PARSE_CHUNK = 1_000  # events per task sent to a worker: small enough to start applying early
 PARALLEL_MIN = 2_000  # batches from this size on are parsed in worker processes, smaller ones here
 # The applying process is the bound and the workers have time to spare (they parse the next batch while this
@@ -529,8 +527,7 @@ class ApplyBatch:
         conn = self.conn
         new_sections = sorted({s for s, _k in fresh} - self.known_sections)
         if new_sections:
-            query = select(sections.c.name, sections.c.open_shard).where(sections.c.name.in_(new_sections))
-            self.open_shards.update({name: int(n) for name, n in conn.execute(query)})
+            self.open_shards.update(self.manifest.placement.open_shards(conn, new_sections))
             self.known_sections.update(new_sections)
         stored = document_rows.load_all(conn.connection.driver_connection, conn.dialect.name, fresh)
         # `stored` holds exactly the fresh documents the manifest has (the others are new): taken in whole.
@@ -542,13 +539,8 @@ class ApplyBatch:
         self._load_shards(wanted - self.shards.keys())
 
     def _load_shards(self, wanted: set[tuple[str, int]]) -> None:
-        todo = sorted(wanted)
-        key = tuple_(shards.c.section, shards.c.shard_no)
-        for i in range(0, len(todo), SHARDS_PER_QUERY):
-            query = select(shards.c.section, shards.c.shard_no, shards.c.url_count, shards.c.byte_count).where(
-                key.in_(todo[i:i + SHARDS_PER_QUERY]))
-            for s, n, count, size in self.conn.execute(query):
-                self.shards[(s, n)] = _Shard(count, size)
+        for s, n, count, size in self.manifest.placement.shard_counts(self.conn, wanted):
+            self.shards[(s, n)] = _Shard(count, size)
 
     def write_waiting(self) -> None:
         """Record this batch's waiting claims, their dead letters, and what left the table."""
@@ -570,8 +562,7 @@ class ApplyBatch:
         revision = Manifest.next_revision(conn)
         document_rows.write(manifest, conn, self.rows.values(), self.stored)
         owners.write(manifest, conn, self.claims)
-        manifest.upsert(conn, shards, ("section", "shard_no"), [
+        manifest.placement.write(conn, [
             (s, n, st.url_count, st.byte_count, revision) for (s, n), st in self.shards.items() if st.touched
-        ])
-        manifest.upsert(conn, sections, ("name",), list(self.open_shards.items()))
+        ], list(self.open_shards.items()))
         write_changes(manifest, conn, self.news, revision, self.limits.max_urls)

@@ -12,21 +12,11 @@ both apply the same events.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 
-from sqlalchemy import BigInteger, Column, Connection, Float, Integer, MetaData, String, Table, delete, select
+from sqlalchemy import Connection
 
 from sitemap_keeper.snapshot.manifest import Manifest
-
-metadata = MetaData()
-offsets = Table(
-    "sitemaps_offsets", metadata,
-    Column("topic", String(1024), primary_key=True),
-    Column("partition_no", Integer, primary_key=True),
-    Column("next_offset", BigInteger, nullable=False),
-    Column("updated_at", Float, nullable=False),
-)
 
 Position = tuple[str, int]  # (topic, partition)
 REPLAY_PREFIX = "replay:"  # rows `replay:<topic>` hold a replay's end offsets: publishing waits for them
@@ -39,15 +29,12 @@ class OffsetConflict(RuntimeError):
 class OffsetStore:
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
-        manifest.ensure_tables(metadata)
+        self.rows = manifest.offsets
+        self.rows.ensure()
 
     def load(self, topic: str, conn: Connection | None = None) -> dict[int, int]:
         """partition -> next offset, as committed."""
-        query = select(offsets.c.partition_no, offsets.c.next_offset).where(offsets.c.topic == topic)
-        if conn is not None:
-            return {int(p): int(o) for p, o in conn.execute(query)}
-        with self.manifest.read() as c:
-            return {int(p): int(o) for p, o in c.execute(query)}
+        return self.rows.of(topic, conn)
 
     def writer(self, start: Mapping[Position, int | None], end: Mapping[Position, int]
                ) -> Callable[[Connection], None]:
@@ -65,28 +52,24 @@ class OffsetStore:
         return write
 
     def store(self, conn: Connection, positions: Mapping[Position, int]) -> None:
-        now = time.time()
-        self.manifest.upsert(conn, offsets, ("topic", "partition_no"),
-                             [(t, p, o, now) for (t, p), o in positions.items()])
+        self.rows.store(conn, positions)
 
     def reset(self, conn: Connection, topic: str, start: Mapping[int, int], replay_end: Mapping[int, int]
               ) -> None:
         """Forget `topic`'s offsets, start over at `start`, and hold publishing until `replay_end`."""
-        conn.execute(delete(offsets).where(offsets.c.topic.in_([topic, REPLAY_PREFIX + topic])))
+        self.rows.forget(conn, [topic, REPLAY_PREFIX + topic])
         self.store(conn, {(topic, p): o for p, o in start.items()})
         targets = {(REPLAY_PREFIX + topic, p): o for p, o in replay_end.items() if o > start.get(p, 0)}
         self.store(conn, targets)
 
     def replay_pending(self) -> bool:
         """True while a replay has not reached the end offsets it started for; the targets go once reached."""
-        with self.manifest.read() as conn:
-            rows = {(t, p): o for t, p, o in conn.execute(
-                select(offsets.c.topic, offsets.c.partition_no, offsets.c.next_offset))}
+        rows = self.rows.all()
         targets = {(t, p): o for (t, p), o in rows.items() if t.startswith(REPLAY_PREFIX)}
         if not targets:
             return False
         if any(rows.get((t[len(REPLAY_PREFIX):], p), 0) < o for (t, p), o in targets.items()):
             return True
         with self.manifest.write() as conn:
-            conn.execute(delete(offsets).where(offsets.c.topic.in_(sorted({t for t, _p in targets}))))
+            self.rows.forget(conn, {t for t, _p in targets})
         return False

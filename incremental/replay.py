@@ -27,7 +27,6 @@ from sitemap_keeper.incremental.service import BATCH_SIZE, Service
 from sitemap_keeper.incremental.sources.kafka import KafkaConfig, KafkaSource
 from sitemap_keeper.snapshot.manifest.errors import RebuildRunning
 from sitemap_keeper.snapshot.manifest.records import Counts
-from sitemap_keeper.snapshot.manifest.schema import documents, sections, shard_packs, shards
 from sitemap_keeper.snapshot.publish import PublishResult
 from sitemap_keeper.snapshot.refusals import Held
 
@@ -100,8 +99,7 @@ class Replay:
                 raise RebuildRunning("a rebuild is running on this manifest: replay once it has swapped its "
                                      "tables in")
             if not keep_manifest:
-                for table in (documents, shards, sections, shard_packs):
-                    conn.execute(table.delete())
+                self.app.manifest.empty(conn)
             for topic in sorted({t for t, _p in sp.end}):
                 self.offsets.reset(conn, topic, *sp.of(topic))
 

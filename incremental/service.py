@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from sitemap_keeper.incremental.app import App
@@ -32,7 +31,6 @@ from sitemap_keeper.incremental.sources.follow import FileFollower
 from sitemap_keeper.incremental.sources.kafka import KafkaConfig, KafkaSource
 from sitemap_keeper.snapshot.manifest.errors import RebuildRunning
 from sitemap_keeper.snapshot.manifest.records import Counts
-from sitemap_keeper.snapshot.manifest.schema import dead_letters
 from sitemap_keeper.snapshot.pages import Pages
 
 log = logging.getLogger(__name__)
@@ -202,18 +200,14 @@ class Service:
         return counts
 
     def _last_letter(self) -> int:
-        with self.app.manifest.engine.connect() as conn:
-            return int(conn.execute(select(func.coalesce(func.max(dead_letters.c.id), 0))).scalar_one())
+        return self.app.manifest.newest_dead_letter_id()
 
     def _forward_letters(self, batch: EventBatch) -> None:
         """The batch's dead letters (just committed, so the newest rows) also go to the dead-letter topic."""
-        d = dead_letters.c
-        query = select(d.id, d.source, d.reason, d.raw).where(d.id > self.letters_seen).order_by(d.id)
-        with self.app.manifest.engine.connect() as conn:
-            rows = conn.execute(query).all()
+        rows = self.app.manifest.dead_letters_after(self.letters_seen)
         if rows:
-            self.letters_seen = int(rows[-1][0])
-        ours = [(s, r, bytes(raw), batch.keys.get(s)) for _i, s, r, raw in rows if s in batch.keys]
+            self.letters_seen = rows[-1].id
+        ours = [(d.source, d.reason, bytes(d.raw), batch.keys.get(d.source)) for d in rows if d.source in batch.keys]
         self.source.dead_letter(ours)
 
 

@@ -29,11 +29,10 @@ from typing import Any
 from xml.parsers import expat
 
 from isal import isal_zlib
-from sqlalchemy import BigInteger, Column, MetaData, String, Table, select
 
 from sitemap_keeper.snapshot.bounded import bounded_map
 from sitemap_keeper.snapshot.manifest import Manifest
-from sitemap_keeper.snapshot.manifest.records import FileRecord
+from sitemap_keeper.snapshot.manifest.records import DiffRow, FileRecord
 from sitemap_keeper.snapshot.render import ESCAPES, URLSET_OPEN
 from sitemap_keeper.snapshot.stores.base import Store
 from sitemap_keeper.snapshot.workers import worker_pool
@@ -46,16 +45,6 @@ _BLOCK_BYTES = 1 << 20  # decompressed bytes per block a shard is read back in
 # Below this many differing shards, comparing them in this process beats starting worker processes.
 POOL_THRESHOLD = 4
 
-metadata = MetaData()
-generation_diffs = Table(
-    "generation_diffs", metadata,
-    Column("generation_id", String(40), primary_key=True),
-    Column("section", String(64), primary_key=True),
-    Column("base_id", String(40)),
-    Column("added", BigInteger, nullable=False),
-    Column("removed", BigInteger, nullable=False),
-    Column("changed", BigInteger, nullable=False),
-)
 
 class DiffUnavailable(RuntimeError):
     """The URLs of a generation cannot be read back: it is unknown, was pruned, or never finished."""
@@ -517,24 +506,12 @@ class Recorded:
 
 
 def record(manifest: Manifest, gen_id: str, base_id: str | None, counts: dict[str, DiffCounts]) -> None:
-    manifest.ensure_tables(metadata)
-    with manifest.write() as conn:
-        conn.execute(generation_diffs.delete().where(generation_diffs.c.generation_id == gen_id))
-        if counts:
-            conn.execute(generation_diffs.insert(), [
-                {"generation_id": gen_id, "section": s, "base_id": base_id, "added": c.added,
-                 "removed": c.removed, "changed": c.changed} for s, c in counts.items()
-            ])
+    manifest.diffs.record(gen_id, [DiffRow(s, base_id, c.added, c.removed, c.changed) for s, c in counts.items()])
 
 
 def recorded(manifest: Manifest, gen_id: str) -> Recorded | None:
     """The counts recorded when `gen_id` went live, against the generation it was published on."""
-    if not manifest.has_tables(metadata):  # a reader creates nothing
-        return None
-    t = generation_diffs.c
-    with manifest.engine.connect() as conn:
-        rows = conn.execute(select(t.section, t.base_id, t.added, t.removed, t.changed)
-                            .where(t.generation_id == gen_id).order_by(t.section)).all()
+    rows = manifest.diffs.recorded(gen_id)
     if not rows:
         return None
     return Recorded(gen_id, rows[0].base_id, {r.section: DiffCounts(r.added, r.removed, r.changed) for r in rows})

@@ -17,20 +17,10 @@ import socket
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import Column, Connection, Float, Integer, MetaData, String, Table, Text, select
+from sqlalchemy import Connection
 
 from sitemap_keeper.snapshot.manifest import Manifest
-
-metadata = MetaData()
-holds = Table(
-    "sitemaps_hold", metadata,
-    Column("id", Integer, primary_key=True),  # always HOLD_ID: at most one hold
-    Column("generation_id", String(40)),  # live when the hold was set (the rollback's target)
-    Column("held_since", Float, nullable=False),
-    Column("held_by", String(200), nullable=False),
-    Column("reason", Text),
-)
-HOLD_ID = 1
+from sitemap_keeper.snapshot.manifest.records import HoldRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,26 +52,13 @@ def operator() -> str:
 
 def current(manifest: Manifest, conn: Connection | None = None) -> Hold | None:
     """The hold in force, if any. Reads only: a manifest without the table has no hold."""
-    if not manifest.has_tables(metadata, conn):
-        return None
-    h = holds.c
-    query = select(h.generation_id, h.held_since, h.held_by, h.reason).where(h.id == HOLD_ID)
-    if conn is not None:
-        row = conn.execute(query).first()
-    else:
-        with manifest.engine.connect() as c:
-            row = c.execute(query).first()
-    return Hold(row.generation_id, row.held_since, row.held_by, row.reason) if row else None
+    row = manifest.holds.current(conn)
+    return Hold(*row) if row else None
 
 
 def put(manifest: Manifest, hold: Hold | None) -> None:
     """Set `hold` (replacing any), or release the hold with None."""
-    manifest.ensure_tables(metadata)
-    with manifest.write() as conn:
-        conn.execute(holds.delete())
-        if hold is not None:
-            conn.execute(holds.insert().values(id=HOLD_ID, generation_id=hold.generation_id, held_since=hold.since,
-                                               held_by=hold.by[:200], reason=hold.reason))
+    manifest.holds.put(HoldRow(hold.generation_id, hold.since, hold.by, hold.reason) if hold else None)
 
 
 def release(manifest: Manifest) -> Hold | None:

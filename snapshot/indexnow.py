@@ -24,22 +24,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    func,
-    select,
-)
-
 from sitemap_keeper.snapshot import calls, diff
 from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.records import Submission
 from sitemap_keeper.snapshot.stores.base import Store
 
 log = logging.getLogger(__name__)
@@ -211,42 +198,14 @@ class Submitter:
 
 # -- recorded outcomes --------------------------------------------------------------------------------------
 
-metadata = MetaData()
-submissions = Table(
-    "indexnow_submissions", metadata,
-    Column("generation_id", String(40), primary_key=True),
-    Column("endpoint", String(500), primary_key=True),
-    Column("finished_at", Float, nullable=False),
-    Column("urls", BigInteger, nullable=False),
-    Column("batches", Integer, nullable=False),
-    Column("submitted", BigInteger, nullable=False),
-    Column("statuses", Text, nullable=False),  # JSON {"200": 3, "429": 1}
-    Column("gave_up", Boolean, nullable=False),
-    Column("message", Text, nullable=False),
-)
-
-
 def record(manifest: Manifest, gen_id: str, outcomes: list[Outcome]) -> None:
-    manifest.ensure_tables(metadata)
-    now = time.time()
-    with manifest.write() as conn:
-        conn.execute(submissions.delete().where(submissions.c.generation_id == gen_id))
-        conn.execute(submissions.insert(), [
-            {"generation_id": gen_id, "endpoint": o.endpoint, "finished_at": now, "urls": o.urls,
-             "batches": o.batches, "submitted": o.submitted, "gave_up": o.gave_up, "message": o.message,
-             "statuses": json.dumps({str(k): v for k, v in sorted(o.statuses.items())})} for o in outcomes
-        ])
+    manifest.submissions.record(gen_id, [Submission(o.endpoint, o.urls, o.batches, o.submitted, dict(o.statuses),
+                                                    o.gave_up, o.message) for o in outcomes])
 
 
 def last_outcomes(manifest: Manifest) -> list[dict[str, Any]]:
     """The outcomes of the newest generation that has any, one per endpoint."""
-    if not manifest.has_tables(metadata):  # a reader creates nothing
-        return []
-    with manifest.engine.connect() as conn:
-        newest = conn.execute(select(func.max(submissions.c.generation_id))).scalar()
-        rows = conn.execute(select(submissions).where(submissions.c.generation_id == newest)
-                            .order_by(submissions.c.endpoint)).mappings().all()
-    return [{**row, "statuses": json.loads(row["statuses"])} for row in rows]
+    return manifest.submissions.newest()
 
 
 # -- the after-switch hook ----------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import Column, Connection, Float, Integer, MetaData, String, Table, Text, func, insert, select, text
+from sqlalchemy import Connection, Table, func, insert, select, text
 
 from sitemap_keeper.snapshot.document import InvalidDocument, check_text, lastmod_timestamp, normalise_lastmod
 from sitemap_keeper.snapshot.manifest import Manifest
@@ -276,23 +276,9 @@ def live_expiries(manifest: Manifest, gen_id: str) -> dict[str, float]:
 
 # -- the rebuild ------------------------------------------------------------------------------------------------
 
-def staging_table(md: MetaData) -> Table:
-    """A rebuild's articles as it loads them: no key (a source may repeat one), `seq` in source order."""
-    return Table(
-        "news_articles_staging", md,
-        Column("section", news_articles.c.section.type, nullable=False),  # compared byte by byte, as there
-        Column("key", news_articles.c.key.type, nullable=False),
-        Column("shard_no", Integer, nullable=False),
-        Column("loc", String(2048), nullable=False),
-        Column("published", String(40), nullable=False),
-        Column("published_ts", Float, nullable=False),
-        Column("xml", Text, nullable=False),
-        Column("seq", Integer, nullable=False),
-    )
-
-
-# A news_articles_staging row, in its columns' order (`staging_table`): (section, key, shard_no, loc, published,
-# published_ts, xml, seq). A plain tuple: it goes to the database as it is, one per article of a rebuild.
+# A news_articles_staging row, in its columns' order (`schema.news_articles_staging`): (section, key, shard_no,
+# loc, published, published_ts, xml, seq). A plain tuple: it goes to the database as it is, one per article of a
+# rebuild.
 StagedArticle = tuple[str, str, int, str, str, float, str, int]
 
 

@@ -20,7 +20,6 @@ its key stands for it then) and is withdrawn once the claim is applied or replac
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from hashlib import blake2b
@@ -31,7 +30,8 @@ import orjson
 from sqlalchemy import Connection, func, inspect, select, tuple_
 
 from sitemap_keeper.snapshot.manifest import Manifest
-from sitemap_keeper.snapshot.manifest.schema import dead_letters, loc_owners, loc_waiting
+from sitemap_keeper.snapshot.manifest import dead_letters as dead_letter_rows
+from sitemap_keeper.snapshot.manifest.schema import loc_owners, loc_waiting
 
 KEYS_PER_QUERY = 500  # hashes per IN (...) query
 INDEX_MAX = 10_000  # waiting claims a batch holds an index of (with more, it asks the database per document)
@@ -78,17 +78,7 @@ def load(manifest: Manifest, conn: Connection, hashes: Iterable[int]) -> dict[in
 
 def current_loc(manifest: Manifest, conn: Connection, holder: Holder) -> str | None:
     """The URL `holder` is at in the manifest (its full row, or its shard's packs); None if it is not live."""
-    with manifest._cursor(conn) as (cur, mark):
-        cur.execute(f"SELECT shard_no, loc, xml IS NULL FROM documents WHERE section = {mark} AND key = {mark} "
-                    "AND size > 0", (holder.section, holder.key))
-        row = cur.fetchone()
-        if row is None:
-            return None
-        shard_no, loc, packed = row
-        if not packed:
-            return str(loc)
-        at, cols = manifest._packed(cur, mark, holder.section, shard_no)
-        return str(cols[2][at[holder.key]])
+    return manifest.live_loc(conn, holder.section, holder.key)
 
 
 def write(manifest: Manifest, conn: Connection, claims: dict[int, tuple[str, str]]) -> None:
@@ -215,26 +205,11 @@ def write_waiting(conn: Connection, gone: Iterable[Wait], letters: Sequence[tupl
     pk = tuple_(loc_waiting.c.loc_hash, loc_waiting.c.section, loc_waiting.c.key)
     for i in range(0, len(rows), KEYS_PER_QUERY):
         conn.execute(loc_waiting.delete().where(pk.in_(rows[i:i + KEYS_PER_QUERY])))
-    ids = _write_letters(conn, letters)
+    ids = dead_letter_rows.add_each(conn, letters)
     if new:
         conn.execute(loc_waiting.insert(), [
             {"loc_hash": w.loc_hash, "section": w.section, "key": w.key, "seq": w.seq, "version": w.version,
              "loc": w.loc, "source": w.source[:200], "raw": w.raw,
              "letters": ",".join(map(str, w.letters + [ids[n] for n in w.fresh if ids[n] is not None]))}
             for w in new])
-    for i in range(0, len(withdrawn), KEYS_PER_QUERY):
-        conn.execute(dead_letters.delete().where(dead_letters.c.id.in_(withdrawn[i:i + KEYS_PER_QUERY])))
-
-
-def _write_letters(conn: Connection, letters: Sequence[tuple[str, str, bytes] | None]) -> list[int | None]:
-    """Dead letters (source, reason, raw), one at a time for their ids (only refused claims come here)."""
-    ids: list[int | None] = []
-    now = time.time()
-    for letter in letters:
-        if letter is None:
-            ids.append(None)
-            continue
-        source, reason, raw = letter
-        ids.append(conn.execute(dead_letters.insert().returning(dead_letters.c.id).values(
-            created_at=now, source=source[:200], reason=reason, raw=raw)).scalar_one())
-    return ids
+    dead_letter_rows.withdraw(conn, withdrawn, KEYS_PER_QUERY)

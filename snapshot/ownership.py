@@ -19,27 +19,13 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import select
-
 from sitemap_keeper.snapshot.manifest import Manifest
-from sitemap_keeper.snapshot.manifest.schema import meta
 from sitemap_keeper.snapshot.stores.base import Store, StoreError
-
-SITE_ID = "site_id"  # the sitemaps_meta row holding the manifest's identity
 
 
 def site_id(manifest: Manifest) -> str:
     """This manifest's identity, 16 hex digits; made (once, whoever asks first) on first use."""
-    query = select(meta.c.value).where(meta.c.name == SITE_ID)
-    with manifest.engine.connect() as conn:
-        value = conn.execute(query).scalar()
-    if value is None:
-        with manifest.write() as conn:  # serialised with every other writer: two first users make one id
-            value = conn.execute(query).scalar()
-            if value is None:
-                value = secrets.randbelow(2**63 - 1) + 1
-                conn.execute(meta.insert().values(name=SITE_ID, value=value))
-    return f"{int(value):016x}"
+    return f"{manifest.site_id(lambda: secrets.randbelow(2**63 - 1) + 1):016x}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,14 +20,11 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from sqlalchemy import select
-
 from sitemap_keeper.snapshot import diff, naming
 from sitemap_keeper.snapshot.browse import Entry, FilePage, NotASitemap, read_page
 from sitemap_keeper.snapshot.html import HEADERS, any_value, document, esc, link, scalar, table, title_case, when
 from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.manifest.records import FileRecord, Generation
-from sitemap_keeper.snapshot.manifest.schema import dead_letters
 from sitemap_keeper.snapshot.routers.base import Router
 from sitemap_keeper.snapshot.status import status
 from sitemap_keeper.snapshot.stores.base import Store
@@ -70,12 +67,9 @@ def publishes(manifest: Manifest, limit: int = PUBLISHES) -> list[dict[str, Any]
 
 
 def recent_dead_letters(manifest: Manifest, limit: int = LETTERS) -> list[dict[str, Any]]:
-    d = dead_letters.c
-    query = select(d.id, d.created_at, d.source, d.reason, d.raw).order_by(d.id.desc()).limit(limit)
-    with manifest.engine.connect() as conn:
-        rows = conn.execute(query).all()
     return [{"id": r.id, "created_at": r.created_at, "source": r.source, "reason": r.reason,
-             "raw": bytes(r.raw)[:RAW_SHOWN * 4].decode("utf-8", "replace")[:RAW_SHOWN]} for r in rows]
+             "raw": bytes(r.raw)[:RAW_SHOWN * 4].decode("utf-8", "replace")[:RAW_SHOWN]}
+            for r in manifest.newest_dead_letters(limit)]
 
 
 class Pages:

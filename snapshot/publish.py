@@ -16,15 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from sqlalchemy import select
-
 from sitemap_keeper.snapshot import generation, hold, naming, ownership
 from sitemap_keeper.snapshot.crashpoints import checkpoint
 from sitemap_keeper.snapshot.document import instant
 from sitemap_keeper.snapshot.limits import MAX_SHRINK, Limits, check_max_shrink, shrinks_too_far
 from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.manifest.records import FileRecord, Generation, Shard
-from sitemap_keeper.snapshot.manifest.schema import shards
 from sitemap_keeper.snapshot.news import NewsShard, capacity, live_expiries, plan_news, record_expiries, render_news
 from sitemap_keeper.snapshot.refusals import EmptyManifest, ForeignLive, Held, SiteShrank
 from sitemap_keeper.snapshot.render import IndexEntry, gzip_pieces, index_entry_size, index_xml, shard_pieces
@@ -111,9 +108,7 @@ def plan(manifest: Manifest, live: str | None, full: bool = False, now: float | 
 def render_shard(manifest: Manifest, section: str, shard_no: int, limits: Limits) -> RenderedShard | None:
     """Render one shard from a consistent snapshot of the manifest; None when it has no URLs left."""
     with manifest.read() as conn:
-        revision = conn.execute(
-            select(shards.c.revision).where(shards.c.section == section, shards.c.shard_no == shard_no)
-        ).scalar()
+        revision = manifest.shard_revision(conn, section, shard_no)
         fragments, lastmods, stamps = manifest.shard_rows(conn, section, shard_no)
     if revision is None or not fragments:
         return None

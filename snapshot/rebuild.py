@@ -28,8 +28,16 @@ from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.manifest.bulk import DocumentRun
 from sitemap_keeper.snapshot.manifest.connection import SQLITE_CACHE_KIB
 from sitemap_keeper.snapshot.manifest.records import Counts
-from sitemap_keeper.snapshot.manifest.schema import documents, loc_owners, loc_waiting, sections, shard_packs, shards
-from sitemap_keeper.snapshot.news import Article, Placer, StagedArticle, parse_news, staging_table, swap_in
+from sitemap_keeper.snapshot.manifest.schema import (
+    documents,
+    loc_owners,
+    loc_waiting,
+    news_articles_staging,
+    sections,
+    shard_packs,
+    shards,
+)
+from sitemap_keeper.snapshot.news import Article, Placer, StagedArticle, parse_news, swap_in
 from sitemap_keeper.snapshot.packs import pack, unpack, without
 from sitemap_keeper.snapshot.refusals import EmptyManifest
 from sitemap_keeper.snapshot.render import SHARD_OVERHEAD, document_row, fast_rows
@@ -189,7 +197,7 @@ class Rebuilder:
         self.runs = 0  # runs taken so far: a run's claims are ordered after every earlier run's
         md = MetaData()
         self.staging = {t.name: t.to_metadata(md, name=t.name + "_staging") for t in TABLES}
-        self.news_staging = staging_table(md)
+        self.news_staging = news_articles_staging(md)
         for t in self.staging.values():
             for ix in list(t.indexes):
                 t.indexes.discard(ix)  # built after the load, under names of their own

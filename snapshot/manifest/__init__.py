@@ -6,38 +6,41 @@
 - locks: the publish and rebuild locks across processes and replicas;
 - bulk: loading many rows through the drivers' bulk paths;
 - shard_reads: shards and their documents, from rows or packs;
-- revisions: the shard revision counter;
+- placement: sections' open shards and shards' counts, as the apply path places documents;
+- contents: the site's content as a whole;
+- meta_values: the shard revision counter, the last rebuild's revision, the manifest's identity;
 - generations: the generation lifecycle and its files;
 - dead_letters: refused input;
+- holds, diffs, submissions, offsets: the tables a feature makes on first use (the operator's hold, what each
+  generation changed, IndexNow's outcomes, the event sources' positions), each reached as an attribute;
 - records, errors: what the operations return and raise.
 """
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, MetaData, Table, inspect, select
+from sqlalchemy import Connection, Engine, Table, inspect, select
 from sqlalchemy.engine import make_url
 
-from sitemap_keeper.snapshot import packs
+from sitemap_keeper.snapshot.manifest import contents, meta_values
 from sitemap_keeper.snapshot.manifest import dead_letters as dead_letter_rows
-from sitemap_keeper.snapshot.manifest import revisions
 from sitemap_keeper.snapshot.manifest.bulk import BulkLoader, DocumentRun
 from sitemap_keeper.snapshot.manifest.connection import Database, connect, sqlite_has_manifest
 from sitemap_keeper.snapshot.manifest.dead_letters import DeadLetters
+from sitemap_keeper.snapshot.manifest.diffs import Diffs
 from sitemap_keeper.snapshot.manifest.errors import NoManifest
 from sitemap_keeper.snapshot.manifest.generations import Generations
+from sitemap_keeper.snapshot.manifest.holds import Holds
 from sitemap_keeper.snapshot.manifest.locks import Locks
+from sitemap_keeper.snapshot.manifest.offsets import Offsets
+from sitemap_keeper.snapshot.manifest.placement import Placement
 from sitemap_keeper.snapshot.manifest.records import DeadLetter, FileRecord, Generation, Shard
 from sitemap_keeper.snapshot.manifest.schema import REVISION, meta, metadata
-from sitemap_keeper.snapshot.manifest.shard_reads import Positions, ShardReader
-
-# Tables are created in a write transaction: in a deferred one, SQLite refuses the CREATE at once ("database
-# is locked", no waiting) when another connection, a replica's or a rebuild's, committed since its first read.
-_created: weakref.WeakKeyDictionary[Engine, set[MetaData]] = weakref.WeakKeyDictionary()
+from sitemap_keeper.snapshot.manifest.shard_reads import ShardReader
+from sitemap_keeper.snapshot.manifest.submissions import Submissions
 
 
 class Manifest:
@@ -51,6 +54,11 @@ class Manifest:
         self._reader = ShardReader(self.db)
         self._generations = Generations(self.db)
         self._dead_letters = DeadLetters(self.db)
+        self.holds = Holds(self.db)
+        self.diffs = Diffs(self.db)
+        self.submissions = Submissions(self.db)
+        self.offsets = Offsets(self.db, self._bulk)
+        self.placement = Placement(self._bulk)
 
     @classmethod
     def open(cls, database_url: str) -> Manifest:
@@ -100,25 +108,6 @@ class Manifest:
             if conn.execute(select(meta.c.value).where(meta.c.name == REVISION)).first() is None:
                 conn.execute(meta.insert().values(name=REVISION, value=0))
 
-    def ensure_tables(self, md: MetaData) -> None:
-        """Create a module's own tables on first use."""
-        done = _created.setdefault(self.engine, set())
-        if md not in done:
-            with self.write() as conn:
-                md.create_all(conn)
-            done.add(md)
-
-    def has_tables(self, md: MetaData, conn: Connection | None = None) -> bool:
-        """Whether a module's own tables exist; never creates them (for readers)."""
-        done = _created.setdefault(self.engine, set())
-        if md not in done:
-            with self.db.connection(conn) as c:
-                found = all(inspect(c).has_table(t.name) for t in md.tables.values())
-            if not found:
-                return False
-            done.add(md)
-        return True
-
     def close(self) -> None:
         self.db.close()
 
@@ -142,10 +131,14 @@ class Manifest:
     def rebuild_running(self, conn: Connection | None = None) -> bool:
         return self._locks.rebuild_running(conn)
 
-    # -- revisions --------------------------------------------------------------------------------------------
+    # -- named values (meta_values) and the content as a whole (contents) ---------------------------------------
 
-    mark_rebuilt = staticmethod(revisions.mark_rebuilt)
-    next_revision = staticmethod(revisions.next_revision)
+    mark_rebuilt = staticmethod(meta_values.mark_rebuilt)
+    next_revision = staticmethod(meta_values.next_revision)
+    empty = staticmethod(contents.empty)
+
+    def site_id(self, make: Callable[[], int]) -> int:
+        return meta_values.site_id(self.db, make)
 
     # -- bulk writes (bulk) -----------------------------------------------------------------------------------
 
@@ -164,6 +157,8 @@ class Manifest:
     def shards(self, conn: Connection | None = None) -> list[Shard]:
         return self._reader.shards(conn)
 
+    shard_revision = staticmethod(ShardReader.revision)
+
     def shard_rows(self, conn: Connection, section: str, shard_no: int
                    ) -> tuple[list[str], list[str | None], list[float | None]]:
         return self._reader.shard_rows(conn, section, shard_no)
@@ -172,8 +167,8 @@ class Manifest:
                     ) -> tuple[list[str], list[str | None], list[float | None]] | None:
         return self._reader.as_rebuilt(cur, mark, section, shard_no)
 
-    def _packed(self, cur: Any, mark: str, section: str, shard_no: int) -> tuple[Positions, packs.Columns]:
-        return self._reader.packed(cur, mark, section, shard_no)
+    def live_loc(self, conn: Connection, section: str, key: str) -> str | None:
+        return self._reader.live_loc(conn, section, key)
 
     def url_count(self) -> int:
         return self._reader.url_count()
@@ -216,3 +211,12 @@ class Manifest:
 
     def dead_letter_count(self) -> int:
         return self._dead_letters.count()
+
+    def newest_dead_letter_id(self) -> int:
+        return self._dead_letters.newest_id()
+
+    def dead_letters_after(self, letter_id: int) -> list[DeadLetter]:
+        return self._dead_letters.after(letter_id)
+
+    def newest_dead_letters(self, limit: int) -> list[DeadLetter]:
+        return self._dead_letters.newest(limit)

@@ -12,11 +12,12 @@ import os
 import sqlite3
 import threading
 import urllib.parse
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 
 from sitemap_keeper.snapshot.manifest.errors import ReadOnly
@@ -35,6 +36,10 @@ SQLITE_READ_CACHE_KIB = 8_192
 # each is then copied back once, not once per batch.
 WAL_AUTOCHECKPOINT = 20_000
 WRITER_WAIT = 600.0  # seconds a writer of this process waits for the write connection (SQLite itself waits 60)
+
+# Tables are created in a write transaction: in a deferred one, SQLite refuses the CREATE at once ("database
+# is locked", no waiting) when another connection, a replica's or a rebuild's, committed since its first read.
+_created: weakref.WeakKeyDictionary[Engine, set[MetaData]] = weakref.WeakKeyDictionary()
 
 
 def connect(database_url: str, writer: bool = False) -> Engine:
@@ -163,6 +168,25 @@ class Database:
             yield cur, self.mark
         finally:
             cur.close()
+
+    def ensure(self, table: Table) -> None:
+        """Create a table made on first use (schema.py) if it is not there yet."""
+        done = _created.setdefault(self.engine, set())
+        if table.metadata not in done:
+            with self.write() as conn:
+                table.metadata.create_all(conn)
+            done.add(table.metadata)
+
+    def has(self, table: Table, conn: Connection | None = None) -> bool:
+        """Whether a table made on first use exists; never creates it (for readers)."""
+        done = _created.setdefault(self.engine, set())
+        if table.metadata not in done:
+            with self.connection(conn) as c:
+                found = all(inspect(c).has_table(t.name) for t in table.metadata.tables.values())
+            if not found:
+                return False
+            done.add(table.metadata)
+        return True
 
     @contextmanager
     def connection(self, conn: Connection | None) -> Iterator[Connection]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
 @dataclass(slots=True)
@@ -71,3 +71,34 @@ class DeadLetter:
 
 def asdict(record: FileRecord) -> dict[str, Any]:
     return {name: getattr(record, name) for name in record.__slots__}
+
+
+class HoldRow(NamedTuple):
+    """The operator's hold, as stored (snapshot/hold.py gives it its meaning)."""
+
+    generation_id: str | None
+    since: float
+    by: str
+    reason: str | None
+
+
+class DiffRow(NamedTuple):
+    """What a generation changed in one section against the generation it was published on."""
+
+    section: str
+    base_id: str | None
+    added: int
+    removed: int
+    changed: int
+
+
+class Submission(NamedTuple):
+    """What one IndexNow endpoint did with one generation's URLs."""
+
+    endpoint: str
+    urls: int
+    batches: int
+    submitted: int
+    statuses: dict[int, int]  # answer status -> how many times (0: no answer)
+    gave_up: bool
+    message: str

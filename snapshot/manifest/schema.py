@@ -8,9 +8,9 @@ and a rollback or an operator's manual switch needs no bookkeeping.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Float, Index, Integer, LargeBinary, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, LargeBinary, MetaData, String, Table, Text
 
-metadata = MetaData()
+metadata = MetaData()  # the tables every manifest has, made by `Manifest.create`
 
 
 def _name(length: int) -> String:
@@ -142,6 +142,23 @@ news_articles = Table(
     Column("xml", Text, nullable=False),
 )
 Index("ix_news_articles_published", news_articles.c.published_ts)
+
+
+def news_articles_staging(md: MetaData) -> Table:
+    """A rebuild's articles as it loads them: no key (a source may repeat one), `seq` in source order."""
+    return Table(
+        "news_articles_staging", md,
+        Column("section", news_articles.c.section.type, nullable=False),  # compared byte by byte, as there
+        Column("key", news_articles.c.key.type, nullable=False),
+        Column("shard_no", Integer, nullable=False),
+        Column("loc", String(2048), nullable=False),
+        Column("published", String(40), nullable=False),
+        Column("published_ts", Float, nullable=False),
+        Column("xml", Text, nullable=False),
+        Column("seq", Integer, nullable=False),
+    )
+
+
 news_shards = Table(
     "news_shards", metadata,
     Column("section", _name(64), primary_key=True),
@@ -169,3 +186,52 @@ REVISION = "revision"
 # The revision the last rebuild gave every shard. A shard still at it is exactly what its packs hold (no event
 # has touched it since), so it renders from them alone: no read of its documents rows, no index needed.
 PACKED_REVISION = "packed_revision"
+SITE_ID = "site_id"  # the manifest's identity (snapshot/ownership.py)
+
+# Tables made on first write by the feature that keeps them, each in a MetaData of its own: a manifest made before
+# the feature has none, and a reader (`Manifest.open_existing`) creates nothing (`Manifest.has_tables`).
+
+# The operator's hold (snapshot/hold.py): at most one row, HOLD_ID.
+holds = Table(
+    "sitemaps_hold", MetaData(),
+    Column("id", Integer, primary_key=True),  # always HOLD_ID: at most one hold
+    Column("generation_id", String(40)),  # live when the hold was set (the rollback's target)
+    Column("held_since", Float, nullable=False),
+    Column("held_by", String(200), nullable=False),
+    Column("reason", Text),
+)
+HOLD_ID = 1
+
+# What each generation changed against the one it was published on, per section (snapshot/diff.py).
+generation_diffs = Table(
+    "generation_diffs", MetaData(),
+    Column("generation_id", String(40), primary_key=True),
+    Column("section", String(64), primary_key=True),
+    Column("base_id", String(40)),
+    Column("added", BigInteger, nullable=False),
+    Column("removed", BigInteger, nullable=False),
+    Column("changed", BigInteger, nullable=False),
+)
+
+# What each IndexNow endpoint did with a generation's URLs (snapshot/indexnow.py).
+submissions = Table(
+    "indexnow_submissions", MetaData(),
+    Column("generation_id", String(40), primary_key=True),
+    Column("endpoint", String(500), primary_key=True),
+    Column("finished_at", Float, nullable=False),
+    Column("urls", BigInteger, nullable=False),
+    Column("batches", Integer, nullable=False),
+    Column("submitted", BigInteger, nullable=False),
+    Column("statuses", Text, nullable=False),  # JSON {"200": 3, "429": 1}
+    Column("gave_up", Boolean, nullable=False),
+    Column("message", Text, nullable=False),
+)
+
+# Consumed positions of the event sources (incremental/offsets.py): (topic, partition) -> next offset.
+offsets = Table(
+    "sitemaps_offsets", MetaData(),
+    Column("topic", String(1024), primary_key=True),
+    Column("partition_no", Integer, primary_key=True),
+    Column("next_offset", BigInteger, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)

@@ -4,7 +4,7 @@ loaded and no event changed since, from the shard's packs (snapshot/packs.py).""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, func, select
 
@@ -15,6 +15,21 @@ from sitemap_keeper.snapshot.manifest.records import Shard
 from sitemap_keeper.snapshot.manifest.schema import PACKED_REVISION, meta, shard_packs, shards
 
 
+class PackColumns(NamedTuple):
+    """The columns of a shard's entries in its packs (snapshot/packs.py), one entry per document."""
+
+    keys: list[str]
+    versions: list[int | None]
+    locs: list[str]
+    lastmods: list[str | None]
+    stamps: list[float | None]  # lastmod_ts
+    sizes: list[int]
+    xmls: list[str]
+
+
+NO_PACKS = PackColumns([], [], [], [], [], [], [])
+
+
 class ShardReader:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -23,6 +38,13 @@ class ShardReader:
         query = select(shards).order_by(shards.c.section, shards.c.shard_no)
         with self.db.connection(conn) as c:
             return [Shard(*row) for row in c.execute(query)]
+
+    @staticmethod
+    def revision(conn: Connection, section: str, shard_no: int) -> int | None:
+        """The shard's revision; None when there is no such shard."""
+        return conn.execute(
+            select(shards.c.revision).where(shards.c.section == section, shards.c.shard_no == shard_no)
+        ).scalar()
 
     def shard_rows(self, conn: Connection, section: str, shard_no: int
                    ) -> tuple[list[str], list[str | None], list[float | None]]:
@@ -41,7 +63,7 @@ class ShardReader:
             packed = [i for i, xml in enumerate(xmls) if xml is None]
             if packed:  # their content is in the shard's packs
                 at, cols = self.packed(cur, mark, section, shard_no)
-                pxmls, plastmods, pstamps = cols[6], cols[3], cols[4]
+                pxmls, plastmods, pstamps = cols.xmls, cols.lastmods, cols.stamps
                 for i in packed:
                     p = at[keys[i]]
                     xmls[i], lastmods[i], stamps[i] = pxmls[p], plastmods[p], pstamps[p]
@@ -61,11 +83,25 @@ class ShardReader:
         return (xmls, lastmods, stamps) if len(xmls) == found[0] else None
 
     @staticmethod
-    def packed(cur: Any, mark: str, section: str, shard_no: int) -> tuple[Positions, packs.Columns]:
+    def packed(cur: Any, mark: str, section: str, shard_no: int) -> tuple[Positions, PackColumns]:
         """The columns of one shard's packs, and where each key is in them (a later copy wins); every packed
         row of the shard must be there."""
         cols = pack_columns(cur, mark, section, shard_no)
-        return Positions(section, shard_no, zip(cols[0], range(len(cols[0])), strict=True)), cols
+        return Positions(section, shard_no, zip(cols.keys, range(len(cols.keys)), strict=True)), cols
+
+    def live_loc(self, conn: Connection, section: str, key: str) -> str | None:
+        """The URL a document is at (its row, or its shard's packs); None if it is not live."""
+        with self.db.cursor(conn) as (cur, mark):
+            cur.execute(f"SELECT shard_no, loc, xml IS NULL FROM documents WHERE section = {mark} AND key = {mark} "
+                        "AND size > 0", (section, key))
+            row = cur.fetchone()
+            if row is None:
+                return None
+            shard_no, loc, packed = row
+            if not packed:
+                return str(loc)
+            at, cols = self.packed(cur, mark, section, shard_no)
+            return str(cols.locs[at[key]])
 
     def url_count(self) -> int:
         with self.db.engine.connect() as conn:
@@ -91,11 +127,11 @@ class ShardReader:
                             (shard.section, shard.shard_no))
                 rows = cur.fetchall()
                 at, cols = self.packed(cur, mark, shard.section, shard.shard_no) if any(r[3] for r in rows) \
-                    else (Positions(shard.section, shard.shard_no, ()), [])
+                    else (Positions(shard.section, shard.shard_no, ()), NO_PACKS)
                 for key, loc, lastmod, is_packed in rows:
                     if is_packed:
                         p = at[key]
-                        loc, lastmod = cols[2][p], cols[3][p]
+                        loc, lastmod = cols.locs[p], cols.lastmods[p]
                     yield shard.section, key, loc, lastmod
 
 
@@ -107,11 +143,11 @@ def _from_packs(cur: Any, mark: str, section: str, shard_no: int
     return [xmls[i] for i in order], [lastmods[i] for i in order], [stamps[i] for i in order]
 
 
-def pack_columns(cur: Any, mark: str, section: str, shard_no: int) -> packs.Columns:
+def pack_columns(cur: Any, mark: str, section: str, shard_no: int) -> PackColumns:
     """The columns of one shard's entries in its packs, in source order."""
     cur.execute(f"SELECT entry_from, entry_to, data FROM {shard_packs.name} "
                 f"WHERE section = {mark} AND shard_no = {mark} ORDER BY seq", (section, shard_no))
-    return packs.shard_columns([(a, b, bytes(data)) for a, b, data in cur.fetchall()])
+    return PackColumns(*packs.shard_columns([(a, b, bytes(data)) for a, b, data in cur.fetchall()]))
 
 
 class Positions(dict[str, int]):
