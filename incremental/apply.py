@@ -23,8 +23,6 @@ from typing import Final, cast
 
 from sqlalchemy import Connection
 
-from sitemap_keeper.incremental import document_rows
-from sitemap_keeper.incremental.document_rows import ROW_LOC, ROW_SIZE, STORED_SHARD_NO, Ident, Row, Stored
 from sitemap_keeper.incremental.events import (
     ARTICLE,
     DELETE_FIELDS,
@@ -43,7 +41,8 @@ from sitemap_keeper.snapshot import owners
 from sitemap_keeper.snapshot.crashpoints import checkpoint
 from sitemap_keeper.snapshot.document import Rules
 from sitemap_keeper.snapshot.limits import Limits
-from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest import Manifest, document_rows
+from sitemap_keeper.snapshot.manifest.document_rows import ROW_LOC, ROW_SIZE, STORED_SHARD_NO, Ident, Row, Stored
 from sitemap_keeper.snapshot.manifest.errors import RebuildRunning
 from sitemap_keeper.snapshot.manifest.records import Counts
 from sitemap_keeper.snapshot.news import Article, Change, news_sections, write_changes
