@@ -24,7 +24,7 @@ from sitemap_keeper.snapshot.bounded import bounded_map
 from sitemap_keeper.snapshot.crashpoints import checkpoint
 from sitemap_keeper.snapshot.document import MAX_DOCUMENT_BYTES, InvalidDocument, Rules, load_json
 from sitemap_keeper.snapshot.limits import MAX_SHRINK, Limits, check_max_shrink, shrinks_too_far
-from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest import Manifest, url_claims
 from sitemap_keeper.snapshot.manifest.bulk import DocumentRun
 from sitemap_keeper.snapshot.manifest.connection import SQLITE_CACHE_KIB
 from sitemap_keeper.snapshot.manifest.records import Counts
@@ -315,7 +315,7 @@ class Rebuilder:
             self.manifest.load_documents(conn, self.staging["documents"].name, batch.documents)
             self.manifest.bulk_insert(conn, self.staging["shard_packs"].name, [c.name for c in shard_packs.c],
                                       batch.packs)
-            owners.load_claims(self.manifest, conn, self.staging["loc_owners"].name, batch.claims)
+            url_claims.load_runs(self.manifest, conn, self.staging["loc_owners"].name, batch.claims)
             Manifest.add_dead_letters(conn, batch.letters)
             self.manifest.bulk_insert(conn, self.news_staging.name, [c.name for c in self.news_staging.c], batch.news)
 
@@ -433,8 +433,8 @@ class Rebuilder:
                 loc = self._drop(conn, section, key, cache)
                 letters.append(("rebuild", owners.refusal(loc, owners.Holder(*holder[:2])),
                                 orjson.dumps({"section": section, "key": key, "loc": loc})))
-        for i in range(0, len(holders), owners.KEYS_PER_QUERY):
-            conn.execute(t.delete().where(t.c.loc_hash.in_(list(holders)[i:i + owners.KEYS_PER_QUERY])))
+        for i in range(0, len(holders), url_claims.KEYS_PER_QUERY):
+            conn.execute(t.delete().where(t.c.loc_hash.in_(list(holders)[i:i + url_claims.KEYS_PER_QUERY])))
         if holders:
             conn.execute(t.insert(), [{"loc_hash": h, "section": s, "key": k, "ord": o}
                                       for h, (s, k, o) in holders.items()])
@@ -501,7 +501,7 @@ class LoadBatch:
     documents: list[DocumentRun] = field(default_factory=list)
     size: int = 0  # documents in `documents`
     packs: list[PackRange] = field(default_factory=list)
-    claims: list[owners.ClaimRun] = field(default_factory=list)
+    claims: list[url_claims.ClaimRun] = field(default_factory=list)
     letters: list[Rejected] = field(default_factory=list)
     news: list[StagedArticle] = field(default_factory=list)
 
