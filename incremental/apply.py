@@ -44,8 +44,9 @@ from sitemap_keeper.snapshot.limits import Limits
 from sitemap_keeper.snapshot.manifest import Manifest, document_rows, url_claims
 from sitemap_keeper.snapshot.manifest.document_rows import ROW_LOC, ROW_SIZE, STORED_SHARD_NO, Ident, Row, Stored
 from sitemap_keeper.snapshot.manifest.errors import RebuildRunning
+from sitemap_keeper.snapshot.manifest.news_rows import news_sections
 from sitemap_keeper.snapshot.manifest.records import Counts
-from sitemap_keeper.snapshot.news import Article, Change, news_sections, write_changes
+from sitemap_keeper.snapshot.news import Article, Change, write_changes
 from sitemap_keeper.snapshot.owners import Holder
 from sitemap_keeper.snapshot.workers import worker_pool
 

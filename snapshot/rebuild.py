@@ -24,7 +24,7 @@ from sitemap_keeper.snapshot.bounded import bounded_map
 from sitemap_keeper.snapshot.crashpoints import checkpoint
 from sitemap_keeper.snapshot.document import MAX_DOCUMENT_BYTES, InvalidDocument, Rules, load_json
 from sitemap_keeper.snapshot.limits import MAX_SHRINK, Limits, check_max_shrink, shrinks_too_far
-from sitemap_keeper.snapshot.manifest import Manifest, url_claims
+from sitemap_keeper.snapshot.manifest import Manifest, news_rows, url_claims
 from sitemap_keeper.snapshot.manifest.bulk import DocumentRun
 from sitemap_keeper.snapshot.manifest.connection import SQLITE_CACHE_KIB
 from sitemap_keeper.snapshot.manifest.records import Counts
@@ -37,7 +37,7 @@ from sitemap_keeper.snapshot.manifest.schema import (
     shard_packs,
     shards,
 )
-from sitemap_keeper.snapshot.news import Article, Placer, StagedArticle, parse_news, swap_in
+from sitemap_keeper.snapshot.news import Article, Placer, StagedArticle, parse_news
 from sitemap_keeper.snapshot.packs import pack, unpack, without
 from sitemap_keeper.snapshot.refusals import EmptyManifest
 from sitemap_keeper.snapshot.render import SHARD_OVERHEAD, document_row, fast_rows
@@ -350,7 +350,7 @@ class Rebuilder:
             refused = self._one_per_url(conn, suffix, cache)
             revision = Manifest.next_revision(conn)
             Manifest.mark_rebuilt(conn, revision)
-            swap_in(conn, self.news_staging, revision)
+            news_rows.swap_in(conn, self.news_staging, revision)
             conn.execute(text(f"DROP TABLE {self.news_staging.name}"))
             if duplicates or refused:  # count again what is left (a scan of every row: only then)
                 conn.execute(self.staging["shards"].insert().from_select(
