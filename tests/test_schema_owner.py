@@ -35,11 +35,7 @@ def test_tables_are_defined_only_in_the_schema_module() -> None:
 MANIFEST = ROOT / "snapshot" / "manifest"
 SCHEMA_MODULE = "sitemap_keeper.snapshot.manifest.schema"
 # Modules outside the manifest package still allowed a table of the schema, each with the reason:
-TABLE_USERS: dict[str, str] = {
-    # The rebuild's staging tables are copies of the schema's (`Table.to_metadata`), loaded, checked and swapped
-    # in by the rebuild itself.
-    "snapshot/rebuild.py": "staging tables made from the schema's tables",
-}
+TABLE_USERS: dict[str, str] = {}
 
 
 def tables_of_the_schema() -> set[str]:

@@ -14,6 +14,7 @@
 - document_rows: the documents rows of the apply path, through the driver;
 - url_claims: which document holds each URL, and the claims waiting for one;
 - news_rows: the news window's articles, shards and files' expiries;
+- staging: a rebuild's new manifest, loaded beside the live one and swapped in;
 - holds, diffs, submissions, offsets: the tables a feature makes on first use (the operator's hold, what each
   generation changed, IndexNow's outcomes, the event sources' positions), each reached as an attribute;
 - records, errors: what the operations return and raise.
