@@ -4,7 +4,7 @@ beside the parts it sits next to, on the same machine at the same moment.
     python bench/bench_owners.py [--documents 200000]
 
 Prints microseconds per document: the URL hash (in the rebuild's workers and in the applying process), the
-claims' load (json_each, as `owners.load_claims`) beside the documents rows' load (as `Manifest.load_documents`),
+claims' load (json_each, as `url_claims.load_runs`) beside the documents rows' load (as `Manifest.load_documents`),
 the claims' unique index beside the documents' key index, and the apply path in this process (batches of 20,000
 new documents, then 20,000 updates, on SQLite, best of 3). Run by hand; never part of the tests.
 """

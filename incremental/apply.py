@@ -23,8 +23,6 @@ from typing import Final, cast
 
 from sqlalchemy import Connection
 
-from sitemap_keeper.incremental import document_rows
-from sitemap_keeper.incremental.document_rows import ROW_LOC, ROW_SIZE, STORED_SHARD_NO, Ident, Row, Stored
 from sitemap_keeper.incremental.events import (
     ARTICLE,
     DELETE_FIELDS,
@@ -43,10 +41,12 @@ from sitemap_keeper.snapshot import owners
 from sitemap_keeper.snapshot.crashpoints import checkpoint
 from sitemap_keeper.snapshot.document import Rules
 from sitemap_keeper.snapshot.limits import Limits
-from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest import Manifest, document_rows, url_claims
+from sitemap_keeper.snapshot.manifest.document_rows import ROW_LOC, ROW_SIZE, STORED_SHARD_NO, Ident, Row, Stored
 from sitemap_keeper.snapshot.manifest.errors import RebuildRunning
+from sitemap_keeper.snapshot.manifest.news_rows import news_sections
 from sitemap_keeper.snapshot.manifest.records import Counts
-from sitemap_keeper.snapshot.news import Article, Change, news_sections, write_changes
+from sitemap_keeper.snapshot.news import Article, Change, write_changes
 from sitemap_keeper.snapshot.owners import Holder
 from sitemap_keeper.snapshot.workers import worker_pool
 
@@ -259,16 +259,16 @@ class _Waiting:
 
     watch: bool  # whether any claim waits (then events applied replace their key's older claims)
     index: dict[Ident, list[int]] | None  # the stored claims' documents and URL hashes (None: too many to hold)
-    of: dict[Ident, list[owners.Wait]] = field(default_factory=dict)  # by document, of those loaded or made here
+    of: dict[Ident, list[url_claims.Wait]] = field(default_factory=dict)  # by document, of those loaded or made here
     replaced: dict[Ident, int | None] = field(default_factory=dict)  # keys applied, not loaded: newest version
-    gone: dict[tuple[int, str, str], owners.Wait] = field(default_factory=dict)  # stored ones to delete
+    gone: dict[tuple[int, str, str], url_claims.Wait] = field(default_factory=dict)  # stored ones to delete
     letters: list[tuple[str, str, bytes] | None] = field(default_factory=list)  # refusals' letters, to write
     withdrawn: list[int] = field(default_factory=list)  # written letters to delete
     seq: int | None = None  # the next claim's place in the queue
 
     @staticmethod
     def of_table(conn: Connection) -> _Waiting:
-        rows = owners.waiting_index(conn)
+        rows = url_claims.waiting_index(conn, owners.INDEX_MAX + 1)
         index: dict[Ident, list[int]] | None = None
         if len(rows) <= owners.INDEX_MAX:
             index = {}
@@ -280,12 +280,12 @@ class _Waiting:
         """Whether this document may have stored claims waiting."""
         return self.index is None or ident in self.index
 
-    def drop(self, wait: owners.Wait) -> None:
+    def drop(self, wait: url_claims.Wait) -> None:
         """Take a claim out of the table."""
         if wait.stored:
             self.gone[wait.row_key] = wait
 
-    def withdraw(self, wait: owners.Wait, counts: Counts, applied: bool) -> None:
+    def withdraw(self, wait: url_claims.Wait, counts: Counts, applied: bool) -> None:
         """The claim is applied, or replaced by a newer event of its key: the dead letters it stands for go,
         their events counted stale (the claim's own one applied, if it is)."""
         self.withdrawn += wait.letters
@@ -377,7 +377,7 @@ class ApplyBatch:
 
     # -- claims waiting for a URL (snapshot/owners.py) -----------------------------------------------------
 
-    def _waits_of(self, ident: Ident) -> list[owners.Wait]:
+    def _waits_of(self, ident: Ident) -> list[url_claims.Wait]:
         """The claims of a document waiting, as this batch leaves them (its stored ones loaded on first use)."""
         w = self.waiting
         found = w.of.get(ident)
@@ -385,7 +385,7 @@ class ApplyBatch:
             found = w.of[ident] = []
             applied = ident in w.replaced
             mark = w.replaced.pop(ident, None)
-            for wait in owners.waiting_of(self.conn, [ident]) if w.stored(ident) else ():
+            for wait in url_claims.waiting_of(self.conn, [ident]) if w.stored(ident) else ():
                 if applied and owners.replaces(mark, wait.version):
                     w.drop(wait)
                     w.withdraw(wait, self.counts, applied=False)
@@ -431,20 +431,20 @@ class ApplyBatch:
                 kept.append(wait)
         if all(wait.loc_hash != h for wait in kept):  # else a newer claim of its key waits for this URL
             if w.seq is None:
-                w.seq = owners.next_seq(self.conn)
-            kept.append(owners.Wait(h, *ident, w.seq, version, loc, source, raw, letters, fresh))
+                w.seq = url_claims.next_seq(self.conn)
+            kept.append(url_claims.Wait(h, *ident, w.seq, version, loc, source, raw, letters, fresh))
             w.seq += 1
         w.of[ident] = kept
 
-    def free_claims(self, holders: Iterable[Ident]) -> list[owners.Wait]:
+    def free_claims(self, holders: Iterable[Ident]) -> list[url_claims.Wait]:
         """The waiting claims whose URL is free (`holders`: the documents whose URLs may have been freed since
         the last look), oldest first."""
         w = self.waiting
         if not w.watch:
             return []
         if w.index is None:
-            for wait, holder in owners.waiting_for(self.conn, holders):
-                self.owners.setdefault(wait.loc_hash, (holder.section, holder.key))
+            for wait, holder in url_claims.waiting_for(self.conn, holders):
+                self.owners.setdefault(wait.loc_hash, holder)
                 self._waits_of(wait.ident)
         else:
             self._load_owners({h for hashes in w.index.values() for h in hashes})
@@ -460,14 +460,14 @@ class ApplyBatch:
         """The recorded claimants of these URL hashes not known here yet (None: no claimant)."""
         unknown = hashes - self.owners.keys()
         if unknown:
-            self.owners.update(owners.load(self.manifest, self.conn, unknown))
+            self.owners.update(url_claims.holders(self.manifest, self.conn, unknown))
             self.owners.update(dict.fromkeys(unknown - self.owners.keys()))
 
-    def _free(self, wait: owners.Wait) -> bool:
+    def _free(self, wait: url_claims.Wait) -> bool:
         holder = self.owners.get(wait.loc_hash)
         return holder is None or holder == wait.ident or not self._holds(holder, wait.loc)
 
-    def retry(self, wait: owners.Wait, ops: Sequence[UpsertRow | NewsUpsertRow | DeleteRow]) -> bool:
+    def retry(self, wait: url_claims.Wait, ops: Sequence[UpsertRow | NewsUpsertRow | DeleteRow]) -> bool:
         """Apply a waiting claim's event again (no ops: it is no longer valid, and waits no more). Returns
         whether it was applied: then the dead letters it stands for are withdrawn. Still refused, it waits on;
         stale, it waits no more."""
@@ -518,7 +518,7 @@ class ApplyBatch:
         fresh_urls = {h for op, h in zip(ops, hashes, strict=True)
                       if len(op) != DELETE_FIELDS and h not in self.owners}
         if fresh_urls:
-            self.owners.update(owners.load(self.manifest, self.conn, fresh_urls))
+            self.owners.update(url_claims.holders(self.manifest, self.conn, fresh_urls))
             self.owners.update(dict.fromkeys(fresh_urls - self.owners.keys()))
         docs = self.docs
         fresh = {ident for op in ops if (ident := (op[SECTION], op[KEY])) not in docs}  # not `- docs.keys()`: a copy
@@ -547,12 +547,12 @@ class ApplyBatch:
         w = self.waiting
         if not w.watch:
             return
-        for wait in owners.waiting_of(self.conn, w.replaced):  # of keys applied here, not loaded
+        for wait in url_claims.waiting_of(self.conn, w.replaced):  # of keys applied here, not loaded
             if owners.replaces(w.replaced[wait.ident], wait.version):
                 w.drop(wait)
                 w.withdraw(wait, self.counts, applied=False)
         new = [wait for waits in w.of.values() for wait in waits if not wait.stored]
-        owners.write_waiting(self.conn, w.gone.values(), w.letters, new, w.withdrawn)
+        url_claims.write_waiting(self.conn, w.gone.values(), w.letters, new, w.withdrawn)
         self.counts.rejected += sum(letter is not None for letter in w.letters) - len(w.withdrawn)
 
     def write(self, manifest: Manifest) -> None:
@@ -561,7 +561,7 @@ class ApplyBatch:
         conn = self.conn
         revision = Manifest.next_revision(conn)
         document_rows.write(manifest, conn, self.rows.values(), self.stored)
-        owners.write(manifest, conn, self.claims)
+        url_claims.record(manifest, conn, self.claims)
         manifest.placement.write(conn, [
             (s, n, st.url_count, st.byte_count, revision) for (s, n), st in self.shards.items() if st.touched
         ], list(self.open_shards.items()))

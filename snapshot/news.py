@@ -20,18 +20,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Table, func, insert, select, text
+from sqlalchemy import Connection
 
 from sitemap_keeper.snapshot.document import InvalidDocument, check_text, lastmod_timestamp, normalise_lastmod
-from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest import Manifest, news_rows
 from sitemap_keeper.snapshot.manifest.records import FileRecord
-from sitemap_keeper.snapshot.manifest.schema import news_articles, news_files, news_shards
 from sitemap_keeper.snapshot.render import escape
 
 NEWS_NS = "http://www.google.com/schemas/sitemap-news/0.9"
 WINDOW = 2 * 24 * 3600.0  # seconds: Google News reads articles published in the last two days
 MAX_ARTICLES = 1_000  # Google's limit of URLs per news sitemap file
-KEYS_PER_QUERY = 500  # keys per IN (...) query: below every database's parameter limit
 LANGUAGE_RE = re.compile(r"zh-cn|zh-tw|[a-z]{2,3}")  # ISO 639, as Google's XSD says (lower case)
 FIELDS = frozenset({"publication", "publication_date", "title"})
 PUBLICATION_FIELDS = frozenset({"name", "language"})
@@ -117,11 +115,6 @@ Change = tuple[str, str, Article | None]
 deleted)."""
 
 
-def news_sections(conn: Connection) -> set[str]:
-    """The sections with news shards: an upsert without news there may take an article away."""
-    return {s for (s,) in conn.execute(select(news_shards.c.section).distinct())}
-
-
 def capacity(max_urls: int) -> int:
     """Articles per news shard, under a site's URL limit per file (tests set tiny ones)."""
     return min(MAX_ARTICLES, max_urls)
@@ -143,13 +136,8 @@ def write_changes(manifest: Manifest, conn: Connection, changes: Iterable[Change
 
 def _write_section(manifest: Manifest, conn: Connection, section: str, articles: Mapping[str, Article | None],
                    revision: int, size: int) -> None:
-    t = news_articles
-    keys = sorted(articles)
-    held: dict[str, int] = {}
-    for i in range(0, len(keys), KEYS_PER_QUERY):
-        held.update({k: int(n) for k, n in conn.execute(
-            select(t.c.key, t.c.shard_no).where(t.c.section == section, t.c.key.in_(keys[i:i + KEYS_PER_QUERY])))})
-    counts = _shard_counts(conn, section)
+    held = news_rows.shards_of(conn, section, sorted(articles))
+    counts = news_rows.shard_counts(conn, section)
     open_no = max(counts, default=1)
     touched: set[int] = set()
     rows: list[tuple[Any, ...]] = []
@@ -169,16 +157,7 @@ def _write_section(manifest: Manifest, conn: Connection, section: str, articles:
             counts[shard_no] = counts.get(shard_no, 0) + 1
         touched.add(shard_no)
         rows.append((section, key, shard_no, article.loc, article.published, article.published_ts, article.xml))
-    for i in range(0, len(gone), KEYS_PER_QUERY):
-        conn.execute(t.delete().where(t.c.section == section, t.c.key.in_(gone[i:i + KEYS_PER_QUERY])))
-    manifest.upsert(conn, t, ("section", "key"), rows)
-    manifest.upsert(conn, news_shards, ("section", "shard_no"),
-                    [(section, n, counts[n], revision) for n in sorted(touched)])
-
-
-def _shard_counts(conn: Connection, section: str) -> dict[int, int]:
-    query = select(news_shards.c.shard_no, news_shards.c.article_count).where(news_shards.c.section == section)
-    return {int(n): int(c) for n, c in conn.execute(query)}
+    news_rows.write_section(manifest, conn, section, rows, gone, [(n, counts[n], revision) for n in sorted(touched)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,18 +184,13 @@ def plan_news(manifest: Manifest, live: str | None, base_files: Mapping[str, Fil
     """Which news files to render at `now`, which to copy from `live`, which to leave out."""
     cut = now - WINDOW
     with manifest.read() as conn:
-        revisions = {(s, int(n)): int(r) for s, n, r in conn.execute(
-            select(news_shards.c.section, news_shards.c.shard_no, news_shards.c.revision))}
-        current = conn.execute(
-            select(news_articles.c.section, news_articles.c.shard_no)
-            .where(news_articles.c.published_ts > cut).group_by(news_articles.c.section, news_articles.c.shard_no)
-            .order_by(news_articles.c.section, news_articles.c.shard_no)).all()
-        expiries = {} if live is None else dict(conn.execute(
-            select(news_files.c.name, news_files.c.expires_at).where(news_files.c.generation_id == live)).all())
+        revisions = news_rows.revisions(conn)
+        current = news_rows.shards_with_articles_after(conn, cut)
+        expiries = {} if live is None else news_rows.expiries_of(conn, live)
     result = NewsPlan([], [], [], None)
     names = set()
     for section, shard_no in current:
-        shard = NewsShard(section, int(shard_no), revisions.get((section, int(shard_no)), 0))
+        shard = NewsShard(section, shard_no, revisions.get((section, shard_no), 0))
         names.add(shard.name)
         old = base_files.get(shard.name)
         expires = expiries.get(shard.name)
@@ -242,36 +216,15 @@ class RenderedNews:
 
 def render_news(manifest: Manifest, shard: NewsShard, now: float) -> RenderedNews | None:
     """One news file as it must read at `now`; None when no article of the shard is in the window."""
-    t = news_articles
     with manifest.read() as conn:
-        revision = conn.execute(select(news_shards.c.revision).where(
-            news_shards.c.section == shard.section, news_shards.c.shard_no == shard.shard_no)).scalar()
-        rows = conn.execute(
-            select(t.c.xml, t.c.published, t.c.published_ts)
-            .where(t.c.section == shard.section, t.c.shard_no == shard.shard_no, t.c.published_ts > now - WINDOW)
-            .order_by(t.c.key)).all()
+        revision = news_rows.shard_revision(conn, shard.section, shard.shard_no)
+        rows = news_rows.articles_after(conn, shard.section, shard.shard_no, now - WINDOW)
     if not rows or revision is None:
         return None
     newest = max(rows, key=lambda r: r.published_ts)
     data = (NEWS_URLSET_OPEN + "".join(r.xml for r in rows) + "</urlset>\n").encode()
     return RenderedNews(shard, len(rows), newest.published, newest.published_ts,
-                        min(r.published_ts for r in rows) + WINDOW, data, int(revision))
-
-
-def record_expiries(manifest: Manifest, gen_id: str, expiries: Mapping[str, float]) -> None:
-    """Keep when each news file of generation `gen_id` goes stale (before the generation can go live)."""
-    with manifest.write() as conn:
-        conn.execute(news_files.delete().where(news_files.c.generation_id == gen_id))
-        if expiries:
-            conn.execute(news_files.insert(), [{"generation_id": gen_id, "name": name, "expires_at": at}
-                                               for name, at in sorted(expiries.items())])
-
-
-def live_expiries(manifest: Manifest, gen_id: str) -> dict[str, float]:
-    with manifest.engine.connect() as conn:
-        return {name: float(at) for name, at in conn.execute(
-            select(news_files.c.name, news_files.c.expires_at).where(news_files.c.generation_id == gen_id))}
-
+                        min(r.published_ts for r in rows) + WINDOW, data, revision)
 
 
 # -- the rebuild ------------------------------------------------------------------------------------------------
@@ -309,19 +262,3 @@ class Placer:
         self.seq += 1
         return (section, key, st.shard_no, article.loc, article.published, article.published_ts, article.xml,
                 self.seq)
-
-
-def swap_in(conn: Connection, staging: Table, revision: int) -> None:
-    """Replace the news window with a rebuild's articles (in its swap transaction); of a repeated key, the last
-    article in source order stays. Every news shard gets `revision`."""
-    conn.execute(news_articles.delete())
-    conn.execute(news_shards.delete())
-    last = select(staging.c.section, staging.c.key, func.max(staging.c.seq).label("seq")) \
-        .group_by(staging.c.section, staging.c.key).subquery()
-    kept = select(*[staging.c[c.name] for c in news_articles.c]).join_from(
-        staging, last, (staging.c.section == last.c.section) & (staging.c.key == last.c.key)
-        & (staging.c.seq == last.c.seq))
-    conn.execute(insert(news_articles).from_select([c.name for c in news_articles.c], kept))
-    conn.execute(text(
-        "INSERT INTO news_shards (section, shard_no, article_count, revision) "
-        "SELECT section, shard_no, count(*), :r FROM news_articles GROUP BY section, shard_no"), {"r": revision})

@@ -21,8 +21,9 @@ from sitemap_keeper.snapshot.crashpoints import checkpoint
 from sitemap_keeper.snapshot.document import instant
 from sitemap_keeper.snapshot.limits import MAX_SHRINK, Limits, check_max_shrink, shrinks_too_far
 from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.news_rows import live_expiries, record_expiries
 from sitemap_keeper.snapshot.manifest.records import FileRecord, Generation, Shard
-from sitemap_keeper.snapshot.news import NewsShard, capacity, live_expiries, plan_news, record_expiries, render_news
+from sitemap_keeper.snapshot.news import NewsShard, capacity, plan_news, render_news
 from sitemap_keeper.snapshot.refusals import EmptyManifest, ForeignLive, Held, SiteShrank
 from sitemap_keeper.snapshot.render import IndexEntry, gzip_pieces, index_entry_size, index_xml, shard_pieces
 from sitemap_keeper.snapshot.routers.base import Router

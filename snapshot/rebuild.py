@@ -16,28 +16,18 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import BigInteger, Connection, MetaData, func, literal, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection
 
 from sitemap_keeper.snapshot import owners
 from sitemap_keeper.snapshot.bounded import bounded_map
 from sitemap_keeper.snapshot.crashpoints import checkpoint
 from sitemap_keeper.snapshot.document import MAX_DOCUMENT_BYTES, InvalidDocument, Rules, load_json
 from sitemap_keeper.snapshot.limits import MAX_SHRINK, Limits, check_max_shrink, shrinks_too_far
-from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest import Manifest, url_claims
 from sitemap_keeper.snapshot.manifest.bulk import DocumentRun
-from sitemap_keeper.snapshot.manifest.connection import SQLITE_CACHE_KIB
 from sitemap_keeper.snapshot.manifest.records import Counts
-from sitemap_keeper.snapshot.manifest.schema import (
-    documents,
-    loc_owners,
-    loc_waiting,
-    news_articles_staging,
-    sections,
-    shard_packs,
-    shards,
-)
-from sitemap_keeper.snapshot.news import Article, Placer, StagedArticle, parse_news, swap_in
+from sitemap_keeper.snapshot.manifest.staging import PackRow, ShardTotals, Staging
+from sitemap_keeper.snapshot.news import Article, Placer, StagedArticle, parse_news
 from sitemap_keeper.snapshot.packs import pack, unpack, without
 from sitemap_keeper.snapshot.refusals import EmptyManifest
 from sitemap_keeper.snapshot.render import SHARD_OVERHEAD, document_row, fast_rows
@@ -48,10 +38,6 @@ BLOCK_SIZE = 1 << 20  # bytes of a JSON-lines source per task (about 5,000 docum
 IN_FLIGHT = 8  # tasks queued ahead per worker: enough to keep both cores busy, little memory
 LOAD_ROWS = 50_000  # documents per load transaction
 LOADS_AHEAD = 2  # load transactions queued behind the one running
-SQLITE_SORT_KIB = 16_384  # page cache while the indexes are built: a bigger one only costs memory
-TABLES = (documents, shards, sections, shard_packs, loc_owners)
-
-PackRow = tuple[int, int, int, bytes]  # (seq, entry_from, entry_to, data) of one shard's pack
 Payload = bytes | dict[str, Any]  # a JSON line, or a row of the application's database
 
 
@@ -195,12 +181,7 @@ class Rebuilder:
         self.limits = limits
         self.workers = workers
         self.runs = 0  # runs taken so far: a run's claims are ordered after every earlier run's
-        md = MetaData()
-        self.staging = {t.name: t.to_metadata(md, name=t.name + "_staging") for t in TABLES}
-        self.news_staging = news_articles_staging(md)
-        for t in self.staging.values():
-            for ix in list(t.indexes):
-                t.indexes.discard(ix)  # built after the load, under names of their own
+        self.staging = Staging(manifest)
 
     def rebuild(self, source: Iterable[Chunk], progress: Callable[[int], None] | None = None) -> Counts:
         """Load every document of `source` into a new manifest and swap it in. Returns the counts.
@@ -211,14 +192,10 @@ class Rebuilder:
             return self._rebuild(source, progress)
 
     def _rebuild(self, source: Iterable[Chunk], progress: Callable[[int], None] | None) -> Counts:
-        self._drop_staging()
-        with self.manifest.write() as conn:
-            for t in self.staging.values():
-                t.create(conn)
-            self.news_staging.create(conn)
+        self.staging.create()
         placer = Placer(self.limits.max_urls)
         counts = Counts()
-        totals: dict[tuple[str, int], tuple[int, int]] = {}  # (section, shard_no) -> (URLs, bytes), when full
+        totals: ShardTotals = {}  # of the shards when full
         sections_state: dict[str, OpenShard] = {}
         batch = LoadBatch()
         workers = max(1, self.workers)
@@ -247,7 +224,7 @@ class Rebuilder:
             while loads:
                 loads.popleft().result()
         if counts.applied == 0:  # never swap an empty manifest in: the next publish would drop the whole site
-            self._drop_staging()
+            self.staging.drop()
             raise EmptyManifest(f"no valid document in the source ({counts}): the manifest is left as it was")
         self._check_shrink(counts)
         checkpoint("rebuild-swap")
@@ -265,7 +242,7 @@ class Rebuilder:
         """
         before = self.manifest.url_count()  # appliers wait for the rebuild lock: nothing changes it meanwhile
         if shrinks_too_far(before, counts.applied, self.max_shrink):
-            self._drop_staging()
+            self.staging.drop()
             raise SourceShrank(
                 f"the source holds {counts.applied:,} valid documents and the manifest {before:,} URLs: this "
                 f"rebuild would remove {before - counts.applied:,} of them, more than the {self.max_shrink:.0%} "
@@ -273,7 +250,7 @@ class Rebuilder:
                 "raise --max-shrink (SITEMAPS_MAX_SHRINK; 1 allows any) to replace it anyway")
 
     def _add(self, batch: LoadBatch, run: Run, state: dict[str, OpenShard],
-             full: dict[tuple[str, int], tuple[int, int]]) -> None:
+             full: ShardTotals) -> None:
         """Give a run's documents their shards, filling the section's open shard in source order, and queue
         their rows and packs (one pack row per shard the run reaches)."""
         section, sizes = run.section, run.sizes
@@ -311,21 +288,15 @@ class Rebuilder:
     def _load(self, batch: LoadBatch) -> None:
         """Insert a packed documents row per document, and the packs."""
         checkpoint("rebuild-load")  # the workers are still running
-        with self.manifest.write() as conn:
-            self.manifest.load_documents(conn, self.staging["documents"].name, batch.documents)
-            self.manifest.bulk_insert(conn, self.staging["shard_packs"].name, [c.name for c in shard_packs.c],
-                                      batch.packs)
-            owners.load_claims(self.manifest, conn, self.staging["loc_owners"].name, batch.claims)
-            Manifest.add_dead_letters(conn, batch.letters)
-            self.manifest.bulk_insert(conn, self.news_staging.name, [c.name for c in self.news_staging.c], batch.news)
+        self.staging.load(batch.documents, batch.packs, batch.claims, batch.letters, batch.news)
 
-    def _finish(self, totals: dict[tuple[str, int], tuple[int, int]]) -> tuple[int, int]:
+    def _finish(self, totals: ShardTotals) -> tuple[int, int]:
         """Remove duplicate keys and second claims of a URL, index, count shards, swap the staging tables in.
         Returns (duplicates removed, documents refused for a URL an earlier one holds).
 
         `totals` are the shards' URLs and bytes as loaded: right unless documents had to be removed.
         """
-        docs = self.staging["documents"]
+        staging = self.staging
         suffix = os.urandom(4).hex()
         duplicates = 0
         cache: dict[tuple[str, int], list[PackRow]] = {}
@@ -333,47 +304,17 @@ class Rebuilder:
         # The index builds write tens of bytes per document: their copy back into the database file runs beside
         # the publish that follows, not in the commit (figures: docs/performance.md).
         with self.manifest.write(copy_back=False) as conn:
-            if self.manifest.dialect == "sqlite":  # the index builds' sorts take up to the page cache's size
-                conn.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_SORT_KIB}")
-                # Sorter threads, each up to that size too: the workers are idle by now, so their cores are free.
-                conn.exec_driver_sql(f"PRAGMA threads = {max(0, self.workers)}")
-            conn.execute(text(f"CREATE INDEX ix_documents_shard_{suffix} ON {docs.name} (section, shard_no, key)"))
-            try:
-                with conn.begin_nested():  # a savepoint: on PostgreSQL a failed statement spoils the transaction
-                    conn.execute(text(f"CREATE UNIQUE INDEX ux_documents_key_{suffix} ON {docs.name} (section, key)"))
-            except IntegrityError:  # the source repeated some keys: keep one copy of each, then index
-                dupes = conn.execute(select(docs.c.section, docs.c.key)
-                                     .group_by(docs.c.section, docs.c.key).having(func.count() > 1)).all()
-                for section, key in dupes:
+            # The workers are idle by now: their cores are free for the index builds' sorter threads.
+            staging.begin_index_builds(conn, self.workers)
+            staging.index_shards(conn, suffix)
+            if not staging.index_keys(conn, suffix):  # the source repeated some keys: keep one copy of each
+                for section, key in staging.repeated_keys(conn):
                     duplicates += self._keep_one(conn, section, key, cache)
-                conn.execute(text(f"CREATE UNIQUE INDEX ux_documents_key_{suffix} ON {docs.name} (section, key)"))
+                if not staging.index_keys(conn, suffix):
+                    raise AssertionError("a key still repeats after keeping one copy of each")
             refused = self._one_per_url(conn, suffix, cache)
-            revision = Manifest.next_revision(conn)
-            Manifest.mark_rebuilt(conn, revision)
-            swap_in(conn, self.news_staging, revision)
-            conn.execute(text(f"DROP TABLE {self.news_staging.name}"))
-            if duplicates or refused:  # count again what is left (a scan of every row: only then)
-                conn.execute(self.staging["shards"].insert().from_select(
-                    ["section", "shard_no", "url_count", "byte_count", "revision"],
-                    select(docs.c.section, docs.c.shard_no, func.count(), func.sum(docs.c.size),
-                           literal(revision, BigInteger))
-                    .group_by(docs.c.section, docs.c.shard_no)))
-            else:
-                self.manifest.bulk_insert(conn, self.staging["shards"].name, [c.name for c in shards.c], [
-                    (s, n, urls, size, revision) for (s, n), (urls, size) in sorted(totals.items()) if urls])
-            conn.execute(self.staging["sections"].insert().from_select(
-                ["name", "open_shard"],
-                select(self.staging["shards"].c.section, func.max(self.staging["shards"].c.shard_no))
-                .group_by(self.staging["shards"].c.section)))
-            for t in TABLES:
-                conn.execute(text(f"DROP TABLE {t.name}"))
-                conn.execute(text(f"ALTER TABLE {t.name}_staging RENAME TO {t.name}"))
-                if self.manifest.dialect == "postgresql" and t not in (documents, loc_owners):  # no primary key
-                    conn.execute(text(f"ALTER INDEX {t.name}_staging_pkey RENAME TO {t.name}_pkey"))
-            conn.execute(loc_waiting.delete())  # the claims waiting for URLs: the rebuild decided every URL
-            if self.manifest.dialect == "sqlite":
-                conn.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
-                conn.exec_driver_sql("PRAGMA threads = 0")
+            staging.swap_in(conn, None if duplicates or refused else totals)  # counted again only then
+            staging.end_index_builds(conn)
         return duplicates, refused
 
     def _keep_one(self, conn: Connection, section: str, key: str, cache: dict[tuple[str, int], list[PackRow]]
@@ -381,10 +322,8 @@ class Rebuilder:
         """Keep the copy of a repeated key that applying the source's lines in order would keep: a copy with a
         version no newer than the kept one's is stale; one without a version replaces it (the version stays).
         Returns the copies removed."""
-        docs, packs_table = self.staging["documents"], self.staging["shard_packs"]
-        where = (docs.c.section == section) & (docs.c.key == key)
         copies = []  # (shard_no, seq, position, version, size) in source order: shards and packs fill in order
-        for n in sorted({n for (n,) in conn.execute(select(docs.c.shard_no).where(where))}):
+        for n in self.staging.shards_of(conn, section, key):
             for seq, a, b, data in self._packs_of(conn, section, n, cache):
                 keys, versions, locs, _lastmods, _stamps, sizes, _xmls = unpack(data)
                 copies += [(n, seq, i, versions[i], sizes[i], locs[i]) for i in range(a, b) if keys[i] == key]
@@ -395,34 +334,26 @@ class Rebuilder:
             kept, version = copy, copy[3] if copy[3] is not None else version
         n, seq, position, _v, size, loc = kept
         self._kept[section, key] = owners.loc_hash(loc)
-        conn.execute(docs.delete().where(where))
-        conn.execute(docs.insert().values(section=section, key=key, shard_no=n, version=version, size=size))
+        self.staging.delete_document(conn, section, key)
+        self.staging.insert_document(conn, section, key, n, version, size)
         # Every other copy is blanked in its pack, so each shard's packs hold exactly its documents (what lets an
         # untouched shard render from its packs alone: `Manifest.shard_rows`).
         for m in sorted({c[0] for c in copies if c is not kept}):
             stale = {c[1] for c in copies if c is not kept and c[0] == m}
             for pack_seq, _a, _b, data in self._packs_of(conn, section, m, cache):
                 if pack_seq in stale:
-                    conn.execute(packs_table.update().where(
-                        packs_table.c.section == section, packs_table.c.shard_no == m, packs_table.c.seq == pack_seq
-                    ).values(data=without(data, key, position if (m, pack_seq) == (n, seq) else None)))
+                    self.staging.set_pack(conn, section, m, pack_seq,
+                                          without(data, key, position if (m, pack_seq) == (n, seq) else None))
             cache.pop((section, m))
         return len(copies) - 1
 
     def _one_per_url(self, conn: Connection, suffix: str, cache: dict[tuple[str, int], list[PackRow]]) -> int:
         """Leave each URL to the first document that claims it in the source; dead-letter every later claimant
         (naming the holder), then index the claims. Returns the documents refused."""
-        t = self.staging["loc_owners"]
-        index = f"CREATE UNIQUE INDEX ux_loc_owners_{suffix} ON {t.name} (loc_hash)"
-        try:
-            with conn.begin_nested():
-                conn.execute(text(index))
-                return 0
-        except IntegrityError:  # a URL claimed twice (or a repeated key's claims): only then, scans
-            pass
-        repeated = select(t.c.loc_hash).group_by(t.c.loc_hash).having(func.count() > 1)
-        claims = conn.execute(select(t.c.loc_hash, t.c.section, t.c.key, t.c.ord)
-                              .where(t.c.loc_hash.in_(repeated)).order_by(t.c.loc_hash, t.c.ord)).all()
+        if self.staging.index_claims(conn, suffix):
+            return 0
+        # A URL claimed twice (or a repeated key's claims): only then, scans.
+        claims = self.staging.repeated_claims(conn)
         holders: dict[int, tuple[str, str, int]] = {}
         letters: list[tuple[str, str, bytes]] = []
         for h, section, key, order in claims:
@@ -433,29 +364,22 @@ class Rebuilder:
                 loc = self._drop(conn, section, key, cache)
                 letters.append(("rebuild", owners.refusal(loc, owners.Holder(*holder[:2])),
                                 orjson.dumps({"section": section, "key": key, "loc": loc})))
-        for i in range(0, len(holders), owners.KEYS_PER_QUERY):
-            conn.execute(t.delete().where(t.c.loc_hash.in_(list(holders)[i:i + owners.KEYS_PER_QUERY])))
-        if holders:
-            conn.execute(t.insert(), [{"loc_hash": h, "section": s, "key": k, "ord": o}
-                                      for h, (s, k, o) in holders.items()])
+        self.staging.keep_claims(conn, holders)
         Manifest.add_dead_letters(conn, letters)
-        conn.execute(text(index))
+        if not self.staging.index_claims(conn, suffix):
+            raise AssertionError("a URL is still claimed twice after leaving each its first claim")
         return len(letters)
 
     def _drop(self, conn: Connection, section: str, key: str, cache: dict[tuple[str, int], list[PackRow]]) -> str:
         """Take a document out of the staged manifest (its row, its packs' entries); returns its URL."""
-        docs, packs_table = self.staging["documents"], self.staging["shard_packs"]
-        where = (docs.c.section == section) & (docs.c.key == key)
-        shard_no = conn.execute(select(docs.c.shard_no).where(where)).scalar_one()
-        conn.execute(docs.delete().where(where))
+        (shard_no,) = self.staging.shards_of(conn, section, key)
+        self.staging.delete_document(conn, section, key)
         loc = ""
         for seq, a, b, data in self._packs_of(conn, section, shard_no, cache):
             cols = unpack(data)
             if key in cols[0][a:b]:
                 loc = cols[2][cols[0].index(key, a, b)]
-                conn.execute(packs_table.update().where(
-                    packs_table.c.section == section, packs_table.c.shard_no == shard_no, packs_table.c.seq == seq
-                ).values(data=without(data, key, None)))
+                self.staging.set_pack(conn, section, shard_no, seq, without(data, key, None))
         cache.pop((section, shard_no), None)
         return loc
 
@@ -466,17 +390,9 @@ class Rebuilder:
         if found is None:
             if len(cache) >= 4:
                 cache.pop(next(iter(cache)))
-            t = self.staging["shard_packs"]
-            found = cache[section, shard_no] = [
-                (seq, a, b, bytes(data)) for seq, a, b, data in conn.execute(
-                    select(t.c.seq, t.c.entry_from, t.c.entry_to, t.c.data)
-                    .where(t.c.section == section, t.c.shard_no == shard_no).order_by(t.c.seq))]
+            found = cache[section, shard_no] = self.staging.shard_packs(conn, section, shard_no)
         return found
 
-    def _drop_staging(self) -> None:
-        with self.manifest.write() as conn:
-            for t in (*self.staging.values(), self.news_staging):
-                conn.execute(text(f"DROP TABLE IF EXISTS {t.name}"))
 
 
 @dataclass(slots=True)
@@ -501,7 +417,7 @@ class LoadBatch:
     documents: list[DocumentRun] = field(default_factory=list)
     size: int = 0  # documents in `documents`
     packs: list[PackRange] = field(default_factory=list)
-    claims: list[owners.ClaimRun] = field(default_factory=list)
+    claims: list[url_claims.ClaimRun] = field(default_factory=list)
     letters: list[Rejected] = field(default_factory=list)
     news: list[StagedArticle] = field(default_factory=list)
 

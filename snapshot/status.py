@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sitemap_keeper.snapshot import diff, hold, indexnow, naming, owners, ownership
-from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot import diff, hold, indexnow, naming, ownership
+from sitemap_keeper.snapshot.manifest import Manifest, url_claims
 from sitemap_keeper.snapshot.publish import plan
 from sitemap_keeper.snapshot.routers.base import Router
 from sitemap_keeper.snapshot.stores.base import Store
@@ -64,7 +64,7 @@ def status(manifest: Manifest, store: Store, router: Router, base_url: str, now:
         "news_files_due": len(p.news),  # changed, or an article aged out of the window (snapshot/news.py)
         "news_next_expiry": p.news_expiry,  # when the next live news file is due (epoch seconds)
         "dead_letters": manifest.dead_letter_count(),
-        "waiting_url_claims": owners.waiting_claims(manifest),  # refused for a URL held, waiting for it
+        "waiting_url_claims": url_claims.waiting_claims(manifest),  # refused for a URL held, waiting for it
         "sitemap_lines": lines,
         "last_diff": _last_diff(manifest, live),
         "indexnow": indexnow.last_outcomes(manifest),

@@ -17,7 +17,7 @@ import pytest
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.snapshot import owners
 from sitemap_keeper.snapshot.limits import Limits
-from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest import Manifest, url_claims
 from sitemap_keeper.snapshot.manifest.records import Counts
 from sitemap_keeper.snapshot.rebuild import Chunk, Rebuilder, row_chunks
 from sitemap_keeper.snapshot.render import IndexEntry, index_xml
@@ -287,7 +287,7 @@ def locs(app: App) -> dict[str, str]:
 
 def waiting(app: App) -> int:
     with app.manifest.engine.connect() as conn:
-        return owners.waiting_count(conn)
+        return url_claims.waiting_count(conn)
 
 
 def batches(app: App, *events: list[dict[str, object]]) -> Counts:

@@ -370,9 +370,9 @@ def test_an_untouched_shard_renders_from_its_packs_as_from_its_rows(tmp_path: Pa
                 return {(s.section, s.shard_no): app.manifest.shard_rows(conn, s.section, s.shard_no)
                         for s in app.manifest.shards()}
 
-        with app.manifest.read() as conn, app.manifest._cursor(conn) as (cur, mark):
+        with app.manifest.read() as conn, app.manifest.driver_cursor(conn) as (cur, mark):
             from_packs = {(s.section, s.shard_no) for s in app.manifest.shards()
-                          if app.manifest._as_rebuilt(cur, mark, s.section, s.shard_no) is not None}
+                          if app.manifest.rows_as_rebuilt(cur, mark, s.section, s.shard_no) is not None}
         assert len(from_packs) == len(app.manifest.shards()) - 1
         assert (untouched.section, untouched.shard_no) in from_packs
         rendered = rows()

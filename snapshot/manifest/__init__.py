@@ -11,6 +11,10 @@
 - meta_values: the shard revision counter, the last rebuild's revision, the manifest's identity;
 - generations: the generation lifecycle and its files;
 - dead_letters: refused input;
+- document_rows: the documents rows of the apply path, through the driver;
+- url_claims: which document holds each URL, and the claims waiting for one;
+- news_rows: the news window's articles, shards and files' expiries;
+- staging: a rebuild's new manifest, loaded beside the live one and swapped in;
 - holds, diffs, submissions, offsets: the tables a feature makes on first use (the operator's hold, what each
   generation changed, IndexNow's outcomes, the event sources' positions), each reached as an attribute;
 - records, errors: what the operations return and raise.
@@ -119,7 +123,8 @@ class Manifest:
     def read(self) -> AbstractContextManager[Connection]:
         return self.db.read()
 
-    def _cursor(self, conn: Connection) -> AbstractContextManager[tuple[Any, str]]:
+    def driver_cursor(self, conn: Connection) -> AbstractContextManager[tuple[Any, str]]:
+        """A cursor of the database driver inside `conn`'s transaction, and its parameter mark."""
         return self.db.cursor(conn)
 
     def publish_lock(self, patience: float = 0.0) -> AbstractContextManager[None]:
@@ -163,8 +168,8 @@ class Manifest:
                    ) -> tuple[list[str], list[str | None], list[float | None]]:
         return self._reader.shard_rows(conn, section, shard_no)
 
-    def _as_rebuilt(self, cur: Any, mark: str, section: str, shard_no: int
-                    ) -> tuple[list[str], list[str | None], list[float | None]] | None:
+    def rows_as_rebuilt(self, cur: Any, mark: str, section: str, shard_no: int
+                        ) -> tuple[list[str], list[str | None], list[float | None]] | None:
         return self._reader.as_rebuilt(cur, mark, section, shard_no)
 
     def live_loc(self, conn: Connection, section: str, key: str) -> str | None:

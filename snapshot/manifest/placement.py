@@ -10,7 +10,7 @@ from sqlalchemy import Connection, select, tuple_
 from sitemap_keeper.snapshot.manifest.bulk import BulkLoader
 from sitemap_keeper.snapshot.manifest.schema import sections, shards
 
-CHUNK = 400  # shards per IN (...) query: well below every database's parameter limit
+SHARDS_PER_QUERY = 400  # shards per IN (...) query: well below every database's parameter limit
 
 
 class Placement:
@@ -28,9 +28,9 @@ class Placement:
         """(section, shard_no, url_count, byte_count) of these shards (those the manifest has)."""
         todo = sorted(wanted)
         key = tuple_(shards.c.section, shards.c.shard_no)
-        for i in range(0, len(todo), CHUNK):
+        for i in range(0, len(todo), SHARDS_PER_QUERY):
             query = select(shards.c.section, shards.c.shard_no, shards.c.url_count, shards.c.byte_count).where(
-                key.in_(todo[i:i + CHUNK]))
+                key.in_(todo[i:i + SHARDS_PER_QUERY]))
             yield from ((s, n, urls, size) for s, n, urls, size in conn.execute(query))
 
     def write(self, conn: Connection, shard_rows: list[tuple[str, int, int, int, int]],
