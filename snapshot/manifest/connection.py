@@ -34,6 +34,7 @@ SQLITE_CACHE_KIB = 65_536
 SQLITE_READ_CACHE_KIB = 8_192
 # Copy the WAL back every 20,000 pages (80 MiB), not 1,000: consecutive batches touch many of the same pages, and
 # each is then copied back once, not once per batch.
+KEYS_PER_QUERY = 500  # keys, hashes or ids per IN (...) query: well below every database's parameter limit
 WAL_AUTOCHECKPOINT = 20_000
 WRITER_WAIT = 600.0  # seconds a writer of this process waits for the write connection (SQLite itself waits 60)
 

@@ -13,9 +13,8 @@ from typing import Any, Final
 from sqlalchemy import Connection
 
 from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest.connection import KEYS_PER_QUERY
 from sitemap_keeper.snapshot.manifest.schema import DOCUMENT_COLUMNS, documents
-
-KEYS_PER_QUERY = 500  # keys per IN (...) query on SQLite: well below its parameter limit
 
 Ident = tuple[str, str]  # (section, key)
 Stored = tuple[int | None, int | None, int | None, int, bool]

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Row, Table, func, insert, select, text
 
+from sitemap_keeper.snapshot.manifest.connection import KEYS_PER_QUERY
 from sitemap_keeper.snapshot.manifest.schema import news_articles, news_files, news_shards
 
 if TYPE_CHECKING:
     from sitemap_keeper.snapshot.manifest import Manifest
 
-KEYS_PER_QUERY = 500  # keys per IN (...) query: below every database's parameter limit
 
 def news_sections(conn: Connection) -> set[str]:
     """The sections with news shards."""

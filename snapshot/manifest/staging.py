@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sitemap_keeper.snapshot.manifest import dead_letters as dead_letter_rows
 from sitemap_keeper.snapshot.manifest import meta_values, news_rows, url_claims
 from sitemap_keeper.snapshot.manifest.bulk import DocumentRun
-from sitemap_keeper.snapshot.manifest.connection import SQLITE_CACHE_KIB
+from sitemap_keeper.snapshot.manifest.connection import KEYS_PER_QUERY, SQLITE_CACHE_KIB
 from sitemap_keeper.snapshot.manifest.schema import (
     STAGING_SUFFIX,
     documents,
@@ -158,8 +158,8 @@ class Staging:
     def keep_claims(self, conn: Connection, holders: dict[int, tuple[str, str, int]]) -> None:
         """Leave each of these URLs one claim: its holder's (section, key, ord)."""
         t, hashes = self.claims, list(holders)
-        for i in range(0, len(hashes), url_claims.KEYS_PER_QUERY):
-            conn.execute(t.delete().where(t.c.loc_hash.in_(hashes[i:i + url_claims.KEYS_PER_QUERY])))
+        for i in range(0, len(hashes), KEYS_PER_QUERY):
+            conn.execute(t.delete().where(t.c.loc_hash.in_(hashes[i:i + KEYS_PER_QUERY])))
         if holders:
             conn.execute(t.insert(), [{"loc_hash": h, "section": s, "key": k, "ord": o}
                                       for h, (s, k, o) in holders.items()])

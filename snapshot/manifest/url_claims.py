@@ -12,12 +12,12 @@ import orjson
 from sqlalchemy import Connection, func, inspect, select, tuple_
 
 from sitemap_keeper.snapshot.manifest import dead_letters as dead_letter_rows
+from sitemap_keeper.snapshot.manifest.connection import KEYS_PER_QUERY
 from sitemap_keeper.snapshot.manifest.schema import loc_owners, loc_waiting
 
 if TYPE_CHECKING:
     from sitemap_keeper.snapshot.manifest import Manifest
 
-KEYS_PER_QUERY = 500  # hashes or documents per IN (...) query
 
 Ident = tuple[str, str]  # (section, key)
 
