@@ -53,15 +53,25 @@ from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
 
 
 def bench_app(workdir: Path, url: str | None) -> App:
-    return App(ServiceSettings(data_dir=workdir / "data", database_url=url, allowed_hosts=(synthetic.HOST,),
-                               publish_interval=3600, prune_interval=3600, http_host="127.0.0.1", http_port=0))
+    return App(
+        ServiceSettings(
+            data_dir=workdir / "data",
+            database_url=url,
+            allowed_hosts=(synthetic.HOST,),
+            publish_interval=3600,
+            prune_interval=3600,
+            http_host="127.0.0.1",
+            http_port=0,
+        )
+    )
 
 
 def prepared_app(workdir: Path, url: str | None, catalog: int) -> App:
     """A manifest holding `catalog` documents, published (`url` None: the data dir's own SQLite file)."""
     app = bench_app(workdir, url)
     Rebuilder(app.manifest, app.settings.rules, app.settings.limits).rebuild(
-        row_chunks("synthetic", synthetic.catalog(catalog)))
+        row_chunks("synthetic", synthetic.catalog(catalog))
+    )
     app.publisher.publish(full=True)
     return app
 
@@ -133,10 +143,14 @@ def cpu_note(app: App, url: str) -> Iterator[list[str]]:
     note: list[str] = []
     yield note
     server = sorted(set(server) | set(server_pids(url)))
-    main, parsing, db = (cpu_seconds([os.getpid()]) - before[0], cpu_seconds(workers) - before[1],
-                         cpu_seconds(server) - before[2])
-    note.append(f"CPU: applier {main:.1f}s + parsing workers {parsing:.1f}s"
-                + (f" + server {db:.1f}s" if server else ""))
+    main, parsing, db = (
+        cpu_seconds([os.getpid()]) - before[0],
+        cpu_seconds(workers) - before[1],
+        cpu_seconds(server) - before[2],
+    )
+    note.append(
+        f"CPU: applier {main:.1f}s + parsing workers {parsing:.1f}s" + (f" + server {db:.1f}s" if server else "")
+    )
 
 
 @contextmanager
@@ -185,8 +199,10 @@ def cached_app(kind: str, workdir: Path, catalog: int, cache: Path | None) -> It
 
 def throughput(kind: str, source: str, events: int, catalog: int, batch_size: int, cache: Path | None) -> None:
     """Apply `events` change events from a file or Kafka to a fresh manifest preloaded with `catalog`."""
-    with tempfile.TemporaryDirectory(prefix="bench-apply-", dir=cache) as tmp, \
-            cached_app(kind, Path(tmp), catalog, cache) as (app, url):
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-apply-", dir=cache) as tmp,
+        cached_app(kind, Path(tmp), catalog, cache) as (app, url),
+    ):
         workdir = Path(tmp)
         path = workdir / "events.jsonl"
         write_events(path, events, catalog)
@@ -232,11 +248,20 @@ def latency(samples: int, interval: float, catalog: int) -> None:
         app.close()
         path = workdir / "events.jsonl"
         path.write_bytes(b"")
-        env = {**os.environ, "SITEMAPS_DATA_DIR": str(workdir / "data"), "SITEMAPS_HTTP_PORT": "0",
-               "SITEMAPS_ALLOWED_HOSTS": synthetic.HOST, "SITEMAPS_PUBLISH_INTERVAL": str(interval),
-               "SITEMAPS_LOG_LEVEL": "WARNING"}
-        proc = subprocess.Popen([sys.executable, "-m", "sitemap_keeper", "run", "--follow", str(path)],
-                                env=env, stdout=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])
+        env = {
+            **os.environ,
+            "SITEMAPS_DATA_DIR": str(workdir / "data"),
+            "SITEMAPS_HTTP_PORT": "0",
+            "SITEMAPS_ALLOWED_HOSTS": synthetic.HOST,
+            "SITEMAPS_PUBLISH_INTERVAL": str(interval),
+            "SITEMAPS_LOG_LEVEL": "WARNING",
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sitemap_keeper", "run", "--follow", str(path)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            cwd=Path(__file__).resolve().parents[1],
+        )
         rnd = random.Random(2)
         waits = []
         try:
@@ -257,9 +282,12 @@ def latency(samples: int, interval: float, catalog: int) -> None:
             proc.terminate()
             proc.wait(60)
         waits.sort()
-        print(f"event -> served (publish interval {interval:g}s, catalog {catalog:,}): "
-              f"median {statistics.median(waits):.2f}s, p90 {waits[math.ceil(len(waits) * 0.9) - 1]:.2f}s, "
-              f"max {waits[-1]:.2f}s over {samples} events; target <= {interval + 1:g}s", flush=True)
+        print(
+            f"event -> served (publish interval {interval:g}s, catalog {catalog:,}): "
+            f"median {statistics.median(waits):.2f}s, p90 {waits[math.ceil(len(waits) * 0.9) - 1]:.2f}s, "
+            f"max {waits[-1]:.2f}s over {samples} events; target <= {interval + 1:g}s",
+            flush=True,
+        )
 
 
 def served(data_dir: Path, section: str, url: bytes) -> bool:

@@ -37,21 +37,37 @@ from sitemap_keeper.snapshot import synthetic
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 COLUMNS = [
     {"type": "int64", "optional": False, "field": "id"},
-    {"type": "int64", "optional": True, "name": "io.debezium.time.MicroTimestamp", "version": 1,
-     "field": "updated_at"},
+    {"type": "int64", "optional": True, "name": "io.debezium.time.MicroTimestamp", "version": 1, "field": "updated_at"},
     {"type": "string", "optional": True, "field": "changefreq"},
     {"type": "double", "optional": True, "field": "priority"},
     {"type": "string", "optional": True, "name": "io.debezium.data.Json", "version": 1, "field": "images"},
     {"type": "string", "optional": True, "name": "io.debezium.data.Json", "version": 1, "field": "alternates"},
     {"type": "boolean", "optional": False, "field": "published"},
-    {"type": "string", "optional": True, "name": "io.debezium.time.ZonedTimestamp", "version": 1,
-     "field": "deleted_at"},
+    {
+        "type": "string",
+        "optional": True,
+        "name": "io.debezium.time.ZonedTimestamp",
+        "version": 1,
+        "field": "deleted_at",
+    },
 ]
-SOURCE_FIELDS = [{"type": t, "optional": o, "field": n} for t, o, n in (
-    ("string", False, "version"), ("string", False, "connector"), ("string", False, "name"),
-    ("int64", False, "ts_ms"), ("boolean", True, "snapshot"), ("string", False, "db"), ("string", True, "sequence"),
-    ("string", False, "schema"), ("string", False, "table"), ("int64", True, "txId"), ("int64", True, "lsn"),
-    ("int64", True, "xmin"))]
+SOURCE_FIELDS = [
+    {"type": t, "optional": o, "field": n}
+    for t, o, n in (
+        ("string", False, "version"),
+        ("string", False, "connector"),
+        ("string", False, "name"),
+        ("int64", False, "ts_ms"),
+        ("boolean", True, "snapshot"),
+        ("string", False, "db"),
+        ("string", True, "sequence"),
+        ("string", False, "schema"),
+        ("string", False, "table"),
+        ("int64", True, "txId"),
+        ("int64", True, "lsn"),
+        ("int64", True, "xmin"),
+    )
+]
 
 
 def mapping_text(host: str = synthetic.HOST) -> str:
@@ -74,28 +90,57 @@ def mapping_text(host: str = synthetic.HOST) -> str:
 
 def schema(section: str) -> dict[str, Any]:
     row = {"type": "struct", "fields": COLUMNS, "optional": True, "name": f"bench.public.{section}.Value"}
-    return {"type": "struct", "optional": False, "name": f"bench.public.{section}.Envelope", "fields": [
-        {**row, "field": "before"}, {**row, "field": "after"},
-        {"type": "struct", "fields": SOURCE_FIELDS, "optional": False,
-         "name": "io.debezium.connector.postgresql.Source", "field": "source"},
-        {"type": "string", "optional": False, "field": "op"}, {"type": "int64", "optional": True, "field": "ts_ms"}]}
+    return {
+        "type": "struct",
+        "optional": False,
+        "name": f"bench.public.{section}.Envelope",
+        "fields": [
+            {**row, "field": "before"},
+            {**row, "field": "after"},
+            {
+                "type": "struct",
+                "fields": SOURCE_FIELDS,
+                "optional": False,
+                "name": "io.debezium.connector.postgresql.Source",
+                "field": "source",
+            },
+            {"type": "string", "optional": False, "field": "op"},
+            {"type": "int64", "optional": True, "field": "ts_ms"},
+        ],
+    }
 
 
 def debezium_message(event: dict[str, Any], envelope: bool) -> bytes:
     """The message Debezium's PostgreSQL connector writes for the row change behind a native event."""
     section, key, version = event["section"], int(event["key"]), event["version"]
-    source = {"version": "2.7.0.Final", "connector": "postgresql", "name": "bench", "ts_ms": 1733390000000,
-              "snapshot": False, "db": "app", "sequence": None, "schema": "public", "table": section,
-              "txId": version, "lsn": version, "xmin": None}
+    source = {
+        "version": "2.7.0.Final",
+        "connector": "postgresql",
+        "name": "bench",
+        "ts_ms": 1733390000000,
+        "snapshot": False,
+        "db": "app",
+        "sequence": None,
+        "schema": "public",
+        "table": section,
+        "txId": version,
+        "lsn": version,
+        "xmin": None,
+    }
     if event.get("op") == "delete":
         payload: dict[str, Any] = {"before": {"id": key}, "after": None, "source": source, "op": "d"}
     else:
         lastmod = dt.datetime.fromisoformat(event["lastmod"])
-        after = {"id": key, "updated_at": (lastmod - EPOCH) // dt.timedelta(microseconds=1),
-                 "changefreq": event["changefreq"], "priority": event["priority"],
-                 "images": orjson.dumps(event["images"]).decode() if "images" in event else None,
-                 "alternates": orjson.dumps(event["alternates"]).decode() if "alternates" in event else None,
-                 "published": True, "deleted_at": None}
+        after = {
+            "id": key,
+            "updated_at": (lastmod - EPOCH) // dt.timedelta(microseconds=1),
+            "changefreq": event["changefreq"],
+            "priority": event["priority"],
+            "images": orjson.dumps(event["images"]).decode() if "images" in event else None,
+            "alternates": orjson.dumps(event["alternates"]).decode() if "alternates" in event else None,
+            "published": True,
+            "deleted_at": None,
+        }
         payload = {"before": None, "after": after, "source": source, "op": "u"}
     payload["ts_ms"] = 1733390000100
     return orjson.dumps({"schema": schema(section), "payload": payload} if envelope else payload)
@@ -136,8 +181,12 @@ def main() -> None:
     ap.add_argument("--catalog", type=int, default=100_000)
     ap.add_argument("--batch-size", type=int, default=20_000)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--envelope", action=argparse.BooleanOptionalAction, default=True,
-                    help="Debezium messages with the schema envelope (schemas.enable=true)")
+    ap.add_argument(
+        "--envelope",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Debezium messages with the schema envelope (schemas.enable=true)",
+    )
     args = ap.parse_args()
     tune_gc()
     ratios = []
@@ -145,8 +194,10 @@ def main() -> None:
         native = run(args.database, "native", args.events, args.catalog, args.batch_size, args.envelope)
         dbz = run(args.database, "debezium", args.events, args.catalog, args.batch_size, args.envelope)
         ratios.append(dbz / native)
-    print(f"debezium / native: {', '.join(f'{r:.0%}' for r in ratios)}; median {statistics.median(ratios):.0%}",
-          flush=True)
+    print(
+        f"debezium / native: {', '.join(f'{r:.0%}' for r in ratios)}; median {statistics.median(ratios):.0%}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

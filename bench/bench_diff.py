@@ -98,48 +98,82 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-diff-", dir=args.workdir) as tmp:
         work = Path(tmp)
         data, url, logs = work / "data", f"sqlite:///{work / 'manifest.db'}", work / "logs"
-        env = {**os.environ, "SITEMAPS_DATA_DIR": str(data), "SITEMAPS_DATABASE_URL": url,
-               "SITEMAPS_ALLOWED_HOSTS": synthetic.HOST, "SITEMAPS_LOG_LEVEL": "WARNING",
-               "SITEMAPS_WORKERS": str(args.workers)}
+        env = {
+            **os.environ,
+            "SITEMAPS_DATA_DIR": str(data),
+            "SITEMAPS_DATABASE_URL": url,
+            "SITEMAPS_ALLOWED_HOSTS": synthetic.HOST,
+            "SITEMAPS_LOG_LEVEL": "WARNING",
+            "SITEMAPS_WORKERS": str(args.workers),
+        }
         step = cli(["rebuild", "--source", str(catalog)], env, logs)
         print(f"rebuild: {step.wall:.1f}s", file=sys.stderr, flush=True)
         version = 10
         for r in range(args.rounds):
-            for label in (list(pythons) if r % 2 == 0 else list(reversed(pythons))):
+            for label in list(pythons) if r % 2 == 0 else list(reversed(pythons)):
                 figures: dict[str, Any] = {"round": r}
                 for kind in ("events", "one"):
                     if kind == "events":
-                        source = events_file(work / "events.jsonl", args.events, args.documents, seed=100 + version,
-                                             first_version=version)
+                        source = events_file(
+                            work / "events.jsonl",
+                            args.events,
+                            args.documents,
+                            seed=100 + version,
+                            first_version=version,
+                        )
                     else:
                         source = work / "one.jsonl"
                         day = version // (args.events + 10)  # another lastmod each time
-                        source.write_bytes(orjson.dumps({**synthetic.document(args.documents // 3, version=version,
-                                                                              day=day), "op": "upsert"}) + b"\n")
+                        source.write_bytes(
+                            orjson.dumps(
+                                {**synthetic.document(args.documents // 3, version=version, day=day), "op": "upsert"}
+                            )
+                            + b"\n"
+                        )
                     version += args.events + 10
                     cli(["apply", str(source)], env, logs)
                     step = cli(["publish"], env, logs, python=pythons[label])
                     own = parsed(PUBLISHED, step)
                     timed = {}
                     for other, python in pythons.items():
-                        out = subprocess.run([python, __file__, "--workers", str(args.workers), "--time-diff",
-                                              str(data), url], env=env, check=True, capture_output=True, text=True)
+                        out = subprocess.run(
+                            [python, __file__, "--workers", str(args.workers), "--time-diff", str(data), url],
+                            env=env,
+                            check=True,
+                            capture_output=True,
+                            text=True,
+                        )
                         timed[other] = json.loads(out.stdout)
                     if len({t["sha256"] for t in timed.values()}) != 1:
                         raise SystemExit(f"the diffs differ: {timed}")
-                    figures[kind] = {"publisher_seconds": own["seconds"], "command_seconds": step.wall,
-                                     "ratio": step.wall / own["seconds"], "cpu_seconds": step.cpu,
-                                     "peak_rss_mib": step.peak_rss_mib, "rendered": own["rendered"],
-                                     "changes": timed[label]["changes"],
-                                     "diff_seconds": {other: t["seconds"] for other, t in timed.items()}}
-                    print(f"  round {r} {label} {kind}: publisher {own['seconds']:.2f}s, command {step.wall:.2f}s "
-                          f"(x{step.wall / own['seconds']:.2f}), diff "
-                          + ", ".join(f"{o} {t['seconds']:.3f}s" for o, t in timed.items())
-                          + f", {timed[label]['changes']} changes", file=sys.stderr, flush=True)
+                    figures[kind] = {
+                        "publisher_seconds": own["seconds"],
+                        "command_seconds": step.wall,
+                        "ratio": step.wall / own["seconds"],
+                        "cpu_seconds": step.cpu,
+                        "peak_rss_mib": step.peak_rss_mib,
+                        "rendered": own["rendered"],
+                        "changes": timed[label]["changes"],
+                        "diff_seconds": {other: t["seconds"] for other, t in timed.items()},
+                    }
+                    print(
+                        f"  round {r} {label} {kind}: publisher {own['seconds']:.2f}s, command {step.wall:.2f}s "
+                        f"(x{step.wall / own['seconds']:.2f}), diff "
+                        + ", ".join(f"{o} {t['seconds']:.3f}s" for o, t in timed.items())
+                        + f", {timed[label]['changes']} changes",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     cli(["prune", "--keep", "2"], env, logs)
                 results[label].append(figures)
-    report = {"documents": args.documents, "events": args.events, "workers": args.workers, "rounds": args.rounds,
-              "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "results": results}
+    report = {
+        "documents": args.documents,
+        "events": args.events,
+        "workers": args.workers,
+        "rounds": args.rounds,
+        "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "results": results,
+    }
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(table(report))
@@ -147,22 +181,28 @@ def main() -> None:
 
 def table(report: dict[str, Any]) -> str:
     """Medians over the rounds, one line per interpreter that published."""
-    lines = ["| code | publisher after events | command | command / publisher | diff after events "
-             "(this, before) | one-document: publisher | command | diff (this, before) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| code | publisher after events | command | command / publisher | diff after events "
+        "(this, before) | one-document: publisher | command | diff (this, before) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for label, rounds in report["results"].items():
         e = _medians([r["events"] for r in rounds])
         o = _medians([r["one"] for r in rounds])
-        lines.append(f"| {label} | {e['publisher_seconds']:.2f} s | {e['command_seconds']:.2f} s | {e['ratio']:.2f} | "
-                     f"{e['diffs']} | {o['publisher_seconds']:.2f} s | {o['command_seconds']:.2f} s | {o['diffs']} |")
+        lines.append(
+            f"| {label} | {e['publisher_seconds']:.2f} s | {e['command_seconds']:.2f} s | {e['ratio']:.2f} | "
+            f"{e['diffs']} | {o['publisher_seconds']:.2f} s | {o['command_seconds']:.2f} s | {o['diffs']} |"
+        )
     return "\n".join(lines)
 
 
 def _medians(figures: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {k: statistics.median(f[k] for f in figures)
-                           for k in ("publisher_seconds", "command_seconds", "ratio")}
-    out["diffs"] = ", ".join(f"{statistics.median(f['diff_seconds'][code] for f in figures):.3f} s"
-                             for code in figures[0]["diff_seconds"])
+    out: dict[str, Any] = {
+        k: statistics.median(f[k] for f in figures) for k in ("publisher_seconds", "command_seconds", "ratio")
+    }
+    out["diffs"] = ", ".join(
+        f"{statistics.median(f['diff_seconds'][code] for f in figures):.3f} s" for code in figures[0]["diff_seconds"]
+    )
     return out
 
 

@@ -33,9 +33,19 @@ SPACING = 30  # seconds between two articles' publication
 
 def article(i: int, version: int = 1) -> bytes:
     published = START - timedelta(seconds=SPACING * i)
-    return orjson.dumps({"section": "world", "key": str(i), "loc": f"https://{HOST}/world/{i}", "version": version,
-                         "news": {"publication": {"name": "The Example Times", "language": "en"},
-                                  "publication_date": published.isoformat(), "title": f"Story {i} v{version}"}})
+    return orjson.dumps(
+        {
+            "section": "world",
+            "key": str(i),
+            "loc": f"https://{HOST}/world/{i}",
+            "version": version,
+            "news": {
+                "publication": {"name": "The Example Times", "language": "en"},
+                "publication_date": published.isoformat(),
+                "title": f"Story {i} v{version}",
+            },
+        }
+    )
 
 
 def timed(what: str, app: App) -> PublishResult:
@@ -47,8 +57,15 @@ def timed(what: str, app: App) -> PublishResult:
 
 def run(kind: str, articles: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-news-") as tmp, database(kind, Path(tmp)) as url:
-        app = App(Settings(data_dir=Path(tmp) / "data", database_url=url, base_url="http://127.0.0.1/s/",
-                           allowed_hosts=(HOST,), workers=0))
+        app = App(
+            Settings(
+                data_dir=Path(tmp) / "data",
+                database_url=url,
+                base_url="http://127.0.0.1/s/",
+                allowed_hosts=(HOST,),
+                workers=0,
+            )
+        )
         now = [START.timestamp()]
         app.publisher.clock = lambda: now[0]
         started = time.perf_counter()
@@ -68,7 +85,7 @@ def main() -> None:
     ap.add_argument("--articles", type=int, default=20_000)
     ap.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="sqlite")
     args = ap.parse_args()
-    for kind in (("sqlite", "postgresql") if args.database == "both" else (args.database,)):
+    for kind in ("sqlite", "postgresql") if args.database == "both" else (args.database,):
         run(kind, args.articles)
 
 

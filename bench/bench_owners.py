@@ -39,8 +39,8 @@ def main() -> None:
     hashing = min(timeit.repeat(lambda: tuple(map(loc_hash, locs)), number=1, repeat=3))
     keys = [str(i) for i in range(n)]
     hashes = list(map(loc_hash, locs))
-    claims = [orjson.dumps(dict(zip(keys[r:r + RUN], hashes[r:r + RUN], strict=True))) for r in range(0, n, RUN)]
-    codes = [orjson.dumps(dict.fromkeys(keys[r:r + RUN], 300 + (2 << SIZE_BITS))) for r in range(0, n, RUN)]
+    claims = [orjson.dumps(dict(zip(keys[r : r + RUN], hashes[r : r + RUN], strict=True))) for r in range(0, n, RUN)]
+    codes = [orjson.dumps(dict.fromkeys(keys[r : r + RUN], 300 + (2 << SIZE_BITS))) for r in range(0, n, RUN)]
     with tempfile.TemporaryDirectory() as tmp:
         db = sqlite3.connect(Path(tmp, "m.db"), isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
@@ -56,8 +56,11 @@ def main() -> None:
         started = time.perf_counter()
         db.execute("BEGIN")
         for i, data in enumerate(codes):
-            db.execute(f"INSERT INTO docs SELECT ?, key, ?, NULLIF(value >> {SIZE_BITS}, 0) - 1, "
-                       f"value & {(1 << SIZE_BITS) - 1} FROM json_each(?)", ("books", i, data))
+            db.execute(
+                f"INSERT INTO docs SELECT ?, key, ?, NULLIF(value >> {SIZE_BITS}, 0) - 1, "
+                f"value & {(1 << SIZE_BITS) - 1} FROM json_each(?)",
+                ("books", i, data),
+            )
         db.execute("COMMIT")
         docs_load = time.perf_counter() - started
         db.execute("PRAGMA threads = 2")
@@ -85,11 +88,13 @@ def apply_path(batch: int = 20_000) -> tuple[float, float]:
         new = []
         for r in range(3):
             started = time.perf_counter()
-            applier.apply_raw([("bench", d) for d in docs[r * batch:(r + 1) * batch]])
+            applier.apply_raw([("bench", d) for d in docs[r * batch : (r + 1) * batch]])
             new.append(time.perf_counter() - started)
         updates = []
         for r in range(3):
-            changed = [orjson.dumps({**orjson.loads(d), "version": 10**6 + r}) for d in docs[r * batch:(r + 1) * batch]]
+            changed = [
+                orjson.dumps({**orjson.loads(d), "version": 10**6 + r}) for d in docs[r * batch : (r + 1) * batch]
+            ]
             started = time.perf_counter()
             applier.apply_raw([("bench", d) for d in changed])
             updates.append(time.perf_counter() - started)

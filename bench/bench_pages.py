@@ -23,9 +23,17 @@ from sitemap_keeper.snapshot.render import URLSET_CLOSE, URLSET_OPEN, fragment
 
 
 def shard(urls: int) -> bytes:
-    frags = [fragment(f"https://librer.io/books/{i}", "2024-06-01T08:30:00+00:00", None, None,
-                      [Image(f"https://cdn.librer.io/{i}.jpg", None, f"Title {i}")],
-                      [Alternate("de", f"https://librer.io/de/books/{i}")]) for i in range(urls)]
+    frags = [
+        fragment(
+            f"https://librer.io/books/{i}",
+            "2024-06-01T08:30:00+00:00",
+            None,
+            None,
+            [Image(f"https://cdn.librer.io/{i}.jpg", None, f"Title {i}")],
+            [Alternate("de", f"https://librer.io/de/books/{i}")],
+        )
+        for i in range(urls)
+    ]
     return gzip.compress((URLSET_OPEN + "".join(frags) + URLSET_CLOSE).encode(), 1)
 
 

@@ -74,8 +74,9 @@ def peer_input(n: int) -> dict[str, list[tuple[str, str, str, str]]]:
     by_section: dict[str, list[tuple[str, str, str, str]]] = {s: [] for s in synthetic.SECTIONS}
     prefix = len(ROOT_URL) + 1
     for doc in synthetic.catalog(n):
-        by_section[doc["section"]].append((doc["loc"][prefix:], doc["lastmod"], str(doc["priority"]),
-                                           doc["changefreq"]))
+        by_section[doc["section"]].append(
+            (doc["loc"][prefix:], doc["lastmod"], str(doc["priority"]), doc["changefreq"])
+        )
     return by_section
 
 
@@ -101,8 +102,9 @@ def run_peer(documents: int, out: Path) -> tuple[float, float, float]:
     """The peer in a process of its own (its input is some 300 MiB of tuples at 1M: held here, it would count in the
     next command's peak RSS, which Linux carries over from the forking process's). (wall seconds, CPU seconds,
     peak RSS MiB of that process, its input included)."""
-    with subprocess.Popen([sys.executable, __file__, "--peer-into", str(out), "--documents", str(documents)],
-                          stdout=subprocess.PIPE) as proc:
+    with subprocess.Popen(
+        [sys.executable, __file__, "--peer-into", str(out), "--documents", str(documents)], stdout=subprocess.PIPE
+    ) as proc:
         assert proc.stdout is not None
         found = json.loads(proc.stdout.read())
         _pid, status, usage = os.wait4(proc.pid, 0)
@@ -115,9 +117,14 @@ def run_peer(documents: int, out: Path) -> tuple[float, float, float]:
 def run_rebuild(source: Path, tmp: Path, workers: int) -> tuple[float, float, float, float]:
     """(wall seconds of the whole command, its own seconds, CPU seconds of it and its workers, peak RSS MiB of its
     largest process)."""
-    env = {**os.environ, "SITEMAPS_DATA_DIR": str(tmp / "data"), "SITEMAPS_ALLOWED_HOSTS": synthetic.HOST,
-           "SITEMAPS_LOG_LEVEL": "WARNING", "SITEMAPS_WORKERS": str(workers),
-           "SITEMAPS_DATABASE_URL": f"sqlite:///{tmp / 'manifest.db'}"}
+    env = {
+        **os.environ,
+        "SITEMAPS_DATA_DIR": str(tmp / "data"),
+        "SITEMAPS_ALLOWED_HOSTS": synthetic.HOST,
+        "SITEMAPS_LOG_LEVEL": "WARNING",
+        "SITEMAPS_WORKERS": str(workers),
+        "SITEMAPS_DATABASE_URL": f"sqlite:///{tmp / 'manifest.db'}",
+    }
     step = cli(["rebuild", "--source", str(source)], env, tmp / "logs")
     own = re.search(r"rebuild took ([\d.]+)s", step.out)
     return step.wall, float(own.group(1)) if own else float("nan"), step.cpu, step.peak_rss_mib
@@ -164,14 +171,19 @@ def main() -> None:
                     peer_times.append(run_peer(args.documents, Path(tmp, "peer")))
                     what = output(Path(tmp, "peer")) if r == 0 else None
                     wall, cpu, rss = peer_times[-1]
-                    print(f"round {r + 1}: peer     {wall:6.2f}s ({cpu:.2f}s CPU, peak RSS {rss:.0f} MiB with "
-                          "its input)", flush=True)
+                    print(
+                        f"round {r + 1}: peer     {wall:6.2f}s ({cpu:.2f}s CPU, peak RSS {rss:.0f} MiB with its input)",
+                        flush=True,
+                    )
                 else:
                     ours.append(run_rebuild(source, Path(tmp), args.workers))
                     what = output(Path(tmp, "data")) if r == 0 else None
                     wall, own, cpu, rss = ours[-1]
-                    print(f"round {r + 1}: rebuild  {wall:6.2f}s ({cpu:.2f}s CPU; its own {own:.2f}s, peak RSS "
-                          f"{rss:.0f} MiB)", flush=True)
+                    print(
+                        f"round {r + 1}: rebuild  {wall:6.2f}s ({cpu:.2f}s CPU; its own {own:.2f}s, peak RSS "
+                        f"{rss:.0f} MiB)",
+                        flush=True,
+                    )
                 if what is not None:
                     print(f"         {who} wrote {what[0]} files, {what[1]:,} URLs, {what[2] / 2**20:.1f} MiB gzip")
     peer_s = statistics.median(w for w, _c, _r in peer_times)
@@ -180,13 +192,19 @@ def main() -> None:
     own_s = statistics.median(o for _w, o, _c, _r in ours)
     cpu_s = statistics.median(c for _w, _o, c, _r in ours)
     print(f"\n{args.documents:,} URLs, median of {args.rounds} interleaved rounds:")
-    print(f"  xml-sitemap-writer (from memory, zlib level {PEER_LEVEL}): {peer_s:.2f}s "
-          f"({args.documents / peer_s:,.0f} URLs/s), {peer_cpu:.2f}s CPU")
-    print(f"  sitemaps rebuild --source ({'with' if args.media else 'without'} images and alternates): "
-          f"{wall_s:.2f}s whole command, {own_s:.2f}s its own ({args.documents / wall_s:,.0f} URLs/s), "
-          f"{cpu_s:.2f}s CPU, peak RSS {max(r for _w, _o, _c, r in ours):.0f} MiB")
-    print(f"  ratio (peer seconds / rebuild seconds): {peer_s / wall_s:.2f} (whole command), "
-          f"{peer_s / own_s:.2f} (its own time); CPU seconds: {peer_cpu / cpu_s:.2f}")
+    print(
+        f"  xml-sitemap-writer (from memory, zlib level {PEER_LEVEL}): {peer_s:.2f}s "
+        f"({args.documents / peer_s:,.0f} URLs/s), {peer_cpu:.2f}s CPU"
+    )
+    print(
+        f"  sitemaps rebuild --source ({'with' if args.media else 'without'} images and alternates): "
+        f"{wall_s:.2f}s whole command, {own_s:.2f}s its own ({args.documents / wall_s:,.0f} URLs/s), "
+        f"{cpu_s:.2f}s CPU, peak RSS {max(r for _w, _o, _c, r in ours):.0f} MiB"
+    )
+    print(
+        f"  ratio (peer seconds / rebuild seconds): {peer_s / wall_s:.2f} (whole command), "
+        f"{peer_s / own_s:.2f} (its own time); CPU seconds: {peer_cpu / cpu_s:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -27,21 +27,29 @@ from bench.common import catalog_file, cli
 from sitemap_keeper.snapshot import synthetic
 
 
-def run(documents: int, src: Path, database_url: str | None, workdir: Path | None, publish_one: bool
-        ) -> tuple[float, float, float]:
+def run(
+    documents: int, src: Path, database_url: str | None, workdir: Path | None, publish_one: bool
+) -> tuple[float, float, float]:
     """One rebuild of `documents` (and a one-document publish): (URLs/s, URLs per CPU second of the command and
     its workers, peak RSS MiB of its largest process)."""
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        env = {**os.environ, "SITEMAPS_DATA_DIR": f"{tmp}/data", "SITEMAPS_ALLOWED_HOSTS": synthetic.HOST,
-               "SITEMAPS_LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            "SITEMAPS_DATA_DIR": f"{tmp}/data",
+            "SITEMAPS_ALLOWED_HOSTS": synthetic.HOST,
+            "SITEMAPS_LOG_LEVEL": "WARNING",
+        }
         if database_url:
             env["SITEMAPS_DATABASE_URL"] = database_url
         logs = Path(tmp, "logs")
         step = cli(["rebuild", "--source", str(src)], env, logs)
         rate, per_cpu, rss = documents / step.wall, documents / step.cpu, step.peak_rss_mib
         print(step.out.strip())
-        print(f"rebuild   {documents:>10,} documents  {step.wall:7.2f}s wall  {step.cpu:7.2f}s CPU  "
-              f"{rate:>9,.0f} URLs/s  peak RSS {rss:.0f} MiB (largest process)", flush=True)
+        print(
+            f"rebuild   {documents:>10,} documents  {step.wall:7.2f}s wall  {step.cpu:7.2f}s CPU  "
+            f"{rate:>9,.0f} URLs/s  peak RSS {rss:.0f} MiB (largest process)",
+            flush=True,
+        )
         if publish_one:
             event = orjson.dumps({**synthetic.document(12345, version=2, day=3), "op": "upsert"})
             Path(tmp, "one.jsonl").write_bytes(event + b"\n")
@@ -49,27 +57,38 @@ def run(documents: int, src: Path, database_url: str | None, workdir: Path | Non
             step = cli(["publish"], env, logs)
             inner = float(re.search(r"in ([\d.]+)s", step.out).group(1))  # type: ignore[union-attr]
             print(step.out.strip())
-            print(f"one-document publish at {documents:,}: {inner:.2f}s in the publisher, "
-                  f"{step.wall:.2f}s for the whole command", flush=True)
+            print(
+                f"one-document publish at {documents:,}: {inner:.2f}s in the publisher, "
+                f"{step.wall:.2f}s for the whole command",
+                flush=True,
+            )
     return rate, per_cpu, rss
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--documents", type=int, nargs="+", default=[1_000_000],
-                    help="catalog sizes, run in this order (repeat one to interleave: 4000000 20000000 4000000)")
+    ap.add_argument(
+        "--documents",
+        type=int,
+        nargs="+",
+        default=[1_000_000],
+        help="catalog sizes, run in this order (repeat one to interleave: 4000000 20000000 4000000)",
+    )
     ap.add_argument("--database-url", default=None)
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "sitemaps-bench")
     ap.add_argument("--workdir", type=Path, help="where the manifest and generations go (default: the system's)")
-    ap.add_argument("--no-publish-one", dest="publish_one", action="store_false",
-                    help="only the rebuilds (no one-document publish after each)")
+    ap.add_argument(
+        "--no-publish-one",
+        dest="publish_one",
+        action="store_false",
+        help="only the rebuilds (no one-document publish after each)",
+    )
     args = ap.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     results: dict[int, list[tuple[float, float, float]]] = {}
     for documents in args.documents:
         src = catalog_file(documents, args.cache)
-        results.setdefault(documents, []).append(run(documents, src, args.database_url, args.workdir,
-                                                     args.publish_one))
+        results.setdefault(documents, []).append(run(documents, src, args.database_url, args.workdir, args.publish_one))
     if len(results) > 1:
         base = min(results)
         base_rate = statistics.median(rate for rate, _cpu, _rss in results[base])
@@ -79,10 +98,12 @@ def main() -> None:
         for documents, found in sorted(results.items()):
             rate = statistics.median(r for r, _cpu, _rss in found)
             cpu = statistics.median(c for _r, c, _rss in found)
-            print(f"  {documents:>12,}: {rate:>9,.0f} URLs/s  {rate / base_rate:5.2f} times, "
-                  f"{cpu:>9,.0f} URLs per CPU second  {cpu / base_cpu:5.2f} times, "
-                  f"peak RSS {max(rss for _r, _c, rss in found):.0f} MiB  ({len(found)} runs: "
-                  f"{', '.join(f'{r:,.0f}' for r, _c, _rss in found)} URLs/s)")
+            print(
+                f"  {documents:>12,}: {rate:>9,.0f} URLs/s  {rate / base_rate:5.2f} times, "
+                f"{cpu:>9,.0f} URLs per CPU second  {cpu / base_cpu:5.2f} times, "
+                f"peak RSS {max(rss for _r, _c, rss in found):.0f} MiB  ({len(found)} runs: "
+                f"{', '.join(f'{r:,.0f}' for r, _c, _rss in found)} URLs/s)"
+            )
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ def counting(store: S3Store) -> Counter[str]:
             with lock:
                 counts[name if name != "request" else f"{args[0]} requests"] += 1
             return fn(*args, **kwargs)
+
         return counted
 
     store.put = wrap("uploads", store.put)  # type: ignore[method-assign]
@@ -67,11 +68,11 @@ def timed_steps() -> list[tuple[str, float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--documents", type=int, default=4_000_000)
-    parser.add_argument("--data-dir", type=Path,
-                        help="keep the manifest here; a manifest already loaded there is reused")
+    parser.add_argument(
+        "--data-dir", type=Path, help="keep the manifest here; a manifest already loaded there is reused"
+    )
     parser.add_argument("--database-url", help="the manifest (default: SQLite in the data directory)")
     parser.add_argument("--parallelism", type=int, default=16, help="S3 requests in flight")
     parser.add_argument("--workers", type=int, default=2, help="rendering processes")
@@ -85,20 +86,28 @@ def main() -> None:
     try:
         kube.seed_ingress("sitemaps", path="/sitemaps(/|$)(.*)")
         database_url = args.database_url or f"sqlite:///{tmp / 'manifest.db'}"
-        settings = Settings(data_dir=tmp, database_url=database_url,
-                            allowed_hosts=(synthetic.HOST,), storage="s3", s3_endpoint=endpoint,
-                            s3_access_key="bench", s3_secret_key="bench-secret", s3_secure=False,
-                            s3_region="us-east-1", workers=args.workers)
+        settings = Settings(
+            data_dir=tmp,
+            database_url=database_url,
+            allowed_hosts=(synthetic.HOST,),
+            storage="s3",
+            s3_endpoint=endpoint,
+            s3_access_key="bench",
+            s3_secret_key="bench-secret",
+            s3_secure=False,
+            s3_region="us-east-1",
+            workers=args.workers,
+        )
         manifest = Manifest.open(settings.manifest_url)
         store = S3Store.from_settings(settings, parallelism=args.parallelism)
         router = IngressRouter(kube.api_client(), "default", "sitemaps", Layout())
-        publisher = Publisher(manifest, store, router, settings.base_url, settings.limits,
-                              workers=args.workers)
+        publisher = Publisher(manifest, store, router, settings.base_url, settings.limits, workers=args.workers)
 
         started = time.monotonic()
         if manifest.url_count() == 0:
             Rebuilder(manifest, settings.rules, settings.limits, args.workers).rebuild(
-                row_chunks("synthetic", synthetic.catalog(args.documents)))
+                row_chunks("synthetic", synthetic.catalog(args.documents))
+            )
             print(f"load {args.documents:,} documents: {time.monotonic() - started:.1f}s", flush=True)
         else:
             print(f"reusing the manifest in {tmp}: {manifest.url_count():,} URLs")
@@ -118,17 +127,28 @@ def main() -> None:
             result = publisher.publish()
             seconds = time.monotonic() - started
             times.append(seconds)
-            print(f"run {run}: one-document publish at {result.urls:,} URLs: {seconds:.2f}s; "
-                  f"copies {counts['copies']}, uploads {counts['uploads']} "
-                  f"({result.rendered} shard + {counts['uploads'] - result.rendered} indexes), "
-                  f"files {result.files}")
-            print("  S3 requests: " + ", ".join(f"{k.split()[0]} {v}" for k, v in sorted(counts.items())
-                                                if k.endswith("requests")))
+            print(
+                f"run {run}: one-document publish at {result.urls:,} URLs: {seconds:.2f}s; "
+                f"copies {counts['copies']}, uploads {counts['uploads']} "
+                f"({result.rendered} shard + {counts['uploads'] - result.rendered} indexes), "
+                f"files {result.files}"
+            )
+            print(
+                "  S3 requests: "
+                + ", ".join(f"{k.split()[0]} {v}" for k, v in sorted(counts.items()) if k.endswith("requests"))
+            )
             points = [("plan", started), *marks, ("", started + seconds)]
-            print("  " + ", ".join(f"{step} {until - at:.3f}s"  # from this crash point to the next
-                                   for (step, at), (_next, until) in itertools.pairwise(points)))
-        print(f"one-document publish: best {min(times):.2f}s, median {statistics.median(times):.2f}s "
-              f"of {len(times)} (target 2 s)")
+            print(
+                "  "
+                + ", ".join(
+                    f"{step} {until - at:.3f}s"  # from this crash point to the next
+                    for (step, at), (_next, until) in itertools.pairwise(points)
+                )
+            )
+        print(
+            f"one-document publish: best {min(times):.2f}s, median {statistics.median(times):.2f}s "
+            f"of {len(times)} (target 2 s)"
+        )
         manifest.close()
         router.api.close()
     finally:

@@ -48,10 +48,14 @@ CONFIGS = {  # name -> (manifest database, store)
     "sqlite-s3": ("sqlite", "s3"),
     "postgresql-s3": ("postgresql", "s3"),
 }
-PUBLISHED = re.compile(r"(?P<rendered>\d+) shards rendered, (?P<copied>\d+) copied, (?P<urls>\d+) URLs "
-                       r"in (?P<seconds>[\d.]+)s")
-COUNTED = re.compile(r"applied (?P<applied>\d+), stale (?P<stale>\d+), rejected (?P<rejected>\d+) "
-                     r"in (?P<seconds>[\d.]+)s")
+PUBLISHED = re.compile(
+    r"(?P<rendered>\d+) shards rendered, (?P<copied>\d+) copied, (?P<urls>\d+) URLs "
+    r"in (?P<seconds>[\d.]+)s"
+)
+COUNTED = re.compile(
+    r"applied (?P<applied>\d+), stale (?P<stale>\d+), rejected (?P<rejected>\d+) "
+    r"in (?P<seconds>[\d.]+)s"
+)
 
 
 @contextmanager
@@ -59,9 +63,14 @@ def deployment(config: str, workdir: Path, workers: int) -> Iterator[dict[str, s
     """The environment of the `sitemaps` commands for one configuration, with its servers running."""
     kind, storage = CONFIGS[config]
     with database(kind, workdir) as url:
-        env = {**os.environ, "SITEMAPS_DATA_DIR": str(workdir / "data"), "SITEMAPS_DATABASE_URL": url,
-               "SITEMAPS_ALLOWED_HOSTS": synthetic.HOST, "SITEMAPS_LOG_LEVEL": "WARNING",
-               "SITEMAPS_WORKERS": str(workers)}
+        env = {
+            **os.environ,
+            "SITEMAPS_DATA_DIR": str(workdir / "data"),
+            "SITEMAPS_DATABASE_URL": url,
+            "SITEMAPS_ALLOWED_HOSTS": synthetic.HOST,
+            "SITEMAPS_LOG_LEVEL": "WARNING",
+            "SITEMAPS_WORKERS": str(workers),
+        }
         if storage == "local":
             yield env
             return
@@ -69,10 +78,18 @@ def deployment(config: str, workdir: Path, workers: int) -> Iterator[dict[str, s
         kube = KubeAPIServer().start()
         try:
             kube.seed_ingress("sitemaps", path="/sitemaps(/|$)(.*)")
-            env.update({"SITEMAPS_STORAGE": "s3", "SITEMAPS_S3_ENDPOINT": endpoint,
-                        "SITEMAPS_S3_ACCESS_KEY": DEFAULT_ACCESS_KEY, "SITEMAPS_S3_SECRET_KEY": DEFAULT_SECRET_KEY,
-                        "SITEMAPS_S3_SECURE": "false", "SITEMAPS_S3_REGION": DEFAULT_REGION,
-                        "SITEMAPS_ROUTER": "ingress", "SITEMAPS_KUBE_API": kube.url})
+            env.update(
+                {
+                    "SITEMAPS_STORAGE": "s3",
+                    "SITEMAPS_S3_ENDPOINT": endpoint,
+                    "SITEMAPS_S3_ACCESS_KEY": DEFAULT_ACCESS_KEY,
+                    "SITEMAPS_S3_SECRET_KEY": DEFAULT_SECRET_KEY,
+                    "SITEMAPS_S3_SECURE": "false",
+                    "SITEMAPS_S3_REGION": DEFAULT_REGION,
+                    "SITEMAPS_ROUTER": "ingress",
+                    "SITEMAPS_KUBE_API": kube.url,
+                }
+            )
             yield env
         finally:
             kube.stop()
@@ -86,22 +103,31 @@ def parsed(pattern: re.Pattern[str], step: Step) -> dict[str, float]:
     return {k: float(v) if "." in v else int(v) for k, v in found.groupdict().items()}
 
 
-def run_config(config: str, documents: int, source: Path, events: Path, workdir: Path, workers: int
-               ) -> dict[str, Any]:
+def run_config(config: str, documents: int, source: Path, events: Path, workdir: Path, workers: int) -> dict[str, Any]:
     """Every step of one configuration, in order, on a fresh manifest and store."""
     n_events = sum(1 for _ in events.open("rb"))
     one = workdir / "one.jsonl"  # newer than every event above, so it is applied whatever they did to it
-    one.write_bytes(orjson.dumps({**synthetic.document(documents // 2, version=n_events + 10, day=3),
-                                  "op": "upsert"}) + b"\n")
+    one.write_bytes(
+        orjson.dumps({**synthetic.document(documents // 2, version=n_events + 10, day=3), "op": "upsert"}) + b"\n"
+    )
     logs = workdir / "logs"
     steps: dict[str, Step] = {}
     with deployment(config, workdir, workers) as env:
-        for name, args in (("rebuild", ["rebuild", "--source", str(source)]), ("apply", ["apply", str(events)]),
-                           ("publish", ["publish"]), ("apply-one", ["apply", str(one)]),
-                           ("publish-one", ["publish"]), ("prune", ["prune", "--keep", "1"])):
+        for name, args in (
+            ("rebuild", ["rebuild", "--source", str(source)]),
+            ("apply", ["apply", str(events)]),
+            ("publish", ["publish"]),
+            ("apply-one", ["apply", str(one)]),
+            ("publish-one", ["publish"]),
+            ("prune", ["prune", "--keep", "1"]),
+        ):
             step = steps[name] = cli(args, env, logs)
-            print(f"  {config} {name}: {step.wall:.2f}s wall, {step.cpu:.1f}s CPU, peak RSS "
-                  f"{step.peak_rss_mib:.0f} MiB (command {step.command_rss_mib:.0f})", file=sys.stderr, flush=True)
+            print(
+                f"  {config} {name}: {step.wall:.2f}s wall, {step.cpu:.1f}s CPU, peak RSS "
+                f"{step.peak_rss_mib:.0f} MiB (command {step.command_rss_mib:.0f})",
+                file=sys.stderr,
+                flush=True,
+            )
     return summary(config, documents, n_events, steps)
 
 
@@ -112,26 +138,43 @@ def summary(config: str, documents: int, n_events: int, steps: dict[str, Step]) 
     pruned = re.search(r"deleted (\d+); abandoned deleted (\d+)", steps["prune"].out)
     peak = max(steps, key=lambda name: steps[name].peak_rss_mib)
     return {
-        "config": config, "database": CONFIGS[config][0], "storage": CONFIGS[config][1],
-        "documents": documents, "events": n_events,
-        "rebuild": {"seconds": rebuild.wall, "urls_per_second": documents / rebuild.wall, "load_seconds": loaded,
-                    "publish": parsed(PUBLISHED, rebuild)},
+        "config": config,
+        "database": CONFIGS[config][0],
+        "storage": CONFIGS[config][1],
+        "documents": documents,
+        "events": n_events,
+        "rebuild": {
+            "seconds": rebuild.wall,
+            "urls_per_second": documents / rebuild.wall,
+            "load_seconds": loaded,
+            "publish": parsed(PUBLISHED, rebuild),
+        },
         "apply": {**counted, "wall_seconds": apply.wall, "events_per_second": n_events / counted["seconds"]},
         "publish": {**parsed(PUBLISHED, publish), "wall_seconds": publish.wall},
         "one_document_publish": {**parsed(PUBLISHED, one), "wall_seconds": one.wall},
         "prune": {"seconds": steps["prune"].wall, "deleted": sum(int(g) for g in pruned.groups()) if pruned else None},
-        "peak_rss_mib": steps[peak].peak_rss_mib, "peak_rss_step": peak,
+        "peak_rss_mib": steps[peak].peak_rss_mib,
+        "peak_rss_step": peak,
         "publish_vs_rebuild": publish.wall / rebuild.wall,
-        "steps": {name: {"wall_seconds": s.wall, "cpu_seconds": s.cpu, "peak_rss_mib": s.peak_rss_mib,
-                         "command_rss_mib": s.command_rss_mib} for name, s in steps.items()},
+        "steps": {
+            name: {
+                "wall_seconds": s.wall,
+                "cpu_seconds": s.cpu,
+                "peak_rss_mib": s.peak_rss_mib,
+                "command_rss_mib": s.command_rss_mib,
+            }
+            for name, s in steps.items()
+        },
     }
 
 
 def table(report: dict[str, Any]) -> str:
     """The Markdown table of a run (from its JSON, so that the docs can be regenerated from a saved run)."""
-    rows = [f"| config | documents | rebuild | URLs/s | events/s | publish after {report['events']:,} events "
-            "| one-document publish | prune | peak RSS | publish / rebuild |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        f"| config | documents | rebuild | URLs/s | events/s | publish after {report['events']:,} events "
+        "| one-document publish | prune | peak RSS | publish / rebuild |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in report["configs"]:
         p, o = r["publish"], r["one_document_publish"]
         rows.append(
@@ -140,7 +183,8 @@ def table(report: dict[str, Any]) -> str:
             f"| {p['seconds']:.2f} s ({p['rendered']} rendered, {p['copied']} copied) "
             f"| {o['seconds']:.2f} s ({o['rendered']} rendered, {o['copied']} copied) "
             f"| {r['prune']['seconds']:.2f} s | {r['peak_rss_mib']:.0f} MiB ({r['peak_rss_step']}) "
-            f"| {r['publish_vs_rebuild']:.2f} |")
+            f"| {r['publish_vs_rebuild']:.2f} |"
+        )
     return "\n".join(rows)
 
 
@@ -149,8 +193,10 @@ def steps_table(report: dict[str, Any]) -> str:
     rows = ["| config | step | wall | CPU | peak RSS (the command's own process) |", "|---|---|---:|---:|---:|"]
     for r in report["configs"]:
         for name, s in r["steps"].items():
-            rows.append(f"| {r['config']} | {name} | {s['wall_seconds']:.2f} s | {s['cpu_seconds']:.2f} s "
-                        f"| {s['peak_rss_mib']:.0f} MiB ({s['command_rss_mib']:.0f} MiB) |")
+            rows.append(
+                f"| {r['config']} | {name} | {s['wall_seconds']:.2f} s | {s['cpu_seconds']:.2f} s "
+                f"| {s['peak_rss_mib']:.0f} MiB ({s['command_rss_mib']:.0f} MiB) |"
+            )
     return "\n".join(rows)
 
 
@@ -172,9 +218,15 @@ def main() -> None:
     configs = list(CONFIGS) if args.config == "all" else args.config.split(",")
     if unknown := set(configs) - set(CONFIGS):
         ap.error(f"unknown configuration {', '.join(sorted(unknown))}; choose from {', '.join(CONFIGS)}")
-    report: dict[str, Any] = {"documents": args.documents, "events": args.events, "workers": args.workers,
-                              "cpus": os.cpu_count(), "python": platform.python_version(),
-                              "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "configs": []}
+    report: dict[str, Any] = {
+        "documents": args.documents,
+        "events": args.events,
+        "workers": args.workers,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "configs": [],
+    }
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="bench-scale-", dir=args.workdir))

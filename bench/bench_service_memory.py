@@ -54,14 +54,32 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-service-memory-") as tmp:
         work = Path(tmp)
-        env = {**os.environ, "SITEMAPS_DATA_DIR": str(work / "data"), "SITEMAPS_ALLOWED_HOSTS": synthetic.HOST,
-               "SITEMAPS_LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            "SITEMAPS_DATA_DIR": str(work / "data"),
+            "SITEMAPS_ALLOWED_HOSTS": synthetic.HOST,
+            "SITEMAPS_LOG_LEVEL": "WARNING",
+        }
         cli(["rebuild", "--source", str(catalog_file(args.documents, work))], env, work / "logs")
         feed = work / "events.jsonl"
         feed.touch()
-        service = subprocess.Popen([sys.executable, "-m", "sitemap_keeper", "run", "--follow", str(feed),
-                                    "--publish-interval", "2", "--http-port", "0"], env=env, cwd=ROOT,
-                                   stderr=subprocess.DEVNULL)
+        service = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sitemap_keeper",
+                "run",
+                "--follow",
+                str(feed),
+                "--publish-interval",
+                "2",
+                "--http-port",
+                "0",
+            ],
+            env=env,
+            cwd=ROOT,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             time.sleep(4)  # started, workers up
             write_events(feed, args.events, args.documents)  # all at once, into the file it follows
@@ -74,8 +92,10 @@ def main() -> None:
         finally:
             service.terminate()
             service.wait(timeout=60)
-    print(f"sitemaps run, {args.documents:,} documents, {args.events:,} events: peak service RSS "
-          f"{own / 1024:.0f} MiB, peak PSS of all its processes {total / 1024:.0f} MiB")
+    print(
+        f"sitemaps run, {args.documents:,} documents, {args.events:,} events: peak service RSS "
+        f"{own / 1024:.0f} MiB, peak PSS of all its processes {total / 1024:.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

@@ -35,18 +35,25 @@ def main() -> None:
         manifest = Manifest.open(f"sqlite:///{tmp}/m.db")
         applier = Applier(manifest, Rules(frozenset({synthetic.HOST})), Limits(), workers=0)
         docs = list(synthetic.catalog(3 * BATCH + waiting))
-        held = docs[3 * BATCH:]
+        held = docs[3 * BATCH :]
         applier.apply_raw([("bench", orjson.dumps(d)) for d in held])
         counts = applier.apply_raw([("bench", orjson.dumps({**d, "key": f"w{d['key']}"})) for d in held])
         assert counts.rejected == waiting, counts
-        raws = [orjson.dumps(d) for d in docs[:3 * BATCH]]
-        new = [timed(applier, raws[r * BATCH:(r + 1) * BATCH]) for r in range(3)]
-        updates = [timed(applier, [orjson.dumps({**orjson.loads(d), "version": 10**6 + r})
-                                   for d in raws[r * BATCH:(r + 1) * BATCH]]) for r in range(3)]
+        raws = [orjson.dumps(d) for d in docs[: 3 * BATCH]]
+        new = [timed(applier, raws[r * BATCH : (r + 1) * BATCH]) for r in range(3)]
+        updates = [
+            timed(
+                applier,
+                [orjson.dumps({**orjson.loads(d), "version": 10**6 + r}) for d in raws[r * BATCH : (r + 1) * BATCH]],
+            )
+            for r in range(3)
+        ]
         applier.close()
         manifest.close()
-    print(f"{waiting} claims waiting: new {min(new) / BATCH * 1e6:.1f} µs an event, "
-          f"updates {min(updates) / BATCH * 1e6:.1f}")
+    print(
+        f"{waiting} claims waiting: new {min(new) / BATCH * 1e6:.1f} µs an event, "
+        f"updates {min(updates) / BATCH * 1e6:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -104,16 +104,23 @@ def cli(args: list[str], env: dict[str, str], logs: Path, python: str = sys.exec
     out_path, err_path = logs / f"{args[0]}.out", logs / f"{args[0]}.err"
     with out_path.open("wb") as out, err_path.open("wb") as err:
         started = time.monotonic()
-        proc = subprocess.Popen([python, "-m", "sitemap_keeper", *args], env=env, cwd=ROOT,
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        proc = subprocess.Popen(
+            [python, "-m", "sitemap_keeper", *args], env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=err
+        )
         _pid, status, usage = os.wait4(proc.pid, 0)
         wall = time.monotonic() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     usages = [usage, *_reap_orphans(servers)]
     if proc.returncode != 0:
         raise SystemExit(f"sitemaps {args[0]} failed ({proc.returncode}):\n{err_path.read_text()[-4000:]}")
-    return Step(args, out_path.read_text(), wall, max(u.ru_maxrss for u in usages) / 1024,
-                usage.ru_maxrss / 1024, sum(u.ru_utime + u.ru_stime for u in usages))
+    return Step(
+        args,
+        out_path.read_text(),
+        wall,
+        max(u.ru_maxrss for u in usages) / 1024,
+        usage.ru_maxrss / 1024,
+        sum(u.ru_utime + u.ru_stime for u in usages),
+    )
 
 
 def _reap_orphans(servers: set[int], timeout: float = 60.0) -> list[resource.struct_rusage]:
@@ -127,8 +134,9 @@ def _reap_orphans(servers: set[int], timeout: float = 60.0) -> list[resource.str
                 if reaped:
                     usages.append(usage)
         if time.monotonic() > deadline:
-            print(f"warning: processes {sorted(left)} outlived the command; their memory is not counted",
-                  file=sys.stderr)
+            print(
+                f"warning: processes {sorted(left)} outlived the command; their memory is not counted", file=sys.stderr
+            )
             break
         time.sleep(0.01)
     return usages

@@ -41,9 +41,17 @@ class App:
     @cached_property
     def publisher(self) -> Publisher:
         config = self.settings.indexnow
-        return Publisher(self.manifest, self.store, self.router, self.settings.base_url, self.settings.limits,
-                         workers=self.settings.workers, on_switch=self.announcer,
-                         extra_files=config.key_file if config else None, max_shrink=self.settings.max_shrink)
+        return Publisher(
+            self.manifest,
+            self.store,
+            self.router,
+            self.settings.base_url,
+            self.settings.limits,
+            workers=self.settings.workers,
+            on_switch=self.announcer,
+            extra_files=config.key_file if config else None,
+            max_shrink=self.settings.max_shrink,
+        )
 
     @cached_property
     def announcer(self) -> Announcer:
@@ -51,8 +59,9 @@ class App:
 
     @cached_property
     def applier(self) -> Applier:
-        return Applier(self.manifest, self.settings.rules, self.settings.limits, workers=self.settings.workers,
-                       parser=self.parser)
+        return Applier(
+            self.manifest, self.settings.rules, self.settings.limits, workers=self.settings.workers, parser=self.parser
+        )
 
     @cached_property
     def parser(self) -> Parser:

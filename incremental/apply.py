@@ -77,9 +77,16 @@ class _Shard:
 
 
 class Applier:
-    def __init__(self, manifest: Manifest, rules: Rules, limits: Limits, workers: int = 0,
-                 parallel_min: int = PARALLEL_MIN, parse_chunk: int = PARSE_CHUNK,
-                 parser: Parser = parse_events) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        rules: Rules,
+        limits: Limits,
+        workers: int = 0,
+        parallel_min: int = PARALLEL_MIN,
+        parse_chunk: int = PARSE_CHUNK,
+        parser: Parser = parse_events,
+    ) -> None:
         self.manifest = manifest
         self.parser = parser  # raw events to rows: the native format, or another (incremental/debezium.py)
         self.rules = limits.fitted(rules)
@@ -128,8 +135,14 @@ class Applier:
         size = self.parse_chunk
         # A parser may send a chunk in a form of its own, fewer bytes to copy (incremental/debezium.py).
         shipped: Callable[[Sequence[bytes]], Sequence[bytes]] = getattr(self.parser, "shipped", _as_sent)
-        tasks = [] if pool is None else [
-            (i, pool.submit(self.parser, self.rules, shipped(raws[i:i + size]))) for i in range(0, len(raws), size)]
+        tasks = (
+            []
+            if pool is None
+            else [
+                (i, pool.submit(self.parser, self.rules, shipped(raws[i : i + size])))
+                for i in range(0, len(raws), size)
+            ]
+        )
         return Prepared(raws, size, tasks)
 
     def _parsed(self, prepared: Prepared) -> Iterator[tuple[int, ParsedEvents]]:
@@ -145,7 +158,7 @@ class Applier:
                 except BrokenProcessPool:  # a worker died (killed, out of memory): parse here, restart later
                     log.warning("a parsing worker died; parsing events %d-%d in the applying process", i, i + size)
                     self._drop_pool()
-                    parsed = self.parser(self.rules, prepared.raws[i:i + size])
+                    parsed = self.parser(self.rules, prepared.raws[i : i + size])
                 yield i, parsed
         finally:
             prepared.discard()
@@ -167,8 +180,9 @@ class Applier:
         with _collector_paused():
             return self._apply_raw(items, extra, prepared)
 
-    def _apply_raw(self, items: Iterable[tuple[str, bytes]], extra: Callable[[Connection], None] | None,
-                   prepared: Prepared | None) -> Counts:
+    def _apply_raw(
+        self, items: Iterable[tuple[str, bytes]], extra: Callable[[Connection], None] | None, prepared: Prepared | None
+    ) -> Counts:
         items = items if isinstance(items, list) else list(items)
         if prepared is None:
             prepared = self.prepare([raw for _source, raw in items])
@@ -176,8 +190,9 @@ class Applier:
         with self.manifest.write() as conn:
             if self.manifest.rebuild_running(conn):  # its swap would drop what is applied now: nothing is
                 prepared.discard()
-                raise RebuildRunning("a rebuild is running on this manifest: events are applied once it has "
-                                     "swapped its tables in")
+                raise RebuildRunning(
+                    "a rebuild is running on this manifest: events are applied once it has swapped its tables in"
+                )
             batch = ApplyBatch(conn, self.limits, self.manifest)
             for start, parsed in self._parsed(prepared):
                 for i, reason in parsed.rejects:
@@ -314,8 +329,9 @@ class ApplyBatch:
         self.news_sections = news_sections(conn)  # where an upsert without news may take an article away
         self.waiting = _Waiting.of_table(conn)
 
-    def add(self, ops: Sequence[UpsertRow | NewsUpsertRow | DeleteRow], origin: Origin | None = None
-            ) -> list[tuple[int, str]]:
+    def add(
+        self, ops: Sequence[UpsertRow | NewsUpsertRow | DeleteRow], origin: Origin | None = None
+    ) -> list[tuple[int, str]]:
         """Apply events in order. Returns the upserts refused for a URL another document holds: (index, reason).
         With `origin` (an op's index -> its source and raw event), each refused one waits for the URL and is
         dead-lettered here; without, it is only returned (a waiting claim tried again)."""
@@ -331,8 +347,7 @@ class ApplyBatch:
             section, key, version = op[SECTION], op[KEY], op[VERSION]
             ident = (section, key)
             cur = docs.get(ident)
-            if cur is not None and version is not None and cur[AT_VERSION] is not None \
-                    and version <= cur[AT_VERSION]:
+            if cur is not None and version is not None and cur[AT_VERSION] is not None and version <= cur[AT_VERSION]:
                 counts.stale += 1
                 continue
             if len(op) != DELETE_FIELDS and (holder := claimants.get(hashes[n])) != ident:  # a URL new to this document
@@ -414,8 +429,9 @@ class ApplyBatch:
                 kept.append(wait)
         w.of[ident] = kept
 
-    def _wait(self, loc: str, ident: Ident, version: int | None, h: int, origin: tuple[str, bytes], reason: str
-              ) -> None:
+    def _wait(
+        self, loc: str, ident: Ident, version: int | None, h: int, origin: tuple[str, bytes], reason: str
+    ) -> None:
         """A refused claim: dead-lettered, and waiting for the URL in place of its key's older claims."""
         w = self.waiting
         w.watch = True
@@ -515,8 +531,7 @@ class ApplyBatch:
     def _load(self, ops: Sequence[UpsertRow | NewsUpsertRow | DeleteRow], hashes: list[int]) -> None:
         """Take in the stored state of the documents first seen here, their shards and their sections, and the
         recorded claimants of their URLs."""
-        fresh_urls = {h for op, h in zip(ops, hashes, strict=True)
-                      if len(op) != DELETE_FIELDS and h not in self.owners}
+        fresh_urls = {h for op, h in zip(ops, hashes, strict=True) if len(op) != DELETE_FIELDS and h not in self.owners}
         if fresh_urls:
             self.owners.update(url_claims.holders(self.manifest, self.conn, fresh_urls))
             self.owners.update(dict.fromkeys(fresh_urls - self.owners.keys()))
@@ -534,8 +549,13 @@ class ApplyBatch:
         self.stored.update(stored)
         docs.update({ident: state[STORED_SHARD_NO:] for ident, state in stored.items()})
         wanted = set(self.open_shards.items())
-        wanted.update({(section, state[STORED_SHARD_NO]) for (section, _key), state in stored.items()
-                       if state[STORED_SHARD_NO] is not None})
+        wanted.update(
+            {
+                (section, state[STORED_SHARD_NO])
+                for (section, _key), state in stored.items()
+                if state[STORED_SHARD_NO] is not None
+            }
+        )
         self._load_shards(wanted - self.shards.keys())
 
     def _load_shards(self, wanted: set[tuple[str, int]]) -> None:
@@ -562,7 +582,9 @@ class ApplyBatch:
         revision = Manifest.next_revision(conn)
         document_rows.write(manifest, conn, self.rows.values(), self.stored)
         url_claims.record(manifest, conn, self.claims)
-        manifest.placement.write(conn, [
-            (s, n, st.url_count, st.byte_count, revision) for (s, n), st in self.shards.items() if st.touched
-        ], list(self.open_shards.items()))
+        manifest.placement.write(
+            conn,
+            [(s, n, st.url_count, st.byte_count, revision) for (s, n), st in self.shards.items() if st.touched],
+            list(self.open_shards.items()),
+        )
         write_changes(manifest, conn, self.news, revision, self.limits.max_urls)

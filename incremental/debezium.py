@@ -75,7 +75,7 @@ class Envelopes:
         cut = raw.find(PAYLOAD_KEY)
         if cut < 0:
             return None
-        start = raw[:cut + len(PAYLOAD_KEY)]
+        start = raw[: cut + len(PAYLOAD_KEY)]
         if len(self.starts) == MAX_SCHEMAS:
             self.starts.pop(0)
         self.starts.append(start)
@@ -87,7 +87,7 @@ class Envelopes:
         if start in self.types:
             return self.types[start]
         try:
-            types: FieldTypes | None = row_types(orjson.loads(start[len(ENVELOPE_START):-len(PAYLOAD_KEY)]))
+            types: FieldTypes | None = row_types(orjson.loads(start[len(ENVELOPE_START) : -len(PAYLOAD_KEY)]))
         except orjson.JSONDecodeError:
             types = None
         if len(self.types) == MAX_SCHEMAS:
@@ -130,7 +130,7 @@ class Shipped(Sequence[bytes]):
                 starts.append(start)
                 k = slot[start] = len(starts)
             which.append(k)
-            rests.append(raw[len(start):])
+            rests.append(raw[len(start) :])
         return cls(starts, which, rests)
 
     def __reduce__(self) -> tuple[type[Shipped], tuple[list[bytes], list[int], list[bytes]]]:
@@ -170,8 +170,7 @@ def temporal(value: Any, name: str | None, column: str) -> Any:
                 raise TypeError(type(value).__name__)
             return dt.datetime.fromisoformat(value)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise InvalidDocument(f"column {column} is not a valid {name.rsplit('.', 1)[-1]}: {value!r} ({exc})"
-                              ) from None
+        raise InvalidDocument(f"column {column} is not a valid {name.rsplit('.', 1)[-1]}: {value!r} ({exc})") from None
     return value
 
 
@@ -186,7 +185,7 @@ def decimal(value: Any, scale: int, column: str) -> Any:
     if not isinstance(value, str):
         return value
     try:
-        return int.from_bytes(base64.b64decode(value, validate=True), "big", signed=True) / 10 ** scale
+        return int.from_bytes(base64.b64decode(value, validate=True), "big", signed=True) / 10**scale
     except ValueError:
         raise InvalidDocument(f"column {column} is not a valid Decimal: {value!r}") from None
 
@@ -201,8 +200,14 @@ def position(source: dict[str, Any]) -> int:
     file, pos, row = source.get("file"), source.get("pos"), source.get("row") or 0
     if file is not None and pos is not None:
         m = BINLOG_SEQ_RE.search(file) if isinstance(file, str) else None
-        if not m or not isinstance(pos, int) or not isinstance(row, int) or not 0 <= pos < 2**POS_BITS \
-                or not 0 <= row < 2**ROW_BITS or int(m.group(1)) >= MAX_BINLOG_SEQ:
+        if (
+            not m
+            or not isinstance(pos, int)
+            or not isinstance(row, int)
+            or not 0 <= pos < 2**POS_BITS
+            or not 0 <= row < 2**ROW_BITS
+            or int(m.group(1)) >= MAX_BINLOG_SEQ
+        ):
             raise InvalidDocument(f"cannot order by the binlog position {file!r}:{pos!r} row {row!r}")
         return (int(m.group(1)) << (POS_BITS + ROW_BITS)) | (pos << ROW_BITS) | row
     ts = source.get("ts_ms")
@@ -217,8 +222,11 @@ def row_types(schema: Any) -> FieldTypes:
         return {}
     for part in schema.get("fields") or ():
         if isinstance(part, dict) and part.get("field") in ("after", "before") and part.get("fields"):
-            return {f["field"]: (f.get("name"), f.get("parameters")) for f in part["fields"]
-                    if isinstance(f, dict) and "field" in f}
+            return {
+                f["field"]: (f.get("name"), f.get("parameters"))
+                for f in part["fields"]
+                if isinstance(f, dict) and "field" in f
+            }
     return {}
 
 
@@ -254,7 +262,7 @@ class DebeziumParser:
         """The upserts and deletes of one message, or InvalidDocument with the reason."""
         start = ENVELOPES.start_of(raw) if len(raw) <= MAX_EVENT_BYTES else None
         if start is not None:
-            return self._enveloped(start, raw[len(start):], rules)
+            return self._enveloped(start, raw[len(start) :], rules)
         return self._whole(raw, rules)
 
     def _enveloped(self, start: bytes, rest: bytes, rules: Rules) -> list[Op]:
@@ -292,8 +300,10 @@ class DebeziumParser:
         source, op = payload["source"], payload.get("op")
         table = f"{source.get('schema') or source.get('db')}.{source.get('table')}"
         if op == "t":
-            raise InvalidDocument(f"truncate of {table}: not applied as a deletion of every document; "
-                                  "rebuild from the table (sitemaps rebuild --mapping) if it is meant")
+            raise InvalidDocument(
+                f"truncate of {table}: not applied as a deletion of every document; "
+                "rebuild from the table (sitemaps rebuild --mapping) if it is meant"
+            )
         if op not in ROW_OPS:
             raise InvalidDocument(f"op must be c, r, u or d (t is refused), got {op!r}")
         sections = self.tables.get(table)
@@ -305,13 +315,16 @@ class DebeziumParser:
             ops.extend(self._section(sec, op, payload, types, version, rules))
         return ops
 
-    def _section(self, sec: SectionMapping, op: str, payload: dict[str, Any], types: FieldTypes, version: int,
-                 rules: Rules) -> list[Op]:
+    def _section(
+        self, sec: SectionMapping, op: str, payload: dict[str, Any], types: FieldTypes, version: int, rules: Rules
+    ) -> list[Op]:
         before, after = payload.get("before"), payload.get("after")
         if op == "d":
             if not isinstance(before, dict) or not sec.has_key(before):
-                raise InvalidDocument(f"delete of a {sec.qualified} row without the key columns "
-                                      f"{', '.join(sec.key)} in before (REPLICA IDENTITY?)")
+                raise InvalidDocument(
+                    f"delete of a {sec.qualified} row without the key columns "
+                    f"{', '.join(sec.key)} in before (REPLICA IDENTITY?)"
+                )
             return [(sec.section, sec.key_of(before), version)]
         if not isinstance(after, dict):
             raise InvalidDocument(f"op {op!r} without an after row")

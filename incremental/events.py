@@ -1,7 +1,7 @@
 """Document change events: the JSON objects carried by JSON-lines files and Kafka messages alike.
 
-    {"op": "upsert", "section": "books", "key": "123", "loc": "https://...", "lastmod": "...", "version": 17}
-    {"op": "delete", "section": "books", "key": "123", "version": 18}
+{"op": "upsert", "section": "books", "key": "123", "loc": "https://...", "lastmod": "...", "version": 17}
+{"op": "delete", "section": "books", "key": "123", "version": 18}
 """
 
 from __future__ import annotations

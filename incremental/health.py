@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 Probe = Callable[[], tuple[bool, str]]
 
 
-def make_health_server(host: str, port: int, alive: Probe, ready: Probe, registry: CollectorRegistry,
-                       pages: Pages | None = None) -> ThreadingHTTPServer:
+def make_health_server(
+    host: str, port: int, alive: Probe, ready: Probe, registry: CollectorRegistry, pages: Pages | None = None
+) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         server_version = "sitemaps"
 

@@ -43,8 +43,9 @@ class Leader:
 class LeaseLeader(Leader):
     """Hold a Lease, renewed from a thread of its own (a long publish must not starve the renewal)."""
 
-    def __init__(self, api: k8s.CoordinationV1Api, name: str, namespace: str, identity: str,
-                 duration: int = 15) -> None:
+    def __init__(
+        self, api: k8s.CoordinationV1Api, name: str, namespace: str, identity: str, duration: int = 15
+    ) -> None:
         self.api = api
         self.name = name
         self.namespace = namespace
@@ -114,8 +115,13 @@ class LeaseLeader(Leader):
         return True
 
     def _spec(self, acquired: datetime, renewed: datetime, transitions: int) -> k8s.V1LeaseSpec:
-        return k8s.V1LeaseSpec(holder_identity=self.identity, lease_duration_seconds=self.duration,
-                               acquire_time=acquired, renew_time=renewed, lease_transitions=transitions)
+        return k8s.V1LeaseSpec(
+            holder_identity=self.identity,
+            lease_duration_seconds=self.duration,
+            acquire_time=acquired,
+            renew_time=renewed,
+            lease_transitions=transitions,
+        )
 
     def _release(self) -> None:
         """Let another replica take over at once rather than after the lease runs out."""
@@ -137,8 +143,7 @@ def identity() -> str:
 
 def open_leader(settings: ServiceSettings) -> Leader:
     if settings.leader_election not in ELECTIONS:
-        raise ValueError(f"leader election must be one of {', '.join(ELECTIONS)}, "
-                         f"got {settings.leader_election!r}")
+        raise ValueError(f"leader election must be one of {', '.join(ELECTIONS)}, got {settings.leader_election!r}")
     if settings.leader_election != "lease":
         return Leader()
     api = k8s.CoordinationV1Api(api_client(settings.kube_api))

@@ -36,8 +36,7 @@ class OffsetStore:
         """partition -> next offset, as committed."""
         return self.rows.of(topic, conn)
 
-    def writer(self, start: Mapping[Position, int | None], end: Mapping[Position, int]
-               ) -> Callable[[Connection], None]:
+    def writer(self, start: Mapping[Position, int | None], end: Mapping[Position, int]) -> Callable[[Connection], None]:
         """For `Applier.apply_raw(extra=...)`: check `start` is still what is stored, then store `end`."""
 
         def write(conn: Connection) -> None:
@@ -45,8 +44,7 @@ class OffsetStore:
                 stored = self.load(topic, conn)
                 for (t, p), expected in start.items():
                     if t == topic and stored.get(p) != expected:
-                        raise OffsetConflict(f"{t}[{p}] is at {stored.get(p)}, "
-                                             f"this batch started at {expected}")
+                        raise OffsetConflict(f"{t}[{p}] is at {stored.get(p)}, this batch started at {expected}")
             self.store(conn, end)
 
         return write
@@ -54,8 +52,7 @@ class OffsetStore:
     def store(self, conn: Connection, positions: Mapping[Position, int]) -> None:
         self.rows.store(conn, positions)
 
-    def reset(self, conn: Connection, topic: str, start: Mapping[int, int], replay_end: Mapping[int, int]
-              ) -> None:
+    def reset(self, conn: Connection, topic: str, start: Mapping[int, int], replay_end: Mapping[int, int]) -> None:
         """Forget `topic`'s offsets, start over at `start`, and hold publishing until `replay_end`."""
         self.rows.forget(conn, [topic, REPLAY_PREFIX + topic])
         self.store(conn, {(topic, p): o for p, o in start.items()})
@@ -68,7 +65,7 @@ class OffsetStore:
         targets = {(t, p): o for (t, p), o in rows.items() if t.startswith(REPLAY_PREFIX)}
         if not targets:
             return False
-        if any(rows.get((t[len(REPLAY_PREFIX):], p), 0) < o for (t, p), o in targets.items()):
+        if any(rows.get((t[len(REPLAY_PREFIX) :], p), 0) < o for (t, p), o in targets.items()):
             return True
         with self.manifest.write() as conn:
             self.rows.forget(conn, {t for t, _p in targets})

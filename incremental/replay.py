@@ -44,8 +44,10 @@ class Span:
 
     def of(self, topic: str) -> tuple[dict[int, int], dict[int, int]]:
         """One topic's start and end offsets, by partition."""
-        return ({p: o for (t, p), o in self.start.items() if t == topic},
-                {p: o for (t, p), o in self.end.items() if t == topic})
+        return (
+            {p: o for (t, p), o in self.start.items() if t == topic},
+            {p: o for (t, p), o in self.end.items() if t == topic},
+        )
 
 
 def parse_since(value: str) -> float:
@@ -76,8 +78,9 @@ def span(config: KafkaConfig, since: float | None) -> Span:
             start = {tp: found[tp].offset if found.get(tp) is not None else end[tp] for tp in parts}
     finally:
         consumer.close()
-    return Span({(tp.topic, tp.partition): start[tp] for tp in parts},
-                {(tp.topic, tp.partition): end[tp] for tp in parts})
+    return Span(
+        {(tp.topic, tp.partition): start[tp] for tp in parts}, {(tp.topic, tp.partition): end[tp] for tp in parts}
+    )
 
 
 class Replay:
@@ -96,8 +99,7 @@ class Replay:
         """
         with self.app.manifest.write() as conn:
             if self.app.manifest.rebuild_running(conn):
-                raise RebuildRunning("a rebuild is running on this manifest: replay once it has swapped its "
-                                     "tables in")
+                raise RebuildRunning("a rebuild is running on this manifest: replay once it has swapped its tables in")
             if not keep_manifest:
                 self.app.manifest.empty(conn)
             for topic in sorted({t for t, _p in sp.end}):
@@ -112,14 +114,20 @@ class Replay:
 
         def done() -> bool:
             if self.on_progress is not None:
-                self.on_progress(sum(min(end, max(start, source.expected.get(pos) or 0)) - start
-                                     for pos, (start, end) in spans.items()), total)
+                self.on_progress(
+                    sum(
+                        min(end, max(start, source.expected.get(pos) or 0)) - start
+                        for pos, (start, end) in spans.items()
+                    ),
+                    total,
+                )
             return all((source.expected.get(pos) or 0) >= end for pos, end in sp.end.items())
 
         return service.run(on_listen=on_listen, until=done)
 
-    def run(self, since: float | None, keep_manifest: bool, on_listen: Callable[[int], None] | None = None
-            ) -> tuple[Counts, PublishResult | None]:
+    def run(
+        self, since: float | None, keep_manifest: bool, on_listen: Callable[[int], None] | None = None
+    ) -> tuple[Counts, PublishResult | None]:
         """Replay and publish in full; (counts, None) when stopped before the end."""
         sp = span(self.config, since)
         log.info("replaying %s: partitions from %s to %s", self.config.names, sp.start, sp.end)

@@ -43,8 +43,7 @@ class Timers:
         )
         self.scheduler.add_job(self.publish, "interval", seconds=s.publish_interval, id="publish")
         self.scheduler.add_job(self.prune, "interval", seconds=s.prune_interval, id="prune")
-        self.scheduler.add_job(self.check, "interval", seconds=min(CHECK_INTERVAL, s.publish_interval),
-                               id="check")
+        self.scheduler.add_job(self.check, "interval", seconds=min(CHECK_INTERVAL, s.publish_interval), id="check")
 
     def start(self) -> None:
         self.scheduler.start()
@@ -96,8 +95,10 @@ class Timers:
             self.metrics.publishes.labels("failed").inc()
             return
         except Exception:
-            log.exception("publish failed; the live generation is unchanged, the next turn tries again",
-                          extra={"event": "publish_failed"})
+            log.exception(
+                "publish failed; the live generation is unchanged, the next turn tries again",
+                extra={"event": "publish_failed"},
+            )
             self.metrics.publishes.labels("failed").inc()
             return
         if result.generation is None:
@@ -128,8 +129,15 @@ class Timers:
             return
         self.metrics.prunes.labels("pruned").inc()
         if result.deleted or result.abandoned:
-            log.info("pruned %s; abandoned %s", result.deleted or "nothing", result.abandoned or "none",
-                     extra={"event": "pruned", **fields(result)})
+            log.info(
+                "pruned %s; abandoned %s",
+                result.deleted or "nothing",
+                result.abandoned or "none",
+                extra={"event": "pruned", **fields(result)},
+            )
         if result.foreign:
-            log.warning("left alone %d generations that are not this site's: %s", len(result.foreign),
-                        ", ".join(map(str, result.foreign)))
+            log.warning(
+                "left alone %d generations that are not this site's: %s",
+                len(result.foreign),
+                ", ".join(map(str, result.foreign)),
+            )

@@ -46,9 +46,16 @@ BATCH_SIZE = 20_000
 
 
 class Service:
-    def __init__(self, app: App, source: EventSource, offsets: OffsetStore, leader: Leader | None = None,
-                 batch_size: int = BATCH_SIZE, metrics: Metrics | None = None,
-                 stopping: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        source: EventSource,
+        offsets: OffsetStore,
+        leader: Leader | None = None,
+        batch_size: int = BATCH_SIZE,
+        metrics: Metrics | None = None,
+        stopping: threading.Event | None = None,
+    ) -> None:
         self.app = app
         self.source = source
         self.offsets = offsets
@@ -78,25 +85,41 @@ class Service:
     def process_state(self) -> dict[str, object]:
         """What this process knows beyond the manifest, for the status page (read from the server's thread)."""
         ready, why = self.ready()
-        return {"ready": ready, "readiness": why, "lag": self.source.lag, "leader": self.leader.is_leader(),
-                "paused_for_rebuild": self.paused,
-                "since_main_loop_turned_seconds": time.monotonic() - self.beat,
-                "applied_this_run": self.total.applied, "stale_this_run": self.total.stale,
-                "rejected_this_run": self.total.rejected}
+        return {
+            "ready": ready,
+            "readiness": why,
+            "lag": self.source.lag,
+            "leader": self.leader.is_leader(),
+            "paused_for_rebuild": self.paused,
+            "since_main_loop_turned_seconds": time.monotonic() - self.beat,
+            "applied_this_run": self.total.applied,
+            "stale_this_run": self.total.stale,
+            "rejected_this_run": self.total.rejected,
+        }
 
     # -- the loop -------------------------------------------------------------------------------------------
 
     def stop(self) -> None:
         self.stopping.set()
 
-    def run(self, port: int | None = None, on_listen: Callable[[int], None] | None = None,
-            until: Callable[[], bool] | None = None) -> Counts:
+    def run(
+        self,
+        port: int | None = None,
+        on_listen: Callable[[int], None] | None = None,
+        until: Callable[[], bool] | None = None,
+    ) -> Counts:
         """Consume until stop() (SIGTERM) or until `until()` is true; returns what was applied."""
         settings = self.app.settings
         self.app.publisher  # noqa: B018 - built here, not raced for by the timer thread
         pages = Pages(self.app.manifest, self.app.store, self.app.router, settings.base_url, self.process_state)
-        server = make_health_server(settings.http_host, settings.http_port if port is None else port,
-                                    self.alive, self.ready, self.metrics.registry, pages)
+        server = make_health_server(
+            settings.http_host,
+            settings.http_port if port is None else port,
+            self.alive,
+            self.ready,
+            self.metrics.registry,
+            pages,
+        )
         if on_listen is not None:
             on_listen(server.server_port)
         if self.source.dead_letter_topic:
@@ -193,8 +216,9 @@ class Service:
         self.source.committed(batch)
         self.metrics.counted(counts)
         self.metrics.set_lag(self.source.lag)
-        log.debug("applied a batch: %s", counts, extra={"event": "applied", "events": len(batch.items),
-                                                        **fields(counts)})
+        log.debug(
+            "applied a batch: %s", counts, extra={"event": "applied", "events": len(batch.items), **fields(counts)}
+        )
         if counts.rejected and self.source.dead_letter_topic:
             self._forward_letters(batch)
         return counts
@@ -220,8 +244,9 @@ def tune_gc() -> None:
     gc.set_threshold(100_000, 50, 100)
 
 
-def open_service(app: App, follow: Path | None = None, batch_size: int = BATCH_SIZE,
-                 stopping: threading.Event | None = None) -> Service:
+def open_service(
+    app: App, follow: Path | None = None, batch_size: int = BATCH_SIZE, stopping: threading.Event | None = None
+) -> Service:
     """The service as configured: Kafka from the settings, or a followed file."""
     offsets = OffsetStore(app.manifest)
     source: EventSource

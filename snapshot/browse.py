@@ -205,16 +205,16 @@ def _own_page(data: bytes, first: int, size: int) -> FilePage | None:
                 continue
             if not text.startswith(_OWN_OPEN):
                 return None
-            text, started = text[len(_OWN_OPEN):], True
+            text, started = text[len(_OWN_OPEN) :], True
         cut = text.rfind(b"\n") + 1
         whole, rest = text[:cut], text[cut:]
         lines = whole.count(b"\n")
         if not rest and whole.endswith(_OWN_CLOSE):
-            whole, lines = whole[:-len(_OWN_CLOSE)], lines - 1
+            whole, lines = whole[: -len(_OWN_CLOSE)], lines - 1
         if whole.count(b"<url>") != lines or _OWN_CLOSE in whole:
             return None
         if count < first + size and count + lines > first:
-            page += whole.split(b"\n")[max(0, first - count):min(lines, first + size - count)]
+            page += whole.split(b"\n")[max(0, first - count) : min(lines, first + size - count)]
         count += lines
     if not started or rest or not text.endswith(_OWN_CLOSE):
         return None

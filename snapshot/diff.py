@@ -17,6 +17,7 @@ changes are recomputed on demand from the store, which already holds them compre
 would add up to millions of rows per publish to the manifest. `diff A B` works for any two generations whose
 files are still in the store; once one is pruned only its recorded counts remain (DiffUnavailable says so).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -193,10 +194,16 @@ def compare_shard(pair: ShardPair) -> ShardDiff:
         new = dict(shard_urls(pair.new)) if pair.new is not None else {}
     else:
         old, new = apart
-    changed = [Change("changed", pair.section, loc, old[loc], new[loc])
-               for loc in sorted(new.keys() & old.keys()) if old[loc] != new[loc]]
-    return ShardDiff(changed, [(loc, old[loc]) for loc in old.keys() - new.keys()],
-                     [(loc, new[loc]) for loc in new.keys() - old.keys()])
+    changed = [
+        Change("changed", pair.section, loc, old[loc], new[loc])
+        for loc in sorted(new.keys() & old.keys())
+        if old[loc] != new[loc]
+    ]
+    return ShardDiff(
+        changed,
+        [(loc, old[loc]) for loc in old.keys() - new.keys()],
+        [(loc, new[loc]) for loc in new.keys() - old.keys()],
+    )
 
 
 def _urls_apart(old: bytes, new: bytes) -> tuple[dict[str, str | None], dict[str, str | None]] | None:
@@ -213,8 +220,10 @@ def _urls_apart(old: bytes, new: bytes) -> tuple[dict[str, str | None], dict[str
         if b"<!" in block or not _scan_own(block, found):
             return None
         with_lastmod = sum(1 for _loc, lastmod in found if lastmod is not None)
-        if not block.count(b"<loc>") == block.count(b"</loc>") == len(found) \
-                or block.count(b"<lastmod>") != with_lastmod:
+        if (
+            not block.count(b"<loc>") == block.count(b"</loc>") == len(found)
+            or block.count(b"<lastmod>") != with_lastmod
+        ):
             return None  # a loc or lastmod on a line of its own: not this service's layout
         urls = dict(found)
         if len(urls) != len(found):
@@ -305,7 +314,7 @@ class _Content:
     def forget(self, before: int) -> None:
         """Let go of the content before `before` (once it is a block's worth: cutting copies what is kept)."""
         if before - self.base >= _BLOCK_BYTES:
-            self.text, self.base = self.text[before - self.base:], before
+            self.text, self.base = self.text[before - self.base :], before
 
     def line_end(self, at: int) -> int:
         """Where the line `at` is in ends, its line break included (the end of the content for the last)."""
@@ -319,7 +328,7 @@ class _Content:
 
     def slice(self, start: int, end: int) -> bytes:
         self.reach(end)
-        return self.text[start - self.base:end - self.base]
+        return self.text[start - self.base : end - self.base]
 
 
 def _rejoin(a: _Content, i: int, b: _Content, j: int) -> tuple[int, int] | None:
@@ -348,7 +357,7 @@ def _common_length(a: _Content, i: int, b: _Content, j: int) -> int:
         if k <= 0:
             return n
         view = memoryview(b.text)
-        if not a.text.startswith(view[j + n - b.base:j + n + k - b.base], i + n - a.base):
+        if not a.text.startswith(view[j + n - b.base : j + n + k - b.base], i + n - a.base):
             break
         n += k
         step = min(2 * step, _BLOCK_BYTES)
@@ -361,7 +370,7 @@ def _common_length(a: _Content, i: int, b: _Content, j: int) -> int:
     lo, hi = n, n + k - 1  # alike up to lo; they differ before hi + 1
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if a.text.startswith(view[j + lo - b.base:j + mid - b.base], i + lo - a.base):
+        if a.text.startswith(view[j + lo - b.base : j + mid - b.base], i + lo - a.base):
             lo = mid
         else:
             hi = mid - 1
@@ -388,10 +397,14 @@ class Comparison:
     differing: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        old, new = ({(n, f.md5) for n, f in files.items() if f.shard_no is not None}
-                    for files in (self.old_files, self.new_files))
-        self.differing = sorted({name for name, _md5 in old ^ new},  # on one side only, or another MD5
-                                key=lambda n: (self._record(n).section or "", self._record(n).shard_no or 0))
+        old, new = (
+            {(n, f.md5) for n, f in files.items() if f.shard_no is not None}
+            for files in (self.old_files, self.new_files)
+        )
+        self.differing = sorted(
+            {name for name, _md5 in old ^ new},  # on one side only, or another MD5
+            key=lambda n: (self._record(n).section or "", self._record(n).shard_no or 0),
+        )
 
     def _record(self, name: str) -> FileRecord:
         return self.new_files.get(name) or self.old_files[name]
@@ -424,8 +437,14 @@ class Comparison:
 
     def _shard_diffs(self) -> Iterator[ShardDiff]:
         """compare_shard of every differing shard, in order: the files are read here, as the workers need them."""
-        pairs = (ShardPair(self._record(name).section or "", self._read(self.old_id, name, self.old_files),
-                           self._read(self.new_id, name, self.new_files)) for name in self.differing)
+        pairs = (
+            ShardPair(
+                self._record(name).section or "",
+                self._read(self.old_id, name, self.old_files),
+                self._read(self.new_id, name, self.new_files),
+            )
+            for name in self.differing
+        )
         if self.workers <= 1 or len(self.differing) < POOL_THRESHOLD:
             yield from map(compare_shard, pairs)
             return
@@ -446,9 +465,11 @@ class _Loose:
 
     def __init__(self) -> None:
         self.db = sqlite3.connect("")  # "": a private temporary file, deleted on close
-        self.db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; "
-                              "CREATE TABLE old (section TEXT, loc TEXT, lastmod TEXT); "
-                              "CREATE TABLE new (section TEXT, loc TEXT, lastmod TEXT);")
+        self.db.executescript(
+            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; "
+            "CREATE TABLE old (section TEXT, loc TEXT, lastmod TEXT); "
+            "CREATE TABLE new (section TEXT, loc TEXT, lastmod TEXT);"
+        )
 
     def __enter__(self) -> _Loose:
         return self
@@ -461,8 +482,7 @@ class _Loose:
 
     def resolve(self) -> Iterator[Change]:
         # Indexes built after loading: one sort, much faster than keeping them up to date row by row.
-        self.db.executescript("CREATE INDEX old_loc ON old (section, loc); "
-                              "CREATE INDEX new_loc ON new (section, loc);")
+        self.db.executescript("CREATE INDEX old_loc ON old (section, loc); CREATE INDEX new_loc ON new (section, loc);")
         match = "o.section = n.section AND o.loc = n.loc"
         query = (
             "SELECT 'added', section, loc, NULL, lastmod FROM new n WHERE NOT EXISTS "
@@ -481,8 +501,10 @@ def _readable_files(manifest: Manifest, gen_id: str) -> dict[str, FileRecord]:
     if gen is None:
         raise DiffUnavailable(f"generation {gen_id} is not recorded in this manifest")
     if gen.state == "pruned":
-        raise DiffUnavailable(f"generation {gen_id} is pruned: its files are gone from the store; what each "
-                              "generation changed against its base is still recorded (diff --summary)")
+        raise DiffUnavailable(
+            f"generation {gen_id} is pruned: its files are gone from the store; what each "
+            "generation changed against its base is still recorded (diff --summary)"
+        )
     if gen.state not in READABLE:
         raise DiffUnavailable(f"generation {gen_id} is {gen.state}, not a published generation")
     return manifest.files(gen_id)

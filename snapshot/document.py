@@ -33,12 +33,15 @@ AUTHORITY_RE = re.compile(r"[^:/?#]*://[^/?#]*")
 URL_RE = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[^/?#:@\[\]]+)(?::\d{1,5})?(?:[/?#].*)?", re.S)
 # The common case in one match: a plain host and only RFC 3986 characters, so none of the checks below can fail
 # but the length and the host. `%` still needs its two hex digits (checked apart: cheaper than an alternation).
-CLEAN_URL_RE = re.compile(r"https?://([A-Za-z0-9.-]+)(?::\d{1,5})?(?:[/?][A-Za-z0-9:/?@!$&'()*+,;=%~\-._]*)?"
-                          r"(?:#[A-Za-z0-9:/?@!$&'()*+,;=%~\-._]*)?")  # no '[' or ']', one '#' (see STRAY_RE)
+CLEAN_URL_RE = re.compile(
+    r"https?://([A-Za-z0-9.-]+)(?::\d{1,5})?(?:[/?][A-Za-z0-9:/?@!$&'()*+,;=%~\-._]*)?"
+    r"(?:#[A-Za-z0-9:/?@!$&'()*+,;=%~\-._]*)?"
+)  # no '[' or ']', one '#' (see STRAY_RE)
 # A full datetime whose every field is in range whatever the month (days up to 28): no calendar check needed.
 CANONICAL_LASTMOD_RE = re.compile(
     r"(?!0000)\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?"
-    r"(?:Z|[+-](?:(?:0\d|1[0-3]):[0-5]\d|14:00))", re.ASCII  # the schema's years and zones; ASCII digits only
+    r"(?:Z|[+-](?:(?:0\d|1[0-3]):[0-5]\d|14:00))",
+    re.ASCII,  # the schema's years and zones; ASCII digits only
 )
 W3C_RE = re.compile(
     r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?", re.ASCII
@@ -48,8 +51,22 @@ W3C_RE = re.compile(
 # there a list of them to keep in step (the C fast path leaves an object with any key it does not read to this
 # code). Any other field is refused, naming it, unless the rules allow extra fields (`--extra-fields ignore`).
 # `news` is read by snapshot/news.py, `video` by snapshot/video.py.
-DOCUMENT_FIELDS = frozenset({"op", "section", "key", "loc", "lastmod", "changefreq", "priority", "images",
-                             "alternates", "version", "news", "video"})  # "op": events, and rebuild lines
+DOCUMENT_FIELDS = frozenset(
+    {
+        "op",
+        "section",
+        "key",
+        "loc",
+        "lastmod",
+        "changefreq",
+        "priority",
+        "images",
+        "alternates",
+        "version",
+        "news",
+        "video",
+    }
+)  # "op": events, and rebuild lines
 IMAGE_FIELDS = frozenset({"loc", "title", "caption"})
 ALTERNATE_FIELDS = frozenset({"hreflang", "href"})
 
@@ -157,8 +174,11 @@ def check_version(value: Any) -> int | None:
 def check_url(value: Any, rules: Rules, field: str) -> str:
     if type(value) is str and MIN_LOC <= len(value) <= MAX_LOC:
         m = CLEAN_URL_RE.fullmatch(value)
-        if m and (not rules.allowed_hosts or m.group(1).lower() in rules.allowed_hosts) \
-                and ("%" not in value or not BARE_PERCENT_RE.search(value)):
+        if (
+            m
+            and (not rules.allowed_hosts or m.group(1).lower() in rules.allowed_hosts)
+            and ("%" not in value or not BARE_PERCENT_RE.search(value))
+        ):
             return value
     return _check_url(value, rules, field)
 
@@ -187,8 +207,9 @@ def _check_url(value: Any, rules: Rules, field: str) -> str:
         raise InvalidDocument(f"{field} must be an absolute http(s) URL without credentials, got {_show(value)}")
     host = m.group(1).lower()
     if rules.allowed_hosts and host not in rules.allowed_hosts:
-        raise InvalidDocument(f"{field} host {host!r} is not an allowed host "
-                              f"({', '.join(sorted(rules.allowed_hosts))})")
+        raise InvalidDocument(
+            f"{field} host {host!r} is not an allowed host ({', '.join(sorted(rules.allowed_hosts))})"
+        )
     return str(value)
 
 
@@ -200,11 +221,11 @@ def _ascii_authority(url: str, field: str) -> str:
     if m is None:
         return url
     start = url.index("://") + 3
-    host, colon, port = url[start:m.end()].partition(":")
+    host, colon, port = url[start : m.end()].partition(":")
     if host.startswith("[") or "@" in host or (host.isascii() and "%" not in host):
         return url  # an IP literal, credentials (refused below), or a host in ASCII already
     try:
-        return url[:start] + ascii_host(host) + colon + port + url[m.end():]
+        return url[:start] + ascii_host(host) + colon + port + url[m.end() :]
     except ValueError as exc:
         raise InvalidDocument(f"{field} {exc}") from None
 
@@ -285,8 +306,9 @@ def load_json(raw: bytes | str) -> Any:
         raise InvalidDocument(f"not valid JSON: {exc}") from None
 
 
-Fields = tuple[str, str, str, str | None, str | None, float | None, tuple[Image, ...], tuple[Alternate, ...],
-               int | None]
+Fields = tuple[
+    str, str, str, str | None, str | None, float | None, tuple[Image, ...], tuple[Alternate, ...], int | None
+]
 """A valid document's fields, in Document's order."""
 
 
@@ -311,16 +333,27 @@ def document_fields(obj: Any, rules: Rules) -> Fields:
         raise InvalidDocument(f"changefreq must be one of {', '.join(sorted(CHANGEFREQS))}, got {_show(changefreq)}")
     priority = get("priority")
     if priority is not None:
-        if isinstance(priority, bool) or not isinstance(priority, (int, float)) or not math.isfinite(priority) \
-                or not 0.0 <= priority <= 1.0:
+        if (
+            isinstance(priority, bool)
+            or not isinstance(priority, (int, float))
+            or not math.isfinite(priority)
+            or not 0.0 <= priority <= 1.0
+        ):
             raise InvalidDocument(f"priority must be a number from 0.0 to 1.0, got {_show(priority)}")
         priority = float(priority)
     images = get("images")
     alternates = get("alternates")
-    return (section, key, loc, lastmod, changefreq, priority,
-            _images(images, rules) if images is not None else (),
-            _alternates(alternates, rules) if alternates is not None else (),
-            check_version(get("version")))
+    return (
+        section,
+        key,
+        loc,
+        lastmod,
+        changefreq,
+        priority,
+        _images(images, rules) if images is not None else (),
+        _alternates(alternates, rules) if alternates is not None else (),
+        check_version(get("version")),
+    )
 
 
 def bounded_list(value: Any, name: str, most: int, of: str = "") -> list[Any]:
@@ -342,11 +375,13 @@ def _images(value: Any, rules: Rules) -> tuple[Image, ...]:
             raise InvalidDocument(f"images[{i}] must be an object")
         check_fields(item, IMAGE_FIELDS, rules, f"images[{i}]: ")
         try:
-            images.append(Image(
-                loc=check_url(item.get("loc"), ANY_HOST, "loc"),  # images may live on a CDN host
-                title=check_text(item.get("title"), "title"),
-                caption=check_text(item.get("caption"), "caption"),
-            ))
+            images.append(
+                Image(
+                    loc=check_url(item.get("loc"), ANY_HOST, "loc"),  # images may live on a CDN host
+                    title=check_text(item.get("title"), "title"),
+                    caption=check_text(item.get("caption"), "caption"),
+                )
+            )
         except InvalidDocument as exc:  # name the entry only now: formatting it for every image costs
             raise InvalidDocument(f"images[{i}].{exc}") from None
     return tuple(images)

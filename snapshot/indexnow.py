@@ -52,8 +52,7 @@ class IndexNowConfig:
 
     def __post_init__(self) -> None:
         if not KEY_RE.fullmatch(self.key):
-            raise ValueError(f"the IndexNow key must be 8 to 128 characters of a-z, A-Z, 0-9 and '-', "
-                             f"got {self.key!r}")
+            raise ValueError(f"the IndexNow key must be 8 to 128 characters of a-z, A-Z, 0-9 and '-', got {self.key!r}")
         for url in self.endpoints:
             if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
                 raise ValueError(f"an IndexNow endpoint must be an http(s) URL, got {url!r}")
@@ -64,12 +63,15 @@ class IndexNowConfig:
         except (KeyError, IndexError, ValueError):
             sample = None
         if sample is None or sample.scheme not in ("http", "https") or not sample.hostname:
-            raise ValueError("the IndexNow key location must be an http(s) URL, which may use {scheme}, "
-                             f"{{host}} and {{key}}; got {self.key_location!r}")
+            raise ValueError(
+                "the IndexNow key location must be an http(s) URL, which may use {scheme}, "
+                f"{{host}} and {{key}}; got {self.key_location!r}"
+            )
 
     @classmethod
-    def from_settings(cls, key: str | None, endpoints: tuple[str, ...], key_location: str | None,
-                      timeout: float) -> IndexNowConfig | None:
+    def from_settings(
+        cls, key: str | None, endpoints: tuple[str, ...], key_location: str | None, timeout: float
+    ) -> IndexNowConfig | None:
         """None (IndexNow off) without a key."""
         if not key:
             return None
@@ -88,8 +90,9 @@ Post = Callable[[str, bytes, float], tuple[int, str | None]]  # (url, body, time
 
 
 def http_post(url: str, body: bytes, timeout: float) -> tuple[int, str | None]:
-    req = urllib.request.Request(url, data=body, method="POST",
-                                 headers={"Content-Type": "application/json; charset=utf-8"})
+    req = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "application/json; charset=utf-8"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             resp.read()
@@ -129,8 +132,9 @@ class Outcome:
 class Submitter:
     """Collects URLs into per-host batches and POSTs each full batch to every endpoint."""
 
-    def __init__(self, config: IndexNowConfig, post: Post = http_post,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self, config: IndexNowConfig, post: Post = http_post, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self.config = config
         self.post = post
         self.sleep = sleep
@@ -151,8 +155,14 @@ class Submitter:
         return list(self.outcomes.values())
 
     def _send(self, scheme: str, netloc: str, urls: list[str]) -> None:
-        body = json.dumps({"host": urlsplit(f"{scheme}://{netloc}").hostname, "key": self.config.key,
-                           "keyLocation": self.config.location(scheme, netloc), "urlList": urls}).encode()
+        body = json.dumps(
+            {
+                "host": urlsplit(f"{scheme}://{netloc}").hostname,
+                "key": self.config.key,
+                "keyLocation": self.config.location(scheme, netloc),
+                "urlList": urls,
+            }
+        ).encode()
         for out in self.outcomes.values():
             out.urls += len(urls)
             if not out.gave_up:
@@ -198,9 +208,15 @@ class Submitter:
 
 # -- recorded outcomes --------------------------------------------------------------------------------------
 
+
 def record(manifest: Manifest, gen_id: str, outcomes: list[Outcome]) -> None:
-    manifest.submissions.record(gen_id, [Submission(o.endpoint, o.urls, o.batches, o.submitted, dict(o.statuses),
-                                                    o.gave_up, o.message) for o in outcomes])
+    manifest.submissions.record(
+        gen_id,
+        [
+            Submission(o.endpoint, o.urls, o.batches, o.submitted, dict(o.statuses), o.gave_up, o.message)
+            for o in outcomes
+        ],
+    )
 
 
 def last_outcomes(manifest: Manifest) -> list[dict[str, Any]]:
@@ -244,8 +260,7 @@ class Announcer:
             comparison = diff.compare(self.manifest, self.store, old_id, new_id, self.workers)
             if self.config is None or old_id is None:
                 counts = comparison.summary()
-                outcomes = [Outcome(e, message="first generation: engines read the sitemaps")
-                            for e in endpoints]
+                outcomes = [Outcome(e, message="first generation: engines read the sitemaps") for e in endpoints]
             else:
                 submitter = Submitter(self.config)
                 counts = comparison.zero_counts()
@@ -262,5 +277,12 @@ class Announcer:
         if outcomes:
             record(self.manifest, new_id, outcomes)
             for o in outcomes:
-                log.info("IndexNow %s: %d of %d URLs of generation %s accepted in %d batches %s",
-                         o.endpoint, o.submitted, o.urls, new_id, o.batches, dict(o.statuses))
+                log.info(
+                    "IndexNow %s: %d of %d URLs of generation %s accepted in %d batches %s",
+                    o.endpoint,
+                    o.submitted,
+                    o.urls,
+                    new_id,
+                    o.batches,
+                    dict(o.statuses),
+                )

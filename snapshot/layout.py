@@ -32,8 +32,9 @@ class Layout:
 
     def __post_init__(self) -> None:
         if not PREFIX_RE.fullmatch(self.prefix):
-            raise ValueError(f"bucket prefix must be 1-38 lowercase letters, digits or inner hyphens, "
-                             f"got {self.prefix!r}")
+            raise ValueError(
+                f"bucket prefix must be 1-38 lowercase letters, digits or inner hyphens, got {self.prefix!r}"
+            )
         if self.bucket is not None and not BUCKET_RE.fullmatch(self.bucket):
             raise ValueError(f"not a valid S3 bucket name: {self.bucket!r}")
 
@@ -51,7 +52,7 @@ class Layout:
     def generation(self, name: str | None) -> str | None:
         if name is None or not name.startswith(self.prefix + "-"):
             return None
-        gen_id = name[len(self.prefix) + 1:]
+        gen_id = name[len(self.prefix) + 1 :]
         return gen_id if generation.is_id(gen_id) else None
 
     def bucket_of(self, gen_id: str) -> str:

@@ -41,11 +41,15 @@ from sqlalchemy import ColumnClause, ColumnElement, Select, and_, column, false,
 from sitemap_keeper.snapshot.document import SECTION_RE, InvalidDocument
 
 IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
-TOKEN_RE = re.compile(r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+)(?![\w.])|(?P<op>!=|<>|=)"
-                      r"|(?P<word>[A-Za-z_][A-Za-z0-9_$]*))")
+TOKEN_RE = re.compile(
+    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+)(?![\w.])|(?P<op>!=|<>|=)"
+    r"|(?P<word>[A-Za-z_][A-Za-z0-9_$]*))"
+)
 SEGMENT_SAFE_RE = re.compile(r"[A-Za-z0-9_.~-]+")  # what quote(value, safe="") leaves as it is
-SUPPORTED = ("supported: column = literal, column != literal, column is [not] null, column, not column, "
-             "joined by and; literals 'text', integers, true, false")
+SUPPORTED = (
+    "supported: column = literal, column != literal, column is [not] null, column, not column, "
+    "joined by and; literals 'text', integers, true, false"
+)
 # Debezium's temporal semantic types, by the names a mapping may declare them under (`types:`).
 TEMPORAL_TYPES = {
     "timestamp": "io.debezium.time.Timestamp",
@@ -121,8 +125,12 @@ class SectionMapping:
 
     def columns(self) -> list[str]:
         """Every column the section reads, once each, in a stable order."""
-        names = [*self.key, *(p.column for p in self.loc if isinstance(p, Placeholder)),
-                 *(c for c in (getattr(self, f) for f in OPTIONAL_FIELDS) if c), *(c.column for c in self.where)]
+        names = [
+            *self.key,
+            *(p.column for p in self.loc if isinstance(p, Placeholder)),
+            *(c for c in (getattr(self, f) for f in OPTIONAL_FIELDS) if c),
+            *(c.column for c in self.where),
+        ]
         return list(dict.fromkeys(names))
 
     def query(self) -> Select[Any]:
@@ -243,6 +251,7 @@ def _alternates(value: Any) -> Any:
 
 # -- loading ------------------------------------------------------------------------------------------------
 
+
 def load_mapping(path: str | Path) -> Mapping:
     """Read and check a mapping file, or raise MappingError with one line naming the file and the problem."""
     try:
@@ -275,8 +284,9 @@ def _section(name: Any, spec: Any) -> SectionMapping:
         raise MappingError(f"{where} must be a map (table, key, loc, ...)")
     unknown = set(spec) - SECTION_KEYS
     if unknown:
-        raise MappingError(f"{where}: unknown setting {sorted(unknown)[0]!r} "
-                           f"(known: {', '.join(sorted(SECTION_KEYS))})")
+        raise MappingError(
+            f"{where}: unknown setting {sorted(unknown)[0]!r} (known: {', '.join(sorted(SECTION_KEYS))})"
+        )
     for required in ("table", "key", "loc"):
         if required not in spec:
             raise MappingError(f"{where}: `{required}` is required")
@@ -285,7 +295,9 @@ def _section(name: Any, spec: Any) -> SectionMapping:
         raise MappingError(f"{where}.table must be schema.table, got {spec['table']!r}")
     keys = spec["key"] if isinstance(spec["key"], list) else [spec["key"]]
     return SectionMapping(
-        section=name, schema=schema, table=tbl,
+        section=name,
+        schema=schema,
+        table=tbl,
         key=tuple(_ident(k, f"{where}.key") for k in keys),
         loc=parse_template(spec["loc"], f"{where}.loc"),
         where=parse_where(spec.get("where"), f"{where}.where"),
@@ -328,8 +340,9 @@ def parse_template(value: Any, where: str) -> tuple[str | Placeholder, ...]:
         if field is None:
             continue
         if conversion or spec not in ("", "raw"):
-            raise MappingError(f"{where}: {{{field}{':' + spec if spec else ''}}}: only {{column}} and "
-                               "{column:raw} are supported")
+            raise MappingError(
+                f"{where}: {{{field}{':' + spec if spec else ''}}}: only {{column}} and {{column:raw}} are supported"
+            )
         parts.append(Placeholder(_ident(field, where), spec == "raw"))
     if not any(isinstance(p, Placeholder) for p in parts):
         raise MappingError(f"{where}: the template names no column, so every row would have the same URL")
@@ -404,5 +417,6 @@ def _literal(token: tuple[str, str], where: str) -> Literal:
         return int(value)
     if kind == "word" and value.lower() in ("true", "false"):
         return value.lower() == "true"
-    raise MappingError(f"{where}: {value!r} is not a literal ('text', an integer, true or false; "
-                       "for NULL say `is null`)")
+    raise MappingError(
+        f"{where}: {value!r} is not a literal ('text', an integer, true or false; for NULL say `is null`)"
+    )

@@ -46,8 +46,10 @@ MAX_LOC = 2048  # an index's <loc>, per the sitemaps.org schema
 MAX_LISTED_NAME = len(shard_name("s" * 64, 10**10 - 1))
 # An absolute http(s) URI without credentials, query or fragment, in RFC 3986's characters only (its host in
 # ASCII already: `check_base_url` turns an internationalised one into its IDNA form first).
-BASE_URL_RE = re.compile(r"https?://(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?"
-                         r"(?:/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*)?")
+BASE_URL_RE = re.compile(
+    r"https?://(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?"
+    r"(?:/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*)?"
+)
 
 
 def check_base_url(base_url: str) -> str:
@@ -57,8 +59,9 @@ def check_base_url(base_url: str) -> str:
     2,048 characters a sitemap index allows, and be an RFC 3986 URI itself."""
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise ValueError(f"base URL must be an absolute http(s) URL like https://example.com/sitemaps/, "
-                         f"got {_show(base_url)}")
+        raise ValueError(
+            f"base URL must be an absolute http(s) URL like https://example.com/sitemaps/, got {_show(base_url)}"
+        )
     if "@" in parts.netloc:  # not shown: it may hold a password
         raise ValueError("base URL must not carry credentials (user@ or user:password@)")
     name, _colon, port = parts.netloc.partition(":")
@@ -67,12 +70,16 @@ def check_base_url(base_url: str) -> str:
     if not base_url.endswith("/"):
         base_url += "/"
     if not BASE_URL_RE.fullmatch(base_url) or (port.isdigit() and int(port) > 65535):
-        raise ValueError(f"base URL must be an RFC 3986 URI (percent-encode other characters; a port up to "
-                         f"65535), got {_show(base_url)}")
+        raise ValueError(
+            f"base URL must be an RFC 3986 URI (percent-encode other characters; a port up to "
+            f"65535), got {_show(base_url)}"
+        )
     if len(base_url) + MAX_LISTED_NAME > MAX_LOC:
-        raise ValueError(f"base URL is {len(base_url)} characters: with file names of up to {MAX_LISTED_NAME} "
-                         f"its index entries would pass the {MAX_LOC} characters a sitemap index allows; at most "
-                         f"{MAX_LOC - MAX_LISTED_NAME} allowed")
+        raise ValueError(
+            f"base URL is {len(base_url)} characters: with file names of up to {MAX_LISTED_NAME} "
+            f"its index entries would pass the {MAX_LOC} characters a sitemap index allows; at most "
+            f"{MAX_LOC - MAX_LISTED_NAME} allowed"
+        )
     return base_url
 
 

@@ -74,8 +74,11 @@ def parse_news(value: Any, loc: str) -> Article:
     name = _required_text(publication.get("name"), "news.publication.name")
     language = publication.get("language")
     if not isinstance(language, str) or not LANGUAGE_RE.fullmatch(language.lower()):
-        raise InvalidDocument("news.publication.language must be an ISO 639 code of 2 or 3 letters (or zh-cn, "
-                              f"zh-tw), got {language!r}"[:200])
+        raise InvalidDocument(
+            f"news.publication.language must be an ISO 639 code of 2 or 3 letters (or zh-cn, zh-tw), got {language!r}"[
+                :200
+            ]
+        )
     try:
         published = normalise_lastmod(value.get("publication_date"))
     except InvalidDocument as exc:
@@ -84,10 +87,12 @@ def parse_news(value: Any, loc: str) -> Article:
         raise InvalidDocument("news.publication_date is required")
     published = FRACTION_RE.sub("", published)  # whole seconds: some readers (npm sitemap 9) refuse a fraction
     title = _required_text(value.get("title"), "news.title")
-    xml = (f"<url><loc>{escape(loc)}</loc><news:news><news:publication><news:name>{escape(name)}</news:name>"
-           f"<news:language>{language.lower()}</news:language></news:publication>"
-           f"<news:publication_date>{published}</news:publication_date>"
-           f"<news:title>{escape(title)}</news:title></news:news></url>\n")
+    xml = (
+        f"<url><loc>{escape(loc)}</loc><news:news><news:publication><news:name>{escape(name)}</news:name>"
+        f"<news:language>{language.lower()}</news:language></news:publication>"
+        f"<news:publication_date>{published}</news:publication_date>"
+        f"<news:title>{escape(title)}</news:title></news:news></url>\n"
+    )
     stamp = lastmod_timestamp(published)
     assert stamp is not None
     return Article(loc, published, stamp, xml)
@@ -120,8 +125,9 @@ def capacity(max_urls: int) -> int:
     return min(MAX_ARTICLES, max_urls)
 
 
-def write_changes(manifest: Manifest, conn: Connection, changes: Iterable[Change], revision: int,
-                  max_urls: int = MAX_ARTICLES) -> None:
+def write_changes(
+    manifest: Manifest, conn: Connection, changes: Iterable[Change], revision: int, max_urls: int = MAX_ARTICLES
+) -> None:
     """Apply a batch's news changes (the last one per document wins); every news shard they touch gets
     `revision`; a news shard gets at most `capacity(max_urls)` articles."""
     last: dict[tuple[str, str], Article | None] = {(s, k): a for s, k, a in changes}
@@ -134,8 +140,9 @@ def write_changes(manifest: Manifest, conn: Connection, changes: Iterable[Change
         _write_section(manifest, conn, section, articles, revision, capacity(max_urls))
 
 
-def _write_section(manifest: Manifest, conn: Connection, section: str, articles: Mapping[str, Article | None],
-                   revision: int, size: int) -> None:
+def _write_section(
+    manifest: Manifest, conn: Connection, section: str, articles: Mapping[str, Article | None], revision: int, size: int
+) -> None:
     held = news_rows.shards_of(conn, section, sorted(articles))
     counts = news_rows.shard_counts(conn, section)
     open_no = max(counts, default=1)
@@ -179,8 +186,9 @@ class NewsPlan:
     next_expiry: float | None  # when the first copied file goes stale: the publish timer's next news work
 
 
-def plan_news(manifest: Manifest, live: str | None, base_files: Mapping[str, FileRecord], now: float,
-              full: bool = False) -> NewsPlan:
+def plan_news(
+    manifest: Manifest, live: str | None, base_files: Mapping[str, FileRecord], now: float, full: bool = False
+) -> NewsPlan:
     """Which news files to render at `now`, which to copy from `live`, which to leave out."""
     cut = now - WINDOW
     with manifest.read() as conn:
@@ -223,8 +231,15 @@ def render_news(manifest: Manifest, shard: NewsShard, now: float) -> RenderedNew
         return None
     newest = max(rows, key=lambda r: r.published_ts)
     data = (NEWS_URLSET_OPEN + "".join(r.xml for r in rows) + "</urlset>\n").encode()
-    return RenderedNews(shard, len(rows), newest.published, newest.published_ts,
-                        min(r.published_ts for r in rows) + WINDOW, data, revision)
+    return RenderedNews(
+        shard,
+        len(rows),
+        newest.published,
+        newest.published_ts,
+        min(r.published_ts for r in rows) + WINDOW,
+        data,
+        revision,
+    )
 
 
 # -- the rebuild ------------------------------------------------------------------------------------------------
@@ -260,5 +275,4 @@ class Placer:
             st.articles = 0
         st.articles += 1
         self.seq += 1
-        return (section, key, st.shard_no, article.loc, article.published, article.published_ts, article.xml,
-                self.seq)
+        return (section, key, st.shard_no, article.loc, article.published, article.published_ts, article.xml, self.seq)

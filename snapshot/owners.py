@@ -50,8 +50,10 @@ def loc_hash(loc: str, _blake2b: Any = blake2b, _unpack: Any = _INT64) -> int:
 
 def refusal(loc: str, holder: tuple[str, str]) -> str:
     """Why a document is refused the URL `holder` (section, key) is at."""
-    return (f"loc {loc} is already the URL of document {holder[1]!r} of section {holder[0]!r}: a URL belongs to "
-            "one document (delete that one, or change its loc, first)")
+    return (
+        f"loc {loc} is already the URL of document {holder[1]!r} of section {holder[0]!r}: a URL belongs to "
+        "one document (delete that one, or change its loc, first)"
+    )
 
 
 def current_loc(manifest: Manifest, conn: Connection, holder: Holder) -> str | None:
@@ -62,4 +64,3 @@ def current_loc(manifest: Manifest, conn: Connection, holder: Holder) -> str | N
 def replaces(version: int | None, older: int | None) -> bool:
     """Whether an event of `version` replaces a waiting claim of its key at `older` (no version: arrival order)."""
     return version is None or older is None or older <= version
-

@@ -67,7 +67,9 @@ def create(store: Store, site: str, gen_id: str) -> None:
     """Create a new generation's container, stamped as this site's; never write into another site's."""
     stamp = store.read_stamp(gen_id)
     if stamp is not None and stamp != site:
-        raise StoreError(f"generation {gen_id} already exists in {store.describe()}, stamped by site {stamp[:40]}: "
-                         "not writing into another site's generation")
+        raise StoreError(
+            f"generation {gen_id} already exists in {store.describe()}, stamped by site {stamp[:40]}: "
+            "not writing into another site's generation"
+        )
     store.create(gen_id)
     store.write_stamp(gen_id, site)

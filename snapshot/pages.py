@@ -60,23 +60,41 @@ def publishes(manifest: Manifest, limit: int = PUBLISHES) -> list[dict[str, Any]
     out = []
     for g in gens:
         rec = diff.recorded(manifest, g.id)
-        out.append({"generation": g.id, "state": g.state, "published_at": g.published_at, "base": g.base_id,
-                    "urls": g.url_count, "files": g.file_count, "rendered": g.rendered, "copied": g.copied,
-                    "changed": diff.as_json(rec.sections) if rec else None})
+        out.append(
+            {
+                "generation": g.id,
+                "state": g.state,
+                "published_at": g.published_at,
+                "base": g.base_id,
+                "urls": g.url_count,
+                "files": g.file_count,
+                "rendered": g.rendered,
+                "copied": g.copied,
+                "changed": diff.as_json(rec.sections) if rec else None,
+            }
+        )
     return out
 
 
 def recent_dead_letters(manifest: Manifest, limit: int = LETTERS) -> list[dict[str, Any]]:
-    return [{"id": r.id, "created_at": r.created_at, "source": r.source, "reason": r.reason,
-             "raw": bytes(r.raw)[:RAW_SHOWN * 4].decode("utf-8", "replace")[:RAW_SHOWN]}
-            for r in manifest.newest_dead_letters(limit)]
+    return [
+        {
+            "id": r.id,
+            "created_at": r.created_at,
+            "source": r.source,
+            "reason": r.reason,
+            "raw": bytes(r.raw)[: RAW_SHOWN * 4].decode("utf-8", "replace")[:RAW_SHOWN],
+        }
+        for r in manifest.newest_dead_letters(limit)
+    ]
 
 
 class Pages:
     """Answers the page paths; `respond` returns None for any other path (the caller's own)."""
 
-    def __init__(self, manifest: Manifest, store: Store, router: Router, base_url: str,
-                 extra: Extra | None = None) -> None:
+    def __init__(
+        self, manifest: Manifest, store: Store, router: Router, base_url: str, extra: Extra | None = None
+    ) -> None:
         self.manifest, self.store, self.router, self.base_url = manifest, store, router, base_url
         self.extra = extra  # what the running process knows (the service: lag, readiness); None under serve
 
@@ -99,7 +117,7 @@ class Pages:
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         if parts.path == STATUS_PATH:
             return self._ok("Sitemaps status", status_body(self.data()))
-        return self._view(unquote(parts.path[len(VIEW_PATH):]), query)
+        return self._view(unquote(parts.path[len(VIEW_PATH) :]), query)
 
     def data(self) -> dict[str, Any]:
         info = status_data(self.manifest, self.store, self.router, self.base_url)
@@ -160,12 +178,20 @@ def view_href(name: str, gen_id: str | None = None, page: int | None = None) -> 
 
 def status_body(info: Mapping[str, Any]) -> str:
     live = info.get("live_generation")
-    parts = [f"<nav>{link(STATUS_PATH, 'status')}{link(VIEW_PATH, 'files') if live else ''}</nav>",
-             "<h1>Sitemaps status</h1>",
-             "<h2>Summary</h2>" + table(("name", "value"), _summary_rows(info), css_id="summary")]
-    parts.append("<h2>This process</h2>" + (any_value("process", info["process"]) if "process" in info else
-                 '<p class="muted">no event source here (sitemaps serve): lag and readiness are on the '
-                 "service's own status page</p>"))
+    parts = [
+        f"<nav>{link(STATUS_PATH, 'status')}{link(VIEW_PATH, 'files') if live else ''}</nav>",
+        "<h1>Sitemaps status</h1>",
+        "<h2>Summary</h2>" + table(("name", "value"), _summary_rows(info), css_id="summary"),
+    ]
+    parts.append(
+        "<h2>This process</h2>"
+        + (
+            any_value("process", info["process"])
+            if "process" in info
+            else '<p class="muted">no event source here (sitemaps serve): lag and readiness are on the '
+            "service's own status page</p>"
+        )
+    )
     parts.append("<h2>Sections</h2>" + _sections(info.get("sections") or {}))
     parts.append("<h2>Last publishes</h2>" + _publishes(info.get("publishes") or [], live))
     parts.append("<h2>Newest dead letters</h2>" + _letters(info.get("recent_dead_letters") or []))
@@ -203,19 +229,33 @@ def _publishes(pubs: list[dict[str, Any]], live: str | None) -> str:
         gen = p["generation"]
         readable = p["state"] in diff.READABLE
         name = link(view_href("", gen), gen) if readable else esc(gen)
-        rows.append((name + (" (live)" if gen == live else ""), esc(p["state"]),
-                     scalar("published_at", p["published_at"]), esc(p["urls"]),
-                     f'{esc(p["files"])} ({esc(p["rendered"])} rendered)',
-                     esc(p["base"] or "—"), _changed(p["changed"])))
-    return table(("generation", "state", "published", "URLs", "files", "against", "what it changed"), rows,
-                 numeric=frozenset({3}), css_id="publishes")
+        rows.append(
+            (
+                name + (" (live)" if gen == live else ""),
+                esc(p["state"]),
+                scalar("published_at", p["published_at"]),
+                esc(p["urls"]),
+                f"{esc(p['files'])} ({esc(p['rendered'])} rendered)",
+                esc(p["base"] or "—"),
+                _changed(p["changed"]),
+            )
+        )
+    return table(
+        ("generation", "state", "published", "URLs", "files", "against", "what it changed"),
+        rows,
+        numeric=frozenset({3}),
+        css_id="publishes",
+    )
 
 
 def _changed(changed: dict[str, Any] | None) -> str:
     if changed is None:
         return '<span class="muted">not recorded</span>'
-    per_section = ", ".join(f"{esc(s)}: +{c['added']} -{c['removed']} ~{c['changed']}"
-                            for s, c in changed["sections"].items() if c["added"] or c["removed"] or c["changed"])
+    per_section = ", ".join(
+        f"{esc(s)}: +{c['added']} -{c['removed']} ~{c['changed']}"
+        for s, c in changed["sections"].items()
+        if c["added"] or c["removed"] or c["changed"]
+    )
     head = f"+{changed['added']} added, -{changed['removed']} removed, ~{changed['changed']} new lastmod"
     return esc(head) + (f'<br><span class="muted">{per_section}</span>' if per_section else "")
 
@@ -223,8 +263,10 @@ def _changed(changed: dict[str, Any] | None) -> str:
 def _letters(letters: list[dict[str, Any]]) -> str:
     if not letters:
         return '<p class="muted">none</p>'
-    rows = [(esc(d["id"]), esc(when(d["created_at"])), esc(d["source"]), esc(d["reason"]),
-             f"<code>{esc(d['raw'])}</code>") for d in letters]
+    rows = [
+        (esc(d["id"]), esc(when(d["created_at"])), esc(d["source"]), esc(d["reason"]), f"<code>{esc(d['raw'])}</code>")
+        for d in letters
+    ]
     return table(("id", "when", "source", "reason", "input"), rows, css_id="dead-letters")
 
 
@@ -232,12 +274,21 @@ def _letters(letters: list[dict[str, Any]]) -> str:
 
 
 def files_body(gen: Generation, files: dict[str, FileRecord]) -> str:
-    rows = [(link(view_href(f.name, gen.id), f.name), esc(f.section or ""), esc(f.url_count),
-             esc(f.size), esc(f.lastmod or "")) for f in sorted(files.values(), key=_file_order)]
-    return (f"<nav>{link(STATUS_PATH, 'status')}</nav><h1>Files of {esc(gen.id)}</h1>"
-            f"<p>{esc(gen.state)}, published {esc(when(gen.published_at))}</p>"
-            + table(("file", "section", "URLs", "bytes", "lastmod"), rows, numeric=frozenset({2, 3}),
-                    css_id="files"))
+    rows = [
+        (
+            link(view_href(f.name, gen.id), f.name),
+            esc(f.section or ""),
+            esc(f.url_count),
+            esc(f.size),
+            esc(f.lastmod or ""),
+        )
+        for f in sorted(files.values(), key=_file_order)
+    ]
+    return (
+        f"<nav>{link(STATUS_PATH, 'status')}</nav><h1>Files of {esc(gen.id)}</h1>"
+        f"<p>{esc(gen.state)}, published {esc(when(gen.published_at))}</p>"
+        + table(("file", "section", "URLs", "bytes", "lastmod"), rows, numeric=frozenset({2, 3}), css_id="files")
+    )
 
 
 def _file_order(f: FileRecord) -> tuple[int, str, int, str]:
@@ -246,21 +297,26 @@ def _file_order(f: FileRecord) -> tuple[int, str, int, str]:
     return (kind, f.section or "", f.shard_no or 0, f.name)
 
 
-def file_body(gen: Generation, files: dict[str, FileRecord], name: str, found: FilePage, page: int,
-              pages: int) -> str:
+def file_body(gen: Generation, files: dict[str, FileRecord], name: str, found: FilePage, page: int, pages: int) -> str:
     first = (page - 1) * PER_PAGE + 1
     shown = f"entries {first} to {first + len(found.entries) - 1} of {found.total}" if found.entries else "no entries"
-    head = (f"<nav>{link(STATUS_PATH, 'status')}{link(view_href('', gen.id), 'files')}</nav>"
-            f"<h1>{esc(name)}</h1><p>generation {esc(gen.id)} ({esc(gen.state)}), {esc(shown)}, "
-            f"page {page} of {pages}</p>")
+    head = (
+        f"<nav>{link(STATUS_PATH, 'status')}{link(view_href('', gen.id), 'files')}</nav>"
+        f"<h1>{esc(name)}</h1><p>generation {esc(gen.id)} ({esc(gen.state)}), {esc(shown)}, "
+        f"page {page} of {pages}</p>"
+    )
     pager = _pager(name, gen.id, page, pages)
     if found.kind == "sitemapindex":
         rows = [_index_row(e, files, gen.id) for e in found.entries]
         body = table(("#", "sitemap", "lastmod"), rows, numeric=frozenset({0}), css_id="entries")
     else:
         rows = [_url_row(e) for e in found.entries]
-        body = table(("#", "loc", "lastmod", "changefreq", "priority", "images", "alternates", "other fields"),
-                     rows, numeric=frozenset({0}), css_id="entries")
+        body = table(
+            ("#", "loc", "lastmod", "changefreq", "priority", "images", "alternates", "other fields"),
+            rows,
+            numeric=frozenset({0}),
+            css_id="entries",
+        )
     return head + pager + body + pager
 
 
@@ -268,29 +324,50 @@ def _pager(name: str, gen_id: str, page: int, pages: int) -> str:
     if pages == 1:
         return ""
     links = [("first", 1), ("previous", page - 1), ("next", page + 1), ("last", pages)]
-    return "<nav>" + "".join(link(view_href(name, gen_id, n), text) if 1 <= n <= pages and n != page
-                             else f'<span class="muted">{text}</span>' for text, n in links) + "</nav>"
+    return (
+        "<nav>"
+        + "".join(
+            link(view_href(name, gen_id, n), text)
+            if 1 <= n <= pages and n != page
+            else f'<span class="muted">{text}</span>'
+            for text, n in links
+        )
+        + "</nav>"
+    )
 
 
 def _index_row(e: Entry, files: dict[str, FileRecord], gen_id: str) -> tuple[str, ...]:
     loc = e.simple.get("loc", "")
     child = loc.rsplit("/", 1)[-1]
-    view = f' ({link(view_href(child, gen_id), "view")})' if child in files else ""
+    view = f" ({link(view_href(child, gen_id), 'view')})" if child in files else ""
     return (esc(e.number), link(loc, loc) + view, _nowrap(e.simple.get("lastmod", "")))
 
 
 def _url_row(e: Entry) -> tuple[str, ...]:
     s = e.simple
-    images = "".join(f"<li>{link(i.loc, i.loc)}" + "".join(f"<br>{label}: {esc(v)}" for label, v in
-                                                            (("title", i.title), ("caption", i.caption)) if v)
-                     + "</li>" for i in e.images)
+    images = "".join(
+        f"<li>{link(i.loc, i.loc)}"
+        + "".join(f"<br>{label}: {esc(v)}" for label, v in (("title", i.title), ("caption", i.caption)) if v)
+        + "</li>"
+        for i in e.images
+    )
     alternates = "".join(f"<li>{esc(a.hreflang)}: {link(a.href, a.href)}</li>" for a in e.alternates)
-    fields = "".join(f"<li><b>{esc(f.path)}</b>"
-                     + "".join(f' <span class="muted">[{esc(k)}={esc(v)}]</span>' for k, v in f.attributes)
-                     + f": {esc(f.value)}</li>" for f in e.fields)
-    return (esc(e.number), link(s.get("loc", ""), s.get("loc", "")), _nowrap(s.get("lastmod", "")),
-            esc(s.get("changefreq", "")), esc(s.get("priority", "")), _list(images), _list(alternates),
-            _list(fields))
+    fields = "".join(
+        f"<li><b>{esc(f.path)}</b>"
+        + "".join(f' <span class="muted">[{esc(k)}={esc(v)}]</span>' for k, v in f.attributes)
+        + f": {esc(f.value)}</li>"
+        for f in e.fields
+    )
+    return (
+        esc(e.number),
+        link(s.get("loc", ""), s.get("loc", "")),
+        _nowrap(s.get("lastmod", "")),
+        esc(s.get("changefreq", "")),
+        esc(s.get("priority", "")),
+        _list(images),
+        _list(alternates),
+        _list(fields),
+    )
 
 
 def _nowrap(text: str) -> str:

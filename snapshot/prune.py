@@ -64,8 +64,14 @@ class _Run:
         return True
 
 
-def prune(manifest: Manifest, store: Store, router: Router, keep: int = KEEP, grace: float = GRACE_SECONDS,
-          now: float | None = None) -> PruneResult:
+def prune(
+    manifest: Manifest,
+    store: Store,
+    router: Router,
+    keep: int = KEEP,
+    grace: float = GRACE_SECONDS,
+    now: float | None = None,
+) -> PruneResult:
     """Keep the live generation and the newest `keep` published ones (the live one counts); delete the rest.
 
     Generations that never went live (a crash or failure before the switch) are deleted once stale. The live
@@ -83,11 +89,19 @@ def prune(manifest: Manifest, store: Store, router: Router, keep: int = KEEP, gr
             raise ForeignLive(
                 f"the router serves generation {live}, which this manifest never published: not pruning (what it "
                 "would delete may be the live site's rollback targets). Check that the manifest is the one that "
-                "publishes this site (SITEMAPS_DATABASE_URL)")
+                "publishes this site (SITEMAPS_DATABASE_URL)"
+            )
         published = sorted((g.id for g in gens if g.state in PUBLISHED or g.id == live), reverse=True)
         kept = set(published[:keep]) | ({live} if live else set())
-        run = _Run(manifest, store, Owner(site_id(manifest), store, known), known, kept,
-                   published[0] if published else None, PruneResult(live, kept=sorted(kept, reverse=True)))
+        run = _Run(
+            manifest,
+            store,
+            Owner(site_id(manifest), store, known),
+            known,
+            kept,
+            published[0] if published else None,
+            PruneResult(live, kept=sorted(kept, reverse=True)),
+        )
         present = store.generations()
         for gen_id in present:
             _prune_one(run, gen_id, grace, now)

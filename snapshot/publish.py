@@ -118,8 +118,13 @@ def render_shard(manifest: Manifest, section: str, shard_no: int, limits: Limits
     data = gzip_pieces(check.passing(shard_pieces(fragments)))
     check.close(len(fragments))
     return RenderedShard(
-        section, shard_no, int(revision), len(fragments), newest.lastmod if newest else None,
-        newest.stamp if newest else None, data,
+        section,
+        shard_no,
+        int(revision),
+        len(fragments),
+        newest.lastmod if newest else None,
+        newest.stamp if newest else None,
+        data,
     )
 
 
@@ -202,7 +207,8 @@ class Publisher:
                     f"the router serves generation {live}, which this manifest never published: a publish "
                     "would replace the live site with what this manifest holds. Check that the manifest is "
                     "the one that publishes this site (SITEMAPS_DATABASE_URL); to replace the site with "
-                    "this manifest on purpose, publish --full (or rebuild)")
+                    "this manifest on purpose, publish --full (or rebuild)"
+                )
             p = plan(self.manifest, live, full=full, now=self.clock())
             if not p.render and not p.copy:
                 raise EmptyManifest("the manifest has no documents: refusing to publish an empty generation")
@@ -212,10 +218,15 @@ class Publisher:
                     f"publishing would remove {gen.url_count - p.urls:,} of them, more than the "
                     f"{self.max_shrink:.0%} allowed. The live site is left as it was (a replay of a topic that "
                     "no longer holds every document? a mass deletion upstream?); publish with --max-shrink 1 "
-                    "(SITEMAPS_MAX_SHRINK) to remove them on purpose")
+                    "(SITEMAPS_MAX_SHRINK) to remove them on purpose"
+                )
             if not full and not p.dirty:
-                return PublishResult(None, p.live, seconds=time.monotonic() - started,
-                                     message=f"nothing to publish: generation {p.live} is up to date")
+                return PublishResult(
+                    None,
+                    p.live,
+                    seconds=time.monotonic() - started,
+                    message=f"nothing to publish: generation {p.live} is up to date",
+                )
             gen_id = generation.new_id(after=generation.newest(self.manifest.latest_generation_id(), p.live))
             self.manifest.begin_generation(gen_id, p.live)
             checkpoint("begin")
@@ -235,11 +246,18 @@ class Publisher:
             self.manifest.set_state(gen_id, "live")
             urls = sum(f.url_count for f in records.values() if f.shard_no is not None)
             result = PublishResult(
-                gen_id, p.live, rendered=rendered, copied=len(p.copy), files=len(records), urls=urls,
+                gen_id,
+                p.live,
+                rendered=rendered,
+                copied=len(p.copy),
+                files=len(records),
+                urls=urls,
                 seconds=time.monotonic() - started,
             )
-            result.message = (f"published generation {gen_id}: {result.rendered} shards rendered, "
-                              f"{result.copied} copied, {urls} URLs in {result.seconds:.2f}s")
+            result.message = (
+                f"published generation {gen_id}: {result.rendered} shards rendered, "
+                f"{result.copied} copied, {urls} URLs in {result.seconds:.2f}s"
+            )
         if self.on_switch is not None:
             try:
                 self.on_switch(gen_id, p.live)
@@ -258,8 +276,9 @@ class Publisher:
             md5 = self.store.put(gen_id, name, r.data)
             if self.on_progress is not None:
                 self.on_progress(next(put_count), len(p.render))
-            return FileRecord(name, len(r.data), md5, r.url_count, r.lastmod, r.lastmod_ts,
-                              r.section, r.shard_no, r.revision)
+            return FileRecord(
+                name, len(r.data), md5, r.url_count, r.lastmod, r.lastmod_ts, r.section, r.shard_no, r.revision
+            )
 
         assert p.live is not None or not p.copy
         live = p.live or ""
@@ -296,13 +315,23 @@ class Publisher:
             check = ShardCheck(shard.name, limits)
             data = gzip_pieces(check.passing([r.data]))
             check.close(r.url_count)
-            out[shard.name] = FileRecord(shard.name, len(data), self.store.put(gen_id, shard.name, data), r.url_count,
-                                         r.lastmod, r.lastmod_ts, shard.section, None, r.revision)
+            out[shard.name] = FileRecord(
+                shard.name,
+                len(data),
+                self.store.put(gen_id, shard.name, data),
+                r.url_count,
+                r.lastmod,
+                r.lastmod_ts,
+                shard.section,
+                None,
+                r.revision,
+            )
             self._news_expiries[shard.name] = r.expires_at
         return out
 
-    def _render_and_put(self, todo: list[Shard], put: Callable[[RenderedShard | None], FileRecord | None]
-                        ) -> list[FileRecord | None]:
+    def _render_and_put(
+        self, todo: list[Shard], put: Callable[[RenderedShard | None], FileRecord | None]
+    ) -> list[FileRecord | None]:
         args = [(s.section, s.shard_no, self.limits) for s in todo]
         url = self.manifest.worker_url  # None: an in-memory manifest, which only this process sees
         if len(todo) < POOL_THRESHOLD or self.workers <= 1 or url is None:
@@ -315,8 +344,10 @@ class Publisher:
     def _indexes(self, records: dict[str, FileRecord]) -> dict[str, bytes]:
         """Section indexes and the root index, each split where it would pass the index entry limit."""
         by_section: dict[str, list[FileRecord]] = {}
-        for f in sorted((f for f in records.values() if f.section is not None),  # shards, then news files
-                        key=lambda f: (f.section or "", f.shard_no is None, f.shard_no or 0, f.name)):
+        for f in sorted(
+            (f for f in records.values() if f.section is not None),  # shards, then news files
+            key=lambda f: (f.section or "", f.shard_no is None, f.shard_no or 0, f.name),
+        ):
             by_section.setdefault(f.section or "", []).append(f)
         out: dict[str, bytes] = {}
         everything: list[IndexEntry] = []
@@ -327,8 +358,9 @@ class Publisher:
         out.update(self._chunked(lambda _s, n: naming.root_index_names(n), "", everything))
         return out
 
-    def _chunked(self, names: Callable[[str, int], list[str]], section: str, entries: list[IndexEntry]
-                 ) -> dict[str, bytes]:
+    def _chunked(
+        self, names: Callable[[str, int], list[str]], section: str, entries: list[IndexEntry]
+    ) -> dict[str, bytes]:
         """Split where an index would pass the entry limit or the byte limit (which `check_index` holds it to)."""
         size = self.limits.max_index_entries
         budget = self.limits.max_bytes - len(index_xml([]))

@@ -119,8 +119,9 @@ def parse_chunk(rules: Rules, chunk: Chunk) -> Parsed:
     i = 0
     while i < len(items):
         if fast_rows is not None:
-            i = fast_rows(items, i, rules.allowed_hosts, orjson.loads, by_section, not rules.ignore_extra_fields,
-                          rules.max_size)
+            i = fast_rows(
+                items, i, rules.allowed_hosts, orjson.loads, by_section, not rules.ignore_extra_fields, rules.max_size
+            )
             if i == len(items):
                 break
         n, found = chunk.first + i, payload(items[i])
@@ -149,8 +150,9 @@ def parse_chunk(rules: Rules, chunk: Chunk) -> Parsed:
     runs = []
     for section, docs in by_section.items():
         columns = list(zip(*docs, strict=True))  # transposed in C: keys, versions, locs, ... (packs.Columns)
-        runs.append(Run(section, columns[0], columns[1], columns[5], pack(columns),
-                        tuple(map(owners.loc_hash, columns[2]))))
+        runs.append(
+            Run(section, columns[0], columns[1], columns[5], pack(columns), tuple(map(owners.loc_hash, columns[2])))
+        )
     return Parsed(runs, rejects, articles)
 
 
@@ -173,8 +175,9 @@ class SourceShrank(RuntimeError):
 
 
 class Rebuilder:
-    def __init__(self, manifest: Manifest, rules: Rules, limits: Limits, workers: int = 2,
-                 max_shrink: float = MAX_SHRINK) -> None:
+    def __init__(
+        self, manifest: Manifest, rules: Rules, limits: Limits, workers: int = 2, max_shrink: float = MAX_SHRINK
+    ) -> None:
         self.manifest = manifest
         self.max_shrink = check_max_shrink(max_shrink)
         self.rules = limits.fitted(rules)
@@ -202,8 +205,7 @@ class Rebuilder:
         # Loads run in a thread of their own (sqlite3 and psycopg release the GIL while the database works), so
         # this thread goes on taking the workers' results meanwhile; at most LOADS_AHEAD batches wait.
         loads: deque[Future[None]] = deque()
-        with worker_pool(workers) as pool, \
-                ThreadPoolExecutor(1, thread_name_prefix="sitemaps-load") as loader:
+        with worker_pool(workers) as pool, ThreadPoolExecutor(1, thread_name_prefix="sitemaps-load") as loader:
             results = bounded_map(pool, _parse_with_rules(self.rules), source, workers * IN_FLIGHT)
             for parsed in results:
                 for run in parsed.runs:
@@ -247,10 +249,10 @@ class Rebuilder:
                 f"the source holds {counts.applied:,} valid documents and the manifest {before:,} URLs: this "
                 f"rebuild would remove {before - counts.applied:,} of them, more than the {self.max_shrink:.0%} "
                 "allowed. The manifest is left as it was (a truncated source, or a query that stopped early?); "
-                "raise --max-shrink (SITEMAPS_MAX_SHRINK; 1 allows any) to replace it anyway")
+                "raise --max-shrink (SITEMAPS_MAX_SHRINK; 1 allows any) to replace it anyway"
+            )
 
-    def _add(self, batch: LoadBatch, run: Run, state: dict[str, OpenShard],
-             full: ShardTotals) -> None:
+    def _add(self, batch: LoadBatch, run: Run, state: dict[str, OpenShard], full: ShardTotals) -> None:
         """Give a run's documents their shards, filling the section's open shard in source order, and queue
         their rows and packs (one pack row per shard the run reaches)."""
         section, sizes = run.section, run.sizes
@@ -317,8 +319,7 @@ class Rebuilder:
             staging.end_index_builds(conn)
         return duplicates, refused
 
-    def _keep_one(self, conn: Connection, section: str, key: str, cache: dict[tuple[str, int], list[PackRow]]
-                  ) -> int:
+    def _keep_one(self, conn: Connection, section: str, key: str, cache: dict[tuple[str, int], list[PackRow]]) -> int:
         """Keep the copy of a repeated key that applying the source's lines in order would keep: a copy with a
         version no newer than the kept one's is stale; one without a version replaces it (the version stays).
         Returns the copies removed."""
@@ -342,8 +343,9 @@ class Rebuilder:
             stale = {c[1] for c in copies if c is not kept and c[0] == m}
             for pack_seq, _a, _b, data in self._packs_of(conn, section, m, cache):
                 if pack_seq in stale:
-                    self.staging.set_pack(conn, section, m, pack_seq,
-                                          without(data, key, position if (m, pack_seq) == (n, seq) else None))
+                    self.staging.set_pack(
+                        conn, section, m, pack_seq, without(data, key, position if (m, pack_seq) == (n, seq) else None)
+                    )
             cache.pop((section, m))
         return len(copies) - 1
 
@@ -362,8 +364,13 @@ class Rebuilder:
             holder = holders.setdefault(h, (section, key, order))
             if holder[:2] != (section, key):
                 loc = self._drop(conn, section, key, cache)
-                letters.append(("rebuild", owners.refusal(loc, owners.Holder(*holder[:2])),
-                                orjson.dumps({"section": section, "key": key, "loc": loc})))
+                letters.append(
+                    (
+                        "rebuild",
+                        owners.refusal(loc, owners.Holder(*holder[:2])),
+                        orjson.dumps({"section": section, "key": key, "loc": loc}),
+                    )
+                )
         self.staging.keep_claims(conn, holders)
         Manifest.add_dead_letters(conn, letters)
         if not self.staging.index_claims(conn, suffix):
@@ -383,8 +390,9 @@ class Rebuilder:
         cache.pop((section, shard_no), None)
         return loc
 
-    def _packs_of(self, conn: Connection, section: str, shard_no: int, cache: dict[tuple[str, int], list[PackRow]]
-                  ) -> list[PackRow]:
+    def _packs_of(
+        self, conn: Connection, section: str, shard_no: int, cache: dict[tuple[str, int], list[PackRow]]
+    ) -> list[PackRow]:
         """(seq, entry_from, entry_to, data) of a shard's packs; a few shards are kept, as duplicates cluster."""
         found = cache.get((section, shard_no))
         if found is None:
@@ -392,7 +400,6 @@ class Rebuilder:
                 cache.pop(next(iter(cache)))
             found = cache[section, shard_no] = self.staging.shard_packs(conn, section, shard_no)
         return found
-
 
 
 @dataclass(slots=True)
@@ -424,8 +431,9 @@ class LoadBatch:
     def add(self, section: str, shard_no: int, seq: int, run: Run, start: int, stop: int) -> None:
         """Entries [start, stop) of a run, all in one shard: their documents rows and their range of its pack."""
         # A tuple's whole slice is the tuple itself: the common case copies nothing.
-        self.documents.append((section, shard_no, run.keys[start:stop], run.versions[start:stop],
-                               run.sizes[start:stop]))
+        self.documents.append(
+            (section, shard_no, run.keys[start:stop], run.versions[start:stop], run.sizes[start:stop])
+        )
         self.packs.append((section, shard_no, seq, start, stop, run.pack))
 
 

@@ -21,8 +21,9 @@ from sitemap_keeper.snapshot.rebuild import BLOCK_SIZE, INVALID, Chunk
 JSON_FIELDS = ("images", "alternates", "news", "video")  # JSON text in a query's column
 
 
-def jsonl_chunks(path: str, on_bytes: Callable[[int], None] | None = None,
-                 block_size: int = BLOCK_SIZE) -> Iterator[Chunk]:
+def jsonl_chunks(
+    path: str, on_bytes: Callable[[int], None] | None = None, block_size: int = BLOCK_SIZE
+) -> Iterator[Chunk]:
     """The file in blocks of whole lines, numbered from 1; `-` reads standard input. Lines are split later."""
     name = "stdin" if path == "-" else Path(path).name
     stream: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 - closed below
@@ -72,7 +73,8 @@ def sql_rows(database_url: str, query: str, ignore_extra: bool = False) -> Itera
                     f"the query's column{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))} "
                     f"{'are' if len(extra) > 1 else 'is'} no document field (the fields: "
                     f"{', '.join(sorted(DOCUMENT_FIELDS - {'op'}))}): select only those, or give "
-                    "--extra-fields ignore (SITEMAPS_EXTRA_FIELDS) to leave the others out")
+                    "--extra-fields ignore (SITEMAPS_EXTRA_FIELDS) to leave the others out"
+                )
             for row in result.mappings():
                 found = dict(row)
                 for name in extra:

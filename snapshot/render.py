@@ -24,8 +24,9 @@ from sitemap_keeper.snapshot.document import (
 from sitemap_keeper.snapshot.video import Listed, Video, parse_videos
 
 FastRow = Callable[[Any, frozenset[str], bool, int | None], "DocumentRow | None"]
-FastRows = Callable[[list[Any], int, frozenset[str], Callable[[bytes], Any], dict[str, list[tuple[Any, ...]]], bool,
-                     int | None], int]
+FastRows = Callable[
+    [list[Any], int, frozenset[str], Callable[[bytes], Any], dict[str, list[tuple[Any, ...]]], bool, int | None], int
+]
 fast_row: FastRow | None
 fast_rows: FastRows | None
 try:  # the common document in C (snapshot/_fastrow.c); without a C compiler at install the Python code does it all
@@ -43,8 +44,7 @@ URLSET_OPEN = (
 )
 URLSET_CLOSE = "</urlset>\n"
 INDEX_OPEN = (
-    '<?xml version="1.0" encoding="UTF-8"?>\n'
-    '<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n'
+    '<?xml version="1.0" encoding="UTF-8"?>\n<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n'
 )
 INDEX_CLOSE = "</sitemapindex>\n"
 # What a shard costs beyond its fragments, counted against the uncompressed size limit.
@@ -84,13 +84,15 @@ def document_row(obj: Any, rules: Rules) -> DocumentRow:
     xml = fragment(loc, lastmod, changefreq, priority, images, alternates)
     videos = obj.get("video")  # never taken by `fast_row`
     if videos is not None:
-        xml = xml[:-len("</url>\n")] + "".join(map(video_element, parse_videos(videos, loc))) + "</url>\n"
+        xml = xml[: -len("</url>\n")] + "".join(map(video_element, parse_videos(videos, loc))) + "</url>\n"
     # isascii() is O(1) on CPython's strings: most fragments need no encoding to be measured.
     size = len(xml) if xml.isascii() else len(xml.encode())
     if rules.max_size is not None and size > rules.max_size:
         # Accepted, it would make every publish of its shard fail (the shard over the byte limit).
-        raise InvalidDocument(f"the document's <url> element is {size} bytes, more than one shard can hold "
-                              f"({rules.max_size} bytes besides the shard's header, SITEMAPS_MAX_BYTES)")
+        raise InvalidDocument(
+            f"the document's <url> element is {size} bytes, more than one shard can hold "
+            f"({rules.max_size} bytes besides the shard's header, SITEMAPS_MAX_BYTES)"
+        )
     return (section, key, version, loc, lastmod, lastmod_timestamp(lastmod), size, xml)
 
 
@@ -99,8 +101,14 @@ def url_fragment(doc: Document) -> str:
     return fragment(doc.loc, doc.lastmod, doc.changefreq, doc.priority, doc.images, doc.alternates)
 
 
-def fragment(loc: str, lastmod: str | None, changefreq: str | None, priority: float | None,
-             images: Iterable[Image], alternates: Iterable[Alternate]) -> str:
+def fragment(
+    loc: str,
+    lastmod: str | None,
+    changefreq: str | None,
+    priority: float | None,
+    images: Iterable[Image],
+    alternates: Iterable[Alternate],
+) -> str:
     xml = f"<url><loc>{escape(loc)}</loc>"
     if lastmod is not None:
         xml += f"<lastmod>{lastmod}</lastmod>"
@@ -123,12 +131,20 @@ def fragment(loc: str, lastmod: str | None, changefreq: str | None, priority: fl
 
 def video_element(v: Video) -> str:
     """A <video:video> element, its children in the order of Google's XSD."""
-    xml = (f"<video:video><video:thumbnail_loc>{escape(v.thumbnail_loc)}</video:thumbnail_loc>"
-           f"<video:title>{escape(v.title)}</video:title>"
-           f"<video:description>{escape(v.description)}</video:description>")
-    for tag, value in (("content_loc", v.content_loc), ("player_loc", v.player_loc), ("duration", v.duration),
-                       ("expiration_date", v.expiration_date), ("rating", v.rating), ("view_count", v.view_count),
-                       ("publication_date", v.publication_date)):
+    xml = (
+        f"<video:video><video:thumbnail_loc>{escape(v.thumbnail_loc)}</video:thumbnail_loc>"
+        f"<video:title>{escape(v.title)}</video:title>"
+        f"<video:description>{escape(v.description)}</video:description>"
+    )
+    for tag, value in (
+        ("content_loc", v.content_loc),
+        ("player_loc", v.player_loc),
+        ("duration", v.duration),
+        ("expiration_date", v.expiration_date),
+        ("rating", v.rating),
+        ("view_count", v.view_count),
+        ("publication_date", v.publication_date),
+    ):
         if value is not None:
             xml += f"<video:{tag}>{escape(str(value))}</video:{tag}>"
     xml += "".join(f"<video:tag>{escape(tag)}</video:tag>" for tag in v.tags)
@@ -160,7 +176,7 @@ def shard_pieces(fragments: Sequence[str]) -> Iterator[bytes]:
     """
     yield URLSET_OPEN.encode()
     for i in range(0, len(fragments), PIECE):
-        yield "".join(fragments[i:i + PIECE]).encode()
+        yield "".join(fragments[i : i + PIECE]).encode()
     yield URLSET_CLOSE.encode()
 
 

@@ -16,8 +16,14 @@ class RollbackError(RuntimeError):
     pass
 
 
-def rollback(manifest: Manifest, store: Store, router: Router, target: str | None = None,
-             limits: Limits | None = None, hold: Hold | None = None) -> tuple[str | None, str]:
+def rollback(
+    manifest: Manifest,
+    store: Store,
+    router: Router,
+    target: str | None = None,
+    limits: Limits | None = None,
+    hold: Hold | None = None,
+) -> tuple[str | None, str]:
     """Point the router at `target` (default: the newest retained generation older than the live one), if it is
     this site's (snapshot/ownership.py).
 
@@ -31,17 +37,21 @@ def rollback(manifest: Manifest, store: Store, router: Router, target: str | Non
         retained = [g for g in gens if g.state in ("live", "retired") and g.id != live]
         if target is None:
             if live is not None and all(g.id != live for g in gens):
-                raise RollbackError(f"the router serves generation {live}, which this manifest never published: "
-                                    "no generation of this manifest comes before it. Check that the manifest is "
-                                    "the one that publishes this site (SITEMAPS_DATABASE_URL), or name the "
-                                    "generation to switch to")
+                raise RollbackError(
+                    f"the router serves generation {live}, which this manifest never published: "
+                    "no generation of this manifest comes before it. Check that the manifest is "
+                    "the one that publishes this site (SITEMAPS_DATABASE_URL), or name the "
+                    "generation to switch to"
+                )
             older = [g.id for g in retained if live is None or g.id < live]
             if not older:
                 raise RollbackError(f"no retained generation older than the live one ({live}) to roll back to")
             target = older[-1]
         elif target not in {g.id for g in retained}:
-            raise RollbackError(f"generation {target} is not a retained generation; "
-                                f"retained: {', '.join(g.id for g in retained) or 'none'}")
+            raise RollbackError(
+                f"generation {target} is not a retained generation; "
+                f"retained: {', '.join(g.id for g in retained) or 'none'}"
+            )
         verify_generation(store, target, manifest.files(target), limits or Limits())
         foreign = Owner(site_id(manifest), store, (g.id for g in gens)).claim(target)
         if foreign is not None:

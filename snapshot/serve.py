@@ -14,8 +14,9 @@ from sitemap_keeper.snapshot.stores.base import Store, content_type
 log = logging.getLogger(__name__)
 
 
-def make_server(store: Store, router: Router, base_path: str, host: str = "127.0.0.1", port: int = 8080,
-                pages: Pages | None = None) -> ThreadingHTTPServer:
+def make_server(
+    store: Store, router: Router, base_path: str, host: str = "127.0.0.1", port: int = 8080, pages: Pages | None = None
+) -> ThreadingHTTPServer:
     """`pages`: also answer the pages for people (/_status, /_view/), which no published name can shadow."""
     prefix = base_path.rstrip("/") + "/"
 
@@ -33,7 +34,7 @@ def make_server(store: Store, router: Router, base_path: str, host: str = "127.0
                 send_page(self, page, body)
                 return
             path = self.path.split("?", 1)[0]
-            name = path[len(prefix):] if path.startswith(prefix) else path.lstrip("/")
+            name = path[len(prefix) :] if path.startswith(prefix) else path.lstrip("/")
             live = router.current()
             if live is None or not name or "/" in name or name.startswith("."):
                 self.send_error(HTTPStatus.NOT_FOUND, "no such sitemap" if live else "nothing published yet")

@@ -84,14 +84,17 @@ class Settings:
     def indexnow(self) -> IndexNowConfig | None:
         from sitemap_keeper.snapshot.indexnow import IndexNowConfig  # not at import time: it needs SQLAlchemy
 
-        return IndexNowConfig.from_settings(self.indexnow_key, self.indexnow_endpoints,
-                                            self.indexnow_key_location, self.indexnow_timeout)
+        return IndexNowConfig.from_settings(
+            self.indexnow_key, self.indexnow_endpoints, self.indexnow_key_location, self.indexnow_timeout
+        )
 
     @property
     def rules(self) -> Rules:
         hosts = self.allowed_hosts or (urlsplit(self.base_url).hostname or "",)
-        return Rules(frozenset(ascii_host(h) for h in hosts if h),  # as document URLs are compared: IDNA
-                     ignore_extra_fields=self.extra_fields == "ignore")
+        return Rules(
+            frozenset(ascii_host(h) for h in hosts if h),  # as document URLs are compared: IDNA
+            ignore_extra_fields=self.extra_fields == "ignore",
+        )
 
     @property
     def base_path(self) -> str:

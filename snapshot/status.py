@@ -33,8 +33,7 @@ def _last_diff(manifest: Manifest, live: str | None) -> dict[str, Any] | None:
     return {"generation": rec.generation_id, "base": rec.base_id, **diff.as_json(rec.sections)}
 
 
-def status(manifest: Manifest, store: Store, router: Router, base_url: str, now: float | None = None
-           ) -> dict[str, Any]:
+def status(manifest: Manifest, store: Store, router: Router, base_url: str, now: float | None = None) -> dict[str, Any]:
     live = router.current()
     gens = manifest.generations()
     live_gen = next((g for g in gens if g.id == live), None)
@@ -43,8 +42,9 @@ def status(manifest: Manifest, store: Store, router: Router, base_url: str, now:
     lines = sitemap_lines(manifest, live, base_url)
     notes = []
     if len(lines) > 1:
-        notes.append(f"more shards than one index may list: {len(lines)} numbered root indexes, "
-                     "list every one in robots.txt")
+        notes.append(
+            f"more shards than one index may list: {len(lines)} numbered root indexes, list every one in robots.txt"
+        )
     held = hold.current(manifest)
     if live is not None and live_gen is None:
         notes.append(f"the router points at {live}, which this manifest did not publish")

@@ -56,8 +56,10 @@ def changes(n: int, catalog_size: int, seed: int = 1, host: str = HOST) -> Itera
             next_new += 1
         elif roll < 0.15:
             i = rnd.randrange(catalog_size)
-            yield orjson.dumps({"op": "delete", "section": SECTIONS[i % len(SECTIONS)], "key": str(i),
-                                "version": version})
+            yield orjson.dumps(
+                {"op": "delete", "section": SECTIONS[i % len(SECTIONS)], "key": str(i), "version": version}
+            )
         else:
-            yield orjson.dumps({"op": "upsert", **document(rnd.randrange(catalog_size), version, day=step + 1,
-                                                            host=host)})
+            yield orjson.dumps(
+                {"op": "upsert", **document(rnd.randrange(catalog_size), version, day=step + 1, host=host)}
+            )

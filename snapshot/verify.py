@@ -79,8 +79,9 @@ def check_index(name: str, xml: bytes, limits: Limits) -> None:
     _parse(name, expat.ParserCreate(), xml)
     schema, parser = _index_schema()
     if not schema.validate(etree.fromstring(xml, parser)):
-        raise VerificationError(f"{name} is not valid against the sitemaps.org index schema: "
-                                f"{schema.error_log.last_error}")
+        raise VerificationError(
+            f"{name} is not valid against the sitemaps.org index schema: {schema.error_log.last_error}"
+        )
 
 
 @functools.cache
@@ -90,8 +91,14 @@ def _index_schema() -> tuple[Any, Any]:
     return schema, etree.XMLParser(huge_tree=True, resolve_entities=False, no_network=True)
 
 
-def verify_generation(store: Store, gen_id: str, records: Mapping[str, FileRecord], limits: Limits,
-                      deep: bool = False, on_file: Callable[[int], None] | None = None) -> None:
+def verify_generation(
+    store: Store,
+    gen_id: str,
+    records: Mapping[str, FileRecord],
+    limits: Limits,
+    deep: bool = False,
+    on_file: Callable[[int], None] | None = None,
+) -> None:
     """The store holds exactly the recorded files, with the recorded sizes and (where it can tell) checksums.
 
     `deep` also reads every shard back, decompresses and parses it, and checks its URL count; `on_file` is

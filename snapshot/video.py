@@ -29,11 +29,30 @@ MAX_DESCRIPTION = 2048
 MAX_UPLOADER = 255
 MAX_TAGS = 32
 MAX_DURATION = 28_800  # seconds (8 hours)
-FIELDS = frozenset({"thumbnail_loc", "title", "description", "content_loc", "player_loc", "duration",
-                    "expiration_date", "rating", "view_count", "publication_date", "family_friendly", "restriction",
-                    "platform", "requires_subscription", "uploader", "live", "tags"})
-DEPRECATED = frozenset({"category", "gallery_loc", "price", "tvshow", "id", "content_segment_loc", "allow_embed",
-                        "autoplay"})
+FIELDS = frozenset(
+    {
+        "thumbnail_loc",
+        "title",
+        "description",
+        "content_loc",
+        "player_loc",
+        "duration",
+        "expiration_date",
+        "rating",
+        "view_count",
+        "publication_date",
+        "family_friendly",
+        "restriction",
+        "platform",
+        "requires_subscription",
+        "uploader",
+        "live",
+        "tags",
+    }
+)
+DEPRECATED = frozenset(
+    {"category", "gallery_loc", "price", "tvshow", "id", "content_segment_loc", "allow_embed", "autoplay"}
+)
 RELATIONSHIPS = frozenset({"allow", "deny"})
 PLATFORMS = ("web", "mobile", "tv")
 COUNTRY_RE = re.compile(r"[A-Z]{2}")  # ISO 3166-1 alpha-2
@@ -101,13 +120,25 @@ def _video(item: Any, loc: str) -> Video:
     if thumbnail is None:
         raise InvalidDocument("thumbnail_loc is required")
     return Video(
-        thumbnail, _text(item, "title", MAX_TITLE, required=True) or "",
-        _text(item, "description", MAX_DESCRIPTION, required=True) or "", content, player,
-        _integer(item, "duration", 1, MAX_DURATION), _date(item, "expiration_date"), _rating(item.get("rating")),
-        _integer(item, "view_count", 0, 2**63 - 1), _date(item, "publication_date"), _yes_no(item, "family_friendly"),
-        _listed(item.get("restriction"), "restriction", "countries"), _listed(item.get("platform"), "platform",
-                                                                             "platforms"),
-        _yes_no(item, "requires_subscription"), uploader, info, _yes_no(item, "live"), _tags(item.get("tags")))
+        thumbnail,
+        _text(item, "title", MAX_TITLE, required=True) or "",
+        _text(item, "description", MAX_DESCRIPTION, required=True) or "",
+        content,
+        player,
+        _integer(item, "duration", 1, MAX_DURATION),
+        _date(item, "expiration_date"),
+        _rating(item.get("rating")),
+        _integer(item, "view_count", 0, 2**63 - 1),
+        _date(item, "publication_date"),
+        _yes_no(item, "family_friendly"),
+        _listed(item.get("restriction"), "restriction", "countries"),
+        _listed(item.get("platform"), "platform", "platforms"),
+        _yes_no(item, "requires_subscription"),
+        uploader,
+        info,
+        _yes_no(item, "live"),
+        _tags(item.get("tags")),
+    )
 
 
 def _url(item: dict[str, Any], field: str) -> str | None:
@@ -146,8 +177,12 @@ def _date(item: dict[str, Any], field: str) -> str | None:
 def _rating(value: Any) -> str | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not 0 <= value <= 5:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not 0 <= value <= 5
+    ):
         raise InvalidDocument(f"rating must be a number from 0.0 to 5.0, got {value!r}"[:200])
     return f"{value:.2f}".rstrip("0").rstrip(".")
 
@@ -160,7 +195,7 @@ def _yes_no(item: dict[str, Any], field: str) -> str | None:
         return "yes" if value else "no"
     if isinstance(value, str) and value.lower() in ("yes", "no"):
         return value.lower()
-    raise InvalidDocument(f"{field} must be true or false (or \"yes\", \"no\"), got {value!r}"[:200])
+    raise InvalidDocument(f'{field} must be true or false (or "yes", "no"), got {value!r}'[:200])
 
 
 def _listed(value: Any, field: str, key: str) -> Listed | None:

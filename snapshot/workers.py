@@ -34,8 +34,9 @@ def worker_pool(workers: int, database_url: str | None = None, niceness: int = 0
     context = get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
     _start_fork_server()
-    return ProcessPoolExecutor(max(1, workers), mp_context=context,
-                               initializer=_start, initargs=(os.getpid(), database_url, niceness))
+    return ProcessPoolExecutor(
+        max(1, workers), mp_context=context, initializer=_start, initargs=(os.getpid(), database_url, niceness)
+    )
 
 
 def _start_fork_server() -> None:

@@ -28,11 +28,21 @@ SECTIONS = ("books", "authors", "series")
 
 
 def service_env(tmp_path: Path, database_url: str, **extra: str) -> dict[str, str]:
-    return {"SITEMAPS_DATA_DIR": str(tmp_path / "data"), "SITEMAPS_DATABASE_URL": database_url,
-            "SITEMAPS_BASE_URL": BASE, "SITEMAPS_ALLOWED_HOSTS": HOST, "SITEMAPS_MAX_URLS": "500",
-            "SITEMAPS_LOG_LEVEL": "INFO", "SITEMAPS_HTTP_HOST": "127.0.0.1", "SITEMAPS_HTTP_PORT": "0",
-            "SITEMAPS_PUBLISH_INTERVAL": "1", "SITEMAPS_KAFKA_SESSION_TIMEOUT": "4",
-            "SITEMAPS_WORKERS": "1", "PYTHONUNBUFFERED": "1", **extra}
+    return {
+        "SITEMAPS_DATA_DIR": str(tmp_path / "data"),
+        "SITEMAPS_DATABASE_URL": database_url,
+        "SITEMAPS_BASE_URL": BASE,
+        "SITEMAPS_ALLOWED_HOSTS": HOST,
+        "SITEMAPS_MAX_URLS": "500",
+        "SITEMAPS_LOG_LEVEL": "INFO",
+        "SITEMAPS_HTTP_HOST": "127.0.0.1",
+        "SITEMAPS_HTTP_PORT": "0",
+        "SITEMAPS_PUBLISH_INTERVAL": "1",
+        "SITEMAPS_KAFKA_SESSION_TIMEOUT": "4",
+        "SITEMAPS_WORKERS": "1",
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
 
 
 class ServiceProcess:
@@ -41,8 +51,12 @@ class ServiceProcess:
     def __init__(self, args: list[str], env: dict[str, str], log: Path, timeout: float = 60) -> None:
         self.log = log
         with open(log, "ab") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "sitemap_keeper", *args],
-                                         env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=err)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "sitemap_keeper", *args],
+                env={**os.environ, **env},
+                stdout=subprocess.PIPE,
+                stderr=err,
+            )
         assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
         line = self.proc.stdout.readline().decode() if ready else ""
@@ -74,8 +88,10 @@ class ServiceProcess:
 
     def counted(self) -> tuple[int, int, int]:
         m = self.metrics()
-        return tuple(int(m[f'sitemaps_events_total{{result="{r}"}}'])  # type: ignore[return-value]
-                     for r in ("applied", "stale", "rejected"))
+        return tuple(
+            int(m[f'sitemaps_events_total{{result="{r}"}}'])  # type: ignore[return-value]
+            for r in ("applied", "stale", "rejected")
+        )
 
     def stop(self, timeout: float = 30) -> tuple[int, str]:
         """SIGTERM; returns the exit code and what it printed after the first line."""
@@ -91,12 +107,19 @@ class ServiceProcess:
 
 # -- event streams -------------------------------------------------------------------------------------------
 
+
 def event(i: int, version: int | None, day: int = 1, op: str = "upsert") -> dict[str, Any]:
     section = SECTIONS[i % len(SECTIONS)]
     if op == "delete":
         return {"op": "delete", "section": section, "key": str(i), "version": version}
-    ev: dict[str, Any] = {"op": "upsert", "section": section, "key": str(i), "loc": f"https://{HOST}/{section}/{i}",
-                          "lastmod": f"2024-06-{day:02d}T08:30:00+00:00", "version": version}
+    ev: dict[str, Any] = {
+        "op": "upsert",
+        "section": section,
+        "key": str(i),
+        "loc": f"https://{HOST}/{section}/{i}",
+        "lastmod": f"2024-06-{day:02d}T08:30:00+00:00",
+        "version": version,
+    }
     if i % 2:
         ev["images"] = [{"loc": f"https://cdn.{HOST}/{i}.jpg", "title": f"Cover {i} & <more>"}]
     return ev
@@ -127,11 +150,20 @@ MALFORMED: list[tuple[bytes, str]] = [
     (b'{"section": "books", "key": "b4\\u0007", "loc": "https://librer.io/x"}', "control characters"),
     (b'{"section": "books", "key": "b5", "loc": "https://librer.io/\\u0001x"}', "control characters"),
     (orjson.dumps({"section": "books", "key": "b6", "loc": f"https://{HOST}/" + "x" * 3000}), "at most 2048"),
-    (orjson.dumps({"section": "books", "key": "b7", "loc": f"https://{HOST}/b7",
-                   "images": [{"loc": f"https://{HOST}/i.jpg", "title": "t" * 5000}]}), "at most 2048"),
+    (
+        orjson.dumps(
+            {
+                "section": "books",
+                "key": "b7",
+                "loc": f"https://{HOST}/b7",
+                "images": [{"loc": f"https://{HOST}/i.jpg", "title": "t" * 5000}],
+            }
+        ),
+        "at most 2048",
+    ),
     (b'{"section": "Books!", "key": "b8", "loc": "https://librer.io/b8"}', "section must match"),
     (b'{"op": "explode", "section": "books", "key": "b9"}', "op must be"),
-    (b'[1, 2, 3]', "must be a JSON object"),
+    (b"[1, 2, 3]", "must be a JSON object"),
     (b'{"section": "books", "key": "b10", "loc": "https://librer.io/b10", "version": -3}', "version must be"),
 ]
 
@@ -165,6 +197,7 @@ def mixed_stream(n: int, docs: int, seed: int) -> tuple[list[bytes], list[bytes 
 
 # -- what the manifest and the store hold --------------------------------------------------------------------
 
+
 def manifest_versions(manifest: Manifest) -> dict[tuple[str, str], int]:
     with manifest.engine.connect() as conn:
         rows = conn.execute(sql_select(documents.c.section, documents.c.key, documents.c.version))
@@ -173,8 +206,9 @@ def manifest_versions(manifest: Manifest) -> dict[tuple[str, str], int]:
 
 def letters(manifest: Manifest) -> list[tuple[str, str, bytes]]:
     with manifest.engine.connect() as conn:
-        rows = conn.execute(sql_select(dead_letters.c.source, dead_letters.c.reason, dead_letters.c.raw)
-                            .order_by(dead_letters.c.id))
+        rows = conn.execute(
+            sql_select(dead_letters.c.source, dead_letters.c.reason, dead_letters.c.raw).order_by(dead_letters.c.id)
+        )
         return [(s, r, bytes(raw)) for s, r, raw in rows]
 
 

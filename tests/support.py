@@ -15,11 +15,13 @@ from pathlib import Path
 from lxml import etree
 
 SCHEMAS = Path(__file__).parent / "schemas"
-NS = {"sm": "http://www.sitemaps.org/schemas/sitemap/0.9",
-      "image": "http://www.google.com/schemas/sitemap-image/1.1",
-      "xhtml": "http://www.w3.org/1999/xhtml",
-      "news": "http://www.google.com/schemas/sitemap-news/0.9",
-      "video": "http://www.google.com/schemas/sitemap-video/1.1"}
+NS = {
+    "sm": "http://www.sitemaps.org/schemas/sitemap/0.9",
+    "image": "http://www.google.com/schemas/sitemap-image/1.1",
+    "xhtml": "http://www.w3.org/1999/xhtml",
+    "news": "http://www.google.com/schemas/sitemap-news/0.9",
+    "video": "http://www.google.com/schemas/sitemap-video/1.1",
+}
 _URLSET = etree.XMLSchema(etree.parse(str(SCHEMAS / "all.xsd")))
 _INDEX = etree.XMLSchema(etree.parse(str(SCHEMAS / "siteindex.xsd")))
 _PARSER = etree.XMLParser(huge_tree=True, resolve_entities=False, no_network=True)
@@ -53,7 +55,7 @@ def read_site(fetch: Callable[[str], bytes], base_url: str, roots: tuple[str, ..
         for entry in root.findall("sm:sitemap", NS):
             loc = entry.findtext("sm:loc", namespaces=NS)
             assert loc is not None and loc.startswith(base_url), loc
-            name = loc[len(base_url):]
+            name = loc[len(base_url) :]
             data = fetch(name)
             xml = gzip.decompress(data) if name.endswith(".gz") else data
             assert len(xml) <= 50 * 1024 * 1024, f"{name} is over 50 MiB"
@@ -71,15 +73,17 @@ def read_site(fetch: Callable[[str], bytes], base_url: str, roots: tuple[str, ..
                 assert u is not None
                 assert u not in site.urls, f"{u} is listed twice"
                 site.urls[u] = url.findtext("sm:lastmod", namespaces=NS)
-                site.images[u] = [i.findtext("image:loc", namespaces=NS) or ""
-                                  for i in url.findall("image:image", NS)]
+                site.images[u] = [i.findtext("image:loc", namespaces=NS) or "" for i in url.findall("image:image", NS)]
                 if site.urls[u]:
                     lastmods.append(site.urls[u])
             index_lastmod = entry.findtext("sm:lastmod", namespaces=NS)
             if lastmods:
                 # The newest lastmod of the shard's URLs (as an instant: zones may differ), never the time of writing.
-                assert index_lastmod in lastmods and _instant(index_lastmod) == max(map(_instant, lastmods)), \
-                    (name, index_lastmod, max(lastmods, key=_instant))
+                assert index_lastmod in lastmods and _instant(index_lastmod) == max(map(_instant, lastmods)), (
+                    name,
+                    index_lastmod,
+                    max(lastmods, key=_instant),
+                )
     return site
 
 
@@ -118,17 +122,32 @@ def http_fetch(base_url: str) -> Callable[[str], bytes]:
     def fetch(name: str) -> bytes:
         with urllib.request.urlopen(base_url + name, timeout=30) as resp:
             return bytes(resp.read())
+
     return fetch
 
 
-def cli(*args: str | Path, env: dict[str, str] | None = None, check: bool = True, cwd: Path | None = None,
-        stdin: bytes | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str | Path,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    cwd: Path | None = None,
+    stdin: bytes | None = None,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
     """Run the real `sitemaps` command in a subprocess."""
     full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "sitemap_keeper", *map(str, args)], env=full_env, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout,
-                          input=stdin.decode() if stdin is not None else None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sitemap_keeper", *map(str, args)],
+        env=full_env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=stdin.decode() if stdin is not None else None,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"sitemaps {' '.join(map(str, args))} exited {proc.returncode}\n"
-                             f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
+        raise AssertionError(
+            f"sitemaps {' '.join(map(str, args))} exited {proc.returncode}\n"
+            f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
+        )
     return proc

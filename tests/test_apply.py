@@ -23,13 +23,26 @@ def tables(manifest: Manifest) -> dict[str, list[tuple[Any, ...]]]:
     d, s, letters = documents.c, shards.c, dead_letters.c
     with manifest.read() as conn:
         return {
-            "documents": [tuple(r) for r in conn.execute(
-                select(d.section, d.key, d.shard_no, d.version, d.loc, d.lastmod, d.size, d.xml)
-                .order_by(d.section, d.key))],
-            "shards": [tuple(r) for r in conn.execute(
-                select(s.section, s.shard_no, s.url_count, s.byte_count).order_by(s.section, s.shard_no))],
-            "letters": [(src, reason, bytes(raw)) for src, reason, raw in conn.execute(
-                select(letters.source, letters.reason, letters.raw).order_by(letters.id))],
+            "documents": [
+                tuple(r)
+                for r in conn.execute(
+                    select(d.section, d.key, d.shard_no, d.version, d.loc, d.lastmod, d.size, d.xml).order_by(
+                        d.section, d.key
+                    )
+                )
+            ],
+            "shards": [
+                tuple(r)
+                for r in conn.execute(
+                    select(s.section, s.shard_no, s.url_count, s.byte_count).order_by(s.section, s.shard_no)
+                )
+            ],
+            "letters": [
+                (src, reason, bytes(raw))
+                for src, reason, raw in conn.execute(
+                    select(letters.source, letters.reason, letters.raw).order_by(letters.id)
+                )
+            ],
         }
 
 
@@ -39,8 +52,16 @@ def test_parallel_apply_matches_serial_and_model(database_url: str, tmp_path: Pa
 
     def app(name: str, url: str, workers: int) -> App:
         # Tiny shards: many of them, and updates that outgrow theirs and move.
-        return App(Settings(data_dir=tmp_path / name, database_url=url, allowed_hosts=(HOST,), max_urls=7,
-                            max_bytes=4096, workers=workers))
+        return App(
+            Settings(
+                data_dir=tmp_path / name,
+                database_url=url,
+                allowed_hosts=(HOST,),
+                max_urls=7,
+                max_bytes=4096,
+                workers=workers,
+            )
+        )
 
     parallel = app("parallel", database_url, 2)
     serial = app("serial", f"sqlite:///{tmp_path / 'serial.db'}", 0)
@@ -49,14 +70,15 @@ def test_parallel_apply_matches_serial_and_model(database_url: str, tmp_path: Pa
     try:
         total = 0
         for start in range(0, len(items), 500):
-            batch = items[start:start + 500]
+            batch = items[start : start + 500]
             counts = parallel.applier.apply_raw(batch)
             assert counts == serial.applier.apply_raw(batch)
             total += counts.applied + counts.stale + counts.rejected
         assert parallel.applier.worker_pids(), "the workers were not used"
         # They yield a shared core to the applying process.
         assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in parallel.applier.worker_pids()} == {
-            os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICENESS}
+            os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICENESS
+        }
         assert total == len(items)
         got = tables(parallel.manifest)
         assert got == tables(serial.manifest)
@@ -79,8 +101,9 @@ def test_no_collection_runs_while_a_batch_is_applied(tmp_path: Path) -> None:
     app = App(Settings(data_dir=tmp_path / "data", allowed_hosts=(HOST,)))
     seen: list[bool] = []
     try:
-        counts = app.applier.apply_raw([(f"t:{i}", raw) for i, raw in enumerate(values)],
-                                       extra=lambda _conn: seen.append(gc.isenabled()))
+        counts = app.applier.apply_raw(
+            [(f"t:{i}", raw) for i, raw in enumerate(values)], extra=lambda _conn: seen.append(gc.isenabled())
+        )
         assert counts.applied > 0
         assert seen == [False], "the collector ran during the batch"
         assert gc.isenabled(), "the collector was not resumed"

@@ -47,26 +47,61 @@ sections:
 BOOK_FIELDS = [
     {"type": "int32", "optional": False, "field": "id"},
     {"type": "string", "optional": False, "field": "slug"},
-    {"type": "int64", "optional": False, "name": "io.debezium.time.MicroTimestamp", "version": 1,
-     "field": "updated_at"},
+    {
+        "type": "int64",
+        "optional": False,
+        "name": "io.debezium.time.MicroTimestamp",
+        "version": 1,
+        "field": "updated_at",
+    },
     {"type": "boolean", "optional": False, "field": "published"},
-    {"type": "string", "optional": True, "name": "io.debezium.time.ZonedTimestamp", "version": 1,
-     "field": "deleted_at"},
+    {
+        "type": "string",
+        "optional": True,
+        "name": "io.debezium.time.ZonedTimestamp",
+        "version": 1,
+        "field": "deleted_at",
+    },
 ]
 
 
 def book_value_schema(prefix: str) -> dict[str, Any]:
     row = {"type": "struct", "fields": BOOK_FIELDS, "optional": True, "name": f"{prefix}.Value"}
-    source = [{"type": t, "optional": o, "field": n} for t, o, n in (
-        ("string", False, "version"), ("string", False, "connector"), ("string", False, "name"),
-        ("int64", False, "ts_ms"), ("boolean", True, "snapshot"), ("string", False, "db"),
-        ("string", True, "sequence"), ("string", False, "schema"), ("string", False, "table"),
-        ("int64", True, "txId"), ("int64", True, "lsn"), ("int64", True, "xmin"))]
-    return {"type": "struct", "optional": False, "name": f"{prefix}.Envelope", "fields": [
-        {**row, "field": "before"}, {**row, "field": "after"},
-        {"type": "struct", "fields": source, "optional": False, "name": "io.debezium.connector.postgresql.Source",
-         "field": "source"},
-        {"type": "string", "optional": False, "field": "op"}, {"type": "int64", "optional": True, "field": "ts_ms"}]}
+    source = [
+        {"type": t, "optional": o, "field": n}
+        for t, o, n in (
+            ("string", False, "version"),
+            ("string", False, "connector"),
+            ("string", False, "name"),
+            ("int64", False, "ts_ms"),
+            ("boolean", True, "snapshot"),
+            ("string", False, "db"),
+            ("string", True, "sequence"),
+            ("string", False, "schema"),
+            ("string", False, "table"),
+            ("int64", True, "txId"),
+            ("int64", True, "lsn"),
+            ("int64", True, "xmin"),
+        )
+    ]
+    return {
+        "type": "struct",
+        "optional": False,
+        "name": f"{prefix}.Envelope",
+        "fields": [
+            {**row, "field": "before"},
+            {**row, "field": "after"},
+            {
+                "type": "struct",
+                "fields": source,
+                "optional": False,
+                "name": "io.debezium.connector.postgresql.Source",
+                "field": "source",
+            },
+            {"type": "string", "optional": False, "field": "op"},
+            {"type": "int64", "optional": True, "field": "ts_ms"},
+        ],
+    }
 
 
 class Feed:
@@ -83,22 +118,43 @@ class Feed:
     def topic(self, table: str) -> str:
         return f"{self.prefix}.public.{table}"
 
-    def message(self, conn: Connection, table: str, op: str, key: int, before: Any, after: Any
-                ) -> tuple[str, bytes, bytes]:
+    def message(
+        self, conn: Connection, table: str, op: str, key: int, before: Any, after: Any
+    ) -> tuple[str, bytes, bytes]:
         lsn = int(conn.execute(text("SELECT pg_current_wal_insert_lsn() - '0/0'")).scalar_one())
         encode = book_row if table == "books" else author_row
-        source = {"version": "2.7.0.Final", "connector": "postgresql", "name": self.prefix,
-                  "ts_ms": int(time.time() * 1000), "snapshot": False, "db": "app", "schema": "public",
-                  "table": table, "txId": 1, "lsn": lsn, "xmin": None}
-        payload = {"before": before if before is None or op == "d" else encode(before),
-                   "after": encode(after) if after is not None else None, "source": source, "op": op,
-                   "ts_ms": int(time.time() * 1000)}
+        source = {
+            "version": "2.7.0.Final",
+            "connector": "postgresql",
+            "name": self.prefix,
+            "ts_ms": int(time.time() * 1000),
+            "snapshot": False,
+            "db": "app",
+            "schema": "public",
+            "table": table,
+            "txId": 1,
+            "lsn": lsn,
+            "xmin": None,
+        }
+        payload = {
+            "before": before if before is None or op == "d" else encode(before),
+            "after": encode(after) if after is not None else None,
+            "source": source,
+            "op": op,
+            "ts_ms": int(time.time() * 1000),
+        }
         key_payload = {"id": key}
         if table == "books":  # this connector writes the schema envelope; the authors' one does not
             value: Any = {"schema": self.books_schema, "payload": payload}
-            key_doc: Any = {"schema": {"type": "struct", "name": f"{self.topic(table)}.Key", "optional": False,
-                                       "fields": [{"type": "int32", "optional": False, "field": "id"}]},
-                            "payload": key_payload}
+            key_doc: Any = {
+                "schema": {
+                    "type": "struct",
+                    "name": f"{self.topic(table)}.Key",
+                    "optional": False,
+                    "fields": [{"type": "int32", "optional": False, "field": "id"}],
+                },
+                "payload": key_payload,
+            }
         else:
             value, key_doc = payload, key_payload
         return self.topic(table), orjson.dumps(key_doc), orjson.dumps(value)
@@ -135,22 +191,38 @@ class Feed:
             return [self.message(conn, table, "d", key, {"id": key}, None), (self.topic(table), b"", None)]
         if kind == "rekey":  # Debezium: a delete of the old key, its tombstone, a create of the new one
             self.next_id += 1
-            after = conn.execute(text(f"UPDATE {table} SET id = :new WHERE id = :id RETURNING *"),
-                                 {"new": self.next_id, "id": key}).mappings().one()
-            return [self.message(conn, table, "d", key, {"id": key}, None), (self.topic(table), b"", None),
-                    self.message(conn, table, "c", self.next_id, None, dict(after))]
+            after = (
+                conn.execute(
+                    text(f"UPDATE {table} SET id = :new WHERE id = :id RETURNING *"), {"new": self.next_id, "id": key}
+                )
+                .mappings()
+                .one()
+            )
+            return [
+                self.message(conn, table, "d", key, {"id": key}, None),
+                (self.topic(table), b"", None),
+                self.message(conn, table, "c", self.next_id, None, dict(after)),
+            ]
         sets = mutation(table, kind, self.rnd)
         assign = ", ".join(f"{c} = :{c}" for c in sets)
-        after = conn.execute(text(f"UPDATE {table} SET {assign} WHERE id = :id RETURNING *"),
-                             {**sets, "id": key}).mappings().one()
+        after = (
+            conn.execute(text(f"UPDATE {table} SET {assign} WHERE id = :id RETURNING *"), {**sets, "id": key})
+            .mappings()
+            .one()
+        )
         return [self.message(conn, table, "u", key, None, dict(after))]
 
 
 def new_row(table: str, i: int, rnd: random.Random) -> dict[str, Any]:
     if table == "books":
         slug = f"book-{i}" if rnd.random() < 0.8 else f"l'été {i}/ñ"
-        return {"id": i, "slug": slug, "updated_at": stamp(rnd), "published": rnd.random() < 0.85,
-                "deleted_at": stamp(rnd).replace(tzinfo=dt.UTC) if rnd.random() < 0.1 else None}
+        return {
+            "id": i,
+            "slug": slug,
+            "updated_at": stamp(rnd),
+            "published": rnd.random() < 0.85,
+            "deleted_at": stamp(rnd).replace(tzinfo=dt.UTC) if rnd.random() < 0.1 else None,
+        }
     return {"id": i, "handle": f"author-{i}", "updated_on": stamp(rnd).date(), "active": rnd.random() < 0.9}
 
 
@@ -158,8 +230,12 @@ def mutation(table: str, kind: str, rnd: random.Random) -> dict[str, Any]:
     if table == "authors":
         return {"updated_on": stamp(rnd).date(), "active": rnd.random() < 0.8 if kind == "flip" else True}
     if kind == "flip":
-        return rnd.choice([{"published": rnd.random() < 0.5},
-                           {"deleted_at": stamp(rnd).replace(tzinfo=dt.UTC) if rnd.random() < 0.5 else None}])
+        return rnd.choice(
+            [
+                {"published": rnd.random() < 0.5},
+                {"deleted_at": stamp(rnd).replace(tzinfo=dt.UTC) if rnd.random() < 0.5 else None},
+            ]
+        )
     if kind == "reslug":
         return {"slug": f"renamed {rnd.randrange(10**9)}", "updated_at": stamp(rnd)}
     return {"updated_at": stamp(rnd)}
@@ -173,15 +249,23 @@ def book_row(row: dict[str, Any]) -> dict[str, Any]:
     """A books row as the connector encodes it: timestamp as MicroTimestamp, timestamptz as ZonedTimestamp."""
     deleted = row["deleted_at"]
     micros = (row["updated_at"] - EPOCH) // dt.timedelta(microseconds=1)
-    return {"id": row["id"], "slug": row["slug"], "updated_at": micros,
-            "published": row["published"],
-            "deleted_at": deleted.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if deleted else None}
+    return {
+        "id": row["id"],
+        "slug": row["slug"],
+        "updated_at": micros,
+        "published": row["published"],
+        "deleted_at": deleted.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if deleted else None,
+    }
 
 
 def author_row(row: dict[str, Any]) -> dict[str, Any]:
     """An authors row: date as io.debezium.time.Date (days since the epoch)."""
-    return {"id": row["id"], "handle": row["handle"], "updated_on": (row["updated_on"] - EPOCH.date()).days,
-            "active": row["active"]}
+    return {
+        "id": row["id"],
+        "handle": row["handle"],
+        "updated_on": (row["updated_on"] - EPOCH.date()).days,
+        "active": row["active"],
+    }
 
 
 def expected(engine: Engine) -> dict[str, str | None]:
@@ -190,8 +274,8 @@ def expected(engine: Engine) -> dict[str, str | None]:
         books = conn.execute(text("SELECT slug, updated_at FROM books WHERE published AND deleted_at IS NULL"))
         authors = conn.execute(text("SELECT handle, updated_on FROM authors WHERE active"))
         site: dict[str, str | None] = {
-            f"https://librer.io/books/{quote(slug, safe='')}": u.replace(tzinfo=dt.UTC).isoformat()
-            for slug, u in books}
+            f"https://librer.io/books/{quote(slug, safe='')}": u.replace(tzinfo=dt.UTC).isoformat() for slug, u in books
+        }
         site.update({f"https://librer.io/authors/{quote(h, safe='')}": d.isoformat() for h, d in authors})
     return site
 
@@ -202,20 +286,33 @@ def app_engine() -> Iterator[Engine]:
         engine = create_engine(url)
         rnd = random.Random(1)
         with engine.begin() as conn:
-            conn.execute(text("CREATE TABLE books (id INTEGER PRIMARY KEY, slug TEXT NOT NULL UNIQUE, "
-                              "updated_at TIMESTAMP(6) NOT NULL, published BOOLEAN NOT NULL, deleted_at TIMESTAMPTZ)"))
-            conn.execute(text("CREATE TABLE authors (id INTEGER PRIMARY KEY, handle TEXT NOT NULL UNIQUE, "
-                              "updated_on DATE NOT NULL, active BOOLEAN NOT NULL)"))
-            conn.execute(text("INSERT INTO books VALUES (:id, :slug, :updated_at, :published, :deleted_at)"),
-                         [new_row("books", i, rnd) for i in range(1, BOOKS + 1)])
-            conn.execute(text("INSERT INTO authors VALUES (:id, :handle, :updated_on, :active)"),
-                         [new_row("authors", i, rnd) for i in range(1, AUTHORS + 1)])
+            conn.execute(
+                text(
+                    "CREATE TABLE books (id INTEGER PRIMARY KEY, slug TEXT NOT NULL UNIQUE, "
+                    "updated_at TIMESTAMP(6) NOT NULL, published BOOLEAN NOT NULL, deleted_at TIMESTAMPTZ)"
+                )
+            )
+            conn.execute(
+                text(
+                    "CREATE TABLE authors (id INTEGER PRIMARY KEY, handle TEXT NOT NULL UNIQUE, "
+                    "updated_on DATE NOT NULL, active BOOLEAN NOT NULL)"
+                )
+            )
+            conn.execute(
+                text("INSERT INTO books VALUES (:id, :slug, :updated_at, :published, :deleted_at)"),
+                [new_row("books", i, rnd) for i in range(1, BOOKS + 1)],
+            )
+            conn.execute(
+                text("INSERT INTO authors VALUES (:id, :handle, :updated_on, :active)"),
+                [new_row("authors", i, rnd) for i in range(1, AUTHORS + 1)],
+            )
         yield engine
         engine.dispose()
 
 
-def produce(broker: TansuBroker, messages: list[tuple[str, bytes, bytes | None]], ends: dict[tuple[str, int], int]
-            ) -> None:
+def produce(
+    broker: TansuBroker, messages: list[tuple[str, bytes, bytes | None]], ends: dict[tuple[str, int], int]
+) -> None:
     producer = broker.producer(linger_ms=5)
     try:
         futures = [producer.send(t, key=k, value=v) for t, k, v in messages]
@@ -235,22 +332,31 @@ def changes(feed: Feed, n: int) -> list[tuple[str, bytes, bytes | None]]:
     return [m for _ in range(n) for m in feed.change()]
 
 
-def test_from_postgresql_tables_to_live_sitemaps(kafka_broker: TansuBroker, app_engine: Engine, tmp_path: Path,
-                                                  database_url: str) -> None:
+def test_from_postgresql_tables_to_live_sitemaps(
+    kafka_broker: TansuBroker, app_engine: Engine, tmp_path: Path, database_url: str
+) -> None:
     prefix = f"e2e{random.randrange(10**8)}"
     feed = Feed(app_engine, prefix, seed=7)
     kafka_broker.create_topic(feed.topic("books"), 2)
     kafka_broker.create_topic(feed.topic("authors"), 1)
     mapping = tmp_path / "mapping.yaml"
     mapping.write_text(MAPPING)
-    env = service_env(tmp_path, database_url, SITEMAPS_KAFKA_BOOTSTRAP_SERVERS=kafka_broker.bootstrap,
-                      SITEMAPS_KAFKA_TOPICS=rf"{prefix}\.public\..*", SITEMAPS_KAFKA_GROUP=f"g-{prefix}",
-                      SITEMAPS_EVENT_FORMAT="debezium", SITEMAPS_MAPPING=str(mapping), SITEMAPS_BATCH_SIZE="200")
+    env = service_env(
+        tmp_path,
+        database_url,
+        SITEMAPS_KAFKA_BOOTSTRAP_SERVERS=kafka_broker.bootstrap,
+        SITEMAPS_KAFKA_TOPICS=rf"{prefix}\.public\..*",
+        SITEMAPS_KAFKA_GROUP=f"g-{prefix}",
+        SITEMAPS_EVENT_FORMAT="debezium",
+        SITEMAPS_MAPPING=str(mapping),
+        SITEMAPS_BATCH_SIZE="200",
+    )
     data = tmp_path / "data"
 
     # The rebuild reads the tables through the same mapping.
-    out = cli("rebuild", "--source-database-url", str(app_engine.url.render_as_string(hide_password=False)),
-              env=env).stdout
+    out = cli(
+        "rebuild", "--source-database-url", str(app_engine.url.render_as_string(hide_password=False)), env=env
+    ).stdout
     truth = expected(app_engine)
     assert f"applied {len(truth)}, stale 0, rejected 0" in out
     assert local_site(data) == truth
@@ -318,9 +424,12 @@ def test_replay_of_the_debezium_topics(kafka_broker: TansuBroker, app_engine: En
     produce(kafka_broker, feed.snapshot() + changes(feed, 300), ends)
     mapping = tmp_path / "mapping.yaml"
     mapping.write_text(MAPPING)
-    env = service_env(tmp_path, f"sqlite:///{tmp_path / 'manifest.db'}",
-                      SITEMAPS_KAFKA_BOOTSTRAP_SERVERS=kafka_broker.bootstrap,
-                      SITEMAPS_KAFKA_TOPICS=f"{feed.topic('books')},{feed.topic('authors')}")
+    env = service_env(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'manifest.db'}",
+        SITEMAPS_KAFKA_BOOTSTRAP_SERVERS=kafka_broker.bootstrap,
+        SITEMAPS_KAFKA_TOPICS=f"{feed.topic('books')},{feed.topic('authors')}",
+    )
     out = cli("replay", "--exit", "--format", "debezium", "--mapping", str(mapping), env=env).stdout
     assert "replayed: applied" in out and "rejected 0" in out
     assert local_site(tmp_path / "data") == expected(app_engine)

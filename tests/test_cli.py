@@ -25,22 +25,38 @@ BASE = "http://127.0.0.1:8080/sitemaps/"
 
 def doc(i: int, version: int = 1, section: str = "books", day: int = 1) -> dict[str, object]:
     """A document with every optional field this command reads."""
-    return factories.doc(i, version, section, day, changefreq="daily", priority=0.7,
-                         images=[{"loc": f"https://cdn.{HOST}/{i}.jpg", "title": "A <b>&'\" title"}],
-                         alternates=[{"hreflang": "de", "href": f"https://{HOST}/de/{section}/{i}"}])
+    return factories.doc(
+        i,
+        version,
+        section,
+        day,
+        changefreq="daily",
+        priority=0.7,
+        images=[{"loc": f"https://cdn.{HOST}/{i}.jpg", "title": "A <b>&'\" title"}],
+        alternates=[{"hreflang": "de", "href": f"https://{HOST}/de/{section}/{i}"}],
+    )
 
 
 @pytest.fixture
 def env(tmp_path: Path, database_url: str) -> dict[str, str]:
-    return {"SITEMAPS_DATA_DIR": str(tmp_path / "data"), "SITEMAPS_DATABASE_URL": database_url,
-            "SITEMAPS_BASE_URL": BASE, "SITEMAPS_ALLOWED_HOSTS": HOST, "SITEMAPS_MAX_URLS": "50",
-            "SITEMAPS_LOG_LEVEL": "WARNING"}
+    return {
+        "SITEMAPS_DATA_DIR": str(tmp_path / "data"),
+        "SITEMAPS_DATABASE_URL": database_url,
+        "SITEMAPS_BASE_URL": BASE,
+        "SITEMAPS_ALLOWED_HOSTS": HOST,
+        "SITEMAPS_MAX_URLS": "50",
+        "SITEMAPS_LOG_LEVEL": "WARNING",
+    }
 
 
 class Server:
     def __init__(self, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "sitemap_keeper", "serve", "--port", "0"],
-                                     env={**__import__("os").environ, **env}, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sitemap_keeper", "serve", "--port", "0"],
+            env={**__import__("os").environ, **env},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         m = re.search(r"http://127\.0\.0\.1:(\d+)(/\S*/)sitemap\.xml", line)
@@ -65,10 +81,12 @@ def server(env: dict[str, str]) -> Iterator[Server]:
 def test_full_cycle_through_the_cli(tmp_path: Path, env: dict[str, str], server: Server) -> None:
     model = Model()
     docs: list[dict[str, object] | str] = [doc(i, section=("books", "authors", "series")[i % 3]) for i in range(240)]
-    bad = ['{"section": "books", "key": "x1", "loc": "https://evil.example/x"}',
-           '{"section": "Books!", "key": "x2", "loc": "https://librer.io/x"}',
-           "this is not json",
-           '{"section": "books", "key": "x3", "loc": "https://librer.io/x", "lastmod": "yesterday"}']
+    bad = [
+        '{"section": "books", "key": "x1", "loc": "https://evil.example/x"}',
+        '{"section": "Books!", "key": "x2", "loc": "https://librer.io/x"}',
+        "this is not json",
+        '{"section": "books", "key": "x3", "loc": "https://librer.io/x", "lastmod": "yesterday"}',
+    ]
     src = write_jsonl(tmp_path / "catalog.jsonl", docs[:100] + bad + docs[100:])
     out = cli("rebuild", "--source", str(src), env=env).stdout
     assert "applied 240, stale 0, rejected 4" in out
@@ -139,8 +157,11 @@ def test_full_cycle_through_the_cli(tmp_path: Path, env: dict[str, str], server:
 
 def test_served_content_types(env: dict[str, str], tmp_path: Path, server: Server) -> None:
     cli("rebuild", "--source", str(write_jsonl(tmp_path / "c.jsonl", [doc(i) for i in range(60)])), env=env)
-    for name, ctype in (("sitemap.xml", "application/xml"), ("sitemap-books.xml", "application/xml"),
-                        ("sitemap-books-1.xml.gz", "application/gzip")):
+    for name, ctype in (
+        ("sitemap.xml", "application/xml"),
+        ("sitemap-books.xml", "application/xml"),
+        ("sitemap-books-1.xml.gz", "application/gzip"),
+    ):
         with urllib.request.urlopen(server.base + name) as resp:
             assert resp.headers["Content-Type"] == ctype
             assert resp.headers["X-Sitemaps-Generation"]
@@ -149,21 +170,33 @@ def test_served_content_types(env: dict[str, str], tmp_path: Path, server: Serve
     assert err.value.code == 404
 
 
-def test_rebuild_from_the_application_database(env: dict[str, str], tmp_path: Path, server: Server,
-                                               database_url: str) -> None:
+def test_rebuild_from_the_application_database(
+    env: dict[str, str], tmp_path: Path, server: Server, database_url: str
+) -> None:
     # The application's own database: the same server as the manifest, another table.
     engine = create_engine(database_url)
     with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE app_books (id INTEGER PRIMARY KEY, slug VARCHAR(100), "
-                          "updated DATE, cover VARCHAR(200))"))
-        conn.execute(text("INSERT INTO app_books VALUES (:id, :slug, :updated, :cover)"),
-                     [{"id": i, "slug": f"book-{i}", "updated": f"2024-03-{1 + i % 28:02d}",
-                       "cover": f'[{{"loc": "https://cdn.{HOST}/{i}.jpg"}}]'} for i in range(120)])
+        conn.execute(
+            text("CREATE TABLE app_books (id INTEGER PRIMARY KEY, slug VARCHAR(100), updated DATE, cover VARCHAR(200))")
+        )
+        conn.execute(
+            text("INSERT INTO app_books VALUES (:id, :slug, :updated, :cover)"),
+            [
+                {
+                    "id": i,
+                    "slug": f"book-{i}",
+                    "updated": f"2024-03-{1 + i % 28:02d}",
+                    "cover": f'[{{"loc": "https://cdn.{HOST}/{i}.jpg"}}]',
+                }
+                for i in range(120)
+            ],
+        )
     engine.dispose()
-    query = (f"SELECT 'books' AS section, id AS key, 'https://{HOST}/b/' || slug AS loc, updated AS lastmod, "
-             "cover AS images FROM app_books")
-    out = cli("rebuild", "--source-sql", query, "--source-database-url", env["SITEMAPS_DATABASE_URL"],
-              env=env).stdout
+    query = (
+        f"SELECT 'books' AS section, id AS key, 'https://{HOST}/b/' || slug AS loc, updated AS lastmod, "
+        "cover AS images FROM app_books"
+    )
+    out = cli("rebuild", "--source-sql", query, "--source-database-url", env["SITEMAPS_DATABASE_URL"], env=env).stdout
     assert "applied 120, stale 0, rejected 0" in out
     site = server.site()
     assert site == {f"https://{HOST}/b/book-{i}": f"2024-03-{1 + i % 28:02d}" for i in range(120)}
@@ -189,11 +222,18 @@ def test_serve_waits_for_first_publish(env: dict[str, str], server: Server) -> N
 
 def test_demo_runs_every_step(tmp_path: Path) -> None:
     env = {"SITEMAPS_LOG_LEVEL": "WARNING"}
-    out = cli("demo", "--documents", "3000", "--changes", "200", "--no-serve", "--data-dir", str(tmp_path / "data"),
-              env=env).stdout
-    for step in ("write the catalog file (3,000 documents)", "rebuild: load 3,000 documents",
-                 "publish incrementally", "publish one changed document",
-                 "nothing to publish", "prune, keeping 2", "Sitemap: http://127.0.0.1:8080/sitemaps/sitemap.xml"):
+    out = cli(
+        "demo", "--documents", "3000", "--changes", "200", "--no-serve", "--data-dir", str(tmp_path / "data"), env=env
+    ).stdout
+    for step in (
+        "write the catalog file (3,000 documents)",
+        "rebuild: load 3,000 documents",
+        "publish incrementally",
+        "publish one changed document",
+        "nothing to publish",
+        "prune, keeping 2",
+        "Sitemap: http://127.0.0.1:8080/sitemaps/sitemap.xml",
+    ):
         assert step in out, step
     assert "1 shards rendered" in out
     assert not list((tmp_path / "data").glob("demo-catalog*"))  # the catalog file is the rebuild's, then gone

@@ -38,8 +38,12 @@ def traced(proc: subprocess.CompletedProcess[str], status: int) -> None:
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    return {"SITEMAPS_DATA_DIR": str(tmp_path / "data"), "SITEMAPS_ALLOWED_HOSTS": HOST,
-            "SITEMAPS_LOG_LEVEL": "INFO", "SITEMAPS_DEBUG": ""}
+    return {
+        "SITEMAPS_DATA_DIR": str(tmp_path / "data"),
+        "SITEMAPS_ALLOWED_HOSTS": HOST,
+        "SITEMAPS_LOG_LEVEL": "INFO",
+        "SITEMAPS_DEBUG": "",
+    }
 
 
 def test_database_unreachable(env: dict[str, str]) -> None:
@@ -53,8 +57,9 @@ def test_database_unreachable(env: dict[str, str]) -> None:
 
 def test_missing_driver(env: dict[str, str], tmp_path: Path) -> None:
     one_line(cli("status", "--database-url", "mysql://u@127.0.0.1/x", env=env, check=False), 2, "MySQLdb")
-    proc = cli("rebuild", "--source-sql", "SELECT 1", "--source-database-url", "mysql://u@127.0.0.1/x",
-               env=env, check=False)
+    proc = cli(
+        "rebuild", "--source-sql", "SELECT 1", "--source-database-url", "mysql://u@127.0.0.1/x", env=env, check=False
+    )
     one_line(proc, 2, "MySQLdb", "not installed")
     one_line(cli("status", "--database-url", "nosuch://x", env=env, check=False), 2, "bad database URL")
     traced(cli("--debug", "status", "--database-url", "mysql://u@127.0.0.1/x", env=env, check=False), 2)
@@ -99,8 +104,10 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
     """A 64 KiB tmpfs (needs root and mount(8): skipped without them)."""
     where = tmp_path / "full"
     where.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)],
-                      capture_output=True).returncode != 0:
+    if (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)], capture_output=True).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a tmpfs here")
     try:
         yield where
@@ -113,8 +120,17 @@ def test_disk_full(env: dict[str, str], tmp_path: Path, full_disk: Path) -> None
     source = str(tmp_path / "catalog.jsonl")
     env = {**env, "SITEMAPS_ALLOWED_HOSTS": synthetic.HOST}
     # the files of the generation do not fit (the manifest is elsewhere)
-    proc = cli("rebuild", "--source", source, "--data-dir", str(full_disk),
-               "--database-url", f"sqlite:///{tmp_path / 'manifest.db'}", env=env, check=False)
+    proc = cli(
+        "rebuild",
+        "--source",
+        source,
+        "--data-dir",
+        str(full_disk),
+        "--database-url",
+        f"sqlite:///{tmp_path / 'manifest.db'}",
+        env=env,
+        check=False,
+    )
     one_line(proc, 1, "disk full", "No space left on device")
     # the SQLite manifest does not fit
     proc = cli("rebuild", "--source", source, "--data-dir", str(full_disk), env=env, check=False)

@@ -114,8 +114,10 @@ def test_help_names_settings_without_describing_them(command: str) -> None:
     assert [o for names in block.values() for o in names] == [p.opts[0] for p in params], text
     options = squashed(text.partition("\nSettings:\n")[0])
     for opt, _field, kw in SHARED:
-        assert not re.search(rf"envvar:{envvar(opt)}[;\]]", options) and squashed(kw["help"]) not in options, \
-            (command, opt)
+        assert not re.search(rf"envvar:{envvar(opt)}[;\]]", options) and squashed(kw["help"]) not in options, (
+            command,
+            opt,
+        )
     for param in params:
         assert not re.search(rf"^  {param.opts[0]} ", text, re.M), (command, param.opts)
     if params:
@@ -176,16 +178,27 @@ def run(*args: str, env: dict[str, str], stdin: bytes | None = None) -> None:
 
 # Arguments of each command on a site with one published generation (serve is left out: it serves for good).
 RUNS = {
-    "robots": [], "status": [], "publish": ["--full"], "prune": [], "rollback": [], "verify": [],
-    "diff": [], "dead-letters": [], "apply": ["-"], "rebuild": ["--source", "-"], "hold": [], "resume": [],
+    "robots": [],
+    "status": [],
+    "publish": ["--full"],
+    "prune": [],
+    "rollback": [],
+    "verify": [],
+    "diff": [],
+    "dead-letters": [],
+    "apply": ["-"],
+    "rebuild": ["--source", "-"],
+    "hold": [],
+    "resume": [],
 }
 
 
 @pytest.mark.parametrize("command", list(RUNS))
 def test_listed_groups_are_read(command: str, tmp_path: Path, reads: Reads) -> None:
     env = {"SITEMAPS_DATA_DIR": str(tmp_path / "data"), "SITEMAPS_BASE_URL": f"https://{HOST}/sitemaps/"}
-    docs = b"".join(orjson.dumps({"section": "books", "key": str(i), "loc": f"https://{HOST}/b/{i}"}) + b"\n"
-                    for i in range(20))
+    docs = b"".join(
+        orjson.dumps({"section": "books", "key": str(i), "loc": f"https://{HOST}/b/{i}"}) + b"\n" for i in range(20)
+    )
     for _ in range(2):  # two generations, for rollback
         run("rebuild", "--source", "-", env=env, stdin=docs)
     reads.reset()

@@ -46,8 +46,10 @@ def test_dropping_a_table_does_not_write_its_pages_again(tmp_path: Path) -> None
     m = Manifest.open(f"sqlite:///{tmp_path / 'm.db'}")
     with m.write() as conn:
         conn.exec_driver_sql("CREATE TABLE big (x TEXT)")
-        conn.exec_driver_sql("INSERT INTO big WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s "
-                             "WHERE i < 19999) SELECT printf('%0500d', i) FROM s")  # about 10 MB, 2,500 pages
+        conn.exec_driver_sql(
+            "INSERT INTO big WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s "
+            "WHERE i < 19999) SELECT printf('%0500d', i) FROM s"
+        )  # about 10 MB, 2,500 pages
     with m.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA secure_delete").scalar_one() == 2  # FAST
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -27,9 +27,14 @@ def served_locally(data_dir: Path) -> dict[str, str | None]:
 
 
 def setup(tmp_path: Path, database_url: str, n: int, max_urls: int) -> tuple[dict[str, str], Model]:
-    env = {"SITEMAPS_DATA_DIR": str(tmp_path / "data"), "SITEMAPS_DATABASE_URL": database_url,
-           "SITEMAPS_BASE_URL": BASE, "SITEMAPS_ALLOWED_HOSTS": HOST, "SITEMAPS_MAX_URLS": str(max_urls),
-           "SITEMAPS_LOG_LEVEL": "WARNING"}
+    env = {
+        "SITEMAPS_DATA_DIR": str(tmp_path / "data"),
+        "SITEMAPS_DATABASE_URL": database_url,
+        "SITEMAPS_BASE_URL": BASE,
+        "SITEMAPS_ALLOWED_HOSTS": HOST,
+        "SITEMAPS_MAX_URLS": str(max_urls),
+        "SITEMAPS_LOG_LEVEL": "WARNING",
+    }
     model = Model()
     docs = [doc(i, section=TWO_SECTIONS) for i in range(n)]
     (tmp_path / "src.jsonl").write_bytes(b"\n".join(orjson.dumps(d) for d in docs))
@@ -46,8 +51,7 @@ def apply_changes(tmp_path: Path, env: dict[str, str], model: Model, seed: int, 
         i = rnd.randrange(len(model.versions) + 20)
         version = 100 * seed + j + 2
         if rnd.random() < 0.2:
-            events.append({"op": "delete", "section": ("books", "authors")[i % 2], "key": str(i),
-                           "version": version})
+            events.append({"op": "delete", "section": ("books", "authors")[i % 2], "key": str(i), "version": version})
         else:
             events.append(doc(i, version, TWO_SECTIONS, day=1 + (seed + j) % 28))
     path = tmp_path / f"events-{seed}.jsonl"
@@ -64,8 +68,9 @@ def test_kill_during_apply_loses_nothing_and_leaves_no_worker_behind(tmp_path: P
     env, model = setup(tmp_path, database_url, n=100, max_urls=50)
     events = [{"op": "upsert", **doc(i, 2, TWO_SECTIONS, day=5)} for i in range(3000)]
     (tmp_path / "big.jsonl").write_bytes(b"\n".join(orjson.dumps(e) for e in events))
-    killed = cli("apply", str(tmp_path / "big.jsonl"), env={**env, "SITEMAPS_KILL_AT": "apply-commit"},
-                 check=False, timeout=60)
+    killed = cli(
+        "apply", str(tmp_path / "big.jsonl"), env={**env, "SITEMAPS_KILL_AT": "apply-commit"}, check=False, timeout=60
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert "nothing to publish" in cli("publish", env=env).stdout
     assert "applied 3000" in cli("apply", str(tmp_path / "big.jsonl"), env=env).stdout
@@ -103,8 +108,14 @@ def test_kill_during_rebuild_leaves_manifest_and_site_alone(tmp_path: Path, data
     (tmp_path / "other.jsonl").write_bytes(b"\n".join(orjson.dumps(d) for d in other))
     # Killed while its workers run (rebuild-load), the command's output still ends: its workers do not
     # outlive it holding its stdout and stderr (this call would time out).
-    killed = cli("rebuild", "--source", str(tmp_path / "other.jsonl"),
-                 env={**env, "SITEMAPS_KILL_AT": step}, check=False, timeout=60)
+    killed = cli(
+        "rebuild",
+        "--source",
+        str(tmp_path / "other.jsonl"),
+        env={**env, "SITEMAPS_KILL_AT": step},
+        check=False,
+        timeout=60,
+    )
     assert killed.returncode == -signal.SIGKILL
     assert served_locally(tmp_path / "data") == model.expected()
     assert "nothing to publish" in cli("publish", env=env).stdout  # the manifest was not touched
@@ -125,8 +136,12 @@ def test_kill_at_random_moments(tmp_path: Path) -> None:
     for r in range(rounds):
         apply_changes(tmp_path, env, model, seed=seed * 100 + r, n=50)
         before_switch = served_locally(tmp_path / "data")
-        proc = subprocess.Popen([sys.executable, "-m", "sitemap_keeper", "publish", "--full"],
-                                env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sitemap_keeper", "publish", "--full"],
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         time.sleep(rnd.uniform(0.1, 1.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait()

@@ -33,10 +33,11 @@ def test_kill_9_at_random_points(config: str) -> None:
 
 # -- the harness's own checks can fail ----------------------------------------------------------------------
 
-URLSET = ('<?xml version="1.0" encoding="UTF-8"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
-          '{}</urlset>')
-INDEX = ('<?xml version="1.0" encoding="UTF-8"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
-         '{}</sitemapindex>')
+URLSET = '<?xml version="1.0" encoding="UTF-8"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{}</urlset>'
+INDEX = (
+    '<?xml version="1.0" encoding="UTF-8"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+    "{}</sitemapindex>"
+)
 
 
 def site(shards: dict[str, list[str]]) -> dict[str, bytes]:
@@ -55,6 +56,7 @@ def fetch_from(files: dict[str, bytes]) -> Fetch:
         if name not in files:
             raise urllib.error.HTTPError(BASE + name, 404, "Not Found", Message(), None)
         return files[name], "g1"
+
     return fetch
 
 

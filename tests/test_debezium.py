@@ -52,8 +52,10 @@ def without_envelope(msg: dict[str, Any]) -> dict[str, Any]:
 
 def raws(msgs: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
     """(label, value) as the Kafka source hands them over: a tombstone's null value as empty bytes."""
-    return [(f"kafka:{m['topic']}/0@{i}", orjson.dumps(m["value"]) if m["value"] is not None else b"")
-            for i, m in enumerate(msgs)]
+    return [
+        (f"kafka:{m['topic']}/0@{i}", orjson.dumps(m["value"]) if m["value"] is not None else b"")
+        for i, m in enumerate(msgs)
+    ]
 
 
 def epoch(seconds: float) -> str:
@@ -62,8 +64,11 @@ def epoch(seconds: float) -> str:
 
 def row_of(connector: str, msgs: list[dict[str, Any]], key: int) -> dict[str, Any]:
     """The last `after` row of `key` in the fixture."""
-    rows = [m["value"]["payload"]["after"] for m in msgs if m["value"] and m["value"]["payload"].get("after")
-            and m["value"]["payload"]["after"]["id"] == key]
+    rows = [
+        m["value"]["payload"]["after"]
+        for m in msgs
+        if m["value"] and m["value"]["payload"].get("after") and m["value"]["payload"]["after"]["id"] == key
+    ]
     return rows[-1]  # type: ignore[no-any-return]
 
 
@@ -75,8 +80,9 @@ def expected_site(connector: str, msgs: list[dict[str, Any]]) -> dict[str, tuple
     for key in (5, 30):
         row = row_of(connector, msgs, key)
         assert row["slug"] in ("café society", "third")
-        loc = {"café society": "https://librer.io/books/caf%C3%A9%20society",
-               "third": "https://librer.io/books/third"}[row["slug"]]
+        loc = {"café society": "https://librer.io/books/caf%C3%A9%20society", "third": "https://librer.io/books/third"}[
+            row["slug"]
+        ]
         out[str(key)] = (loc, epoch(row["updated_at"] / scale))
     return out
 
@@ -108,7 +114,8 @@ def versions(manifest: Manifest) -> dict[str, int | None]:
 @pytest.mark.parametrize("envelope", [True, False], ids=["schemas", "no-schemas"])
 @pytest.mark.parametrize("connector", CONNECTORS)
 def test_the_documented_events_leave_the_rows_that_pass_the_filter(
-        manifest: Manifest, connector: str, envelope: bool) -> None:
+    manifest: Manifest, connector: str, envelope: bool
+) -> None:
     msgs = fixture(connector)
     sent = msgs if envelope else [without_envelope(m) for m in msgs]
     app = applier(manifest, connector)
@@ -122,10 +129,15 @@ def test_the_documented_events_leave_the_rows_that_pass_the_filter(
     # Deleted, unpublished, soft-deleted and moved keys are tombstones carrying the position they went at.
     v = versions(manifest)
     assert set(v) == {"1", "2", "3", "4", "5", "30"}
-    last = {m["value"]["payload"]["after"]["id"] if m["value"]["payload"].get("after") else
-            m["value"]["payload"]["before"]["id"]:
-            position(m["value"]["payload"]["source"]) if m["value"]["payload"]["op"] != "r" else 0
-            for m in msgs if m["value"] and m["value"]["payload"]["op"] != "t"}
+    last = {
+        m["value"]["payload"]["after"]["id"]
+        if m["value"]["payload"].get("after")
+        else m["value"]["payload"]["before"]["id"]: position(m["value"]["payload"]["source"])
+        if m["value"]["payload"]["op"] != "r"
+        else 0
+        for m in msgs
+        if m["value"] and m["value"]["payload"]["op"] != "t"
+    }
     assert v == {str(k): pos for k, pos in last.items()}
 
 
@@ -138,8 +150,11 @@ def test_a_redelivered_or_older_event_is_stale(manifest: Manifest, connector: st
     assert again.applied == 0 and again.stale == first.applied, (first, again)
     assert site(manifest) == expected_site(connector, msgs)
     # An older update of 2 after its deletion, a snapshot read of 1 after its unpublishing: both stale.
-    older = [m for m in msgs if m["value"] and m["value"]["payload"]["op"] in ("u", "r")
-             and m["key"]["payload"]["id"] in (1, 2)]
+    older = [
+        m
+        for m in msgs
+        if m["value"] and m["value"]["payload"]["op"] in ("u", "r") and m["key"]["payload"]["id"] in (1, 2)
+    ]
     assert len(older) == 3 and app.apply_raw(raws(older)) == Counts(stale=3)
     assert site(manifest) == expected_site(connector, msgs)
 
@@ -204,14 +219,17 @@ def _float_slug(p: dict[str, Any]) -> None:
     p["after"]["slug"] = 1.5
 
 
-@pytest.mark.parametrize(("change", "reason"), [
-    (_other_table, "unknown table public.authors"),
-    (_drop_key, "without the key columns id"),
-    (_delete_without_before, "without the key columns id in before"),
-    (_drop_slug, "loc column slug is missing"),
-    (_bool_lastmod, "not a valid MicroTimestamp"),
-    (_float_slug, "loc column slug has a value of the wrong type: float"),
-])
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (_other_table, "unknown table public.authors"),
+        (_drop_key, "without the key columns id"),
+        (_delete_without_before, "without the key columns id in before"),
+        (_drop_slug, "loc column slug is missing"),
+        (_bool_lastmod, "not a valid MicroTimestamp"),
+        (_float_slug, "loc column slug has a value of the wrong type: float"),
+    ],
+)
 def test_bad_events_are_dead_lettered_with_the_reason(manifest: Manifest, change: Any, reason: str) -> None:
     msgs = fixture("postgresql")
     create = next(m for m in msgs if m["value"] and m["value"]["payload"]["op"] == "c")
@@ -297,15 +315,22 @@ def test_rebuild_and_events_render_a_row_alike(tmp_path: Path) -> None:
     for url in fresh_pg_database():
         engine = create_engine(url)
         with engine.begin() as conn:
-            conn.execute(text("CREATE TABLE books (shop TEXT, id INTEGER, path TEXT, changed TIMESTAMPTZ, "
-                              "freq TEXT, prio NUMERIC(3,2), covers TEXT[], translations JSONB, live BOOLEAN, "
-                              "status TEXT, PRIMARY KEY (shop, id))"))
+            conn.execute(
+                text(
+                    "CREATE TABLE books (shop TEXT, id INTEGER, path TEXT, changed TIMESTAMPTZ, "
+                    "freq TEXT, prio NUMERIC(3,2), covers TEXT[], translations JSONB, live BOOLEAN, "
+                    "status TEXT, PRIMARY KEY (shop, id))"
+                )
+            )
             conn.execute(text("SET TIME ZONE 'Europe/Paris'"))
-            conn.execute(text(
-                "INSERT INTO books VALUES ('main', 1, 'a/b-é', '2024-06-01 10:30:00.5+02', 'daily', 0.75, "
-                "ARRAY['https://cdn.librer.io/1.jpg'], '{\"de\": \"https://librer.io/de/1\"}', true, 'ok'), "
-                "('main', 2, 'x', NULL, NULL, NULL, NULL, NULL, true, 'draft'), "
-                "('é/2', 3, 'y', '2024-06-02 00:00:00+00', 'weekly', 1, '{}', '[]', true, NULL)"))
+            conn.execute(
+                text(
+                    "INSERT INTO books VALUES ('main', 1, 'a/b-é', '2024-06-01 10:30:00.5+02', 'daily', 0.75, "
+                    "ARRAY['https://cdn.librer.io/1.jpg'], '{\"de\": \"https://librer.io/de/1\"}', true, 'ok'), "
+                    "('main', 2, 'x', NULL, NULL, NULL, NULL, NULL, true, 'draft'), "
+                    "('é/2', 3, 'y', '2024-06-02 00:00:00+00', 'weekly', 1, '{}', '[]', true, NULL)"
+                )
+            )
             sql_rows = conn.execute(text("SELECT * FROM books")).mappings().all()
         engine.dispose()
         rebuilt = sorted(document_row(r, RULES) for r in mapping_rows(url, mapping))
@@ -314,22 +339,33 @@ def test_rebuild_and_events_render_a_row_alike(tmp_path: Path) -> None:
     def encode(row: Any) -> dict[str, Any]:
         prio = row["prio"]
         unscaled = int(prio * 100) if prio is not None else None
-        return {**row, "changed": row["changed"].astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-                if row["changed"] else None,
-                "prio": base64.b64encode(unscaled.to_bytes(2, "big", signed=True)).decode()
-                if unscaled is not None else None,
-                "translations": orjson.dumps(row["translations"]).decode() if row["translations"] is not None
-                else None}
+        return {
+            **row,
+            "changed": row["changed"].astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if row["changed"] else None,
+            "prio": base64.b64encode(unscaled.to_bytes(2, "big", signed=True)).decode()
+            if unscaled is not None
+            else None,
+            "translations": orjson.dumps(row["translations"]).decode() if row["translations"] is not None else None,
+        }
 
     assert all(isinstance(r["prio"], Decimal | None) for r in sql_rows)
-    fields = [{"type": "string", "optional": True, "name": "io.debezium.time.ZonedTimestamp", "field": "changed"},
-              {"type": "bytes", "optional": True, "name": "org.apache.kafka.connect.data.Decimal",
-               "parameters": {"scale": "2", "connect.decimal.precision": "3"}, "field": "prio"},
-              {"type": "string", "optional": True, "name": "io.debezium.data.Json", "field": "translations"}]
+    fields = [
+        {"type": "string", "optional": True, "name": "io.debezium.time.ZonedTimestamp", "field": "changed"},
+        {
+            "type": "bytes",
+            "optional": True,
+            "name": "org.apache.kafka.connect.data.Decimal",
+            "parameters": {"scale": "2", "connect.decimal.precision": "3"},
+            "field": "prio",
+        },
+        {"type": "string", "optional": True, "name": "io.debezium.data.Json", "field": "translations"},
+    ]
     schema = {"type": "struct", "fields": [{"type": "struct", "fields": fields, "optional": True, "field": "after"}]}
     source = {"connector": "postgresql", "schema": "public", "table": "books", "lsn": 100}
-    messages = [orjson.dumps({"schema": schema, "payload": {"op": "r", "before": None, "after": encode(r),
-                                                            "source": source}}) for r in sql_rows]
+    messages = [
+        orjson.dumps({"schema": schema, "payload": {"op": "r", "before": None, "after": encode(r), "source": source}})
+        for r in sql_rows
+    ]
     parsed = DebeziumParser(mapping)(RULES, messages)
     assert not parsed.rejects
     upserts = sorted(op for op in parsed.ops if len(op) > 3)
@@ -346,9 +382,13 @@ def test_sitemaps_apply_reads_debezium_lines(tmp_path: Path) -> None:
     msgs = fixture("postgresql")
     lines = tmp_path / "changes.jsonl"
     lines.write_bytes(b"".join(orjson.dumps(m["value"]) + b"\n" for m in msgs))
-    env = {"SITEMAPS_DATA_DIR": str(tmp_path / "data"), "SITEMAPS_ALLOWED_HOSTS": "librer.io",
-           "SITEMAPS_LOG_LEVEL": "WARNING", "SITEMAPS_EVENT_FORMAT": "debezium",
-           "SITEMAPS_MAPPING": str(FIXTURES / "postgresql-mapping.yaml")}
+    env = {
+        "SITEMAPS_DATA_DIR": str(tmp_path / "data"),
+        "SITEMAPS_ALLOWED_HOSTS": "librer.io",
+        "SITEMAPS_LOG_LEVEL": "WARNING",
+        "SITEMAPS_EVENT_FORMAT": "debezium",
+        "SITEMAPS_MAPPING": str(FIXTURES / "postgresql-mapping.yaml"),
+    }
     out = cli("apply", str(lines), env=env).stdout
     assert "rejected 1" in out and "stale 0" in out
     cli("publish", env=env)
@@ -373,9 +413,11 @@ sections:
 INSTANT = dt.datetime(2018, 6, 20, 15, 13, 16, tzinfo=dt.UTC)
 # updated_at's encoding per schema: books' column changes (a new schema version of the same topic), authors'
 # is another again. Decoded by the wrong schema, a value would be read a thousand times too large or small.
-ENCODINGS = {"books-v1": ("io.debezium.time.MicroTimestamp", 1_000_000),
-             "books-v2": ("io.debezium.time.Timestamp", 1_000),
-             "authors": ("io.debezium.time.NanoTimestamp", 1_000_000_000)}
+ENCODINGS = {
+    "books-v1": ("io.debezium.time.MicroTimestamp", 1_000_000),
+    "books-v2": ("io.debezium.time.Timestamp", 1_000),
+    "authors": ("io.debezium.time.NanoTimestamp", 1_000_000_000),
+}
 
 
 def interleaved_messages() -> tuple[list[bytes], dict[str, tuple[str, str]], list[str]]:
@@ -402,8 +444,18 @@ def interleaved_messages() -> tuple[list[bytes], dict[str, tuple[str, str]], lis
 
     site: dict[str, tuple[str, str]] = {}
     messages: list[bytes] = []
-    for n, (kind, key) in enumerate([("books-v1", 1), ("authors", 101), ("books-v1", 2), ("books-v2", 3),
-                                     ("authors", 102), ("books-v2", 1), ("books-v1", 4), ("authors", 101)]):
+    for n, (kind, key) in enumerate(
+        [
+            ("books-v1", 1),
+            ("authors", 101),
+            ("books-v1", 2),
+            ("books-v2", 3),
+            ("authors", 102),
+            ("books-v2", 1),
+            ("books-v1", 4),
+            ("authors", 101),
+        ]
+    ):
         seconds = int(INSTANT.timestamp()) + n
         messages.append(orjson.dumps({"schema": schema(kind), "payload": payload(kind, key, seconds, 1000 + n)}))
         section = kind.split("-")[0]
@@ -447,8 +499,15 @@ def test_a_chunk_sent_to_a_worker_decodes_as_the_messages_one_by_one() -> None:
 @pytest.mark.parametrize("workers", [0, 2])
 def test_interleaved_tables_and_a_schema_change_apply_alike_in_workers(manifest: Manifest, workers: int) -> None:
     messages, want, reasons = interleaved_messages()
-    app = Applier(manifest, RULES, Settings().limits, workers=workers, parallel_min=1, parse_chunk=3,
-                  parser=DebeziumParser(parse_mapping(TWO_TABLES)))
+    app = Applier(
+        manifest,
+        RULES,
+        Settings().limits,
+        workers=workers,
+        parallel_min=1,
+        parse_chunk=3,
+        parser=DebeziumParser(parse_mapping(TWO_TABLES)),
+    )
     try:
         counts = app.apply_raw([(f"kafka:t/0@{i}", raw) for i, raw in enumerate(messages)])
     finally:

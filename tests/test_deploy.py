@@ -318,9 +318,7 @@ def test_kustomize_build_renders_the_listed_objects() -> None:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl not installed")
-    proc = subprocess.run(
-        [kubectl, "kustomize", str(DEPLOY)], capture_output=True, text=True, timeout=120, check=False
-    )
+    proc = subprocess.run([kubectl, "kustomize", str(DEPLOY)], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     rendered = [d for d in yaml.safe_load_all(proc.stdout) if d]
     listed = objects_in("kustomization.yaml")[0]["resources"]
@@ -454,9 +452,7 @@ def test_workload_references_resolve(kind: str, name: str) -> None:
     assert [ref["configMapRef"]["name"] for ref in container["envFrom"]] == ["sitemaps"]
     find("ConfigMap", "sitemaps")
     keys = secret_keys()
-    refs = [
-        e["valueFrom"]["secretKeyRef"] for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})
-    ]
+    refs = [e["valueFrom"]["secretKeyRef"] for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})]
     assert refs
     for ref in refs:
         assert ref["name"] in keys, ref
@@ -533,8 +529,12 @@ def test_deployment_runs_the_service_with_probes_and_resources() -> None:
     assert resources["requests"]["cpu"] == "250m" and "cpu" not in resources["limits"]
     # The request covers the pod's processes' measured peak together (bench/bench_service_memory.py, the figure
     # in docs/performance.md), and the limit leaves room for render workers of shards near the 50 MiB limit.
-    mib = {k: int(resources[k]["memory"].removesuffix("Mi")) if resources[k]["memory"].endswith("Mi")
-           else int(resources[k]["memory"].removesuffix("Gi")) * 1024 for k in ("requests", "limits")}
+    mib = {
+        k: int(resources[k]["memory"].removesuffix("Mi"))
+        if resources[k]["memory"].endswith("Mi")
+        else int(resources[k]["memory"].removesuffix("Gi")) * 1024
+        for k in ("requests", "limits")
+    }
     assert mib["requests"] >= 489 and mib["limits"] >= 1024, resources
 
 
@@ -855,7 +855,7 @@ def test_dockerfile_base_install_and_entrypoint() -> None:
     assert install.index("--upgrade pip") < re.search(r"pip install \.(\s|$)", install).start()
     # The C extension is optional for pip; the image must have it: a compiler in the build stage, and an
     # import from outside the source tree (where only the installed package is importable) after the install.
-    build = " ".join(rest for ins, rest in instrs[:len(instrs) - len(final_stage())] if ins == "RUN")
+    build = " ".join(rest for ins, rest in instrs[: len(instrs) - len(final_stage())] if ins == "RUN")
     assert re.search(r"apt-get install [^&]*\bgcc\b", build), build
     fastrow = r"import sitemap_keeper\.snapshot\._fastrow"
     assert re.search(rf"pip install \.\s.*&& cd / && python -c \"{fastrow}\"", install), install

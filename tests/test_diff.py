@@ -82,8 +82,17 @@ def counts(rows: set[Row]) -> dict[str, tuple[int, int, int]]:
 @pytest.fixture
 def app(tmp_path: Path, database_url: str) -> Iterator[App]:
     # Tiny shards (20 URLs, 4 KiB) so a few dozen documents span shards and an update can overflow one.
-    a = App(Settings(data_dir=tmp_path / "data", database_url=database_url, base_url=BASE,
-                     allowed_hosts=(HOST,), max_urls=20, max_bytes=4096, workers=1))
+    a = App(
+        Settings(
+            data_dir=tmp_path / "data",
+            database_url=database_url,
+            base_url=BASE,
+            allowed_hosts=(HOST,),
+            max_urls=20,
+            max_bytes=4096,
+            workers=1,
+        )
+    )
     yield a
     a.close()
 
@@ -98,20 +107,28 @@ def test_diff_equals_what_crawlers_see(app: App) -> None:
     apply(app, [doc(i) for i in range(60)] + [doc(i, section="authors") for i in range(30)])
     a = publish(app)
     before = shard_of(app, "8")
-    apply(app, [
-        doc(1, version=2, day=9),  # new lastmod, same shard
-        {"op": "delete", "section": "books", "key": "2", "version": 2},
-        *[doc(i) for i in range(1000, 1005)],  # a new shard
-        doc(4, version=2, loc=f"https://{HOST}/books/4-renamed"),  # same shard, another loc
-        doc(6, version=2, priority=0.9),  # the shard changes, but no loc and no lastmod does
-        doc(8, version=2, images=[{"loc": f"https://cdn.{HOST}/{n}.jpg"} for n in range(40)]),  # overflows
-        doc(3, version=2, section="authors", day=12),
-    ])
+    apply(
+        app,
+        [
+            doc(1, version=2, day=9),  # new lastmod, same shard
+            {"op": "delete", "section": "books", "key": "2", "version": 2},
+            *[doc(i) for i in range(1000, 1005)],  # a new shard
+            doc(4, version=2, loc=f"https://{HOST}/books/4-renamed"),  # same shard, another loc
+            doc(6, version=2, priority=0.9),  # the shard changes, but no loc and no lastmod does
+            doc(8, version=2, images=[{"loc": f"https://cdn.{HOST}/{n}.jpg"} for n in range(40)]),  # overflows
+            doc(3, version=2, section="authors", day=12),
+        ],
+    )
     b = publish(app)
     assert shard_of(app, "8") != before, "the test meant books/8 to move to another shard"
-    apply(app, [{"op": "delete", "section": "books", "key": "1000", "version": 2},
-                doc(8, version=3, day=15, images=[{"loc": f"https://cdn.{HOST}/x.jpg"}] * 40),
-                doc(100, section="authors")])
+    apply(
+        app,
+        [
+            {"op": "delete", "section": "books", "key": "1000", "version": 2},
+            doc(8, version=3, day=15, images=[{"loc": f"https://cdn.{HOST}/x.jpg"}] * 40),
+            doc(100, section="authors"),
+        ],
+    )
     c = publish(app)
     sites = {g: crawled(app, g) for g in (a, b, c)}
     for old, new in ((a, b), (b, c), (a, c), (c, a)):
@@ -152,16 +169,25 @@ def test_identical_shards_are_never_read(app: App, monkeypatch: pytest.MonkeyPat
         return get(gen, name)
 
     monkeypatch.setattr(app.store, "get", counting_get)
-    assert computed(app, a, b) == [("changed", "books", f"https://{HOST}/books/42",
-                                    "2024-05-01T10:00:00+00:00", "2024-05-20T10:00:00+00:00")]
+    assert computed(app, a, b) == [
+        ("changed", "books", f"https://{HOST}/books/42", "2024-05-01T10:00:00+00:00", "2024-05-20T10:00:00+00:00")
+    ]
     assert sorted(reads) == [(a, "sitemap-books-3.xml.gz"), (b, "sitemap-books-3.xml.gz")]
 
 
 def test_shard_parser_reads_only_url_locs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(diff, "_BLOCK_BYTES", 97)  # many small pieces: elements and text split across them
-    docs = [Document("books", str(i), f"https://{HOST}/b?id={i}&x=<{i}>", None if i % 3 else "2024-05-01",
-                     images=(Image(f"https://cdn.{HOST}/{i}.jpg", title="t & <t>"),),
-                     alternates=(Alternate("de", f"https://{HOST}/de/{i}"),)) for i in range(300)]
+    docs = [
+        Document(
+            "books",
+            str(i),
+            f"https://{HOST}/b?id={i}&x=<{i}>",
+            None if i % 3 else "2024-05-01",
+            images=(Image(f"https://cdn.{HOST}/{i}.jpg", title="t & <t>"),),
+            alternates=(Alternate("de", f"https://{HOST}/de/{i}"),),
+        )
+        for i in range(300)
+    ]
     data = gzip_pieces(shard_pieces([url_fragment(d) for d in docs]))
     expected = [(d.loc, d.lastmod) for d in docs]
     assert diff._own_shard_urls(data) == expected  # the regex path: this service's own files
@@ -188,18 +214,25 @@ def test_a_shard_is_read_back_a_block_at_a_time() -> None:
         assert peak < size, f"reading a {size:,}-byte shard back peaked at {peak:,} bytes"
 
 
-@pytest.mark.parametrize("xml", [
-    # Another writer's layout: indented, one element per line.
-    b'<?xml version="1.0" encoding="UTF-8"?>\n<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n'
-    b"  <url>\n    <loc>https://librer.io/a?x=1&amp;y=2</loc>\n    <lastmod>2024-05-01</lastmod>\n  </url>\n"
-    b"  <url><loc>https://librer.io/b</loc></url>\n</urlset>\n",
-    # This service's header, but a character reference escape() never writes.
-    (URLSET_OPEN + '<url><loc>https://librer.io/a?x=1&#38;y=2</loc><lastmod>2024-05-01</lastmod></url>\n'
-     '<url><loc>https://librer.io/b</loc></url>\n' + URLSET_CLOSE).encode(),
-    # This service's header, but a <url> the one-line regex does not read.
-    (URLSET_OPEN + '<url><loc>https://librer.io/a?x=1&amp;y=2</loc><lastmod>2024-05-01</lastmod></url>\n'
-     '<url>\n<loc>https://librer.io/b</loc></url>\n' + URLSET_CLOSE).encode(),
-])
+@pytest.mark.parametrize(
+    "xml",
+    [
+        # Another writer's layout: indented, one element per line.
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n'
+        b"  <url>\n    <loc>https://librer.io/a?x=1&amp;y=2</loc>\n    <lastmod>2024-05-01</lastmod>\n  </url>\n"
+        b"  <url><loc>https://librer.io/b</loc></url>\n</urlset>\n",
+        # This service's header, but a character reference escape() never writes.
+        (
+            URLSET_OPEN + "<url><loc>https://librer.io/a?x=1&#38;y=2</loc><lastmod>2024-05-01</lastmod></url>\n"
+            "<url><loc>https://librer.io/b</loc></url>\n" + URLSET_CLOSE
+        ).encode(),
+        # This service's header, but a <url> the one-line regex does not read.
+        (
+            URLSET_OPEN + "<url><loc>https://librer.io/a?x=1&amp;y=2</loc><lastmod>2024-05-01</lastmod></url>\n"
+            "<url>\n<loc>https://librer.io/b</loc></url>\n" + URLSET_CLOSE
+        ).encode(),
+    ],
+)
 def test_shard_parser_falls_back_to_expat_for_other_files(xml: bytes) -> None:
     data = gzip_pieces([xml])
     assert diff._own_shard_urls(data) is None
@@ -216,8 +249,14 @@ def fragments(n: int, seed: int) -> dict[int, str]:
         if i % 3 == 0:
             extra["images"] = [{"loc": f"https://cdn.{HOST}/{i}.jpg", "title": "t & <t>"}]
         if i % 5 == 0:
-            extra["video"] = [{"thumbnail_loc": f"https://cdn.{HOST}/{i}.jpg", "title": f"V{i}",
-                               "description": "two\nlines" if i % 10 == 0 else "d", "content_loc": f"https://cdn.{HOST}/{i}.mp4"}]
+            extra["video"] = [
+                {
+                    "thumbnail_loc": f"https://cdn.{HOST}/{i}.jpg",
+                    "title": f"V{i}",
+                    "description": "two\nlines" if i % 10 == 0 else "d",
+                    "content_loc": f"https://cdn.{HOST}/{i}.mp4",
+                }
+            ]
         out[i] = document_row(doc(i, day=1 + rnd.randrange(28), **extra), ANY_HOST)[7]
     return out
 
@@ -254,17 +293,22 @@ def whole_files(old: bytes | None, new: bytes | None) -> diff.ShardDiff:
     """compare_shard by definition: every URL of both files."""
     o = dict(diff.shard_urls(old)) if old is not None else {}
     n = dict(diff.shard_urls(new)) if new is not None else {}
-    changed = [diff.Change("changed", "books", loc, o[loc], n[loc]) for loc in sorted(o.keys() & n.keys())
-               if o[loc] != n[loc]]
-    return diff.ShardDiff(changed, sorted((loc, o[loc]) for loc in o.keys() - n.keys()),
-                          sorted((loc, n[loc]) for loc in n.keys() - o.keys()))
+    changed = [
+        diff.Change("changed", "books", loc, o[loc], n[loc]) for loc in sorted(o.keys() & n.keys()) if o[loc] != n[loc]
+    ]
+    return diff.ShardDiff(
+        changed,
+        sorted((loc, o[loc]) for loc in o.keys() - n.keys()),
+        sorted((loc, n[loc]) for loc in n.keys() - o.keys()),
+    )
 
 
 @pytest.mark.parametrize("edits", [0, 1, 3, 40, 400])
 @pytest.mark.parametrize("reach", [diff.REJOIN_REACH, 64])  # 64: most partings end in the sets of the rest
 @pytest.mark.parametrize("chunk", [diff._BLOCK_BYTES, 97])  # 97: the walk's window cut everywhere, lines split across
-def test_a_shard_pair_compares_its_differing_lines_as_the_whole_files(edits: int, reach: int, chunk: int,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_shard_pair_compares_its_differing_lines_as_the_whole_files(
+    edits: int, reach: int, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(diff, "REJOIN_REACH", reach)
     monkeypatch.setattr(diff, "_BLOCK_BYTES", chunk)
     for seed in range(5):
@@ -275,8 +319,11 @@ def test_a_shard_pair_compares_its_differing_lines_as_the_whole_files(edits: int
             assert diff._urls_apart(old, new) is not None  # the line walk, not the whole files
         got = diff.compare_shard(diff.ShardPair("books", old, new))
         want = whole_files(old, new)
-        assert (got.changed, sorted(got.old_only), sorted(got.new_only)) == \
-            (want.changed, want.old_only, want.new_only), (edits, seed)
+        assert (got.changed, sorted(got.old_only), sorted(got.new_only)) == (
+            want.changed,
+            want.old_only,
+            want.new_only,
+        ), (edits, seed)
         if edits == 0:
             assert got == diff.ShardDiff([], [], [])
     for side in (None, shard(before)):  # a shard on one side only: every URL of the other
@@ -296,9 +343,15 @@ def test_lines_alike_are_never_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(diff, "_scan_own", counting_scan)
     got = diff.compare_shard(diff.ShardPair("books", shard(before), shard(after)))
-    assert got.changed == [diff.Change("changed", "books", f"https://{HOST}/books/7", "2024-05-"
-                                       f"{before[7].split('2024-05-')[1][:2]}T10:00:00+00:00",
-                                       "2024-05-30T10:00:00+00:00")]
+    assert got.changed == [
+        diff.Change(
+            "changed",
+            "books",
+            f"https://{HOST}/books/7",
+            f"2024-05-{before[7].split('2024-05-')[1][:2]}T10:00:00+00:00",
+            "2024-05-30T10:00:00+00:00",
+        )
+    ]
     assert [block.count(b"<url>") for block in parsed] == [1, 1]  # the line each side holds, nothing else
 
 
@@ -323,19 +376,25 @@ def test_a_shard_pair_is_walked_a_window_at_a_time(monkeypatch: pytest.MonkeyPat
     assert peak < size / 4, f"comparing two {size:,}-byte shards peaked at {peak:,} bytes"
 
 
-@pytest.mark.parametrize("xml", [
-    # Another writer's file on one side: both are read whole.
-    b'<?xml version="1.0" encoding="UTF-8"?>\n<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n'
-    b"  <url>\n    <loc>https://librer.io/books/1</loc>\n    <lastmod>2024-05-09</lastmod>\n  </url>\n</urlset>\n",
-    # This service's header, a <url> whose lastmod is on a line of its own, and the lines both hold.
-    (URLSET_OPEN + "<url><loc>https://librer.io/books/1</loc>\n<lastmod>2024-05-09</lastmod></url>\n"
-     "<url><loc>https://librer.io/books/2</loc><lastmod>2024-05-01T10:00:00+00:00</lastmod></url>\n"
-     + URLSET_CLOSE).encode(),
-])
+@pytest.mark.parametrize(
+    "xml",
+    [
+        # Another writer's file on one side: both are read whole.
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n'
+        b"  <url>\n    <loc>https://librer.io/books/1</loc>\n    <lastmod>2024-05-09</lastmod>\n  </url>\n</urlset>\n",
+        # This service's header, a <url> whose lastmod is on a line of its own, and the lines both hold.
+        (
+            URLSET_OPEN + "<url><loc>https://librer.io/books/1</loc>\n<lastmod>2024-05-09</lastmod></url>\n"
+            "<url><loc>https://librer.io/books/2</loc><lastmod>2024-05-01T10:00:00+00:00</lastmod></url>\n"
+            + URLSET_CLOSE
+        ).encode(),
+    ],
+)
 def test_a_file_not_laid_out_as_this_service_writes_is_compared_whole(xml: bytes) -> None:
-    old = (URLSET_OPEN + "<url><loc>https://librer.io/books/1</loc><lastmod>2024-05-01</lastmod></url>\n"
-           "<url><loc>https://librer.io/books/2</loc><lastmod>2024-05-01T10:00:00+00:00</lastmod></url>\n"
-           + URLSET_CLOSE).encode()
+    old = (
+        URLSET_OPEN + "<url><loc>https://librer.io/books/1</loc><lastmod>2024-05-01</lastmod></url>\n"
+        "<url><loc>https://librer.io/books/2</loc><lastmod>2024-05-01T10:00:00+00:00</lastmod></url>\n" + URLSET_CLOSE
+    ).encode()
     pair = diff.ShardPair("books", gzip_pieces([old]), gzip_pieces([xml]))
     assert diff._urls_apart(pair.old, pair.new) is None  # type: ignore[arg-type]
     got, want = diff.compare_shard(pair), whole_files(pair.old, pair.new)
@@ -348,8 +407,7 @@ def put_generation(store: LocalStore, gen: str, shards: dict[int, dict[int, str]
     out = {}
     for no, frags in shards.items():
         name, data = f"sitemap-books-{no}.xml.gz", shard(frags)
-        out[name] = FileRecord(name, len(data), store.put(gen, name, data), len(frags), section="books",
-                               shard_no=no)
+        out[name] = FileRecord(name, len(data), store.put(gen, name, data), len(frags), section="books", shard_no=no)
     return out
 
 
@@ -368,28 +426,43 @@ def test_shards_compared_in_workers_give_the_diff_by_definition(tmp_path: Path, 
     comparison = diff.Comparison(store, "a", "b", a, b, workers)
     assert "sitemap-books-0.xml.gz" not in comparison.differing and len(comparison.differing) == 9
     rows = [dataclasses.astuple(c) for c in comparison.changes()]
-    urls = [{loc: lastmod for no in sorted(side) for loc, lastmod in diff.shard_urls(shard(side[no]))}
-            for side in (old, new)]
+    urls = [
+        {loc: lastmod for no in sorted(side) for loc, lastmod in diff.shard_urls(shard(side[no]))}
+        for side in (old, new)
+    ]
     assert set(rows) == expected(*urls) and len(rows) == len(set(rows))
     assert not any(row[2] == f"https://{HOST}/books/2" for row in rows)
 
 
 def test_a_video_or_news_change_without_a_new_lastmod_is_no_change(app: App) -> None:
-    news = {"publication": {"name": "The Times", "language": "en"}, "publication_date": "2024-05-01T10:00:00+00:00",
-            "title": "Story"}
-    video = {"thumbnail_loc": f"https://cdn.{HOST}/t.jpg", "title": "A title", "description": "d",
-             "content_loc": f"https://cdn.{HOST}/v.mp4"}
+    news = {
+        "publication": {"name": "The Times", "language": "en"},
+        "publication_date": "2024-05-01T10:00:00+00:00",
+        "title": "Story",
+    }
+    video = {
+        "thumbnail_loc": f"https://cdn.{HOST}/t.jpg",
+        "title": "A title",
+        "description": "d",
+        "content_loc": f"https://cdn.{HOST}/v.mp4",
+    }
     apply(app, [doc(i) for i in range(10)] + [doc(1, version=2, video=[video]), doc(2, version=2, news=news)])
     a = publish(app)
-    apply(app, [doc(1, version=3, video=[{**video, "title": "Another title"}]),
-                doc(2, version=3, news={**news, "title": "Another story"})])
+    apply(
+        app,
+        [
+            doc(1, version=3, video=[{**video, "title": "Another title"}]),
+            doc(2, version=3, news={**news, "title": "Another story"}),
+        ],
+    )
     b = publish(app)
     assert computed(app, a, b) == []
     apply(app, [doc(1, version=4, day=9, video=[video]), doc(2, version=4, day=9, news=news)])
     c = publish(app)
     assert sorted(computed(app, b, c)) == [
         ("changed", "books", f"https://{HOST}/books/{i}", "2024-05-01T10:00:00+00:00", "2024-05-09T10:00:00+00:00")
-        for i in (1, 2)]
+        for i in (1, 2)
+    ]
 
 
 def run(env: dict[str, str], *args: str, stdin: bytes | None = None, code: int = 0) -> Result:
@@ -400,9 +473,15 @@ def run(env: dict[str, str], *args: str, stdin: bytes | None = None, code: int =
 
 
 def cli_env(tmp_path: Path, database_url: str, **extra: str) -> dict[str, str]:
-    return {"SITEMAPS_DATA_DIR": str(tmp_path / "data"), "SITEMAPS_DATABASE_URL": database_url,
-            "SITEMAPS_BASE_URL": BASE, "SITEMAPS_ALLOWED_HOSTS": HOST, "SITEMAPS_MAX_URLS": "20",
-            "SITEMAPS_LOG_LEVEL": "WARNING", **extra}
+    return {
+        "SITEMAPS_DATA_DIR": str(tmp_path / "data"),
+        "SITEMAPS_DATABASE_URL": database_url,
+        "SITEMAPS_BASE_URL": BASE,
+        "SITEMAPS_ALLOWED_HOSTS": HOST,
+        "SITEMAPS_MAX_URLS": "20",
+        "SITEMAPS_LOG_LEVEL": "WARNING",
+        **extra,
+    }
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the CLI adds no database logic
@@ -413,14 +492,24 @@ def test_diff_robots_and_status_through_the_cli(tmp_path: Path, database_url: st
     src = tmp_path / "catalog.jsonl"
     src.write_bytes(jsonl(*[doc(i) for i in range(40)]))
     run(env, "rebuild", "--source", str(src))
-    run(env, "apply", "-", stdin=jsonl(doc(1, version=2, day=9), doc(500),
-                                       {"op": "delete", "section": "books", "key": "2", "version": 2}))
+    run(
+        env,
+        "apply",
+        "-",
+        stdin=jsonl(doc(1, version=2, day=9), doc(500), {"op": "delete", "section": "books", "key": "2", "version": 2}),
+    )
     run(env, "publish")
     status = json.loads(run(env, "status", "--json").stdout)
     b = status["live_generation"]
     a = status["last_diff"]["base"]
-    assert status["last_diff"] == {"generation": b, "base": a, "added": 1, "removed": 1, "changed": 1,
-                                   "sections": {"books": {"added": 1, "removed": 1, "changed": 1}}}
+    assert status["last_diff"] == {
+        "generation": b,
+        "base": a,
+        "added": 1,
+        "removed": 1,
+        "changed": 1,
+        "sections": {"books": {"added": 1, "removed": 1, "changed": 1}},
+    }
 
     lines = run(env, "diff").stdout.splitlines()
     assert lines == [
@@ -435,7 +524,10 @@ def test_diff_robots_and_status_through_the_cli(tmp_path: Path, database_url: st
     assert run(env, "diff", a).stdout.splitlines() == lines  # NEW defaults to the live generation
     back = json.loads(run(env, "diff", b, a, "--json").stdout)
     assert {(c["change"], c["loc"].rsplit("/", 1)[1]) for c in back["changes"]} == {
-        ("changed", "1"), ("added", "2"), ("removed", "500")}
+        ("changed", "1"),
+        ("added", "2"),
+        ("removed", "500"),
+    }
     assert (back["from"], back["to"], back["added"], back["removed"], back["changed"]) == (b, a, 1, 1, 1)
 
     text = run(env, "status").stdout

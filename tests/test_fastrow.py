@@ -47,8 +47,9 @@ def reference(obj: Any, rules: Rules) -> DocumentRow | None:
 
 
 def test_the_native_fast_path_is_built() -> None:
-    assert FAST is not None and FAST_ROWS is not None, \
+    assert FAST is not None and FAST_ROWS is not None, (
         "sitemap_keeper.snapshot._fastrow was not built (pip install needs a C compiler): rebuilds run slower"
+    )
 
 
 def same(fast: DocumentRow, expected: DocumentRow | None) -> None:
@@ -67,64 +68,149 @@ def mostly(common: st.SearchStrategy[Any], other: st.SearchStrategy[Any]) -> st.
 
 PATH = "/?aZ0@!$&'(*+,;=~-._:"
 urls = mostly(
-    st.builds(lambda s, h, p, path: s + h + p + path, st.sampled_from(["https://", "http://"]),
-              mostly(st.sampled_from(["librer.io", "LIBRER.io", "Cdn.Librer.IO"]),
-                     st.sampled_from(["evil.example", "", "librer.io.", "bücher.de", "[::1]", "user@librer.io",
-                                      "librer.io:", "xn--bcher-kva.example", "1.2.3.4"])),
-              mostly(st.sampled_from(["", ":8080", ":0", ":65535"]), st.sampled_from([":", ":123456", ":٣", ":8a"])),
-              mostly(st.builds(lambda p, f: "/" + p + f, parts(*PATH, "%2F", "%7e"),
-                               st.sampled_from(["", "#", "#a/?"])),
-                     parts(*PATH, "#", "[", "]", "%zz", "%4", "%", " ", '"', "<", ">", "é", "\t", "\x7f", "\r", "{",
-                           "|", "^", "`"))),
-    st.one_of(st.sampled_from(["https://librer.io/" + "a" * 2030, "https://librer.io/" + "a" * 2031, "http://a.io",
-                               "http://ab.io", "ftp://librer.io/a", "HTTPS://librer.io/a", "https:///librer.io"]),
-              st.integers(), st.none()),
+    st.builds(
+        lambda s, h, p, path: s + h + p + path,
+        st.sampled_from(["https://", "http://"]),
+        mostly(
+            st.sampled_from(["librer.io", "LIBRER.io", "Cdn.Librer.IO"]),
+            st.sampled_from(
+                [
+                    "evil.example",
+                    "",
+                    "librer.io.",
+                    "bücher.de",
+                    "[::1]",
+                    "user@librer.io",
+                    "librer.io:",
+                    "xn--bcher-kva.example",
+                    "1.2.3.4",
+                ]
+            ),
+        ),
+        mostly(st.sampled_from(["", ":8080", ":0", ":65535"]), st.sampled_from([":", ":123456", ":٣", ":8a"])),
+        mostly(
+            st.builds(lambda p, f: "/" + p + f, parts(*PATH, "%2F", "%7e"), st.sampled_from(["", "#", "#a/?"])),
+            parts(
+                *PATH, "#", "[", "]", "%zz", "%4", "%", " ", '"', "<", ">", "é", "\t", "\x7f", "\r", "{", "|", "^", "`"
+            ),
+        ),
+    ),
+    st.one_of(
+        st.sampled_from(
+            [
+                "https://librer.io/" + "a" * 2030,
+                "https://librer.io/" + "a" * 2031,
+                "http://a.io",
+                "http://ab.io",
+                "ftp://librer.io/a",
+                "HTTPS://librer.io/a",
+                "https:///librer.io",
+            ]
+        ),
+        st.integers(),
+        st.none(),
+    ),
 )
 lastmods = mostly(
-    st.builds(lambda *p: "".join(p),
-              st.sampled_from(["2024", "1700", "1970", "2200"]),
-              st.sampled_from(["-05", "-12"]), st.sampled_from(["-17", "-01", "-28"]),
-              st.sampled_from(["T10", "T00", "T23"]), st.sampled_from([":00", ":59"]), st.sampled_from([":00", ":59"]),
-              st.sampled_from(["", ".5", ".12", ".123456"]),
-              st.sampled_from(["Z", "+00:00", "-00:00", "-14:00", "+14:00", "+13:59", "-05:30"])),
-    st.one_of(st.none(), st.integers(), st.builds(
-        lambda *p: "".join(p), st.sampled_from(["2024", "0000", "0001", "1600", "2300", "9999", "20245", "٢٠٢٤"]),
-        st.sampled_from(["-05", "-00", "-13", ""]), st.sampled_from(["-17", "-29", "-31", ""]),
-        st.sampled_from(["T10", "T24", " 10", ""]), st.sampled_from([":00", ":60", ""]),
-        st.sampled_from([":00", ":60", ""]),
-        st.sampled_from(["", ".1234567", "."]), st.sampled_from(["Z", "z", "+14:01", "+1:00", "+0530", "", "+24:00"]))),
+    st.builds(
+        lambda *p: "".join(p),
+        st.sampled_from(["2024", "1700", "1970", "2200"]),
+        st.sampled_from(["-05", "-12"]),
+        st.sampled_from(["-17", "-01", "-28"]),
+        st.sampled_from(["T10", "T00", "T23"]),
+        st.sampled_from([":00", ":59"]),
+        st.sampled_from([":00", ":59"]),
+        st.sampled_from(["", ".5", ".12", ".123456"]),
+        st.sampled_from(["Z", "+00:00", "-00:00", "-14:00", "+14:00", "+13:59", "-05:30"]),
+    ),
+    st.one_of(
+        st.none(),
+        st.integers(),
+        st.builds(
+            lambda *p: "".join(p),
+            st.sampled_from(["2024", "0000", "0001", "1600", "2300", "9999", "20245", "٢٠٢٤"]),
+            st.sampled_from(["-05", "-00", "-13", ""]),
+            st.sampled_from(["-17", "-29", "-31", ""]),
+            st.sampled_from(["T10", "T24", " 10", ""]),
+            st.sampled_from([":00", ":60", ""]),
+            st.sampled_from([":00", ":60", ""]),
+            st.sampled_from(["", ".1234567", "."]),
+            st.sampled_from(["Z", "z", "+14:01", "+1:00", "+0530", "", "+24:00"]),
+        ),
+    ),
 )
-texts = mostly(st.one_of(st.none(), st.text(alphabet="ab &<>\"'", max_size=12)),
-               st.one_of(st.integers(), st.text(alphabet="ab\r\n\x07é\x7f", max_size=12),
-                         st.sampled_from(["t" * 2048, "t" * 2049])))
+texts = mostly(
+    st.one_of(st.none(), st.text(alphabet="ab &<>\"'", max_size=12)),
+    st.one_of(
+        st.integers(), st.text(alphabet="ab\r\n\x07é\x7f", max_size=12), st.sampled_from(["t" * 2048, "t" * 2049])
+    ),
+)
 images = mostly(
-    st.one_of(st.none(), st.lists(st.fixed_dictionaries({"loc": urls}, optional={"title": texts, "caption": texts}),
-                                  max_size=3)),
-    st.one_of(st.integers(), st.lists(st.integers(), min_size=1, max_size=2)))
+    st.one_of(
+        st.none(),
+        st.lists(st.fixed_dictionaries({"loc": urls}, optional={"title": texts, "caption": texts}), max_size=3),
+    ),
+    st.one_of(st.integers(), st.lists(st.integers(), min_size=1, max_size=2)),
+)
 alternates = mostly(
-    st.one_of(st.none(), st.lists(st.fixed_dictionaries({
-        "hreflang": st.sampled_from(["de", "de-AT", "x-default", "EN-us", "deu", "zh-Hant-TW", "de-12345678"]),
-        "href": urls}), max_size=3)),
-    st.one_of(st.dictionaries(st.just("de"), st.just("x")), st.lists(st.fixed_dictionaries({
-        "hreflang": st.one_of(st.integers(), st.sampled_from(["e", "engl", "de-", "de-123456789", "x-defaults"])),
-        "href": urls}), min_size=1, max_size=2)))
+    st.one_of(
+        st.none(),
+        st.lists(
+            st.fixed_dictionaries(
+                {
+                    "hreflang": st.sampled_from(
+                        ["de", "de-AT", "x-default", "EN-us", "deu", "zh-Hant-TW", "de-12345678"]
+                    ),
+                    "href": urls,
+                }
+            ),
+            max_size=3,
+        ),
+    ),
+    st.one_of(
+        st.dictionaries(st.just("de"), st.just("x")),
+        st.lists(
+            st.fixed_dictionaries(
+                {
+                    "hreflang": st.one_of(
+                        st.integers(), st.sampled_from(["e", "engl", "de-", "de-123456789", "x-defaults"])
+                    ),
+                    "href": urls,
+                }
+            ),
+            min_size=1,
+            max_size=2,
+        ),
+    ),
+)
 documents = st.fixed_dictionaries(
-    {"section": mostly(st.sampled_from(["books", "a" * 64, "x_y-1"]),
-                       st.sampled_from(["Books", "a" * 65, "", "bücher", 3])),
-     "key": mostly(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=6),
-                   st.one_of(st.text(max_size=6), st.integers(), st.sampled_from(["k" * 512, "k" * 513]))),
-     "loc": urls},
+    {
+        "section": mostly(
+            st.sampled_from(["books", "a" * 64, "x_y-1"]), st.sampled_from(["Books", "a" * 65, "", "bücher", 3])
+        ),
+        "key": mostly(
+            st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=6),
+            st.one_of(st.text(max_size=6), st.integers(), st.sampled_from(["k" * 512, "k" * 513])),
+        ),
+        "loc": urls,
+    },
     optional={
         "lastmod": lastmods,
-        "changefreq": mostly(st.sampled_from(["always", "hourly", "daily", "weekly", "monthly", "yearly", "never"]),
-                             st.sampled_from(["Weekly", "", 3])),
-        "priority": mostly(st.one_of(st.floats(0, 1), st.integers(0, 1),
-                                     st.sampled_from([0.25, 0.35, 0.05, 1e-300, -0.0])),
-                           st.one_of(st.floats(), st.integers(-1, 2), st.booleans())),
-        "images": images, "alternates": alternates,
-        "version": mostly(st.integers(0, 2**63 - 1),
-                          st.one_of(st.integers(-1, 2**64), st.booleans(), st.floats(0, 10))),
-        "op": st.sampled_from(["upsert", "delete"]), "extra": st.integers(),
+        "changefreq": mostly(
+            st.sampled_from(["always", "hourly", "daily", "weekly", "monthly", "yearly", "never"]),
+            st.sampled_from(["Weekly", "", 3]),
+        ),
+        "priority": mostly(
+            st.one_of(st.floats(0, 1), st.integers(0, 1), st.sampled_from([0.25, 0.35, 0.05, 1e-300, -0.0])),
+            st.one_of(st.floats(), st.integers(-1, 2), st.booleans()),
+        ),
+        "images": images,
+        "alternates": alternates,
+        "version": mostly(
+            st.integers(0, 2**63 - 1), st.one_of(st.integers(-1, 2**64), st.booleans(), st.floats(0, 10))
+        ),
+        "op": st.sampled_from(["upsert", "delete"]),
+        "extra": st.integers(),
     },
 )
 
@@ -146,8 +232,13 @@ EDGES = [
     {"lastmod": "2255-01-01T00:00:00+00:00", "priority": 0.25},  # rounded as format() rounds
     {"lastmod": "1700-01-01T00:00:00+00:00", "priority": 0.30000000000000004},
     {"images": [{"loc": "https://cdn.other.example/i.jpg", "title": "A <b> & \"c\" 'd'", "caption": "x"}] * 2},
-    {"alternates": [{"hreflang": "x-default", "href": "https://librer.io/"},
-                    {"hreflang": "zh-Hant-TW", "href": "https://librer.io/zh?q=a&b"}], "version": 2**63 - 1},
+    {
+        "alternates": [
+            {"hreflang": "x-default", "href": "https://librer.io/"},
+            {"hreflang": "zh-Hant-TW", "href": "https://librer.io/zh?q=a&b"},
+        ],
+        "version": 2**63 - 1,
+    },
     {"key": "k" * 512, "section": "a" * 64, "version": 0, "images": [], "alternates": []},
 ]
 
@@ -219,9 +310,16 @@ def parsed(chunk: Chunk, rules: Rules) -> tuple[list[tuple[Any, ...]], list[tupl
 
 
 LINES = [orjson.dumps(d) for d in synthetic.catalog(40)] + [
-    b"", b"   ", b"\t" + orjson.dumps(synthetic.document(50)) + b" \r", b"{not json", b"[1, 2]", b"17",
-    orjson.dumps({**synthetic.document(51), "op": "delete"}), orjson.dumps({**synthetic.document(52), "op": "upsert"}),
-    orjson.dumps({**synthetic.document(53), "op": 1}), orjson.dumps({**synthetic.document(54), "loc": "https://x.io/a"}),
+    b"",
+    b"   ",
+    b"\t" + orjson.dumps(synthetic.document(50)) + b" \r",
+    b"{not json",
+    b"[1, 2]",
+    b"17",
+    orjson.dumps({**synthetic.document(51), "op": "delete"}),
+    orjson.dumps({**synthetic.document(52), "op": "upsert"}),
+    orjson.dumps({**synthetic.document(53), "op": 1}),
+    orjson.dumps({**synthetic.document(54), "loc": "https://x.io/a"}),
     orjson.dumps({**synthetic.document(55), "loc": "https://librer.io/bücher"}),  # repaired by the Python code
     orjson.dumps(synthetic.document(3, version=7)),  # a key again: order decides which copy wins
     orjson.dumps({**synthetic.document(56), "lastMod": "2024"}),  # refused by Python, naming the field
@@ -269,14 +367,28 @@ def test_a_fragment_over_max_size_is_left_to_the_python_code_which_refuses_it(ma
 RULES_SYNTHETIC = Rules(frozenset({synthetic.HOST}))
 
 
-@pytest.mark.parametrize("loc", ["https://bücher.example/a", "https://xn--bcher-kva.example/a",
-                                 "https://XN--BCHER-KVA.example/a", "https://b%C3%BCcher.example/a",
-                                 "https://bücher.example/ü", "https://b%FFcher.example/a", "https://librer.io/a"])
+@pytest.mark.parametrize(
+    "loc",
+    [
+        "https://bücher.example/a",
+        "https://xn--bcher-kva.example/a",
+        "https://XN--BCHER-KVA.example/a",
+        "https://b%C3%BCcher.example/a",
+        "https://bücher.example/ü",
+        "https://b%FFcher.example/a",
+        "https://librer.io/a",
+    ],
+)
 @pytest.mark.parametrize("allowed", ["bücher.example", "xn--bcher-kva.example"])
 def test_idn_hosts_give_the_same_row_or_reason_on_both_paths(loc: str, allowed: str) -> None:
     rules = Settings(allowed_hosts=(allowed,)).rules
-    obj = {"section": "books", "key": "1", "loc": loc, "images": [{"loc": loc}],
-           "alternates": [{"hreflang": "de", "href": loc}]}
+    obj = {
+        "section": "books",
+        "key": "1",
+        "loc": loc,
+        "images": [{"loc": loc}],
+        "alternates": [{"hreflang": "de", "href": loc}],
+    }
     with python_only():
         try:
             expected: DocumentRow | str = document_row(obj, rules)
@@ -297,5 +409,6 @@ def test_a_line_over_1_mib_is_left_to_the_python_code_which_refuses_it() -> None
     native = parsed(chunk, RULES_SYNTHETIC)
     with python_only():
         assert native == parsed(chunk, RULES_SYNTHETIC)
-    assert [(source, "at most 1048576 allowed" in reason) for source, reason, _raw in native[1]] == \
-        [("source.jsonl:2", True)]
+    assert [(source, "at most 1048576 allowed" in reason) for source, reason, _raw in native[1]] == [
+        ("source.jsonl:2", True)
+    ]

@@ -15,8 +15,9 @@ FULL = os.environ.get("SITEMAPS_FULL_HARNESS") == "1"
 SEED = int(os.environ.get("SITEMAPS_HARNESS_SEED", "1"))
 
 
-def test_faults_never_break_nor_delete_the_live_generation(moto_s3: MotoS3Server, request: pytest.FixtureRequest,
-                                                           tmp_path: Path) -> None:
+def test_faults_never_break_nor_delete_the_live_generation(
+    moto_s3: MotoS3Server, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     servers: dict[str, S3Server] = {"moto": moto_s3}
     if FULL:
         servers["rclone"] = request.getfixturevalue("rclone_s3")

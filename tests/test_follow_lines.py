@@ -21,8 +21,17 @@ def offsets(database_url: str) -> Iterator[OffsetStore]:
     manifest.close()
 
 
-CONTENT = (b'{"a":1}\n\n  \r\n{"b":"' + b"x" * 25 + b'"}\r\n' + b"  padded  \n" + b"y" * 40 + b"\n"
-           + b"\n" * 3 + b"z" * 17 + b"\nunfinished")
+CONTENT = (
+    b'{"a":1}\n\n  \r\n{"b":"'
+    + b"x" * 25
+    + b'"}\r\n'
+    + b"  padded  \n"
+    + b"y" * 40
+    + b"\n"
+    + b"\n" * 3
+    + b"z" * 17
+    + b"\nunfinished"
+)
 
 
 def expected(max_records: int) -> list[tuple[list[tuple[str, bytes]], int]]:
@@ -45,8 +54,9 @@ def expected(max_records: int) -> list[tuple[list[tuple[str, bytes]], int]]:
 
 @pytest.mark.parametrize("block", [1, 3, 7, 16, 1 << 20])
 @pytest.mark.parametrize("max_records", [1, 2, 100])
-def test_lines_across_blocks(tmp_path: Path, offsets: OffsetStore, monkeypatch: pytest.MonkeyPatch,
-                             block: int, max_records: int) -> None:
+def test_lines_across_blocks(
+    tmp_path: Path, offsets: OffsetStore, monkeypatch: pytest.MonkeyPatch, block: int, max_records: int
+) -> None:
     monkeypatch.setattr(follow, "READ_BYTES", block)
     path = tmp_path / "events.jsonl"
     path.write_bytes(CONTENT)

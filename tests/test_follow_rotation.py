@@ -98,8 +98,7 @@ def test_create_mode_rotation_while_running_reads_the_old_file_to_its_end_then_t
     f.close()
 
 
-def test_a_restart_after_a_rotation_finishes_the_old_file_and_never_applies_its_offset_to_the_new(
-        h: Harness) -> None:
+def test_a_restart_after_a_rotation_finishes_the_old_file_and_never_applies_its_offset_to_the_new(h: Harness) -> None:
     f = h.follower()
     h.lines(10)
     h.consume(f)

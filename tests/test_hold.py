@@ -35,16 +35,29 @@ def router_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[
         return
     kube: KubeAPIServer = request.getfixturevalue("kube_api")
     if request.param == "ingress":
-        kube.seed_ingress("sitemaps", NS, path="/sitemaps(/|$)(.*)",
-                          annotations={"nginx.ingress.kubernetes.io/use-regex": "true"})
+        kube.seed_ingress(
+            "sitemaps", NS, path="/sitemaps(/|$)(.*)", annotations={"nginx.ingress.kubernetes.io/use-regex": "true"}
+        )
     else:
         kube.seed_httproute("sitemaps", NS)
-        rewrite = {"type": "URLRewrite", "urlRewrite": {
-            "hostname": "minio", "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/x"}}}
-        kube.modify("gateway.networking.k8s.io/v1", "HTTPRoute", NS, "sitemaps",
-                    lambda o: o["spec"]["rules"][0].update(filters=[rewrite]))
-    yield {"SITEMAPS_ROUTER": request.param, "SITEMAPS_KUBE_API": kube.url, "SITEMAPS_ROUTER_NAMESPACE": NS,
-           "SITEMAPS_INGRESS_NAME": "sitemaps", "SITEMAPS_HTTPROUTE_NAME": "sitemaps"}
+        rewrite = {
+            "type": "URLRewrite",
+            "urlRewrite": {"hostname": "minio", "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/x"}},
+        }
+        kube.modify(
+            "gateway.networking.k8s.io/v1",
+            "HTTPRoute",
+            NS,
+            "sitemaps",
+            lambda o: o["spec"]["rules"][0].update(filters=[rewrite]),
+        )
+    yield {
+        "SITEMAPS_ROUTER": request.param,
+        "SITEMAPS_KUBE_API": kube.url,
+        "SITEMAPS_ROUTER_NAMESPACE": NS,
+        "SITEMAPS_INGRESS_NAME": "sitemaps",
+        "SITEMAPS_HTTPROUTE_NAME": "sitemaps",
+    }
 
 
 def routed(tmp_path: Path, env: dict[str, str], kube: KubeAPIServer | None) -> str | None:
@@ -68,8 +81,9 @@ def status(env: dict[str, str]) -> dict[str, Any]:
     return info
 
 
-def test_a_rollback_holds_until_resume(tmp_path: Path, database_url: str, router_env: dict[str, str],
-                                       request: pytest.FixtureRequest) -> None:
+def test_a_rollback_holds_until_resume(
+    tmp_path: Path, database_url: str, router_env: dict[str, str], request: pytest.FixtureRequest
+) -> None:
     kube = request.getfixturevalue("kube_api") if router_env["SITEMAPS_ROUTER"] != "local" else None
     env = {**service_env(tmp_path, database_url), "SITEMAPS_LOG_LEVEL": "WARNING", **router_env}
     cli("rebuild", "--source", write_jsonl(tmp_path / "v1.jsonl", [doc(i, None, day=1) for i in range(20)]), env=env)
@@ -120,8 +134,13 @@ def test_hold_keeps_the_site_where_it_is(tmp_path: Path) -> None:
     assert "already held" in again.stderr
     assert status(env)["hold"] == held  # left as it was
     # A rebuild loads the manifest but does not publish; a rollback without --hold is refused the same way.
-    rebuilt = cli("rebuild", "--source", write_jsonl(tmp_path / "v2.jsonl", [doc(i, None, day=2) for i in range(10)]),
-                  env=env, check=False)
+    rebuilt = cli(
+        "rebuild",
+        "--source",
+        write_jsonl(tmp_path / "v2.jsonl", [doc(i, None, day=2) for i in range(10)]),
+        env=env,
+        check=False,
+    )
     assert rebuilt.returncode == 1 and "held" in rebuilt.stderr
     assert routed(tmp_path, env, None) == live
     assert "not held" not in cli("resume", env=env).stdout
@@ -140,8 +159,7 @@ def test_rollback_without_hold_is_undone_by_the_next_publish(tmp_path: Path) -> 
     assert "published generation" in cli("publish", env=env).stdout
 
 
-def test_the_service_applies_but_does_not_publish_while_held_across_restarts(tmp_path: Path,
-                                                                             database_url: str) -> None:
+def test_the_service_applies_but_does_not_publish_while_held_across_restarts(tmp_path: Path, database_url: str) -> None:
     env = service_env(tmp_path, database_url)
     cli("rebuild", "--source", write_jsonl(tmp_path / "v1.jsonl", [doc(i, None, day=1) for i in range(10)]), env=env)
     live = routed(tmp_path, env, None)
@@ -153,7 +171,7 @@ def test_the_service_applies_but_does_not_publish_while_held_across_restarts(tmp
         svc = ServiceProcess(["run", "--follow", str(feed)], env, log)
         try:
             wait_for(lambda: "not publishing: the site is held" in log.read_text(), 30, "the held publish")
-            (name, since), = wait_for(lambda s=svc: held_gauge(s), 30, "the hold gauge").items()
+            ((name, since),) = wait_for(lambda s=svc: held_gauge(s), 30, "the hold gauge").items()
             assert 'by="bob"' in name and f'generation="{live}"' in name
             assert since == pytest.approx(status(env)["hold"]["since"])
             held_publishes = svc.metrics()['sitemaps_publishes_total{result="held"}']
@@ -183,8 +201,13 @@ def test_hold_waits_for_a_publish_in_progress(tmp_path: Path) -> None:
     manifest = Manifest.open(env["SITEMAPS_DATABASE_URL"])
     try:
         with manifest.publish_lock():  # a publish in progress
-            proc = subprocess.Popen([sys.executable, "-m", "sitemap_keeper", "hold"], env={**os.environ, **env},
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "sitemap_keeper", "hold"],
+                env={**os.environ, **env},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             assert proc.stderr is not None
             assert "a publish is in progress: waiting" in proc.stderr.readline()
             assert hold.current(manifest) is None and proc.poll() is None
@@ -195,11 +218,14 @@ def test_hold_waits_for_a_publish_in_progress(tmp_path: Path) -> None:
         manifest.close()
 
 
-def test_a_replay_while_held_applies_the_topic_and_switches_nothing(kafka_broker: TansuBroker, new_topic: Any,
-                                                                    tmp_path: Path) -> None:
+def test_a_replay_while_held_applies_the_topic_and_switches_nothing(
+    kafka_broker: TansuBroker, new_topic: Any, tmp_path: Path
+) -> None:
     topic = new_topic(1)
-    env = {**kafka_env(tmp_path, f"sqlite:///{tmp_path / 'm.db'}", kafka_broker, topic),
-           "SITEMAPS_LOG_LEVEL": "WARNING"}
+    env = {
+        **kafka_env(tmp_path, f"sqlite:///{tmp_path / 'm.db'}", kafka_broker, topic),
+        "SITEMAPS_LOG_LEVEL": "WARNING",
+    }
     cli("rebuild", "--source", write_jsonl(tmp_path / "v1.jsonl", [doc(i, None, day=1) for i in range(10)]), env=env)
     live = routed(tmp_path, env, None)
     cli("hold", env=env)
@@ -214,8 +240,13 @@ def test_a_replay_while_held_applies_the_topic_and_switches_nothing(kafka_broker
 
 def test_a_rollback_whose_switch_fails_leaves_the_hold_as_it_was(tmp_path: Path, kube_api: KubeAPIServer) -> None:
     kube_api.seed_ingress("sitemaps", NS, path="/sitemaps(/|$)(.*)")
-    env = {**service_env(tmp_path, f"sqlite:///{tmp_path / 'm.db'}"), "SITEMAPS_LOG_LEVEL": "WARNING",
-           "SITEMAPS_ROUTER": "ingress", "SITEMAPS_KUBE_API": kube_api.url, "SITEMAPS_ROUTER_NAMESPACE": NS}
+    env = {
+        **service_env(tmp_path, f"sqlite:///{tmp_path / 'm.db'}"),
+        "SITEMAPS_LOG_LEVEL": "WARNING",
+        "SITEMAPS_ROUTER": "ingress",
+        "SITEMAPS_KUBE_API": kube_api.url,
+        "SITEMAPS_ROUTER_NAMESPACE": NS,
+    }
     cli("rebuild", "--source", write_jsonl(tmp_path / "v1.jsonl", [doc(i, None, day=1) for i in range(10)]), env=env)
     cli("apply", write_jsonl(tmp_path / "v2.jsonl", [doc(i, None, day=2) for i in range(3)]), env=env)
     cli("publish", env=env)

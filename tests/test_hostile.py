@@ -49,7 +49,7 @@ def expected_url(url: str) -> str:
     for i in range(cut, len(rest)):
         c = rest[i]
         if c == "%":
-            out.append(c if re.fullmatch(r"[0-9A-Fa-f]{2}", rest[i + 1:i + 3]) else "%25")
+            out.append(c if re.fullmatch(r"[0-9A-Fa-f]{2}", rest[i + 1 : i + 3]) else "%25")
         elif c == "#":
             out.append("%23" if hashed else c)
             hashed = True
@@ -85,11 +85,36 @@ def good(obj: dict[str, Any], loc: str | None = None, lastmod: str | None = None
 # Characters a URL may carry before encoding (no white space, no controls, no non-characters).
 URL_FORBIDDEN = "".join(map(chr, range(0x21))) + "".join(map(chr, range(0x7F, 0xA0))) + "\ufffe\uffff"
 # Characters a text may carry (XML 1.0 minus the C1 controls the product refuses too).
-TEXT_FORBIDDEN = "".join(chr(c) for c in range(0x20) if chr(c) not in "\t\n\r") + "".join(
-    map(chr, range(0x7F, 0xA0))) + "\ufffe\uffff"
-NASTY = ["&", "<", ">", '"', "'", "]]>", "&amp;", "&lt", "&copy=", "\u202e", "\u05d0\u05d1", "\u0627\u0644",
-         "e\u0301\u0336", "\U0001f469\u200d\U0001f469\u200d\U0001f467", "\U0001f1eb\U0001f1f7", "\U0002070e",
-         "\U000e0041", "\U0010fffd", "\u2028", "\u00a0", "\u3000", "\ufeff", "\u0085"]
+TEXT_FORBIDDEN = (
+    "".join(chr(c) for c in range(0x20) if chr(c) not in "\t\n\r")
+    + "".join(map(chr, range(0x7F, 0xA0)))
+    + "\ufffe\uffff"
+)
+NASTY = [
+    "&",
+    "<",
+    ">",
+    '"',
+    "'",
+    "]]>",
+    "&amp;",
+    "&lt",
+    "&copy=",
+    "\u202e",
+    "\u05d0\u05d1",
+    "\u0627\u0644",
+    "e\u0301\u0336",
+    "\U0001f469\u200d\U0001f469\u200d\U0001f467",
+    "\U0001f1eb\U0001f1f7",
+    "\U0002070e",
+    "\U000e0041",
+    "\U0010fffd",
+    "\u2028",
+    "\u00a0",
+    "\u3000",
+    "\ufeff",
+    "\u0085",
+]
 url_chars = st.one_of(
     st.characters(codec="utf-8", exclude_characters=URL_FORBIDDEN),
     st.sampled_from([*"%[]#?&<>\"'/:@!$()*+,;=~\\^`{|}", "%41", "%zz", "%e9"]),
@@ -98,12 +123,23 @@ url_chars = st.one_of(
 url_part = st.lists(url_chars, max_size=12).map("".join)
 texts = st.one_of(
     st.none(),
-    st.lists(st.one_of(st.characters(codec="utf-8", exclude_characters=TEXT_FORBIDDEN),
-                       st.sampled_from([s for s in NASTY if not set(s) & set(TEXT_FORBIDDEN)])),
-             max_size=10).map("".join),
+    st.lists(
+        st.one_of(
+            st.characters(codec="utf-8", exclude_characters=TEXT_FORBIDDEN),
+            st.sampled_from([s for s in NASTY if not set(s) & set(TEXT_FORBIDDEN)]),
+        ),
+        max_size=10,
+    ).map("".join),
 )
-TIMEZONES = [("", "+00:00"), ("Z", "+00:00"), ("+00:00", "+00:00"), ("-14:00", "-14:00"), ("+14:00", "+14:00"),
-             ("+05:30", "+05:30"), ("-03:45", "-03:45")]
+TIMEZONES = [
+    ("", "+00:00"),
+    ("Z", "+00:00"),
+    ("+00:00", "+00:00"),
+    ("-14:00", "-14:00"),
+    ("+14:00", "+14:00"),
+    ("+05:30", "+05:30"),
+    ("-03:45", "-03:45"),
+]
 
 
 @st.composite
@@ -132,8 +168,9 @@ def lastmods(draw: st.DrawFn) -> tuple[str | None, str | None]:
 
 
 @st.composite
-def urls(draw: st.DrawFn, prefix: str = "", hosts: tuple[str, ...] = (HOST, HOST.upper(), f"{HOST}:8443"),
-         pad_odds: int = 20) -> str:
+def urls(
+    draw: st.DrawFn, prefix: str = "", hosts: tuple[str, ...] = (HOST, HOST.upper(), f"{HOST}:8443"), pad_odds: int = 20
+) -> str:
     """A raw URL on an allowed host; sometimes padded to within a few characters of 2,048 once encoded."""
     url = f"https://{draw(st.sampled_from(hosts))}/{prefix}{draw(url_part)}"
     if draw(st.booleans()):
@@ -175,24 +212,38 @@ def documents(draw: st.DrawFn, key: str | int) -> Doc:
     obj: dict[str, Any] = {"section": section, "key": key, "loc": loc}
     if sent is not None:
         obj["lastmod"] = sent
-    for name, value in (("changefreq", draw(st.none() | st.sampled_from(["always", "daily", "never"]))),
-                        ("priority", draw(st.none() | st.sampled_from([0, 0.0, 0.04, 0.5, 0.96, 1, 1.0]))),
-                        ("version", draw(st.none() | st.integers(0, 2**63 - 1)))):
+    for name, value in (
+        ("changefreq", draw(st.none() | st.sampled_from(["always", "daily", "never"]))),
+        ("priority", draw(st.none() | st.sampled_from([0, 0.0, 0.04, 0.5, 0.96, 1, 1.0]))),
+        ("version", draw(st.none() | st.integers(0, 2**63 - 1))),
+    ):
         if value is not None:
             obj[name] = value
     many = draw(st.integers(0, 8))
     if many == 0:  # the limits exactly: 1,000 images, 200 alternates, texts of 2,048 characters
         title = draw(st.sampled_from(["&", "\U0001f600", ">"])) * 2048
-        obj["images"] = [{"loc": f"https://cdn.{HOST}/{i}.jpg", "title": title if i < 3 else "]]>"}
-                         for i in range(1000)]
+        obj["images"] = [
+            {"loc": f"https://cdn.{HOST}/{i}.jpg", "title": title if i < 3 else "]]>"} for i in range(1000)
+        ]
         obj["images"][3]["loc"] = "https://[::1]/x[1].jpg#a#b"  # an IP literal host keeps its brackets
         obj["alternates"] = [{"hreflang": "de", "href": f"https://{HOST}/de/{i}"} for i in range(200)]
     else:
-        obj["images"] = [{k: v for k, v in (("loc", draw(urls(hosts=(f"cdn.{HOST}", "img.example.org")))),
-                                            ("title", draw(texts)), ("caption", draw(texts))) if v is not None}
-                         for _ in range(draw(st.integers(0, 3)))]
-        obj["alternates"] = [{"hreflang": draw(st.sampled_from(["de", "x-default", "zh-Hant-TW", "es-419", "EN"])),
-                              "href": draw(urls())} for _ in range(draw(st.integers(0, 2)))]
+        obj["images"] = [
+            {
+                k: v
+                for k, v in (
+                    ("loc", draw(urls(hosts=(f"cdn.{HOST}", "img.example.org")))),
+                    ("title", draw(texts)),
+                    ("caption", draw(texts)),
+                )
+                if v is not None
+            }
+            for _ in range(draw(st.integers(0, 3)))
+        ]
+        obj["alternates"] = [
+            {"hreflang": draw(st.sampled_from(["de", "x-default", "zh-Hant-TW", "es-419", "EN"])), "href": draw(urls())}
+            for _ in range(draw(st.integers(0, 2)))
+        ]
     return Doc(obj, expected_url(loc), lastmod, too_long(obj))
 
 
@@ -200,35 +251,65 @@ def valid_documents(key: str | int) -> st.SearchStrategy[Doc]:
     return documents(key).filter(lambda d: d.reason is None)
 
 
-BAD_DATES = [("yesterday", "not a W3C datetime"), ("2024-13-01", "not a valid date"),
-             ("2023-02-29", "not a valid date"), ("2024-05-17T24:00:00Z", "not a valid date"),
-             ("2024-05-17T10:00:60Z", "not a valid date"), ("0000-01-01T00:00:00Z", "not a valid date"),
-             ("0000", "not a valid date"), ("2024-05-17T10:00:00+15:00", "invalid time zone"),
-             ("2024-05-17T10:00:00+14:30", "invalid time zone"), ("2024-05-17T10:00:00-14:01", "invalid time zone"),
-             ("\u0662\u0660\u0662\u0664-\u0660\u0661-\u0660\u0661", "not a W3C datetime"),
-             ("2024-05-17T10:00:00+0530", "not a W3C datetime"), ("2024-05-17 10:00:00", "not a W3C datetime"),
-             ("2024-5-7", "not a W3C datetime"), ("", "not a W3C datetime"), ("2024-05-17Z", "not a W3C datetime"),
-             ("10000-01-01", "not a W3C datetime"), ("2024-05-17T10:00:00.Z", "not a W3C datetime"),
-             (20240517, "lastmod must be a W3C datetime string"), ([2024], "lastmod must be a W3C datetime")]
-BAD_URLS = [(12345, "must be a string"), (None, "must be a string"), (["https://librer.io/x"], "must be a string"),
-            ("https://evil.example/abcdef", "not an allowed host"), ("https://librer.io.evil.example/x", "host"),
-            ("https://evil.example@librer.io/x", "without credentials"), ("ftp://librer.io/abcdef", "http(s)"),
-            ("javascript:alert(1)//librer.io", "http(s)"), ("//librer.io/abcdefgh", "http(s)"),
-            ("https://librer.io:123456/x", "http(s)"), ("https://lib", "shorter than 12"),
-            ("https://librer.io/a b", "white space"), ("https://librer.io/a\tb", "white space"),
-            ("https://librer.io/a\u0085b", "white space"), ("https://librer.io/a\x00b", "control characters"),
-            ("https://librer.io/a\x7fb", "control characters"), ("https://librer.io/\ufffe", "control characters"),
-            ("https://librer.io/" + "a" * 2031, "at most 2048"),
-            ("https://librer.io/" + "\u00e9" * 700, "at most 2048")]
-BAD_TEXTS = [(5, "must be a string"), (["t"], "must be a string"), ("t" * 2049, "at most 2048"),
-             ("a\x01b", "control characters"), ("\ufffe", "control characters"), ("a\x9fb", "control characters")]
+BAD_DATES = [
+    ("yesterday", "not a W3C datetime"),
+    ("2024-13-01", "not a valid date"),
+    ("2023-02-29", "not a valid date"),
+    ("2024-05-17T24:00:00Z", "not a valid date"),
+    ("2024-05-17T10:00:60Z", "not a valid date"),
+    ("0000-01-01T00:00:00Z", "not a valid date"),
+    ("0000", "not a valid date"),
+    ("2024-05-17T10:00:00+15:00", "invalid time zone"),
+    ("2024-05-17T10:00:00+14:30", "invalid time zone"),
+    ("2024-05-17T10:00:00-14:01", "invalid time zone"),
+    ("\u0662\u0660\u0662\u0664-\u0660\u0661-\u0660\u0661", "not a W3C datetime"),
+    ("2024-05-17T10:00:00+0530", "not a W3C datetime"),
+    ("2024-05-17 10:00:00", "not a W3C datetime"),
+    ("2024-5-7", "not a W3C datetime"),
+    ("", "not a W3C datetime"),
+    ("2024-05-17Z", "not a W3C datetime"),
+    ("10000-01-01", "not a W3C datetime"),
+    ("2024-05-17T10:00:00.Z", "not a W3C datetime"),
+    (20240517, "lastmod must be a W3C datetime string"),
+    ([2024], "lastmod must be a W3C datetime"),
+]
+BAD_URLS = [
+    (12345, "must be a string"),
+    (None, "must be a string"),
+    (["https://librer.io/x"], "must be a string"),
+    ("https://evil.example/abcdef", "not an allowed host"),
+    ("https://librer.io.evil.example/x", "host"),
+    ("https://evil.example@librer.io/x", "without credentials"),
+    ("ftp://librer.io/abcdef", "http(s)"),
+    ("javascript:alert(1)//librer.io", "http(s)"),
+    ("//librer.io/abcdefgh", "http(s)"),
+    ("https://librer.io:123456/x", "http(s)"),
+    ("https://lib", "shorter than 12"),
+    ("https://librer.io/a b", "white space"),
+    ("https://librer.io/a\tb", "white space"),
+    ("https://librer.io/a\u0085b", "white space"),
+    ("https://librer.io/a\x00b", "control characters"),
+    ("https://librer.io/a\x7fb", "control characters"),
+    ("https://librer.io/\ufffe", "control characters"),
+    ("https://librer.io/" + "a" * 2031, "at most 2048"),
+    ("https://librer.io/" + "\u00e9" * 700, "at most 2048"),
+]
+BAD_TEXTS = [
+    (5, "must be a string"),
+    (["t"], "must be a string"),
+    ("t" * 2049, "at most 2048"),
+    ("a\x01b", "control characters"),
+    ("\ufffe", "control characters"),
+    ("a\x9fb", "control characters"),
+]
 IMAGE = {"loc": f"https://cdn.{HOST}/i.jpg"}
 ALTERNATE = {"hreflang": "de", "href": f"https://{HOST}/de/x"}
 # (path of the field, the bad value, a fragment of the reason); a path into images/alternates gets one entry.
 MUTATIONS: list[tuple[tuple[str | int, ...], Any, str]] = [
     *[(("section",), v, "section must match") for v in ("Books", "s" * 65, "b\u00f6oks", "", 7, None, ["books"])],
     *[(("key",), v, "key must be a non-empty string") for v in ("", True, 1.5, ["1"], None, {"k": 1})],
-    (("key",), "k" * 513, "at most 512"), (("key",), "a\x00b", "key contains control"),
+    (("key",), "k" * 513, "at most 512"),
+    (("key",), "a\x00b", "key contains control"),
     (("key",), "a\u0085b", "key contains control"),
     *[(("loc",), v, r) for v, r in BAD_URLS],
     *[(("lastmod",), v, r) for v, r in BAD_DATES],
@@ -236,32 +317,47 @@ MUTATIONS: list[tuple[tuple[str | int, ...], Any, str]] = [
     *[(("priority",), v, "priority must be a number") for v in (1.5, -0.1, "0.5", True, [], {"p": 1})],
     *[(("version",), v, "version must be a non-negative integer") for v in (-1, True, 1.0, "3", 2**63, [1])],
     *[(("images",), v, "images must be a list") for v in ("x.jpg", {"loc": "x"}, 5, True)],
-    (("images",), [1], "images[0] must be an object"), (("images",), [IMAGE, "x"], "images[1] must be an object"),
+    (("images",), [1], "images[0] must be an object"),
+    (("images",), [IMAGE, "x"], "images[1] must be an object"),
     (("images",), [IMAGE] * 1001, "images has 1001 entries"),
     *[(("images", 0, "loc"), v, f"images[0].loc|{r}") for v, r in BAD_URLS if "host" not in r],
     *[(("images", 0, f), v, f"images[0].{f}|{r}") for f in ("title", "caption") for v, r in BAD_TEXTS],
     *[(("alternates",), v, "alternates must be a list") for v in ("de", {"de": "x"}, 1)],
     (("alternates",), [[]], "alternates[0] must be an object"),
     (("alternates",), [ALTERNATE] * 201, "alternates has 201 entries"),
-    *[(("alternates", 0, "hreflang"), v, "alternates[0].hreflang is not a language tag")
-      for v in ("de-", "", 5, None, "d e", "deutsch-", "\u0434\u0435")],
+    *[
+        (("alternates", 0, "hreflang"), v, "alternates[0].hreflang is not a language tag")
+        for v in ("de-", "", 5, None, "d e", "deutsch-", "\u0434\u0435")
+    ],
     (("alternates", 0, "href"), "https://evil.example/x", "alternates[0].href host"),
     (("alternates", 0, "href"), None, "alternates[0].href must be a string"),
 ]
 DOC = b'{"section":"books","key":"raw","loc":"https://librer.io/raw",'
 # Raw lines that are not a JSON object: (bytes, reason fragment).
 GARBAGE: list[tuple[bytes, str]] = [
-    (b"not json", "not valid JSON"), (b"{", "not valid JSON"), (b"[" * 10_000 + b"]" * 10_000, "depth"),
+    (b"not json", "not valid JSON"),
+    (b"{", "not valid JSON"),
+    (b"[" * 10_000 + b"]" * 10_000, "depth"),
     (DOC + b'"images":' + b"[" * 10_000 + b"]" * 10_000 + b"}", "depth"),
     (b'{"a":' * 5_000 + b"1" + b"}" * 5_000, "depth"),
-    (b"[1,2]", "must be a JSON object"), (b'"str"', "must be a JSON object"), (b"42", "must be a JSON object"),
-    (b"null", "must be a JSON object"), (b"true", "must be a JSON object"), (b"{}", "section must match"),
-    (b"\xef\xbb\xbf" + DOC + b'"x":1}', "not valid JSON"), (DOC + b'"x":"\xff"}', "not valid JSON"),
-    (DOC + b'"x":"\xc3\x28"}', "not valid JSON"), (DOC + b'"x":"\xed\xa0\x80"}', "not valid JSON"),
-    (DOC + b'"x":"\xc0\xaf"}', "not valid JSON"), (DOC + b'"x":"\xf4\x90\x80\x80"}', "not valid JSON"),
-    (DOC + b'"x":"\\ud800"}', "not valid JSON"), (DOC + b'"priority":NaN}', "not valid JSON"),
-    (DOC + b'"priority":1e400}', "not valid JSON"), (DOC + b'"x":1}\x00', "not valid JSON"),
-    (DOC + b'"x":1} {}', "not valid JSON"), (b"\x00\x01\x02", "not valid JSON"),
+    (b"[1,2]", "must be a JSON object"),
+    (b'"str"', "must be a JSON object"),
+    (b"42", "must be a JSON object"),
+    (b"null", "must be a JSON object"),
+    (b"true", "must be a JSON object"),
+    (b"{}", "section must match"),
+    (b"\xef\xbb\xbf" + DOC + b'"x":1}', "not valid JSON"),
+    (DOC + b'"x":"\xff"}', "not valid JSON"),
+    (DOC + b'"x":"\xc3\x28"}', "not valid JSON"),
+    (DOC + b'"x":"\xed\xa0\x80"}', "not valid JSON"),
+    (DOC + b'"x":"\xc0\xaf"}', "not valid JSON"),
+    (DOC + b'"x":"\xf4\x90\x80\x80"}', "not valid JSON"),
+    (DOC + b'"x":"\\ud800"}', "not valid JSON"),
+    (DOC + b'"priority":NaN}', "not valid JSON"),
+    (DOC + b'"priority":1e400}', "not valid JSON"),
+    (DOC + b'"x":1}\x00', "not valid JSON"),
+    (DOC + b'"x":1} {}', "not valid JSON"),
+    (b"\x00\x01\x02", "not valid JSON"),
 ]
 BIG_PAD = 1024 * 1024  # a line of more than 1 MiB: refused in a rebuild source as in events
 
@@ -326,8 +422,9 @@ def event_lines(draw: st.DrawFn, keys: list[str]) -> list[Line]:
             lines.append(broken({"op": "upsert", **draw(valid_documents(key)).obj}, draw(st.sampled_from(MUTATIONS))))
         elif kind == 9:
             obj = {"op": "delete", "section": "books", "key": key}
-            path, value, reason = draw(st.sampled_from([m for m in MUTATIONS
-                                                        if m[0][0] in ("section", "key", "version")]))
+            path, value, reason = draw(
+                st.sampled_from([m for m in MUTATIONS if m[0][0] in ("section", "key", "version")])
+            )
             lines.append(Line(orjson.dumps({**obj, str(path[0]): value}), reason=reason))
         elif kind == 10:
             lines.append(Line(*draw(st.sampled_from(GARBAGE))))
@@ -363,9 +460,15 @@ def write(path: Path, lines: list[Line]) -> Path:
 
 def run(database_url: str, tmp: Path, source: list[Line], events: list[Line]) -> None:
     """Rebuild from `source`, apply `events`, publish; check dead letters, counts and the served site."""
-    env = {"SITEMAPS_DATA_DIR": str(tmp / "data"), "SITEMAPS_DATABASE_URL": database_url,
-           "SITEMAPS_BASE_URL": BASE, "SITEMAPS_ALLOWED_HOSTS": HOST, "SITEMAPS_MAX_URLS": "5",
-           "SITEMAPS_WORKERS": "1", "SITEMAPS_LOG_LEVEL": "WARNING"}
+    env = {
+        "SITEMAPS_DATA_DIR": str(tmp / "data"),
+        "SITEMAPS_DATABASE_URL": database_url,
+        "SITEMAPS_BASE_URL": BASE,
+        "SITEMAPS_ALLOWED_HOSTS": HOST,
+        "SITEMAPS_MAX_URLS": "5",
+        "SITEMAPS_WORKERS": "1",
+        "SITEMAPS_LOG_LEVEL": "WARNING",
+    }
     model = Model()
     current = tmp / "data" / "current"
     bad: list[tuple[str, Line]] = []
@@ -405,16 +508,27 @@ def check_dead_letters(database_url: str, bad: list[tuple[str, Line]]) -> None:
         letters = manifest.dead_letters()
     finally:
         manifest.close()
-    assert [(d.source, d.raw) for d in letters] == [(s, line.raw) for s, line in bad], \
-        ([(d.source, d.reason) for d in letters], [(s, line.reason) for s, line in bad])
+    assert [(d.source, d.raw) for d in letters] == [(s, line.raw) for s, line in bad], (
+        [(d.source, d.reason) for d in letters],
+        [(s, line.reason) for s, line in bad],
+    )
     for d, (_, line) in zip(letters, bad, strict=True):
-        assert line.reason is not None and all(part in d.reason for part in line.reason.split("|")), \
-            (d.reason, line.reason, line.raw[:200])
+        assert line.reason is not None and all(part in d.reason for part in line.reason.split("|")), (
+            d.reason,
+            line.reason,
+            line.raw[:200],
+        )
 
 
 # No shrinking: every example is a few CLI runs, and the failing one is printed as it was.
-EXAMPLES = settings(max_examples=int(EXAMPLES_ENV or (500 if FULL else 8)), deadline=None, derandomize=not FULL,
-                    database=None, suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+EXAMPLES = settings(
+    max_examples=int(EXAMPLES_ENV or (500 if FULL else 8)),
+    deadline=None,
+    derandomize=not FULL,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.generate],
+)
 LONG = pytest.mark.timeout(0 if FULL or EXAMPLES_ENV else 300)
 
 
@@ -437,17 +551,38 @@ def test_hostile_input_postgresql(script: tuple[list[Line], list[Line]]) -> None
 
 def every_mutation() -> tuple[list[Line], list[Line]]:
     """Every mutation and garbage line once, as source lines and as events, around a few good documents."""
-    base: dict[str, Any] = {"section": "books", "key": "k", "loc": f"https://{HOST}/b/k",
-                            "lastmod": "2024-05-17T10:00:00Z", "images": [IMAGE], "alternates": [ALTERNATE]}
+    base: dict[str, Any] = {
+        "section": "books",
+        "key": "k",
+        "loc": f"https://{HOST}/b/k",
+        "lastmod": "2024-05-17T10:00:00Z",
+        "images": [IMAGE],
+        "alternates": [ALTERNATE],
+    }
     # In one shard: the newest instant is the one whose text sorts lowest (the index must say that one).
     zoned = ["2024-01-01T20:00:00+00:00", "2024-01-01T10:00:00-14:00", "2024-01-01", "2024-01-01T23:59:59.999Z"]
-    source = [good({**base, "key": f"g{i}", "loc": f"https://{HOST}/b/{i}", "lastmod": lastmod}, f"https://{HOST}/b/{i}",
-                   lastmod.replace("Z", "+00:00")) for i, lastmod in enumerate(zoned)]
-    edge = [f"https://{HOST}/a[b]?q[]=1#f#g[", f"https://{HOST}/%zz%41%", f"https://{HOST}/a]b#",
-            f"https://{HOST}/\u00e9\u202e\U0001f600?x=<&y=\"'#]]>"]  # to be percent-encoded where RFC 3986 says
+    source = [
+        good(
+            {**base, "key": f"g{i}", "loc": f"https://{HOST}/b/{i}", "lastmod": lastmod},
+            f"https://{HOST}/b/{i}",
+            lastmod.replace("Z", "+00:00"),
+        )
+        for i, lastmod in enumerate(zoned)
+    ]
+    edge = [
+        f"https://{HOST}/a[b]?q[]=1#f#g[",
+        f"https://{HOST}/%zz%41%",
+        f"https://{HOST}/a]b#",
+        f"https://{HOST}/\u00e9\u202e\U0001f600?x=<&y=\"'#]]>",
+    ]  # to be percent-encoded where RFC 3986 says
     for i, url in enumerate(edge):
-        source.append(good({**base, "key": f"e{i}", "loc": url, "images": [{"loc": "https://[::1]/i[1]#a#b"}]},
-                           expected_url(url), "2024-05-17T10:00:00+00:00"))
+        source.append(
+            good(
+                {**base, "key": f"e{i}", "loc": url, "images": [{"loc": "https://[::1]/i[1]#a#b"}]},
+                expected_url(url),
+                "2024-05-17T10:00:00+00:00",
+            )
+        )
     for i, m in enumerate(MUTATIONS):
         source.append(broken({**base, "key": f"m{i}"}, m))
     source += [Line(raw, reason=r) for raw, r in GARBAGE]
@@ -463,8 +598,12 @@ def test_every_kind_of_bad_input_once(tmp_path: Path) -> None:
 
 
 def test_dead_letters_command_shows_invalid_utf8(tmp_path: Path) -> None:
-    env = {"SITEMAPS_DATA_DIR": str(tmp_path / "data"), "SITEMAPS_BASE_URL": BASE, "SITEMAPS_ALLOWED_HOSTS": HOST,
-           "SITEMAPS_LOG_LEVEL": "WARNING"}
+    env = {
+        "SITEMAPS_DATA_DIR": str(tmp_path / "data"),
+        "SITEMAPS_BASE_URL": BASE,
+        "SITEMAPS_ALLOWED_HOSTS": HOST,
+        "SITEMAPS_LOG_LEVEL": "WARNING",
+    }
     src = write(tmp_path / "e.jsonl", [Line(DOC + b'"x":"\xff\xfe"}'), Line(b"\xc3\x28 \xe2\x80\xae")])
     assert counts(cli("apply", str(src), env=env).stdout) == (0, 0, 2)
     out = cli("dead-letters", env=env).stdout
@@ -473,12 +612,15 @@ def test_dead_letters_command_shows_invalid_utf8(tmp_path: Path) -> None:
     assert raws == [(DOC + b'"x":"\xff\xfe"}').decode(errors="backslashreplace"), "\\xc3( \u202e"]
 
 
-
 def test_rebuild_without_one_valid_document_changes_nothing(tmp_path: Path) -> None:
     """A source with nothing valid in it (the wrong file, a truncated dump) must not empty the manifest: the
     next publish would otherwise drop every URL of the site."""
-    env = {"SITEMAPS_DATA_DIR": str(tmp_path / "data"), "SITEMAPS_BASE_URL": BASE, "SITEMAPS_ALLOWED_HOSTS": HOST,
-           "SITEMAPS_LOG_LEVEL": "WARNING"}
+    env = {
+        "SITEMAPS_DATA_DIR": str(tmp_path / "data"),
+        "SITEMAPS_BASE_URL": BASE,
+        "SITEMAPS_ALLOWED_HOSTS": HOST,
+        "SITEMAPS_LOG_LEVEL": "WARNING",
+    }
     model = Model()
     docs = [{"section": "books", "key": str(i), "loc": f"https://{HOST}/b/{i}"} for i in range(3)]
     cli("rebuild", "--source", str(write(tmp_path / "good.jsonl", [good(d, d["loc"]) for d in docs])), env=env)
@@ -488,8 +630,10 @@ def test_rebuild_without_one_valid_document_changes_nothing(tmp_path: Path) -> N
     proc = cli("rebuild", "--source", str(write(tmp_path / "bad.jsonl", garbage)), env=env, check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert f"applied 0, stale 0, rejected {len(garbage)}" in proc.stderr and "left as it was" in proc.stderr
-    check_dead_letters(f"sqlite:///{tmp_path / 'data' / 'manifest.db'}",
-                       [(f"bad.jsonl:{n}", line) for n, line in enumerate(garbage, 1)])
+    check_dead_letters(
+        f"sqlite:///{tmp_path / 'data' / 'manifest.db'}",
+        [(f"bad.jsonl:{n}", line) for n, line in enumerate(garbage, 1)],
+    )
     new = {"section": "books", "key": "new", "loc": f"https://{HOST}/b/new"}
     cli("apply", str(write(tmp_path / "e.jsonl", [good(new, new["loc"])])), env=env)
     model.event(new)

@@ -34,9 +34,15 @@ from tests.test_publish import served
 
 
 def make_app(tmp_path: Path, database_url: str, **changes: object) -> App:
-    fields: dict[str, object] = {"data_dir": tmp_path / "data", "database_url": database_url,
-                                 "base_url": "http://127.0.0.1:8080/sitemaps/", "allowed_hosts": (HOST,),
-                                 "max_urls": 100, "workers": 2, **changes}
+    fields: dict[str, object] = {
+        "data_dir": tmp_path / "data",
+        "database_url": database_url,
+        "base_url": "http://127.0.0.1:8080/sitemaps/",
+        "allowed_hosts": (HOST,),
+        "max_urls": 100,
+        "workers": 2,
+        **changes,
+    }
     return App(Settings(**fields))  # type: ignore[arg-type]
 
 
@@ -73,11 +79,13 @@ def too_big(i: int, version: int = 1) -> dict[str, object]:
 
 # -- 5. a document too big for the shard byte limit ---------------------------------------------------------
 
+
 def test_a_document_no_shard_can_hold_is_dead_lettered_and_publishes_go_on(small_shards: App) -> None:
     app, model = small_shards, Model()
     docs = [doc(i) for i in range(20)]
     counts = Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 2).rebuild(
-        row_chunks("src", [*docs[:10], unmarked(too_big(100)), *docs[10:]]))
+        row_chunks("src", [*docs[:10], unmarked(too_big(100)), *docs[10:]])
+    )
     assert (counts.applied, counts.rejected) == (20, 1)
     for d in docs:
         model.event(d)
@@ -100,21 +108,31 @@ IDN_LOC = "https://bücher.example/bücher/ü?q=ä"
 IDN_PUBLISHED = "https://xn--bcher-kva.example/b%C3%BCcher/%C3%BC?q=%C3%A4"
 
 
-@pytest.mark.parametrize("allowed", ["bücher.example", "xn--bcher-kva.example", "b%C3%BCcher.example",
-                                     "BÜCHER.example"])
-def test_an_idn_host_is_accepted_in_any_form_and_published_in_idna(tmp_path: Path, database_url: str,
-                                                                    allowed: str) -> None:
+@pytest.mark.parametrize(
+    "allowed", ["bücher.example", "xn--bcher-kva.example", "b%C3%BCcher.example", "BÜCHER.example"]
+)
+def test_an_idn_host_is_accepted_in_any_form_and_published_in_idna(
+    tmp_path: Path, database_url: str, allowed: str
+) -> None:
     app, model = make_app(tmp_path, database_url, allowed_hosts=(allowed,)), Model()
     try:
         assert app.settings.rules.allowed_hosts == {"xn--bcher-kva.example"}
-        events = [{**doc(1), "loc": IDN_LOC},
-                  {**doc(2), "loc": "https://xn--bcher-kva.example/b/2"},
-                  {**doc(3), "loc": "https://b%C3%BCcher.example/b/3",
-                   "alternates": [{"hreflang": "de", "href": "https://Bücher.example/de/3"}]}]
+        events = [
+            {**doc(1), "loc": IDN_LOC},
+            {**doc(2), "loc": "https://xn--bcher-kva.example/b/2"},
+            {
+                **doc(3),
+                "loc": "https://b%C3%BCcher.example/b/3",
+                "alternates": [{"hreflang": "de", "href": "https://Bücher.example/de/3"}],
+            },
+        ]
         counts = app.applier.apply_raw([(f"t:{i}", wire(e)) for i, e in enumerate(events)])
         assert (counts.applied, counts.rejected) == (3, 0), app.manifest.dead_letters()
-        for e, loc in zip(events, [IDN_PUBLISHED, "https://xn--bcher-kva.example/b/2",
-                                   "https://xn--bcher-kva.example/b/3"], strict=True):
+        for e, loc in zip(
+            events,
+            [IDN_PUBLISHED, "https://xn--bcher-kva.example/b/2", "https://xn--bcher-kva.example/b/3"],
+            strict=True,
+        ):
             model.event({**e, "loc": loc})
         assert app.publisher.publish().generation is not None
         assert served(app) == model.expected()
@@ -142,14 +160,18 @@ def test_an_invalid_idn_host_is_refused_with_its_reason(tmp_path: Path) -> None:
 
 # -- 8. an over-long base URL ---------------------------------------------------------------------------------
 
+
 def test_an_over_long_or_invalid_base_url_is_refused_at_start_up(tmp_path: Path) -> None:
     longest = "https://librer.io/" + "a" * (2048 - 90 - len("https://librer.io/") - 1) + "/"
     assert Settings(base_url=longest).base_url == longest  # a shard of a 64-character section still fits
-    for bad, reason in [(longest[:-1] + "a/", "base URL is 1959 characters"),
-                        ("https://librer.io/a b/", "RFC 3986"), ("https://librer.io/é%zz/", "RFC 3986"),
-                        ("https://librer.io:70000/", "RFC 3986"), ("https://user:secret@librer.io/", "credentials")]:
-        proc = cli("status", env={"SITEMAPS_DATA_DIR": str(tmp_path / "data"), "SITEMAPS_BASE_URL": bad},
-                   check=False)
+    for bad, reason in [
+        (longest[:-1] + "a/", "base URL is 1959 characters"),
+        ("https://librer.io/a b/", "RFC 3986"),
+        ("https://librer.io/é%zz/", "RFC 3986"),
+        ("https://librer.io:70000/", "RFC 3986"),
+        ("https://user:secret@librer.io/", "credentials"),
+    ]:
+        proc = cli("status", env={"SITEMAPS_DATA_DIR": str(tmp_path / "data"), "SITEMAPS_BASE_URL": bad}, check=False)
         assert proc.returncode == 2, proc
         assert reason in proc.stderr and "Traceback" not in proc.stderr and "secret" not in proc.stderr, proc.stderr
 
@@ -158,13 +180,16 @@ def test_every_index_is_checked_against_the_schema_before_the_switch() -> None:
     limits = Limits()
     good = IndexEntry("https://librer.io/s/sitemap-books-1.xml.gz", "2024-05-17T10:00:00+00:00")
     check_index("sitemap.xml", index_xml([good]), limits)
-    for bad in [IndexEntry("https://librer.io/" + "a" * 2031, None),  # 2,049 characters
-                IndexEntry("https://librer.io/s/sitemap-books-1.xml.gz", "2024-13-01")]:
+    for bad in [
+        IndexEntry("https://librer.io/" + "a" * 2031, None),  # 2,049 characters
+        IndexEntry("https://librer.io/s/sitemap-books-1.xml.gz", "2024-13-01"),
+    ]:
         with pytest.raises(VerificationError, match=r"not valid against the sitemaps\.org index schema"):
             check_index("sitemap.xml", index_xml([good, bad]), limits)
 
 
 # -- 6. one URL, one document ----------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def app(tmp_path: Path, database_url: str) -> Iterator[App]:
@@ -180,14 +205,18 @@ def at(i: int, loc_of: int, version: int = 1, section: str = "books", day: int =
 
 def claims(app: App) -> list[str]:
     """The holders' keys named by the dead letters of second claims, in order."""
-    return [letter.reason.split("document '")[1].split("'")[0] for letter in app.manifest.dead_letters()
-            if "a URL belongs to one document" in letter.reason]
+    return [
+        letter.reason.split("document '")[1].split("'")[0]
+        for letter in app.manifest.dead_letters()
+        if "a URL belongs to one document" in letter.reason
+    ]
 
 
 def test_a_url_belongs_to_one_document_under_apply(app: App) -> None:
     model = Model()
-    apply(app, model, [doc(1), doc(2), {**at(3, 1), "_refused": True}, {**at(1, 1, section="authors"),
-                                                                         "_refused": True}])
+    apply(
+        app, model, [doc(1), doc(2), {**at(3, 1), "_refused": True}, {**at(1, 1, section="authors"), "_refused": True}]
+    )
     assert claims(app) == ["1", "1"]
     assert app.publisher.publish().generation is not None
     assert served(app) == model.expected()
@@ -200,8 +229,16 @@ def test_a_url_belongs_to_one_document_under_apply(app: App) -> None:
         model.event(e)
     assert claims(app) == ["1", "3"]
     # A deletion frees a URL too; a document keeps its own URL through an update.
-    apply(app, model, [{"op": "delete", "section": "books", "key": "2", "version": 5}, at(4, 2),
-                       at(4, 2, version=2, day=7), at(3, 1, version=4, day=8)])
+    apply(
+        app,
+        model,
+        [
+            {"op": "delete", "section": "books", "key": "2", "version": 5},
+            at(4, 2),
+            at(4, 2, version=2, day=7),
+            at(3, 1, version=4, day=8),
+        ],
+    )
     assert app.publisher.publish().generation is not None
     assert served(app) == model.expected()
     assert len(app.manifest.dead_letters()) == 2
@@ -209,10 +246,19 @@ def test_a_url_belongs_to_one_document_under_apply(app: App) -> None:
 
 def test_a_url_belongs_to_one_document_under_rebuild_then_apply(app: App) -> None:
     model = Model()
-    source = [doc(1), doc(2), {**at(3, 1), "_refused": True}, doc(5), {**at(1, 5, section="authors"),
-                                                                       "_refused": True},
-              doc(6), doc(6, version=2, day=3), {**at(7, 6), "_refused": True},  # 6 repeated, same URL
-              doc(8), at(8, 9, version=2), at(9, 8)]  # 8 repeated: moved off its URL, which 9 then takes
+    source = [
+        doc(1),
+        doc(2),
+        {**at(3, 1), "_refused": True},
+        doc(5),
+        {**at(1, 5, section="authors"), "_refused": True},
+        doc(6),
+        doc(6, version=2, day=3),
+        {**at(7, 6), "_refused": True},  # 6 repeated, same URL
+        doc(8),
+        at(8, 9, version=2),
+        at(9, 8),
+    ]  # 8 repeated: moved off its URL, which 9 then takes
     rebuilder = Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 2)
     counts = rebuilder.rebuild(row_chunks("src", [unmarked(d) for d in source]))
     for d in source:
@@ -223,16 +269,28 @@ def test_a_url_belongs_to_one_document_under_rebuild_then_apply(app: App) -> Non
     assert app.publisher.publish(full=True).generation is not None
     assert served(app) == model.expected()
     # The rebuilt documents (packed) hold their URLs against events.
-    apply(app, model, [{**at(10, 2), "_refused": True}, {**at(11, 8), "_refused": True},
-                       {"op": "delete", "section": "books", "key": "1", "version": 9}, at(12, 1)])
+    apply(
+        app,
+        model,
+        [
+            {**at(10, 2), "_refused": True},
+            {**at(11, 8), "_refused": True},
+            {"op": "delete", "section": "books", "key": "1", "version": 9},
+            at(12, 1),
+        ],
+    )
     assert claims(app)[3:] == ["2", "9"]
     assert app.publisher.publish().generation is not None
     assert served(app) == model.expected()
 
 
 def test_a_url_belongs_to_one_document_across_a_kill_at_the_commit(tmp_path: Path, database_url: str) -> None:
-    env = {"SITEMAPS_DATA_DIR": str(tmp_path / "data"), "SITEMAPS_DATABASE_URL": database_url,
-           "SITEMAPS_ALLOWED_HOSTS": HOST, "SITEMAPS_LOG_LEVEL": "WARNING"}
+    env = {
+        "SITEMAPS_DATA_DIR": str(tmp_path / "data"),
+        "SITEMAPS_DATABASE_URL": database_url,
+        "SITEMAPS_ALLOWED_HOSTS": HOST,
+        "SITEMAPS_LOG_LEVEL": "WARNING",
+    }
     first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
     first.write_bytes(orjson.dumps(doc(1)) + b"\n")
     # Refused while 1 holds the URL; 1 moves off it; 3 takes it; 1 cannot take it back.
@@ -256,11 +314,17 @@ def test_a_url_belongs_to_one_document_across_a_kill_at_the_commit(tmp_path: Pat
     assert served_locally(tmp_path / "data") == model.expected()
 
 
-def test_a_url_belongs_to_one_document_under_replay(kafka_broker: TansuBroker, new_topic: Any,
-                                                    tmp_path: Path) -> None:
+def test_a_url_belongs_to_one_document_under_replay(kafka_broker: TansuBroker, new_topic: Any, tmp_path: Path) -> None:
     topic = new_topic(1)
-    events = [doc(1), at(2, 1), doc(3), at(1, 3, section="authors"), at(4, 4),
-              {"op": "delete", "section": "books", "key": "1", "version": 2}, at(2, 1, version=2)]
+    events = [
+        doc(1),
+        at(2, 1),
+        doc(3),
+        at(1, 3, section="authors"),
+        at(4, 4),
+        {"op": "delete", "section": "books", "key": "1", "version": 2},
+        at(2, 1, version=2),
+    ]
     kafka_broker.produce(topic, [wire(e) for e in events], [key_of(e) for e in events])
     env = kafka_env(tmp_path, f"sqlite:///{tmp_path / 'm.db'}", kafka_broker, topic)
     out = cli("replay", "--exit", env=env).stdout
@@ -362,11 +426,13 @@ def test_a_rebuild_ends_every_wait(app: App) -> None:
 
 # -- also made consistent ---------------------------------------------------------------------------------------
 
+
 def test_a_rebuild_refuses_a_line_over_1_mib_as_apply_does(app: App) -> None:
     big = orjson.dumps({**doc(2), "pad": "x" * (1024 * 1024)})
     lines = [orjson.dumps(doc(1)), big, orjson.dumps(doc(3))]
     counts = Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 2).rebuild(
-        [Chunk("src.jsonl", 1, b"\n".join(lines))])
+        [Chunk("src.jsonl", 1, b"\n".join(lines))]
+    )
     assert (counts.applied, counts.rejected) == (2, 1), counts
     applied = app.applier.apply_raw([("events.jsonl:1", big)])
     assert applied.rejected == 1
@@ -459,8 +525,9 @@ class OneUrlModel:
 
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("index_max", [owners.INDEX_MAX, 0], ids=["indexed", "unindexed"])
-def test_random_claims_of_a_few_urls_follow_the_rule(app: App, seed: int, index_max: int,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_random_claims_of_a_few_urls_follow_the_rule(
+    app: App, seed: int, index_max: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Also with a batch asking the database per document for claims waiting (as with over INDEX_MAX)."""
     monkeypatch.setattr(owners, "INDEX_MAX", index_max)
     rnd = random.Random(seed)
@@ -471,13 +538,20 @@ def test_random_claims_of_a_few_urls_follow_the_rule(app: App, seed: int, index_
         if rnd.random() < 0.2:
             events.append({"op": "delete", "section": ident[0], "key": ident[1], "version": version})
         else:
-            events.append({"section": ident[0], "key": ident[1], "loc": f"https://{HOST}/u/{rnd.randrange(5)}",
-                           "lastmod": f"2024-01-{1 + clock % 28:02d}T00:00:00+00:00", "version": version})
+            events.append(
+                {
+                    "section": ident[0],
+                    "key": ident[1],
+                    "loc": f"https://{HOST}/u/{rnd.randrange(5)}",
+                    "lastmod": f"2024-01-{1 + clock % 28:02d}T00:00:00+00:00",
+                    "version": version,
+                }
+            )
     i = 0
     while i < len(events):  # batches of random sizes, each its own transaction
         n = rnd.randrange(1, 12)
-        app.applier.apply_raw([(f"t:{j}", wire(e)) for j, e in enumerate(events[i:i + n], i)])
-        model.batch(events[i:i + n])
+        app.applier.apply_raw([(f"t:{j}", wire(e)) for j, e in enumerate(events[i : i + n], i)])
+        model.batch(events[i : i + n])
         i += n
     assert {(s, k): (loc, lastmod) for s, k, loc, lastmod in app.manifest.documents()} == model.live
     assert len(claims(app)) == model.refused > 0

@@ -32,8 +32,9 @@ from tests.test_s3_publish import World, make_world
 
 BASE = "http://127.0.0.1:8080/sitemaps/"
 STAMP = ".sitemaps-site"  # the object a generation's stamp is kept in (the site id of the manifest that made it)
-needs_faketime = pytest.mark.skipif(shutil.which("faketime") is None,
-                                    reason="faketime (libfaketime) is not installed: apt-get install faketime")
+needs_faketime = pytest.mark.skipif(
+    shutil.which("faketime") is None, reason="faketime (libfaketime) is not installed: apt-get install faketime"
+)
 
 
 def site_id(env: dict[str, str]) -> str:
@@ -93,9 +94,13 @@ class LocalSite:
     def publish(self, prefix: tuple[str, ...] = (), timeout: float = 120) -> float:
         """`sitemaps publish` (under `prefix`, e.g. faketime); returns the seconds it took."""
         started = time.monotonic()
-        proc = subprocess.run([*prefix, sys.executable, "-m", "sitemap_keeper", "publish"],
-                              env={**os.environ, **self.env, "FAKETIME_DONT_FAKE_MONOTONIC": "1"},
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [*prefix, sys.executable, "-m", "sitemap_keeper", "publish"],
+            env={**os.environ, **self.env, "FAKETIME_DONT_FAKE_MONOTONIC": "1"},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         assert proc.returncode == 0, proc.stderr
         self.published()
         return time.monotonic() - started
@@ -109,8 +114,13 @@ class LocalSite:
 
 
 def local_env(tmp: Path, database_url: str | None) -> dict[str, str]:
-    env = {"SITEMAPS_DATA_DIR": str(tmp / "data"), "SITEMAPS_BASE_URL": BASE, "SITEMAPS_ALLOWED_HOSTS": HOST,
-           "SITEMAPS_MAX_URLS": "50", "SITEMAPS_LOG_LEVEL": "WARNING"}
+    env = {
+        "SITEMAPS_DATA_DIR": str(tmp / "data"),
+        "SITEMAPS_BASE_URL": BASE,
+        "SITEMAPS_ALLOWED_HOSTS": HOST,
+        "SITEMAPS_MAX_URLS": "50",
+        "SITEMAPS_LOG_LEVEL": "WARNING",
+    }
     if database_url is not None:
         env["SITEMAPS_DATABASE_URL"] = database_url
     return env
@@ -159,8 +169,10 @@ def test_two_sites_share_one_data_dir(site: LocalSite, tmp_path: Path, database_
     assert a.generations() == sorted([*a_gens, b_first])
     assert all(a.holds(g) == a.truths[g] for g in a_gens)
 
-    refused_in_one_line(cli("prune", "--keep", "1", "--grace", "0", env=a.env, check=False),
-                        f"the router serves generation {b_first}, which this manifest never published")
+    refused_in_one_line(
+        cli("prune", "--keep", "1", "--grace", "0", env=a.env, check=False),
+        f"the router serves generation {b_first}, which this manifest never published",
+    )
     refused_in_one_line(cli("rollback", env=a.env, check=False), "never published")
     cli("rollback", a_gens[-1], env=a.env)  # by name: on purpose
     assert a.live() == a_gens[-1]
@@ -212,8 +224,14 @@ class TwoWorlds:
 
 
 @pytest.fixture(params=["buckets", "prefix"])
-def two_worlds(request: pytest.FixtureRequest, s3_server: S3Server, kube_api: KubeAPIServer,
-               s3_fault_proxy: FaultProxy, s3_bucket_prefix: str, tmp_path: Path) -> Iterator[TwoWorlds]:
+def two_worlds(
+    request: pytest.FixtureRequest,
+    s3_server: S3Server,
+    kube_api: KubeAPIServer,
+    s3_fault_proxy: FaultProxy,
+    s3_bucket_prefix: str,
+    tmp_path: Path,
+) -> Iterator[TwoWorlds]:
     """Two sites, each with its own manifest and Ingress, on one S3 server with one bucket prefix (or one
     prefix-layout bucket), as staging and production with the default settings."""
     other_kube = KubeAPIServer().start()
@@ -221,8 +239,15 @@ def two_worlds(request: pytest.FixtureRequest, s3_server: S3Server, kube_api: Ku
     try:
         for name, kube in (("a", kube_api), ("b", other_kube)):
             (tmp_path / name).mkdir()
-            world = make_world(s3_server, kube, s3_fault_proxy, s3_bucket_prefix, tmp_path / name,
-                               f"sqlite:///{tmp_path / name / 'manifest.db'}", request.param == "prefix")
+            world = make_world(
+                s3_server,
+                kube,
+                s3_fault_proxy,
+                s3_bucket_prefix,
+                tmp_path / name,
+                f"sqlite:///{tmp_path / name / 'manifest.db'}",
+                request.param == "prefix",
+            )
             made.append((world, next(world)))
         yield TwoWorlds(made[0][1], made[1][1], s3_server)
     finally:
@@ -267,11 +292,24 @@ def test_two_sites_share_one_s3_server(two_worlds: TwoWorlds) -> None:
 
 
 @pytest.fixture(params=["buckets", "prefix"])
-def s3_site(request: pytest.FixtureRequest, s3_server: S3Server, kube_api: KubeAPIServer,
-            s3_fault_proxy: FaultProxy, s3_bucket_prefix: str, tmp_path: Path) -> Iterator[World]:
+def s3_site(
+    request: pytest.FixtureRequest,
+    s3_server: S3Server,
+    kube_api: KubeAPIServer,
+    s3_fault_proxy: FaultProxy,
+    s3_bucket_prefix: str,
+    tmp_path: Path,
+) -> Iterator[World]:
     """One site on S3 (moto, rclone) in either layout, behind an Ingress."""
-    yield from make_world(s3_server, kube_api, s3_fault_proxy, s3_bucket_prefix, tmp_path,
-                          f"sqlite:///{tmp_path / 'manifest.db'}", request.param == "prefix")
+    yield from make_world(
+        s3_server,
+        kube_api,
+        s3_fault_proxy,
+        s3_bucket_prefix,
+        tmp_path,
+        f"sqlite:///{tmp_path / 'manifest.db'}",
+        request.param == "prefix",
+    )
 
 
 def test_a_store_from_before_stamps_is_adopted(s3_site: World) -> None:
@@ -304,14 +342,15 @@ def test_a_store_from_before_stamps_is_adopted(s3_site: World) -> None:
 # -- 2. prune with the wrong manifest ---------------------------------------------------------------------------
 
 
-def test_prune_with_a_manifest_that_never_published_the_live_generation(site: LocalSite, database_url: str
-                                                                       ) -> None:
+def test_prune_with_a_manifest_that_never_published_the_live_generation(site: LocalSite, database_url: str) -> None:
     """A mistyped SITEMAPS_DATABASE_URL (a new, empty manifest) makes prune refuse in one line, deleting
     nothing; rollback with the right manifest still has its targets."""
     gens = site.generations()
     wrong = {**site.env, "SITEMAPS_DATABASE_URL": database_url}
-    refused_in_one_line(cli("prune", "--keep", "1", "--grace", "0", env=wrong, check=False),
-                        f"the router serves generation {gens[-1]}, which this manifest never published")
+    refused_in_one_line(
+        cli("prune", "--keep", "1", "--grace", "0", env=wrong, check=False),
+        f"the router serves generation {gens[-1]}, which this manifest never published",
+    )
     assert site.generations() == gens
     cli("rollback", env=site.env)
     assert site.live() == gens[-2] and site.holds(gens[-2]) == site.truths[gens[-2]]
@@ -325,8 +364,10 @@ def test_prune_with_the_wrong_manifest_on_s3(s3_site: World, tmp_path: Path) -> 
     cli("publish", env=w.env)
     names.append(w.serving())
     wrong = {**w.env, "SITEMAPS_DATABASE_URL": f"sqlite:///{tmp_path / 'typo.db'}"}
-    refused_in_one_line(cli("prune", "--keep", "1", "--grace", "0", env=wrong, check=False),
-                        f"the router serves generation {w.gen(names[-1])}, which this manifest never published")
+    refused_in_one_line(
+        cli("prune", "--keep", "1", "--grace", "0", env=wrong, check=False),
+        f"the router serves generation {w.gen(names[-1])}, which this manifest never published",
+    )
     assert w.buckets() == names
     cli("rollback", env=w.env)
     assert w.serving(truth=first) == names[0]
@@ -337,13 +378,18 @@ def test_the_prune_timer_with_the_wrong_manifest(site: LocalSite, tmp_path: Path
     gens = site.generations()
     events = tmp_path / "nothing.jsonl"
     events.write_bytes(b"")
-    env = {**service_env(tmp_path, f"sqlite:///{tmp_path / 'typo.db'}", SITEMAPS_PRUNE_INTERVAL="1",
-                         SITEMAPS_PUBLISH_INTERVAL="600"), "SITEMAPS_DATA_DIR": site.env["SITEMAPS_DATA_DIR"]}
+    env = {
+        **service_env(
+            tmp_path, f"sqlite:///{tmp_path / 'typo.db'}", SITEMAPS_PRUNE_INTERVAL="1", SITEMAPS_PUBLISH_INTERVAL="600"
+        ),
+        "SITEMAPS_DATA_DIR": site.env["SITEMAPS_DATA_DIR"],
+    }
     log = tmp_path / "service.log"
     svc = ServiceProcess(["run", "--follow", str(events)], env, log)
     try:
-        wait_for(lambda: log.read_text().count("not pruning: the router serves generation") >= 2, 30,
-                 "two refused prunes")
+        wait_for(
+            lambda: log.read_text().count("not pruning: the router serves generation") >= 2, 30, "two refused prunes"
+        )
     finally:
         svc.stop()
     text = log.read_text()

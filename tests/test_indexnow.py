@@ -92,13 +92,21 @@ def endpoint() -> Iterator[Endpoint]:
 
 
 def make_app(tmp_path: Path, database_url: str, *urls: str, timeout: float = 60.0) -> App:
-    return App(Settings(data_dir=tmp_path / "data", database_url=database_url, base_url=BASE,
-                        allowed_hosts=(HOST, OTHER), workers=1, indexnow_key=KEY, indexnow_endpoints=urls,
-                        indexnow_timeout=timeout))
+    return App(
+        Settings(
+            data_dir=tmp_path / "data",
+            database_url=database_url,
+            base_url=BASE,
+            allowed_hosts=(HOST, OTHER),
+            workers=1,
+            indexnow_key=KEY,
+            indexnow_endpoints=urls,
+            indexnow_timeout=timeout,
+        )
+    )
 
 
-def test_added_and_changed_urls_are_posted_in_batches(tmp_path: Path, database_url: str,
-                                                      endpoint: Endpoint) -> None:
+def test_added_and_changed_urls_are_posted_in_batches(tmp_path: Path, database_url: str, endpoint: Endpoint) -> None:
     rec = endpoint()
     app = make_app(tmp_path, database_url, rec.url)
     try:
@@ -108,11 +116,18 @@ def test_added_and_changed_urls_are_posted_in_batches(tmp_path: Path, database_u
         assert rec.posts == []  # the first generation: engines read the sitemaps themselves
 
         other = [doc(f"n{i}", loc=f"https://{OTHER}/books/{i}") for i in range(5)]
-        apply(app, [doc(i) for i in range(1000, 11_001)] + other + [
-            doc(1, version=2, day=2), doc(2, version=2, day=3), doc(3, version=2, day=4),
-            doc(4, version=2, priority=0.5),  # not a new lastmod: not submitted
-            {"op": "delete", "section": "books", "key": "5", "version": 2},  # removed: not submitted
-        ])
+        apply(
+            app,
+            [doc(i) for i in range(1000, 11_001)]
+            + other
+            + [
+                doc(1, version=2, day=2),
+                doc(2, version=2, day=3),
+                doc(3, version=2, day=4),
+                doc(4, version=2, priority=0.5),  # not a new lastmod: not submitted
+                {"op": "delete", "section": "books", "key": "5", "version": 2},  # removed: not submitted
+            ],
+        )
         second = publish(app)
         app.announcer.wait()
         added = {f"https://{HOST}/books/{i}" for i in [*range(1000, 11_001), 1, 2, 3]}
@@ -128,12 +143,24 @@ def test_added_and_changed_urls_are_posted_in_batches(tmp_path: Path, database_u
 
         info = status(app.manifest, app.store, app.router, app.settings.base_url)
         [outcome] = info["indexnow"]
-        assert {k: outcome[k] for k in ("generation_id", "endpoint", "urls", "batches", "submitted",
-                                        "statuses", "gave_up", "message")} == {
-            "generation_id": second, "endpoint": rec.url, "urls": 10_009, "batches": 3, "submitted": 10_009,
-            "statuses": {"200": 3}, "gave_up": False, "message": ""}
+        assert {
+            k: outcome[k]
+            for k in ("generation_id", "endpoint", "urls", "batches", "submitted", "statuses", "gave_up", "message")
+        } == {
+            "generation_id": second,
+            "endpoint": rec.url,
+            "urls": 10_009,
+            "batches": 3,
+            "submitted": 10_009,
+            "statuses": {"200": 3},
+            "gave_up": False,
+            "message": "",
+        }
         assert (info["last_diff"]["added"], info["last_diff"]["removed"], info["last_diff"]["changed"]) == (
-            10_006, 1, 3)
+            10_006,
+            1,
+            3,
+        )
 
         # The key file is in every generation, so it is served under the sitemaps base URL.
         for gen in (first, second):
@@ -152,14 +179,17 @@ def test_added_and_changed_urls_are_posted_in_batches(tmp_path: Path, database_u
         app.close()
 
 
-@pytest.mark.parametrize(("changes", "error"), [
-    ({"key": "short12"}, "key must be 8 to 128"),
-    ({"key": "k" * 129}, "key must be 8 to 128"),
-    ({"key": "bad_key!x"}, "key must be 8 to 128"),
-    ({"endpoints": ("api.indexnow.org",)}, "endpoint must be an http"),
-    ({"key_location": "/{key}.txt"}, "key location must be an http"),
-    ({"key_location": "https://{site}/"}, "key location must be an http"),
-])
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        ({"key": "short12"}, "key must be 8 to 128"),
+        ({"key": "k" * 129}, "key must be 8 to 128"),
+        ({"key": "bad_key!x"}, "key must be 8 to 128"),
+        ({"endpoints": ("api.indexnow.org",)}, "endpoint must be an http"),
+        ({"key_location": "/{key}.txt"}, "key location must be an http"),
+        ({"key_location": "https://{site}/"}, "key location must be an http"),
+    ],
+)
 def test_bad_configuration_is_refused_clearly(changes: dict[str, Any], error: str) -> None:
     IndexNowConfig("k" * 128)
     with pytest.raises(ValueError, match=error):
@@ -178,14 +208,25 @@ def submit(config: IndexNowConfig, hosts: dict[str, int]) -> tuple[list[indexnow
 
 def test_429_and_5xx_are_retried_and_422_is_final(endpoint: Endpoint) -> None:
     rec = endpoint((429, {"Retry-After": "7"}), 503, 200, 422)
-    [out], slept = submit(IndexNowConfig(KEY, (rec.url,), backoff=0.5), {"a.example": 3, "b.example": 2,
-                                                                         "c.example": 1})
+    [out], slept = submit(
+        IndexNowConfig(KEY, (rec.url,), backoff=0.5), {"a.example": 3, "b.example": 2, "c.example": 1}
+    )
     assert [(p["host"], len(p["urlList"])) for p in rec.posts] == [
-        ("a.example", 3), ("a.example", 3), ("a.example", 3), ("b.example", 2), ("c.example", 1)]
+        ("a.example", 3),
+        ("a.example", 3),
+        ("a.example", 3),
+        ("b.example", 2),
+        ("c.example", 1),
+    ]
     assert rec.posts[0] == rec.posts[1] == rec.posts[2]
     assert slept == [7.0, 1.0]  # Retry-After when given, else the backoff doubling from 0.5
     assert (out.urls, out.batches, out.submitted, dict(out.statuses), out.gave_up) == (
-        6, 3, 4, {429: 1, 503: 1, 200: 2, 422: 1}, False)
+        6,
+        3,
+        4,
+        {429: 1, 503: 1, 200: 2, 422: 1},
+        False,
+    )
     assert "refused with 422" in out.message
 
 
@@ -196,8 +237,9 @@ def test_a_failing_endpoint_is_given_up_and_the_others_still_served(endpoint: En
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}/indexnow"
-    outs, _ = submit(IndexNowConfig(KEY, (throttled.url, refused.url, fine.url, dead)), {"a.example": 2,
-                                                                                        "b.example": 1})
+    outs, _ = submit(
+        IndexNowConfig(KEY, (throttled.url, refused.url, fine.url, dead)), {"a.example": 2, "b.example": 1}
+    )
     assert len(throttled.posts) == indexnow.ATTEMPTS and len(refused.posts) == 1 and len(fine.posts) == 2
     t, r, f, d = outs
     assert (t.gave_up, t.batches, t.submitted, t.urls) == (True, 1, 0, 3) and "429" in t.message
@@ -222,7 +264,8 @@ def test_a_retry_after_beyond_the_time_budget_is_not_waited_for(endpoint: Endpoi
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_publish_is_neither_blocked_nor_failed_and_nothing_is_sent_without_a_switch(
-        tmp_path: Path, database_url: str, endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, database_url: str, endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
     slow = endpoint(500, 500, delay=1.0)
     app = make_app(tmp_path, database_url, slow.url, timeout=1.5)
     try:
@@ -254,8 +297,7 @@ def test_publish_is_neither_blocked_nor_failed_and_nothing_is_sent_without_a_swi
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_the_cli_announces_switched_publishes_only(tmp_path: Path, database_url: str,
-                                                   endpoint: Endpoint) -> None:
+def test_the_cli_announces_switched_publishes_only(tmp_path: Path, database_url: str, endpoint: Endpoint) -> None:
     rec = endpoint()
     env = cli_env(tmp_path, database_url, SITEMAPS_INDEXNOW_KEY=KEY, SITEMAPS_INDEXNOW_ENDPOINTS=rec.url)
     bad = run({**env, "SITEMAPS_INDEXNOW_KEY": "short"}, "publish", code=2)
@@ -275,7 +317,8 @@ def test_the_cli_announces_switched_publishes_only(tmp_path: Path, database_url:
 
     info = json.loads(run(env, "status", "--json").stdout)
     assert [(o["generation_id"], o["submitted"], o["statuses"]) for o in info["indexnow"]] == [
-        (info["live_generation"], 1, {"200": 1})]
+        (info["live_generation"], 1, {"200": 1})
+    ]
     assert f"indexnow:         {rec.url}: 1 of 1 URLs" in run(env, "status").stdout
     run(env, "verify")  # deep: the key file is part of the generation
     live = Path(env["SITEMAPS_DATA_DIR"]) / "generations" / info["live_generation"] / f"{KEY}.txt"

@@ -48,15 +48,20 @@ KILL_EVENTS = int(os.environ.get("SITEMAPS_TEST_KILL_EVENTS", "20000"))
 KILLS = int(os.environ.get("SITEMAPS_TEST_KILLS", "4"))
 
 
+def kafka_env(tmp_path: Path, database_url: str, broker: TansuBroker, topic: str, **extra: str) -> dict[str, str]:
+    return service_env(
+        tmp_path,
+        database_url,
+        SITEMAPS_KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap,
+        SITEMAPS_KAFKA_TOPIC=topic,
+        SITEMAPS_KAFKA_GROUP=f"group-{topic}",
+        **extra,
+    )
 
-def kafka_env(tmp_path: Path, database_url: str, broker: TansuBroker, topic: str, **extra: str
-              ) -> dict[str, str]:
-    return service_env(tmp_path, database_url, SITEMAPS_KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap,
-                       SITEMAPS_KAFKA_TOPIC=topic, SITEMAPS_KAFKA_GROUP=f"group-{topic}", **extra)
 
-
-def test_events_from_kafka_are_served_exactly_once(kafka_broker: TansuBroker, new_topic: Any, tmp_path: Path,
-                                                   database_url: str) -> None:
+def test_events_from_kafka_are_served_exactly_once(
+    kafka_broker: TansuBroker, new_topic: Any, tmp_path: Path, database_url: str
+) -> None:
     topic, dlq = new_topic(3), new_topic(1)
     values, keys, model, bad = mixed_stream(3000, 400, seed=11)
     ends = produce(kafka_broker, topic, values, keys)
@@ -76,7 +81,7 @@ def test_events_from_kafka_are_served_exactly_once(kafka_broker: TansuBroker, ne
         # the lag is absent until the source's first look at the end offsets (every 5 s), then 0 here
         wait_for(lambda: svc.metrics().get("sitemaps_consumer_lag") == 0, 15, "the lag to be known")
         m = svc.metrics()
-        assert m["sitemaps_publishes_total{result=\"published\"}"] >= 1
+        assert m['sitemaps_publishes_total{result="published"}'] >= 1
         assert any(k.startswith("sitemaps_live_generation{") for k in m)
         started = time.monotonic()
         code, out = svc.stop()
@@ -114,15 +119,16 @@ def test_events_from_kafka_are_served_exactly_once(kafka_broker: TansuBroker, ne
     manifest.close()
 
 
-def produce_over_time(broker: TansuBroker, topic: str, values: list[bytes], keys: list[bytes | None],
-                      chunks: int, seconds: float) -> tuple[threading.Thread, dict[int, int]]:
+def produce_over_time(
+    broker: TansuBroker, topic: str, values: list[bytes], keys: list[bytes | None], chunks: int, seconds: float
+) -> tuple[threading.Thread, dict[int, int]]:
     """Produce in `chunks` spread over `seconds`, in a thread; the dict fills with the end offsets."""
     ends: dict[int, int] = {}
     size = -(-len(values) // chunks)
 
     def run() -> None:
         for i in range(0, len(values), size):
-            for p, end in produce(broker, topic, values[i:i + size], keys[i:i + size]).items():
+            for p, end in produce(broker, topic, values[i : i + size], keys[i : i + size]).items():
                 ends[p] = max(ends.get(p, 0), end)
             time.sleep(seconds / chunks)
 
@@ -131,8 +137,9 @@ def produce_over_time(broker: TansuBroker, topic: str, values: list[bytes], keys
     return thread, ends
 
 
-def check_exactly_once(manifest: Manifest, topic: str, ends: dict[int, int], model: Model, bad: list[bytes],
-                       data_dir: Path) -> None:
+def check_exactly_once(
+    manifest: Manifest, topic: str, ends: dict[int, int], model: Model, bad: list[bytes], data_dir: Path
+) -> None:
     """Nothing lost (versions and served URLs equal the ground truth), nothing applied twice (each
     malformed event has exactly one dead-letter row: a batch applied twice would have left two)."""
     assert stored_offsets(manifest, topic) == ends
@@ -144,16 +151,17 @@ def check_exactly_once(manifest: Manifest, topic: str, ends: dict[int, int], mod
 
 
 def test_kill_9_at_random_moments_loses_nothing_and_applies_nothing_twice(
-        kafka_broker: TansuBroker, new_topic: Any, tmp_path: Path, database_url: str) -> None:
+    kafka_broker: TansuBroker, new_topic: Any, tmp_path: Path, database_url: str
+) -> None:
     rnd = random.Random(5)
     topic = new_topic(3)
     values, keys, model, bad = mixed_stream(KILL_EVENTS, KILL_EVENTS // 10, seed=7)
     # A short session: a killed member's partitions go to its successor sooner.
-    env = kafka_env(tmp_path, database_url, kafka_broker, topic, SITEMAPS_BATCH_SIZE="1000",
-                    SITEMAPS_KAFKA_SESSION_TIMEOUT="2")
+    env = kafka_env(
+        tmp_path, database_url, kafka_broker, topic, SITEMAPS_BATCH_SIZE="1000", SITEMAPS_KAFKA_SESSION_TIMEOUT="2"
+    )
     manifest = Manifest.open(database_url)
-    producer, ends = produce_over_time(kafka_broker, topic, values, keys, chunks=10,
-                                       seconds=KILL_EVENTS / 2000)
+    producer, ends = produce_over_time(kafka_broker, topic, values, keys, chunks=10, seconds=KILL_EVENTS / 2000)
     log = tmp_path / "service.log"
     for _ in range(KILLS):
         svc = ServiceProcess(["run"], env, log)
@@ -181,7 +189,8 @@ def pg_database_url() -> Iterator[str]:
 
 
 def test_two_replicas_both_apply_and_one_publishes_at_a_time(
-        kafka_broker: TansuBroker, new_topic: Any, tmp_path: Path, pg_database_url: str) -> None:
+    kafka_broker: TansuBroker, new_topic: Any, tmp_path: Path, pg_database_url: str
+) -> None:
     """PostgreSQL: several processes share the manifest (SQLite means one process)."""
     database_url = pg_database_url
     topic = new_topic(4)
@@ -215,10 +224,16 @@ def test_two_replicas_both_apply_and_one_publishes_at_a_time(
 def test_broker_stopped_and_restarted_mid_stream(moto_s3: MotoS3Server, tmp_path: Path) -> None:
     bucket = moto_s3.new_bucket("tansu")
     # Tansu keeps topics in S3 here (memory storage would lose them all on a stop).
-    broker = TansuBroker(storage_engine=f"s3://{bucket}/", env={
-        "AWS_ENDPOINT": moto_s3.url, "AWS_ACCESS_KEY_ID": moto_s3.access_key,
-        "AWS_SECRET_ACCESS_KEY": moto_s3.secret_key, "AWS_ALLOW_HTTP": "true",
-        "AWS_DEFAULT_REGION": "us-east-1"})
+    broker = TansuBroker(
+        storage_engine=f"s3://{bucket}/",
+        env={
+            "AWS_ENDPOINT": moto_s3.url,
+            "AWS_ACCESS_KEY_ID": moto_s3.access_key,
+            "AWS_SECRET_ACCESS_KEY": moto_s3.secret_key,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        },
+    )
     broker.start()
     database_url = f"sqlite:///{tmp_path / 'manifest.db'}"
     manifest = Manifest.open(database_url)
@@ -250,15 +265,24 @@ def test_broker_stopped_and_restarted_mid_stream(moto_s3: MotoS3Server, tmp_path
 
 
 def test_a_rebuild_longer_than_the_poll_interval_keeps_the_consumer_in_its_group(
-        kafka_broker: TansuBroker, new_topic: Any, tmp_path: Path, database_url: str,
-        caplog: pytest.LogCaptureFixture) -> None:
+    kafka_broker: TansuBroker, new_topic: Any, tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """Events wait while a rebuild runs; the consumer goes on polling (its partitions paused), so Kafka does
     not take it out of its group after max.poll.interval, here 5 s instead of 5 minutes."""
     topic = new_topic(1)
     values, keys, model, _bad = mixed_stream(300, 60, seed=23)
     half = len(values) // 2
-    app = App(ServiceSettings(data_dir=tmp_path / "data", database_url=database_url, allowed_hosts=(HOST,),
-                              publish_interval=3600, prune_interval=3600, http_host="127.0.0.1", http_port=0))
+    app = App(
+        ServiceSettings(
+            data_dir=tmp_path / "data",
+            database_url=database_url,
+            allowed_hosts=(HOST,),
+            publish_interval=3600,
+            prune_interval=3600,
+            http_host="127.0.0.1",
+            http_port=0,
+        )
+    )
     offsets = OffsetStore(app.manifest)
     config = KafkaConfig(kafka_broker.bootstrap, topic, f"group-{topic}", session_timeout=4, max_poll_interval=5)
     source = KafkaSource(config, offsets, max_records=100)

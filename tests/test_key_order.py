@@ -32,8 +32,13 @@ KEYS = ["a", "B", "c", "é", "Z", "a-b", "a_b", "ab", "e", "A"]
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[App]:
     for url in fresh_pg_database("TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"):
-        settings = Settings(data_dir=tmp_path / "data", database_url=url, base_url="http://127.0.0.1:8080/sitemaps/",
-                            allowed_hosts=(HOST,), workers=1)
+        settings = Settings(
+            data_dir=tmp_path / "data",
+            database_url=url,
+            base_url="http://127.0.0.1:8080/sitemaps/",
+            allowed_hosts=(HOST,),
+            workers=1,
+        )
         a = App(settings)
         try:
             yield a
@@ -54,7 +59,8 @@ def test_a_shard_keeps_byte_order_from_packs_and_from_rows(app: App) -> None:
     with app.manifest.read() as conn:  # the database's own order is not byte order: else this test proves nothing
         assert conn.execute(text("SELECT 'a' < 'B'")).scalar() is True
     Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 1).rebuild(
-        row_chunks("src", [doc(k) for k in KEYS]))
+        row_chunks("src", [doc(k) for k in KEYS])
+    )
     from_packs = shard_locs(app, app.publisher.publish(full=True).generation or "")
     app.applier.apply_raw([("t", orjson.dumps({"op": "upsert", **doc("c", day=2)}))])
     touched = app.publisher.publish()

@@ -32,12 +32,19 @@ NODE_DIR = Path(__file__).parent / "node"
 T0 = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 # (title as sent and as read: XML metacharacters, quotes, scripts, emoji; nothing named like an HTML entity,
 # which usp 1.8.1 unescapes a second time: tests/test_readers.py)
-TITLES = ["Markets <up> & \"bonds\" 'down'", "\u65e5\u672c\u8a9e\u306e\u898b\u51fa\u3057",
-          "RTL \u05e9\u05dc\u05d5\u05dd \u2014 emoji \U0001f600", "Plain title"]
+TITLES = [
+    "Markets <up> & \"bonds\" 'down'",
+    "\u65e5\u672c\u8a9e\u306e\u898b\u51fa\u3057",
+    "RTL \u05e9\u05dc\u05d5\u05dd \u2014 emoji \U0001f600",
+    "Plain title",
+]
 # (publication_date as sent, as published): zones and a date alone
-DATES = [("2026-12-05T10:00:00Z", "2026-12-05T10:00:00+00:00"),
-         ("2026-12-04T23:30:15+02:00", "2026-12-04T23:30:15+02:00"), ("2026-12-04", "2026-12-04"),
-         ("2026-12-05T11:59:59.5-03:30", "2026-12-05T11:59:59-03:30")]
+DATES = [
+    ("2026-12-05T10:00:00Z", "2026-12-05T10:00:00+00:00"),
+    ("2026-12-04T23:30:15+02:00", "2026-12-04T23:30:15+02:00"),
+    ("2026-12-04", "2026-12-04"),
+    ("2026-12-05T11:59:59.5-03:30", "2026-12-05T11:59:59-03:30"),
+]
 LANGUAGES = [("en", "en"), ("zh-TW", "zh-tw"), ("fra", "fra"), ("de", "de")]
 OLD = ("2026-12-01T00:00:00Z", "")  # four days before T0: out of the window
 
@@ -54,9 +61,15 @@ def news_catalog(n: int) -> tuple[list[dict[str, Any]], NewsTruth]:
         language, language_out = LANGUAGES[i % len(LANGUAGES)]
         title = TITLES[i % len(TITLES)] + f" #{i}"
         name = "The Example & Times" if i % 2 else "Ex\u00e4mple Ne\u0301ws"
-        docs.append({"section": "world", "key": str(i), "loc": loc, "lastmod": "2026-12-05",
-                     "news": {"publication": {"name": name, "language": language}, "publication_date": date,
-                              "title": title}})
+        docs.append(
+            {
+                "section": "world",
+                "key": str(i),
+                "loc": loc,
+                "lastmod": "2026-12-05",
+                "news": {"publication": {"name": name, "language": language}, "publication_date": date, "title": title},
+            }
+        )
         if date_out:
             truth[published_loc] = (name, language_out, date_out, title)
     return docs, truth
@@ -70,8 +83,12 @@ def npm_reader() -> Path:
     with open(NODE_DIR / "package.json", "rb") as lock:  # one install at a time (pytest-xdist workers)
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         if not (NODE_DIR / "node_modules" / "sitemap").is_dir():
-            subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--prefix", str(NODE_DIR)], check=True,
-                           capture_output=True, timeout=300)
+            subprocess.run(
+                ["npm", "ci", "--no-audit", "--no-fund", "--prefix", str(NODE_DIR)],
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
     return NODE_DIR / "read_sitemap.js"
 
 
@@ -86,8 +103,14 @@ def read_with_npm(reader: Path, path: Path) -> list[dict[str, Any]]:
 def served(tmp_path: Path) -> Iterator[tuple[App, str]]:
     """An App publishing with the address of a real server of its store as its base URL (the indexes point at
     it, so a crawler follows them), its clock at T0."""
-    settings = Settings(data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path}/m.db",
-                        base_url="http://127.0.0.1:8080/sitemaps/", allowed_hosts=(HOST,), max_urls=40, workers=1)
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=f"sqlite:///{tmp_path}/m.db",
+        base_url="http://127.0.0.1:8080/sitemaps/",
+        allowed_hosts=(HOST,),
+        max_urls=40,
+        workers=1,
+    )
     opener = App(settings)
     server = make_server(opener.store, opener.router, settings.base_path, "127.0.0.1", 0)
     serve_in_thread(server)
@@ -123,8 +146,12 @@ def news_with_usp(root_url: str, caplog: pytest.LogCaptureFixture) -> NewsTruth:
             if story is None:
                 continue
             assert page.url not in found
-            found[page.url] = (story.publication_name or "", story.publication_language or "",
-                               story.publish_date.isoformat(), story.title)
+            found[page.url] = (
+                story.publication_name or "",
+                story.publication_language or "",
+                story.publish_date.isoformat(),
+                story.title,
+            )
     assert not [r for r in caplog.records if r.name.startswith("usp")], [r.getMessage() for r in caplog.records]
     return found
 
@@ -144,13 +171,18 @@ def news_with_npm(reader: Path, files: dict[str, bytes], tmp_path: Path) -> News
         for item in read_with_npm(reader, path):
             news = item["news"]
             assert item["url"] not in found and item["img"] == [] and item["video"] == []
-            found[item["url"]] = (news["publication"]["name"], news["publication"]["language"],
-                                  news["publication_date"], news["title"])
+            found[item["url"]] = (
+                news["publication"]["name"],
+                news["publication"]["language"],
+                news["publication_date"],
+                news["title"],
+            )
     return found
 
 
-def test_news_read_back_field_for_field(served: tuple[App, str], npm_reader: Path, tmp_path: Path,
-                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_news_read_back_field_for_field(
+    served: tuple[App, str], npm_reader: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     app, base = served
     docs, truth = news_catalog(120)
     publish(app, docs)
@@ -181,27 +213,53 @@ def video_catalog(n: int, day: int = 0) -> tuple[list[dict[str, Any]], dict[str,
         videos, expected = [], []
         for j in range(i % 4):
             title = TITLES[(i + j + day) % len(TITLES)][:90]
-            sent: dict[str, Any] = {"thumbnail_loc": f"https://cdn.example/{i}/{j}.jpg?s=1&t=2", "title": title,
-                                    "description": f"Video {j} of page {i} & <more>"}
-            got: dict[str, Any] = {"tag": [], "thumbnail_loc": sent["thumbnail_loc"], "title": title,
-                                   "description": sent["description"]}
+            sent: dict[str, Any] = {
+                "thumbnail_loc": f"https://cdn.example/{i}/{j}.jpg?s=1&t=2",
+                "title": title,
+                "description": f"Video {j} of page {i} & <more>",
+            }
+            got: dict[str, Any] = {
+                "tag": [],
+                "thumbnail_loc": sent["thumbnail_loc"],
+                "title": title,
+                "description": sent["description"],
+            }
             if j != 1:
                 sent["content_loc"] = got["content_loc"] = f"https://cdn.example/{i}/{j}.mp4"
             if j != 0:
                 sent["player_loc"] = got["player_loc"] = f"https://{HOST}/player?v={i}-{j}&autostart=0"
             if j == 2:
-                sent |= {"duration": 1 + i * 7, "expiration_date": "2027-06-01T00:00:00Z", "rating": (i % 50) / 10,
-                         "view_count": i * 1000, "publication_date": "2026-11-30", "family_friendly": i % 2 == 0,
-                         "restriction": {"relationship": "deny", "countries": ["us", "CA"]},
-                         "platform": {"relationship": "allow", "platforms": ["web", "mobile"]},
-                         "requires_subscription": False, "uploader": {"name": f"Up & {i}", "info": loc + "/u"},
-                         "live": True, "tags": [f"tag {k} <{i}>" for k in range(i % 33)]}
-                got |= {"duration": 1 + i * 7, "expiration_date": "2027-06-01T00:00:00+00:00",
-                        "rating": (i % 50) / 10, "view_count": i * 1000, "publication_date": "2026-11-30",
-                        "family_friendly": "yes" if i % 2 == 0 else "no", "restriction:relationship": "deny",
-                        "restriction": "US CA", "platform:relationship": "allow", "platform": "web mobile",
-                        "requires_subscription": "no", "uploader:info": loc + "/u", "uploader": f"Up & {i}",
-                        "live": "yes", "tag": [f"tag {k} <{i}>" for k in range(i % 33)]}
+                sent |= {
+                    "duration": 1 + i * 7,
+                    "expiration_date": "2027-06-01T00:00:00Z",
+                    "rating": (i % 50) / 10,
+                    "view_count": i * 1000,
+                    "publication_date": "2026-11-30",
+                    "family_friendly": i % 2 == 0,
+                    "restriction": {"relationship": "deny", "countries": ["us", "CA"]},
+                    "platform": {"relationship": "allow", "platforms": ["web", "mobile"]},
+                    "requires_subscription": False,
+                    "uploader": {"name": f"Up & {i}", "info": loc + "/u"},
+                    "live": True,
+                    "tags": [f"tag {k} <{i}>" for k in range(i % 33)],
+                }
+                got |= {
+                    "duration": 1 + i * 7,
+                    "expiration_date": "2027-06-01T00:00:00+00:00",
+                    "rating": (i % 50) / 10,
+                    "view_count": i * 1000,
+                    "publication_date": "2026-11-30",
+                    "family_friendly": "yes" if i % 2 == 0 else "no",
+                    "restriction:relationship": "deny",
+                    "restriction": "US CA",
+                    "platform:relationship": "allow",
+                    "platform": "web mobile",
+                    "requires_subscription": "no",
+                    "uploader:info": loc + "/u",
+                    "uploader": f"Up & {i}",
+                    "live": "yes",
+                    "tag": [f"tag {k} <{i}>" for k in range(i % 33)],
+                }
             videos.append(sent)
             expected.append(got)
         doc: dict[str, Any] = {"section": "videos", "key": str(i), "loc": loc}

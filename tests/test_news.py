@@ -38,11 +38,20 @@ T0 = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)  # the controlled clock starts her
 DAY = 86400.0
 
 
-def article(i: int, published: datetime, version: int = 1, title: str | None = None,
-            section: str = "world") -> dict[str, Any]:
-    return {"section": section, "key": str(i), "loc": f"https://{HOST}/{section}/{i}", "version": version,
-            "news": {"publication": {"name": "The Example & Times", "language": "en"},
-                     "publication_date": published.isoformat(), "title": title or f"Story <{i}>"}}
+def article(
+    i: int, published: datetime, version: int = 1, title: str | None = None, section: str = "world"
+) -> dict[str, Any]:
+    return {
+        "section": section,
+        "key": str(i),
+        "loc": f"https://{HOST}/{section}/{i}",
+        "version": version,
+        "news": {
+            "publication": {"name": "The Example & Times", "language": "en"},
+            "publication_date": published.isoformat(),
+            "title": title or f"Story <{i}>",
+        },
+    }
 
 
 class Clock:
@@ -79,8 +88,13 @@ class NewsModel:
 @pytest.fixture
 def app(tmp_path: Path, database_url: str) -> Iterator[App]:
     """Google's limits: 1,000 URLs per news file (the regular shards get their 50,000)."""
-    settings = Settings(data_dir=tmp_path / "data", database_url=database_url,
-                        base_url="http://127.0.0.1:8080/sitemaps/", allowed_hosts=(HOST,), workers=1)
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        base_url="http://127.0.0.1:8080/sitemaps/",
+        allowed_hosts=(HOST,),
+        workers=1,
+    )
     a = App(settings)
     yield a
     a.close()
@@ -101,8 +115,9 @@ def served_news(app: App) -> tuple[dict[str, str], set[str], dict[str, bytes]]:
     server = make_server(app.store, app.router, app.settings.base_path, "127.0.0.1", 0)
     serve_in_thread(server)
     try:
-        site = read_site(http_fetch(f"http://127.0.0.1:{server.server_port}{app.settings.base_path}"),
-                         app.settings.base_url)  # validates every file, news ones with Google's news XSD
+        site = read_site(
+            http_fetch(f"http://127.0.0.1:{server.server_port}{app.settings.base_path}"), app.settings.base_url
+        )  # validates every file, news ones with Google's news XSD
     finally:
         server.shutdown()
         server.server_close()
@@ -192,8 +207,7 @@ def test_news_index_lastmod_is_the_newest_publication_date(app: App) -> None:
     assert gen is not None
     index = validate("sitemap-world.xml", app.store.get(gen, "sitemap-world.xml"))
     entries = {e.findtext(f"{SM}loc"): e.findtext(f"{SM}lastmod") for e in index.iter(f"{SM}sitemap")}
-    assert entries[app.settings.base_url + "sitemap-world.news-1.xml.gz"] == \
-        (T0 - timedelta(hours=1)).isoformat()
+    assert entries[app.settings.base_url + "sitemap-world.news-1.xml.gz"] == (T0 - timedelta(hours=1)).isoformat()
     news = gzip.decompress(app.store.get(gen, "sitemap-world.news-1.xml.gz"))
     assert b"<news:title>Story &lt;1&gt;</news:title>" in news and b"The Example &amp; Times" in news
 
@@ -202,21 +216,49 @@ RULES = Rules(frozenset({HOST}))
 BAD = [
     ({"publication": {"name": "X", "language": "english"}}, "news.publication.language must be an ISO 639"),
     ({"publication": {"name": "X", "language": "en"}, "title": "t"}, "news.publication_date is required"),
-    ({"publication": {"name": "X", "language": "en"}, "publication_date": "2026-13-01"},
-     "news.publication_date is not a valid date"),
-    ({"publication": {"name": "", "language": "en"}, "publication_date": "2026-12-01"},
-     "news.publication.name is required"),
+    (
+        {"publication": {"name": "X", "language": "en"}, "publication_date": "2026-13-01"},
+        "news.publication_date is not a valid date",
+    ),
+    (
+        {"publication": {"name": "", "language": "en"}, "publication_date": "2026-12-01"},
+        "news.publication.name is required",
+    ),
     ({"publication": {"name": "X", "language": "en"}, "publication_date": "2026-12-01"}, "news.title is required"),
-    ({"publication": {"name": "X", "language": "en"}, "publication_date": "2026-12-01", "title": "a\x01b"},
-     "news.title contains control characters"),
-    ({"publication": {"name": "X", "language": "en"}, "publication_date": "2026-12-01", "title": "t",
-      "keywords": "a, b"}, "news.keywords is no longer read by Google News (deprecated)"),
-    ({"publication": {"name": "X", "language": "en"}, "publication_date": "2026-12-01", "title": "t",
-      "genres": "Blog"}, "news.genres is no longer read by Google News"),
-    ({"publication": {"name": "X", "language": "en", "country": "x"}, "publication_date": "2026-12-01",
-      "title": "t"}, "news.publication has an unknown field 'country'"),
-    ({"publication": {"name": "X", "language": "en"}, "publication_date": "2026-12-01", "title": "x" * 2049},
-     "news.title is 2049 characters"),
+    (
+        {"publication": {"name": "X", "language": "en"}, "publication_date": "2026-12-01", "title": "a\x01b"},
+        "news.title contains control characters",
+    ),
+    (
+        {
+            "publication": {"name": "X", "language": "en"},
+            "publication_date": "2026-12-01",
+            "title": "t",
+            "keywords": "a, b",
+        },
+        "news.keywords is no longer read by Google News (deprecated)",
+    ),
+    (
+        {
+            "publication": {"name": "X", "language": "en"},
+            "publication_date": "2026-12-01",
+            "title": "t",
+            "genres": "Blog",
+        },
+        "news.genres is no longer read by Google News",
+    ),
+    (
+        {
+            "publication": {"name": "X", "language": "en", "country": "x"},
+            "publication_date": "2026-12-01",
+            "title": "t",
+        },
+        "news.publication has an unknown field 'country'",
+    ),
+    (
+        {"publication": {"name": "X", "language": "en"}, "publication_date": "2026-12-01", "title": "x" * 2049},
+        "news.title is 2049 characters",
+    ),
     ("yes", "news must be an object"),
 ]
 
@@ -257,14 +299,17 @@ def test_rebuild_loads_the_news_window_and_events_follow(app: App) -> None:
     app.publisher.clock = clock
     model = NewsModel()
     docs = [article(i, T0 - timedelta(hours=20 * i)) for i in range(5)]  # 0h, 20h, 40h, 60h, 80h old
-    docs += [{"section": "world", "key": "plain", "loc": f"https://{HOST}/world/plain"},
-             article(0, T0 - timedelta(hours=1), title="Repeated: the last copy stays")]
+    docs += [
+        {"section": "world", "key": "plain", "loc": f"https://{HOST}/world/plain"},
+        article(0, T0 - timedelta(hours=1), title="Repeated: the last copy stays"),
+    ]
     bad = article(9, T0)
     bad["news"]["keywords"] = "x"
     for d in docs:
         model.upsert(d)
     counts = Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 1).rebuild(
-        row_chunks("src", [*docs, bad]))
+        row_chunks("src", [*docs, bad])
+    )
     assert counts.rejected == 1 and "news.keywords is no longer read" in app.manifest.dead_letters()[0].reason
     app.publisher.publish(full=True)
     window, regular, _files = served_news(app)
@@ -280,7 +325,8 @@ def test_rebuild_loads_the_news_window_and_events_follow(app: App) -> None:
     for d in docs[5:6]:
         model.upsert(d)
     Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 1, max_shrink=1).rebuild(
-        row_chunks("src", docs[5:6]))
+        row_chunks("src", docs[5:6])
+    )
     app.publisher.max_shrink = 1
     app.publisher.publish(full=True)
     window, regular, files = served_news(app)

@@ -61,8 +61,14 @@ def test_alerts_name_only_exported_metrics() -> None:
     alerts = {r["alert"]: metric_names(r["expr"]) for r in rules()}
     for alert, names in alerts.items():
         assert names and names <= exported, f"{alert} names metrics not exported: {names - exported}"
-    needed = {"sitemaps_publishes_total", "sitemaps_consumer_lag", "sitemaps_events_total", "sitemaps_prunes_total",
-              "sitemaps_calls_total", "sitemaps_hold_since_seconds"}
+    needed = {
+        "sitemaps_publishes_total",
+        "sitemaps_consumer_lag",
+        "sitemaps_events_total",
+        "sitemaps_prunes_total",
+        "sitemaps_calls_total",
+        "sitemaps_hold_since_seconds",
+    }
     assert needed <= set().union(*alerts.values())
 
 
@@ -82,8 +88,9 @@ def test_promtool_checks_the_rules(tmp_path: Path) -> None:
         pytest.skip("promtool not installed (Debian: apt-get install prometheus)")
     spec = yaml.safe_load((MONITORING / "prometheusrule.yaml").read_text())["spec"]
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(spec))
-    proc = subprocess.run([promtool, "check", "rules", str(tmp_path / "rules.yaml")], capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [promtool, "check", "rules", str(tmp_path / "rules.yaml")], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"{len(rules())} rules found" in proc.stdout
 
@@ -93,9 +100,16 @@ def test_kustomize_renders_the_monitoring_component(tmp_path: Path) -> None:
     if kubectl is None:
         pytest.skip("kubectl not installed")
     deploy = os.path.relpath(MONITORING.parent, tmp_path)
-    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "resources": [deploy], "components": [f"{deploy}/monitoring"]}))
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [deploy],
+                "components": [f"{deploy}/monitoring"],
+            }
+        )
+    )
     proc = subprocess.run([kubectl, "kustomize", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     objs = {(o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load_all(proc.stdout) if o}
@@ -147,11 +161,17 @@ def test_a_running_service_exports_and_logs_json(tmp_path: Path, database_url: s
 
 
 def test_json_results(tmp_path: Path, database_url: str) -> None:
-    env = {"SITEMAPS_DATA_DIR": str(tmp_path / "data"), "SITEMAPS_DATABASE_URL": database_url,
-           "SITEMAPS_ALLOWED_HOSTS": HOST, "SITEMAPS_LOG_LEVEL": "WARNING", "SITEMAPS_MAX_URLS": "10"}
+    env = {
+        "SITEMAPS_DATA_DIR": str(tmp_path / "data"),
+        "SITEMAPS_DATABASE_URL": database_url,
+        "SITEMAPS_ALLOWED_HOSTS": HOST,
+        "SITEMAPS_LOG_LEVEL": "WARNING",
+        "SITEMAPS_MAX_URLS": "10",
+    }
     source = tmp_path / "docs.jsonl"
-    source.write_bytes(b"".join(orjson.dumps({k: v for k, v in event(i, 1).items() if k != "op"}) + b"\n"
-                                for i in range(25)))
+    source.write_bytes(
+        b"".join(orjson.dumps({k: v for k, v in event(i, 1).items() if k != "op"}) + b"\n" for i in range(25))
+    )
 
     def run(*args: str) -> dict[str, Any]:
         out = cli(*args, "--json", env=env).stdout.splitlines()
@@ -191,11 +211,16 @@ def test_calls_are_counted_by_outcome(moto_world: World) -> None:  # noqa: F811 
 def test_one_shot_results_are_json_log_records(tmp_path: Path) -> None:
     """In JSON log format a command's result is also a log record with its fields; in text format it is said
     once, on standard output."""
-    env = {"SITEMAPS_DATA_DIR": str(tmp_path / "data"), "SITEMAPS_ALLOWED_HOSTS": HOST,
-           "SITEMAPS_LOG_LEVEL": "INFO", "SITEMAPS_LOG_FORMAT": "json"}
+    env = {
+        "SITEMAPS_DATA_DIR": str(tmp_path / "data"),
+        "SITEMAPS_ALLOWED_HOSTS": HOST,
+        "SITEMAPS_LOG_LEVEL": "INFO",
+        "SITEMAPS_LOG_FORMAT": "json",
+    }
     source = tmp_path / "docs.jsonl"
-    source.write_bytes(b"".join(orjson.dumps({k: v for k, v in event(i, 1).items() if k != "op"}) + b"\n"
-                                for i in range(12)))
+    source.write_bytes(
+        b"".join(orjson.dumps({k: v for k, v in event(i, 1).items() if k != "op"}) + b"\n" for i in range(12))
+    )
     proc = cli("rebuild", "--source", str(source), "--json", env=env)
     (record,) = [json.loads(line) for line in proc.stderr.splitlines() if '"event": "rebuilt"' in line]
     result = json.loads(proc.stdout)

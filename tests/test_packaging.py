@@ -44,8 +44,9 @@ def imported_modules(path: Path) -> set[str]:
 def test_snapshot_never_imports_incremental() -> None:
     """`snapshot` is all a one-shot command needs; `incremental` (events, the service, the CLI) builds on it."""
     offenders = {
-        str(path.relative_to(ROOT)): sorted(n for n in imported_modules(path) if n.startswith(("incremental",
-                                                                                                "sitemap_keeper.incremental")))
+        str(path.relative_to(ROOT)): sorted(
+            n for n in imported_modules(path) if n.startswith(("incremental", "sitemap_keeper.incremental"))
+        )
         for path in python_files("snapshot")
     }
     assert {path: names for path, names in offenders.items() if names} == {}
@@ -53,10 +54,14 @@ def test_snapshot_never_imports_incremental() -> None:
 
 def test_snapshot_loads_without_incremental() -> None:
     """The same rule at run time: importing every module of snapshot loads none of incremental."""
-    modules = [".".join(("sitemap_keeper", *p.relative_to(ROOT).with_suffix("").parts)).removesuffix(".__init__")
-               for p in python_files("snapshot")]
-    code = (f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
-            "print(sorted(m for m in sys.modules if m.startswith('sitemap_keeper.incremental')))")
+    modules = [
+        ".".join(("sitemap_keeper", *p.relative_to(ROOT).with_suffix("").parts)).removesuffix(".__init__")
+        for p in python_files("snapshot")
+    ]
+    code = (
+        f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('sitemap_keeper.incremental')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd="/")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
@@ -64,8 +69,10 @@ def test_snapshot_loads_without_incremental() -> None:
 
 def loaded_by(modules: list[str], prefixes: tuple[str, ...]) -> list[str]:
     """The modules starting with one of `prefixes` that importing `modules` loads, in a fresh interpreter."""
-    code = (f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
-            f"print(sorted(m for m in sys.modules if m.startswith({prefixes!r})))")
+    code = (
+        f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
+        f"print(sorted(m for m in sys.modules if m.startswith({prefixes!r})))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd="/")
     assert out.returncode == 0, out.stderr
     return list(ast.literal_eval(out.stdout.strip()))
@@ -81,6 +88,8 @@ def test_routers_load_without_the_s3_store() -> None:
 def test_rebuild_loads_without_publish() -> None:
     """A rebuild's refusals live beside publish's (snapshot/refusals.py): rebuild does not import publish."""
     assert loaded_by(["sitemap_keeper.snapshot.rebuild"], ("sitemap_keeper.snapshot.publish",)) == []
+
+
 def test_rebuild_loads_no_kafka_client() -> None:
     """`sitemaps rebuild` reads a file or a database: the Kafka client (about 0.1 s to import) is not loaded."""
     assert loaded_by(["sitemap_keeper.incremental.cli.rebuild"], ("kafka",)) == []
@@ -90,8 +99,9 @@ def test_no_module_names_the_package_by_its_bare_folder() -> None:
     """Every import of the project's own code goes through `sitemap_keeper.`: a bare `snapshot.x` would load the
     module a second time under a second name (or fail once installed)."""
     bare = {
-        str(path.relative_to(ROOT)): sorted(n for n in imported_modules(path)
-                                            if n.split(".")[0] in ("snapshot", "incremental"))
+        str(path.relative_to(ROOT)): sorted(
+            n for n in imported_modules(path) if n.split(".")[0] in ("snapshot", "incremental")
+        )
         for folder in ("snapshot", "incremental", "sitemap_keeper", "tests", "bench")
         for path in python_files(folder)
     }
@@ -101,8 +111,9 @@ def test_no_module_names_the_package_by_its_bare_folder() -> None:
 @pytest.mark.parametrize("folder", ["snapshot", "incremental"])
 def test_a_folder_imported_bare_is_refused(folder: str) -> None:
     """From a checkout the folders sit in the working directory; importing one bare says what to import instead."""
-    out = subprocess.run([sys.executable, "-c", f"import {folder}"], capture_output=True, text=True, timeout=60,
-                         cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-c", f"import {folder}"], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
     assert out.returncode == 1
     assert f"ImportError: import sitemap_keeper.{folder}, not {folder}" in out.stderr.splitlines()[-1]
 
@@ -171,8 +182,12 @@ def assert_both_work(env: Venv) -> None:
     files = env.installed_files(DISTRIBUTION)
     tops = {f.split("/")[0] for f in files if f.endswith(".py")}
     assert tops == {"sitemap_keeper"}, tops
-    for name in ("sitemap_keeper/snapshot/manifest/__init__.py", "sitemap_keeper/incremental/cli/__init__.py",
-                 "sitemap_keeper/py.typed", "sitemap_keeper/snapshot/_fastrow.pyi"):
+    for name in (
+        "sitemap_keeper/snapshot/manifest/__init__.py",
+        "sitemap_keeper/incremental/cli/__init__.py",
+        "sitemap_keeper/py.typed",
+        "sitemap_keeper/snapshot/_fastrow.pyi",
+    ):
         assert name in files, name
 
 

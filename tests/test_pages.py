@@ -72,8 +72,9 @@ NEWS_VIDEO = """<?xml version="1.0" encoding="UTF-8"?>
 
 
 def urlset(n: int) -> bytes:
-    body = "".join(f"<url><loc>https://{HOST}/p/{i}</loc><lastmod>2024-06-{i % 28 + 1:02d}</lastmod></url>\n"
-                   for i in range(n))
+    body = "".join(
+        f"<url><loc>https://{HOST}/p/{i}</loc><lastmod>2024-06-{i % 28 + 1:02d}</lastmod></url>\n" for i in range(n)
+    )
     return (f'<?xml version="1.0" encoding="UTF-8"?>\n<urlset xmlns="{NS["sm"]}">\n{body}</urlset>\n').encode()
 
 
@@ -81,8 +82,12 @@ def test_every_child_of_url_is_read() -> None:
     page = read_page(gzip.compress(NEWS_VIDEO.encode()), 0, 10)
     assert page.kind == "urlset" and page.total == 2 and [e.number for e in page.entries] == [1, 2]
     a = page.entries[0]
-    assert a.simple == {"loc": "https://librer.io/a?x=1&y=2", "lastmod": "2024-06-01", "changefreq": "daily",
-                        "priority": "0.5"}
+    assert a.simple == {
+        "loc": "https://librer.io/a?x=1&y=2",
+        "lastmod": "2024-06-01",
+        "changefreq": "daily",
+        "priority": "0.5",
+    }
     assert [(i.loc, i.title, i.caption) for i in a.images] == [("https://cdn.librer.io/a.jpg", SCRIPT_TITLE, "cap")]
     assert [(x.hreflang, x.href) for x in a.alternates] == [("de", "https://librer.io/de/a")]
     assert [(f.path, f.value, f.attributes) for f in a.fields] == [
@@ -100,8 +105,10 @@ def test_every_child_of_url_is_read() -> None:
 
 def test_pages_match_lxml() -> None:
     data = urlset(1203)
-    truth = [(u.findtext("sm:loc", namespaces=NS), u.findtext("sm:lastmod", namespaces=NS))
-             for u in etree.fromstring(data).findall("sm:url", NS)]
+    truth = [
+        (u.findtext("sm:loc", namespaces=NS), u.findtext("sm:lastmod", namespaces=NS))
+        for u in etree.fromstring(data).findall("sm:url", NS)
+    ]
     for compressed in (gzip.compress(data), data):
         seen = []
         for first in range(0, 1203, PER_PAGE):
@@ -113,9 +120,17 @@ def test_pages_match_lxml() -> None:
 
 
 def own_shard(n: int, title: str = "t") -> bytes:
-    frags = [fragment(f"https://{HOST}/p/{i}?a=1&b=<{i}>", f"2024-06-{i % 28 + 1:02d}", None, None,
-                      [Image(f"https://cdn.{HOST}/{i}.jpg", None, f"{title} {i} {SCRIPT_TITLE}")],
-                      [Alternate("de", f"https://{HOST}/de/{i}")]) for i in range(n)]
+    frags = [
+        fragment(
+            f"https://{HOST}/p/{i}?a=1&b=<{i}>",
+            f"2024-06-{i % 28 + 1:02d}",
+            None,
+            None,
+            [Image(f"https://cdn.{HOST}/{i}.jpg", None, f"{title} {i} {SCRIPT_TITLE}")],
+            [Alternate("de", f"https://{HOST}/de/{i}")],
+        )
+        for i in range(n)
+    ]
     return gzip.compress((URLSET_OPEN + "".join(frags) + URLSET_CLOSE).encode())
 
 
@@ -132,13 +147,19 @@ def test_own_shards_read_line_by_line_as_expat_reads_them(n: int) -> None:
         assert (_own_page(data, 0, PER_PAGE) is not None) == (title == "t" or n == 0)
 
 
-@pytest.mark.parametrize(("data", "why"), [
-    (b"<html><body>hi</body></html>", "the root element is html"),
-    (gzip.compress(b"<urlset xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'><url>")[:-12],
-     "not a readable gzip file"),
-    (b"<urlset xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'><url></urlset>", "not well-formed XML"),
-    (b"", "not well-formed XML"),
-], ids=["html", "truncated-gzip", "malformed", "empty"])
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (b"<html><body>hi</body></html>", "the root element is html"),
+        (
+            gzip.compress(b"<urlset xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'><url>")[:-12],
+            "not a readable gzip file",
+        ),
+        (b"<urlset xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'><url></urlset>", "not well-formed XML"),
+        (b"", "not well-formed XML"),
+    ],
+    ids=["html", "truncated-gzip", "malformed", "empty"],
+)
 def test_what_is_not_a_sitemap_says_why(data: bytes, why: str) -> None:
     with pytest.raises(NotASitemap, match=why):
         read_page(data, 0, 10)
@@ -165,7 +186,7 @@ def test_other_fields_render_as_text() -> None:
 def test_links_only_to_our_paths_and_http() -> None:
     assert link("javascript:alert(1)", "x") == "x"
     assert link("//evil.example/", "x") == "x"
-    assert link("https://librer.io/a?b=1&c=\"", "t<") == '<a href="https://librer.io/a?b=1&amp;c=&quot;">t&lt;</a>'
+    assert link('https://librer.io/a?b=1&c="', "t<") == '<a href="https://librer.io/a?b=1&amp;c=&quot;">t&lt;</a>'
     assert link("/_view/a", "a") == '<a href="/_view/a">a</a>'
 
 
@@ -175,15 +196,28 @@ def test_links_only_to_our_paths_and_http() -> None:
 def catalog_line(i: int, version: int = 1, day: int = 1) -> bytes:
     section = "books" if i < BOOKS else "authors"
     title = {3: SCRIPT_TITLE, 4: IMG_TITLE}.get(i, f"Book {i}")
-    return orjson.dumps({"section": section, "key": str(i), "loc": f"https://{HOST}/{section}/{i}",
-                         "lastmod": f"2024-06-{day:02d}T08:30:00+00:00", "version": version,
-                         "images": [{"loc": f"https://cdn.{HOST}/{i}.jpg", "title": title}],
-                         "alternates": [{"hreflang": "de", "href": f"https://{HOST}/de/{i}"}]})
+    return orjson.dumps(
+        {
+            "section": section,
+            "key": str(i),
+            "loc": f"https://{HOST}/{section}/{i}",
+            "lastmod": f"2024-06-{day:02d}T08:30:00+00:00",
+            "version": version,
+            "images": [{"loc": f"https://cdn.{HOST}/{i}.jpg", "title": title}],
+            "alternates": [{"hreflang": "de", "href": f"https://{HOST}/de/{i}"}],
+        }
+    )
 
 
 def site_env(data: Path, database_url: str) -> dict[str, str]:
-    return {"SITEMAPS_DATA_DIR": str(data), "SITEMAPS_DATABASE_URL": database_url, "SITEMAPS_BASE_URL": BASE,
-            "SITEMAPS_ALLOWED_HOSTS": HOST, "SITEMAPS_MAX_URLS": "600", "SITEMAPS_LOG_LEVEL": "WARNING"}
+    return {
+        "SITEMAPS_DATA_DIR": str(data),
+        "SITEMAPS_DATABASE_URL": database_url,
+        "SITEMAPS_BASE_URL": BASE,
+        "SITEMAPS_ALLOWED_HOSTS": HOST,
+        "SITEMAPS_MAX_URLS": "600",
+        "SITEMAPS_LOG_LEVEL": "WARNING",
+    }
 
 
 def build_site(tmp: Path, env: dict[str, str]) -> None:
@@ -200,8 +234,12 @@ def build_site(tmp: Path, env: dict[str, str]) -> None:
 
 class Served:
     def __init__(self, env: dict[str, str], *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "sitemap_keeper", "serve", "--port", "0", *args],
-                                     env={**__import__("os").environ, **env}, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sitemap_keeper", "serve", "--port", "0", *args],
+            env={**__import__("os").environ, **env},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout is not None
         m = re.search(r"http://127\.0\.0\.1:(\d+)/", self.proc.stdout.readline())
         assert m
@@ -241,8 +279,10 @@ def test_status_page_shows_what_status_json_says(served: tuple[Served, dict[str,
     assert headers["X-Content-Type-Options"] == "nosniff"
     doc = lxml_html.fromstring(body)
     info = status_json(env)
-    summary = {tr.xpath("td[1]")[0].text_content(): tr.xpath("td[2]")[0].text_content()
-               for tr in doc.xpath('//table[@id="summary"]/tbody/tr')}
+    summary = {
+        tr.xpath("td[1]")[0].text_content(): tr.xpath("td[2]")[0].text_content()
+        for tr in doc.xpath('//table[@id="summary"]/tbody/tr')
+    }
     headings = {h.text_content() for h in doc.xpath("//h2")}
     for key, value in info.items():  # every key of status --json is on the page
         if isinstance(value, dict | list):
@@ -301,13 +341,16 @@ def test_bad_view_requests_say_what_is_wrong(served: tuple[Served, dict[str, str
         "/_view/sitemap.xml?page=0": (400, "page must be a whole number from 1, got '0'"),
         "/_view/sitemap.xml?page=x": (400, "page must be a whole number from 1, got 'x'"),
         "/_view/sitemap.xml?page=2": (404, "sitemap.xml has 1 page(s) of 500 entries, not 2"),
-        "/_view/sitemap.xml?generation=20200101-000000-000-0000":
-            (404, "generation 20200101-000000-000-0000 is not recorded in this manifest"),
+        "/_view/sitemap.xml?generation=20200101-000000-000-0000": (
+            404,
+            "generation 20200101-000000-000-0000 is not recorded in this manifest",
+        ),
     }
     for path, (want_code, message) in cases.items():
         code, _h, body = server.get(path)
-        assert (code, lxml_html.fromstring(body).xpath('//p[@id="error"]')[0].text_content()) == \
-            (want_code, message), path
+        assert (code, lxml_html.fromstring(body).xpath('//p[@id="error"]')[0].text_content()) == (want_code, message), (
+            path
+        )
     assert server.get("/sitemaps/sitemap.xml")[0] == 200  # the published files are still served
     assert server.get("/sitemaps/_status")[0] == 404
 
@@ -324,12 +367,12 @@ def test_pages_can_be_turned_off(tmp_path: Path) -> None:
 def test_status_page_on_the_service_port(tmp_path: Path, database_url: str) -> None:
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"\n".join(catalog_line(i) for i in range(50)) + b"\n")
-    svc = ServiceProcess(["run", "--follow", str(path)], service_env(tmp_path, database_url),
-                         tmp_path / "service.log")
+    svc = ServiceProcess(["run", "--follow", str(path)], service_env(tmp_path, database_url), tmp_path / "service.log")
     try:
         wait_for(lambda: svc.get("/_view/sitemap.xml")[0] == 200, 60, "the first publish")
-        process = wait_for(lambda: p if (p := process_rows(svc))["applied_this_run"] == "50" else None, 30,
-                           "the whole file applied")
+        process = wait_for(
+            lambda: p if (p := process_rows(svc))["applied_this_run"] == "50" else None, 30, "the whole file applied"
+        )
         assert process["ready"] == "yes"
         assert process["lag"] == "—"  # a followed file does not count its events: unknown, not 0
         assert process["since_main_loop_turned_seconds"] in {f"{n} s" for n in range(10)}
@@ -343,8 +386,10 @@ def process_rows(svc: ServiceProcess) -> dict[str, str]:
     code, body = svc.get("/_status")
     assert code == 200
     heading = lxml_html.fromstring(body).xpath('//h2[text()="This process"]')[0]
-    return {tr.xpath("td[1]")[0].text_content(): tr.xpath("td[2]")[0].text_content()
-            for tr in heading.getnext().xpath("tbody/tr")}
+    return {
+        tr.xpath("td[1]")[0].text_content(): tr.xpath("td[2]")[0].text_content()
+        for tr in heading.getnext().xpath("tbody/tr")
+    }
 
 
 # -- in a real browser ----------------------------------------------------------------------------------------
@@ -400,8 +445,9 @@ def test_index_view_in_a_browser(browsed: tuple[Served, Path]) -> None:
     server, tmp = browsed
     dom = look(server, tmp, "/_view/sitemap.xml", "index")
     views = [a.get("href") for a in dom.xpath('//table[@id="entries"]//a[text()="view"]')]
-    assert [v.split("?")[0] for v in views] == [f"/_view/sitemap-{n}.xml.gz"
-                                                 for n in ("authors-1", "books-1", "books-2")]
+    assert [v.split("?")[0] for v in views] == [
+        f"/_view/sitemap-{n}.xml.gz" for n in ("authors-1", "books-1", "books-2")
+    ]
 
 
 def test_a_failing_router_gives_a_one_line_503(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

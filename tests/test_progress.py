@@ -31,12 +31,19 @@ def last_share(stderr: str, label: str) -> tuple[float, int]:
 
 
 def test_publish_apply_and_verify_show_progress(tmp_path: Path, database_url: str) -> None:
-    env = {"SITEMAPS_DATA_DIR": str(tmp_path / "data"), "SITEMAPS_DATABASE_URL": database_url,
-           "SITEMAPS_ALLOWED_HOSTS": HOST, "SITEMAPS_LOG_LEVEL": "WARNING", "SITEMAPS_MAX_URLS": "10",
-           "SITEMAPS_PROGRESS_INTERVAL": "0.000001", "SITEMAPS_WORKERS": "1"}
+    env = {
+        "SITEMAPS_DATA_DIR": str(tmp_path / "data"),
+        "SITEMAPS_DATABASE_URL": database_url,
+        "SITEMAPS_ALLOWED_HOSTS": HOST,
+        "SITEMAPS_LOG_LEVEL": "WARNING",
+        "SITEMAPS_MAX_URLS": "10",
+        "SITEMAPS_PROGRESS_INTERVAL": "0.000001",
+        "SITEMAPS_WORKERS": "1",
+    }
     source = tmp_path / "docs.jsonl"
-    source.write_bytes(b"".join(orjson.dumps({k: v for k, v in event(i, 1).items() if k != "op"}) + b"\n"
-                                for i in range(95)))
+    source.write_bytes(
+        b"".join(orjson.dumps({k: v for k, v in event(i, 1).items() if k != "op"}) + b"\n" for i in range(95))
+    )
     cli("rebuild", "--source", str(source), "--no-publish", env=env)
     proc = cli("publish", "--full", "--json", env=env)
     rendered = json.loads(proc.stdout)["rendered"]
@@ -55,8 +62,10 @@ def test_replay_shows_progress(kafka_broker: TansuBroker, new_topic: Any, tmp_pa
     events = [event(i, 1) for i in range(60)]
     values = [orjson.dumps(e) for e in events]
     kafka_broker.produce(topic, values, [key_of(e) for e in events])
-    env = {**kafka_env(tmp_path, f"sqlite:///{tmp_path / 'm.db'}", kafka_broker, topic),
-           "SITEMAPS_PROGRESS_INTERVAL": "0.000001"}
+    env = {
+        **kafka_env(tmp_path, f"sqlite:///{tmp_path / 'm.db'}", kafka_broker, topic),
+        "SITEMAPS_PROGRESS_INTERVAL": "0.000001",
+    }
     proc = cli("replay", "--exit", env=env)
     assert "replayed: applied 60" in proc.stdout
     assert last_share(proc.stderr, "replaying (events)") == (100.0, 60)

@@ -25,9 +25,14 @@ from tests.support import Model, cli, http_fetch, read_site
 
 @pytest.fixture
 def app(tmp_path: Path, database_url: str) -> Iterator[App]:
-    settings = Settings(data_dir=tmp_path / "data", database_url=database_url,
-                        base_url="http://127.0.0.1:8080/sitemaps/", allowed_hosts=(HOST,), max_urls=100,
-                        workers=2)
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        base_url="http://127.0.0.1:8080/sitemaps/",
+        allowed_hosts=(HOST,),
+        max_urls=100,
+        workers=2,
+    )
     a = App(settings)
     yield a
     a.close()
@@ -70,19 +75,28 @@ def test_rebuild_apply_publish_rollback_prune(app: App) -> None:
     assert (second.rendered, second.copied) == (1, 5)
     assert served(app) == model.expected()
 
-    apply(app, model, [{"op": "delete", "section": "books", "key": "0", "version": 5},
-                       doc(1000, section="books"), doc(7, version=1, section="authors", day=20)])  # last one stale
+    apply(
+        app,
+        model,
+        [
+            {"op": "delete", "section": "books", "key": "0", "version": 5},
+            doc(1000, section="books"),
+            doc(7, version=1, section="authors", day=20),
+        ],
+    )  # last one stale
     third = app.publisher.publish()
     assert third.generation is not None
     assert served(app) == model.expected()
 
     previous = served(app)
     from sitemap_keeper.snapshot.rollback import rollback
+
     before, target = rollback(app.manifest, app.store, app.router)
     assert (before, target) == (third.generation, second.generation)
     assert served(app) != previous
 
     from sitemap_keeper.snapshot.prune import prune
+
     result = prune(app.manifest, app.store, app.router, keep=2, grace=0)
     assert second.generation in result.kept and first.generation in result.deleted
     assert app.router.current() == second.generation
@@ -99,8 +113,12 @@ def test_one_upsert_rewrites_exactly_one_shard(app: App) -> None:
     assert second.generation and (second.rendered, second.copied) == (1, 9)
     old, new = app.store.list(first.generation), app.store.list(second.generation)
     assert set(old) == set(new)
-    changed = [n for n in new if naming.parse_shard_name(n) and not os.path.samefile(
-        app.store.path(first.generation, n), app.store.path(second.generation, n))]  # type: ignore[attr-defined]
+    changed = [
+        n
+        for n in new
+        if naming.parse_shard_name(n)
+        and not os.path.samefile(app.store.path(first.generation, n), app.store.path(second.generation, n))
+    ]  # type: ignore[attr-defined]
     assert changed == [naming.shard_name("books", 6)]
 
 
@@ -135,13 +153,17 @@ def test_a_manifest_that_never_published_the_live_site_does_not_replace_it(app: 
     other = App(app.settings.replace(database_url=None))
     try:
         apply(other, Model(), [doc(1000)])
-        with pytest.raises(ForeignLive, match=f"the router serves generation {live}, which this manifest never "
-                                              "published"):
+        with pytest.raises(
+            ForeignLive, match=f"the router serves generation {live}, which this manifest never published"
+        ):
             other.publisher.publish()
         assert app.router.current() == live and served(app) == model.expected()
         # The command says so in one line, and the service's timer does not publish either.
-        env = {"SITEMAPS_DATA_DIR": str(app.settings.data_dir), "SITEMAPS_ALLOWED_HOSTS": HOST,
-               "SITEMAPS_BASE_URL": app.settings.base_url}
+        env = {
+            "SITEMAPS_DATA_DIR": str(app.settings.data_dir),
+            "SITEMAPS_ALLOWED_HOSTS": HOST,
+            "SITEMAPS_BASE_URL": app.settings.base_url,
+        }
         proc = cli("publish", env=env, check=False)
         assert proc.returncode == 1 and proc.stderr.startswith(f"error: the router serves generation {live},"), proc
         assert app.router.current() == live
@@ -167,8 +189,11 @@ def test_a_source_far_smaller_than_the_manifest_does_not_replace_it(app: App, tm
     rebuild(200)
     live = app.publisher.publish(full=True).generation
     assert live is not None and served(app) == site(200)
-    with pytest.raises(SourceShrank, match="the source holds 99 valid documents and the manifest 200 URLs: this "
-                                           "rebuild would remove 101 of them, more than the 50% allowed"):
+    with pytest.raises(
+        SourceShrank,
+        match="the source holds 99 valid documents and the manifest 200 URLs: this "
+        "rebuild would remove 101 of them, more than the 50% allowed",
+    ):
         rebuild(99)
     with app.manifest.read() as conn:
         assert len(conn.execute(select(documents.c.key)).all()) == 200
@@ -179,11 +204,17 @@ def test_a_source_far_smaller_than_the_manifest_does_not_replace_it(app: App, tm
     # The command says so in one line; the limit is an option (and SITEMAPS_MAX_SHRINK).
     source = tmp_path / "small.jsonl"
     source.write_bytes(b"".join(orjson.dumps(doc(i)) + b"\n" for i in range(10)))
-    env = {"SITEMAPS_DATA_DIR": str(settings.data_dir), "SITEMAPS_DATABASE_URL": settings.manifest_url,
-           "SITEMAPS_ALLOWED_HOSTS": HOST, "SITEMAPS_BASE_URL": settings.base_url, "SITEMAPS_MAX_URLS": "100"}
+    env = {
+        "SITEMAPS_DATA_DIR": str(settings.data_dir),
+        "SITEMAPS_DATABASE_URL": settings.manifest_url,
+        "SITEMAPS_ALLOWED_HOSTS": HOST,
+        "SITEMAPS_BASE_URL": settings.base_url,
+        "SITEMAPS_MAX_URLS": "100",
+    }
     proc = cli("rebuild", "--source", str(source), env=env, check=False)
-    assert proc.returncode == 1 and proc.stderr.startswith("error: the source holds 10 valid documents and the "
-                                                           "manifest 100 URLs"), proc
+    assert proc.returncode == 1 and proc.stderr.startswith(
+        "error: the source holds 10 valid documents and the manifest 100 URLs"
+    ), proc
     assert served(app) == site(100)
     assert cli("rebuild", "--source", str(source), "--max-shrink", "2", env=env, check=False).returncode == 2
     cli("rebuild", "--source", str(source), env={**env, "SITEMAPS_MAX_SHRINK": "1"})
@@ -200,14 +231,21 @@ def test_a_publish_that_would_remove_most_of_the_live_site_is_refused(app: App) 
     whole = model.expected()
     apply(app, model, [{"op": "delete", "section": "books", "key": str(i), "version": 2} for i in range(6)])
     for full in (False, True):
-        with pytest.raises(SiteShrank, match=f"generation {live} serves 10 URLs and this manifest holds 4: "
-                                             "publishing would remove 6 of them, more than the 50% allowed"):
+        with pytest.raises(
+            SiteShrank,
+            match=f"generation {live} serves 10 URLs and this manifest holds 4: "
+            "publishing would remove 6 of them, more than the 50% allowed",
+        ):
             app.publisher.publish(full=full)
     assert app.router.current() == live and served(app) == whole
     assert [g.id for g in app.manifest.generations()] == [live]
     # The command says so in one line; --max-shrink (SITEMAPS_MAX_SHRINK) publishes the deletions on purpose.
-    env = {"SITEMAPS_DATA_DIR": str(app.settings.data_dir), "SITEMAPS_DATABASE_URL": app.settings.manifest_url,
-           "SITEMAPS_ALLOWED_HOSTS": HOST, "SITEMAPS_BASE_URL": app.settings.base_url}
+    env = {
+        "SITEMAPS_DATA_DIR": str(app.settings.data_dir),
+        "SITEMAPS_DATABASE_URL": app.settings.manifest_url,
+        "SITEMAPS_ALLOWED_HOSTS": HOST,
+        "SITEMAPS_BASE_URL": app.settings.base_url,
+    }
     proc = cli("publish", env=env, check=False)
     assert proc.returncode == 1 and proc.stderr.startswith(f"error: generation {live} serves 10 URLs"), proc
     assert app.router.current() == live
@@ -238,15 +276,20 @@ def test_one_upsert_at_scale_rewrites_one_shard_file(tmp_path: Path) -> None:
     a = App(settings)
     try:
         Rebuilder(a.manifest, settings.rules, settings.limits, 2).rebuild(
-            row_chunks("synthetic", synthetic.catalog(100_000)))
+            row_chunks("synthetic", synthetic.catalog(100_000))
+        )
         first = a.publisher.publish(full=True)
         assert first.generation and first.rendered == 20
         a.applier.apply_raw([("t", orjson.dumps(synthetic.document(4242, version=2, day=9)))])
         second = a.publisher.publish()
         assert second.generation and (second.rendered, second.copied) == (1, 19)
         store = a.store
-        rewritten = [n for n in store.list(second.generation) if naming.parse_shard_name(n) and not os.path.samefile(
-            store.path(first.generation, n), store.path(second.generation, n))]  # type: ignore[attr-defined]
+        rewritten = [
+            n
+            for n in store.list(second.generation)
+            if naming.parse_shard_name(n)
+            and not os.path.samefile(store.path(first.generation, n), store.path(second.generation, n))
+        ]  # type: ignore[attr-defined]
         # The synthetic catalog deals documents to the sections in turn; each section fills its shards in order.
         assert rewritten == [naming.shard_name(synthetic.SECTIONS[4242 % 4], 4242 // 4 // 5_000 + 1)]
     finally:
@@ -274,12 +317,18 @@ def test_rebuild_keeps_the_newest_copy_of_a_repeated_key(app: App) -> None:
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-def test_packed_documents_repeated_in_the_source_then_changed(tmp_path: Path, database_url: str, seed: int
-                                                              ) -> None:
+def test_packed_documents_repeated_in_the_source_then_changed(tmp_path: Path, database_url: str, seed: int) -> None:
     """A rebuild keeps documents in packs (snapshot/packs.py); a source that repeats keys in one shard and across
     shards, with versions and without, ends as if applied in order, and events on packed documents win."""
-    settings = Settings(data_dir=tmp_path / "data", database_url=database_url, base_url="http://127.0.0.1:8080/sitemaps/",
-                        allowed_hosts=(HOST,), max_urls=100, max_bytes=20_000, workers=2)
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        base_url="http://127.0.0.1:8080/sitemaps/",
+        allowed_hosts=(HOST,),
+        max_urls=100,
+        max_bytes=20_000,
+        workers=2,
+    )
     app = App(settings)
     try:
         _packed_documents(app, random.Random(seed))
@@ -310,8 +359,13 @@ def _packed_documents(app: App, rnd: random.Random) -> None:
             events.append({"op": "delete", "section": section, "key": key, "version": 10})
         else:
             padding = "x" * (1500 if n % 3 == 1 else 0)  # over its shard's 20,000 bytes: it moves
-            events.append({"op": "upsert", **doc(int(key), section=section, day=2, version=10),
-                           "loc": f"https://{HOST}/{section}/{key}?p={padding}"})
+            events.append(
+                {
+                    "op": "upsert",
+                    **doc(int(key), section=section, day=2, version=10),
+                    "loc": f"https://{HOST}/{section}/{key}?p={padding}",
+                }
+            )
     events += [doc(5000 + i, section="authors", version=1) for i in range(50)]
     before = _shard_nos(app)
     apply(app, model, events)
@@ -338,7 +392,8 @@ def test_a_packed_document_missing_from_its_packs_is_reported_not_published(app:
     from sitemap_keeper.snapshot.publish import render_shard
 
     Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 2).rebuild(
-        row_chunks("src", [doc(i) for i in range(30)], 10))
+        row_chunks("src", [doc(i) for i in range(30)], 10)
+    )
     if changed:  # one row of the shard written in full by an event, the others still packed
         apply(app, Model(), [doc(5, version=2, day=9)])
     with app.manifest.write() as conn:  # the pack of documents 10 to 19
@@ -348,31 +403,45 @@ def test_a_packed_document_missing_from_its_packs_is_reported_not_published(app:
 
 
 @pytest.mark.parametrize("seed", [3, 4])
-def test_an_untouched_shard_renders_from_its_packs_as_from_its_rows(tmp_path: Path, database_url: str, seed: int
-                                                                   ) -> None:
+def test_an_untouched_shard_renders_from_its_packs_as_from_its_rows(
+    tmp_path: Path, database_url: str, seed: int
+) -> None:
     """A shard no event touched since the rebuild is rendered from its packs alone (no documents rows read);
     with keys repeated in the source, in one shard and across shards, that gives what its rows give."""
     from sitemap_keeper.snapshot.manifest.schema import PACKED_REVISION, meta
 
-    settings = Settings(data_dir=tmp_path / "data", database_url=database_url, allowed_hosts=(HOST,), max_urls=100,
-                        max_bytes=20_000, workers=2)
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        allowed_hosts=(HOST,),
+        max_urls=100,
+        max_bytes=20_000,
+        workers=2,
+    )
     app = App(settings)
     try:
         rnd = random.Random(seed)
-        docs = [doc(k, section=("books", "authors")[k % 2], day=1 + rnd.randrange(28), version=rnd.randrange(1, 6))
-                for k in (rnd.randrange(300) if rnd.random() < 0.4 else 1000 + i for i in range(700))]
+        docs = [
+            doc(k, section=("books", "authors")[k % 2], day=1 + rnd.randrange(28), version=rnd.randrange(1, 6))
+            for k in (rnd.randrange(300) if rnd.random() < 0.4 else 1000 + i for i in range(700))
+        ]
         Rebuilder(app.manifest, settings.rules, settings.limits, 2).rebuild(row_chunks("src", docs, 97))
         untouched = app.manifest.shards()[0]
         apply(app, Model(), [doc(5000, section="authors")])  # touches the authors' open shard only
 
         def rows() -> dict[tuple[str, int], tuple[list[str], list[str | None], list[float | None]]]:
             with app.manifest.read() as conn:
-                return {(s.section, s.shard_no): app.manifest.shard_rows(conn, s.section, s.shard_no)
-                        for s in app.manifest.shards()}
+                return {
+                    (s.section, s.shard_no): app.manifest.shard_rows(conn, s.section, s.shard_no)
+                    for s in app.manifest.shards()
+                }
 
         with app.manifest.read() as conn, app.manifest.driver_cursor(conn) as (cur, mark):
-            from_packs = {(s.section, s.shard_no) for s in app.manifest.shards()
-                          if app.manifest.rows_as_rebuilt(cur, mark, s.section, s.shard_no) is not None}
+            from_packs = {
+                (s.section, s.shard_no)
+                for s in app.manifest.shards()
+                if app.manifest.rows_as_rebuilt(cur, mark, s.section, s.shard_no) is not None
+            }
         assert len(from_packs) == len(app.manifest.shards()) - 1
         assert (untouched.section, untouched.shard_no) in from_packs
         rendered = rows()
@@ -381,4 +450,3 @@ def test_an_untouched_shard_renders_from_its_packs_as_from_its_rows(tmp_path: Pa
         assert rows() == rendered
     finally:
         app.close()
-

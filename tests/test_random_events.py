@@ -20,24 +20,28 @@ from tests.support import Model, http_fetch, read_site
 HOST = "librer.io"
 SECTIONS = ("books", "authors", "x-y_1")
 
-upsert = st.fixed_dictionaries({
-    "op": st.just("upsert"),
-    "section": st.sampled_from(SECTIONS),
-    "key": st.integers(0, 40).map(str),
-    "version": st.one_of(st.none(), st.integers(1, 30)),
-    "lastmod": st.datetimes(datetime(1990, 1, 1), datetime(2100, 1, 1)).map(
-        lambda d: d.strftime("%Y-%m-%dT%H:%M:%S+00:00")),
-    "slug": st.text(alphabet="abcxyz-é&'<", min_size=1, max_size=12),
-})
-delete = st.fixed_dictionaries({
-    "op": st.just("delete"),
-    "section": st.sampled_from(SECTIONS),
-    "key": st.integers(0, 40).map(str),
-    "version": st.one_of(st.none(), st.integers(1, 30)),
-})
+upsert = st.fixed_dictionaries(
+    {
+        "op": st.just("upsert"),
+        "section": st.sampled_from(SECTIONS),
+        "key": st.integers(0, 40).map(str),
+        "version": st.one_of(st.none(), st.integers(1, 30)),
+        "lastmod": st.datetimes(datetime(1990, 1, 1), datetime(2100, 1, 1)).map(
+            lambda d: d.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+        ),
+        "slug": st.text(alphabet="abcxyz-é&'<", min_size=1, max_size=12),
+    }
+)
+delete = st.fixed_dictionaries(
+    {
+        "op": st.just("delete"),
+        "section": st.sampled_from(SECTIONS),
+        "key": st.integers(0, 40).map(str),
+        "version": st.one_of(st.none(), st.integers(1, 30)),
+    }
+)
 # A batch is applied in one transaction; a publish follows each batch.
-batches = st.lists(st.lists(st.one_of(upsert, upsert, delete), min_size=1, max_size=25),
-                   min_size=1, max_size=6)
+batches = st.lists(st.lists(st.one_of(upsert, upsert, delete), min_size=1, max_size=25), min_size=1, max_size=6)
 
 
 def as_event(e: dict[str, object]) -> dict[str, object]:
@@ -49,8 +53,17 @@ def as_event(e: dict[str, object]) -> dict[str, object]:
 
 
 def check(database_url: str, data_dir: Path, script: list[list[dict[str, object]]]) -> None:
-    app = App(Settings(data_dir=data_dir, database_url=database_url, allowed_hosts=(HOST,), max_urls=7,
-                       max_bytes=4096, max_index_entries=5, workers=1))
+    app = App(
+        Settings(
+            data_dir=data_dir,
+            database_url=database_url,
+            allowed_hosts=(HOST,),
+            max_urls=7,
+            max_bytes=4096,
+            max_index_entries=5,
+            workers=1,
+        )
+    )
     server = make_server(app.store, app.router, app.settings.base_path, "127.0.0.1", 0)
     serve_in_thread(server)
     base = f"http://127.0.0.1:{server.server_port}{app.settings.base_path}"
@@ -86,16 +99,14 @@ def _iri(url: str) -> str:
     return quote(url, safe=":/?#[]@!$&'()*+,;=%~-._")
 
 
-@settings(max_examples=40, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batches)
 def test_random_events_sqlite(script: list[list[dict[str, object]]]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         check(f"sqlite:///{tmp}/m.db", Path(tmp) / "data", script)
 
 
-@settings(max_examples=10, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batches)
 def test_random_events_postgresql(script: list[list[dict[str, object]]]) -> None:
     with tempfile.TemporaryDirectory() as tmp:

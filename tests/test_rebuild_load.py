@@ -22,8 +22,13 @@ LARGEST_CODED_VERSION = (1 << (63 - SIZE_BITS)) - 2  # (version + 1) << SIZE_BIT
 RUNS: list[DocumentRun] = [
     # keys JSON must escape (a key may hold a tab or a line break: `check_key`); versions none, zero and the
     # largest the code holds; the largest size
-    ("books", 1, ("1", 'quo"te', "back\\slash", "ünï", "😀", "\u2028", "a/b", "tab\tnew\nline\rend"),
-     (None, 0, 1, LARGEST_CODED_VERSION, None, 7, 8, 9), (10, 20, 30, 40, (1 << SIZE_BITS) - 1, 60, 70, 80)),
+    (
+        "books",
+        1,
+        ("1", 'quo"te', "back\\slash", "ünï", "😀", "\u2028", "a/b", "tab\tnew\nline\rend"),
+        (None, 0, 1, LARGEST_CODED_VERSION, None, 7, 8, 9),
+        (10, 20, 30, 40, (1 << SIZE_BITS) - 1, 60, 70, 80),
+    ),
     ("books", 2, ("plain", "no-versions"), (None, None), (1, 2)),
     ("books", 3, ("big",), (LARGEST_CODED_VERSION + 1,), (5,)),  # past the code: executemany
     ("authors", 1, ("x", "y", "x"), (1, 2, 3), (5, 6, 7)),  # a repeated key: executemany, every copy kept
@@ -39,8 +44,9 @@ def in_order(rows: list[Row]) -> list[Row]:
 
 
 def expected_rows(runs: list[DocumentRun]) -> list[Row]:
-    return in_order([(s, k, n, v, z) for s, n, keys, versions, sizes in runs
-                     for k, v, z in zip(keys, versions, sizes, strict=True)])
+    return in_order(
+        [(s, k, n, v, z) for s, n, keys, versions, sizes in runs for k, v, z in zip(keys, versions, sizes, strict=True)]
+    )
 
 
 def test_runs_go_as_json_objects_only_when_the_object_holds_them() -> None:
@@ -49,7 +55,8 @@ def test_runs_go_as_json_objects_only_when_the_object_holds_them() -> None:
     assert [data is not None for data in coded] == [True, True, False, False, False]
     _section, _shard_no, keys, versions, sizes = RUNS[0]
     assert orjson.loads(coded[0] or b"") == {
-        k: z if v is None else z + ((v + 1) << SIZE_BITS) for k, v, z in zip(keys, versions, sizes, strict=True)}
+        k: z if v is None else z + ((v + 1) << SIZE_BITS) for k, v, z in zip(keys, versions, sizes, strict=True)
+    }
 
 
 def test_load_documents_stores_every_row_as_given(database_url: str) -> None:
@@ -64,12 +71,20 @@ def valid_key(key: str) -> bool:
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.tuples(st.text(min_size=1, max_size=20).filter(valid_key),
-                          st.one_of(st.none(), st.integers(0, 1000), st.integers(0, LARGEST_CODED_VERSION)),
-                          st.integers(1, 1 << SIZE_BITS)),
-                min_size=1, max_size=40))
-def test_any_valid_keys_versions_and_sizes_round_trip(tmp_path_factory: pytest.TempPathFactory,
-                                                        rows: list[tuple[str, int | None, int]]) -> None:
+@given(
+    st.lists(
+        st.tuples(
+            st.text(min_size=1, max_size=20).filter(valid_key),
+            st.one_of(st.none(), st.integers(0, 1000), st.integers(0, LARGEST_CODED_VERSION)),
+            st.integers(1, 1 << SIZE_BITS),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_any_valid_keys_versions_and_sizes_round_trip(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, int | None, int]]
+) -> None:
     """Random valid keys, versions the code holds and sizes: a run goes as a JSON object unless it repeats a key
     or holds a size past its bits (RUNS has the versions past the code)."""
     keys, versions, sizes = (tuple(col) for col in zip(*rows, strict=True))
@@ -98,6 +113,5 @@ def load_and_read(database_url: str, runs: list[DocumentRun]) -> list[Row]:
 
 def read_back(manifest: Manifest, table: Table) -> list[Row]:
     with manifest.read() as conn:
-        rows = conn.execute(select(table.c.section, table.c.key, table.c.shard_no, table.c.version,
-                                   table.c.size)).all()
+        rows = conn.execute(select(table.c.section, table.c.key, table.c.shard_no, table.c.version, table.c.size)).all()
     return in_order([(s, k, n, v, z) for s, k, n, v, z in rows])

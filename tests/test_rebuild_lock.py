@@ -46,8 +46,7 @@ def rebuild(app: App, rows: Iterator[dict[str, Any]]) -> None:
 
 
 def open_app(tmp_path: Path, database_url: str) -> App:
-    return App(Settings(data_dir=tmp_path / "data", database_url=database_url, allowed_hosts=(HOST,),
-                        max_urls=500))
+    return App(Settings(data_dir=tmp_path / "data", database_url=database_url, allowed_hosts=(HOST,), max_urls=500))
 
 
 def test_events_wait_for_a_running_rebuild_then_apply_to_its_tables(tmp_path: Path, database_url: str) -> None:
@@ -61,6 +60,7 @@ def test_events_wait_for_a_running_rebuild_then_apply_to_its_tables(tmp_path: Pa
     changed = [event(i, 9, day=20) for i in range(0, DOCS, 7)]  # newer than the rebuild's source
     svc = ServiceProcess(["run", "--follow", str(path)], env, tmp_path / "service.log")
     try:
+
         def during() -> None:
             with path.open("ab") as f:
                 f.write(b"".join(orjson.dumps(e) + b"\n" for e in changed))

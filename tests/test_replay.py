@@ -36,8 +36,9 @@ from tests.test_kafka import kafka_env
 from tests.test_rebuild_lock import catalog, open_app, rebuild, stalling
 
 
-def test_replay_rebuilds_the_manifest_from_the_topic(kafka_broker: TansuBroker, new_topic: Any,
-                                                     tmp_path: Path, database_url: str) -> None:
+def test_replay_rebuilds_the_manifest_from_the_topic(
+    kafka_broker: TansuBroker, new_topic: Any, tmp_path: Path, database_url: str
+) -> None:
     topic = new_topic(2)
     values, keys, model, bad = mixed_stream(300, 60, seed=41)
     # One record per produce call: Tansu's end offsets are exact only then (tests/services/kafka.py).
@@ -100,8 +101,9 @@ def test_a_replay_that_has_not_caught_up_is_never_published(tmp_path: Path) -> N
     store = OffsetStore(app.manifest)
     with app.manifest.write() as conn:  # a replay from 0 to 100, killed at 40
         store.reset(conn, "docs", {0: 0}, {0: 100})
-    app.applier.apply_raw([("docs/0@0", orjson.dumps(event(1, 1)))],
-                          extra=store.writer({("docs", 0): 0}, {("docs", 0): 40}))
+    app.applier.apply_raw(
+        [("docs/0@0", orjson.dumps(event(1, 1)))], extra=store.writer({("docs", 0): 0}, {("docs", 0): 40})
+    )
     metrics = Metrics()
     timers = Timers(app, metrics, Leader(), store)
     timers.publish()
@@ -114,7 +116,8 @@ def test_a_replay_that_has_not_caught_up_is_never_published(tmp_path: Path) -> N
 
 
 def test_a_replay_of_a_topic_that_lost_most_documents_does_not_replace_the_site(
-        kafka_broker: TansuBroker, new_topic: Any, tmp_path: Path, database_url: str) -> None:
+    kafka_broker: TansuBroker, new_topic: Any, tmp_path: Path, database_url: str
+) -> None:
     """A topic with time- or size-based retention holds only its recent events, and its replay rebuilds that
     fraction of the site: the replay's full publish refuses it, and so does the service's timer after it."""
     topic = new_topic(1)
@@ -129,11 +132,17 @@ def test_a_replay_of_a_topic_that_lost_most_documents_does_not_replace_the_site(
     kafka_broker.produce(topic, [orjson.dumps(e) for e in recent], [key_of(e) for e in recent])
     proc = cli("replay", "--exit", env=env, check=False)
     last = proc.stderr.splitlines()[-1]
-    assert proc.returncode == 1 and last.startswith("error: generation ") and (
-        "serves 20 URLs and this manifest holds 5: publishing would remove 15 of them") in last, proc
+    assert (
+        proc.returncode == 1
+        and last.startswith("error: generation ")
+        and ("serves 20 URLs and this manifest holds 5: publishing would remove 15 of them") in last
+    ), proc
     assert local_site(tmp_path / "data") == site
-    app = App(Settings(data_dir=tmp_path / "data", database_url=database_url, base_url=BASE,
-                       allowed_hosts=(HOST,), max_urls=500))
+    app = App(
+        Settings(
+            data_dir=tmp_path / "data", database_url=database_url, base_url=BASE, allowed_hosts=(HOST,), max_urls=500
+        )
+    )
     try:
         metrics = Metrics()
         Timers(app, metrics, Leader(), OffsetStore(app.manifest)).publish()  # what `sitemaps run` would do
@@ -153,8 +162,9 @@ def test_replay_needs_kafka(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "replay reads Kafka" in proc.stderr
 
 
-def test_a_replay_is_refused_while_a_rebuild_loads(kafka_broker: TansuBroker, new_topic: Any, tmp_path: Path,
-                                                   database_url: str) -> None:
+def test_a_replay_is_refused_while_a_rebuild_loads(
+    kafka_broker: TansuBroker, new_topic: Any, tmp_path: Path, database_url: str
+) -> None:
     """The rebuild's swap would bring back what the replay's reset empties, under the replay's offsets."""
     topic = new_topic(1)
     ev = event(1, 9)
@@ -170,7 +180,9 @@ def test_a_replay_is_refused_while_a_rebuild_loads(kafka_broker: TansuBroker, ne
         rebuild(app, stalling(catalog(2), 10, during))
         replay = outcome["replay"]
         assert (replay.returncode, replay.stderr.splitlines()[-1]) == (
-            1, "error: a rebuild is running on this manifest: replay once it has swapped its tables in")
+            1,
+            "error: a rebuild is running on this manifest: replay once it has swapped its tables in",
+        )
         assert set(manifest_versions(app.manifest).values()) == {2}  # the rebuild's, untouched by the replay
         assert stored_offsets(app.manifest, topic) == {}
         out = cli("replay", "--exit", env=env).stdout  # once the rebuild is done, the replay runs

@@ -30,8 +30,7 @@ needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kube
 
 
 def ingress_router(kube_api: KubeAPIServer, layout: Layout | None = None, **kw: Any) -> IngressRouter:
-    return IngressRouter(kube_api.api_client(), NS, "sitemaps", layout or Layout("sitemaps"),
-                         backoff=FAST, **kw)
+    return IngressRouter(kube_api.api_client(), NS, "sitemaps", layout or Layout("sitemaps"), backoff=FAST, **kw)
 
 
 def route_router(kube_api: KubeAPIServer, layout: Layout | None = None) -> HTTPRouteRouter:
@@ -39,17 +38,28 @@ def route_router(kube_api: KubeAPIServer, layout: Layout | None = None) -> HTTPR
 
 
 def seed_ingress(kube_api: KubeAPIServer, bucket: str | None = None) -> None:
-    kube_api.seed_ingress("sitemaps", NS, path="/sitemaps(/|$)(.*)",
-                          labels={"bucket": bucket} if bucket else None,
-                          annotations={"nginx.ingress.kubernetes.io/use-regex": "true"})
+    kube_api.seed_ingress(
+        "sitemaps",
+        NS,
+        path="/sitemaps(/|$)(.*)",
+        labels={"bucket": bucket} if bucket else None,
+        annotations={"nginx.ingress.kubernetes.io/use-regex": "true"},
+    )
 
 
 def seed_route(kube_api: KubeAPIServer, bucket: str | None = None) -> None:
     kube_api.seed_httproute("sitemaps", NS, labels={"bucket": bucket} if bucket else None)
-    rewrite = {"type": "URLRewrite", "urlRewrite": {
-        "hostname": "minio", "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/x"}}}
-    kube_api.modify("gateway.networking.k8s.io/v1", "HTTPRoute", NS, "sitemaps",
-                    lambda o: o["spec"]["rules"][0].update(filters=[rewrite]))
+    rewrite = {
+        "type": "URLRewrite",
+        "urlRewrite": {"hostname": "minio", "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/x"}},
+    }
+    kube_api.modify(
+        "gateway.networking.k8s.io/v1",
+        "HTTPRoute",
+        NS,
+        "sitemaps",
+        lambda o: o["spec"]["rules"][0].update(filters=[rewrite]),
+    )
 
 
 def kubectl_json(kube_api: KubeAPIServer, kind: str) -> dict[str, Any]:
@@ -134,10 +144,13 @@ def test_forbidden_names_the_permission(kube_api: KubeAPIServer) -> None:
     seed_ingress(kube_api, f"sitemaps-{G1}")
     router = ingress_router(kube_api)
     kube_api.forbid("get", "ingresses")
-    with pytest.raises(RouterError, match=r'forbidden to get Ingress "sitemaps" in namespace "web" .*cannot '
-                                          r'get resource "ingresses".*verbs get and patch on ingresses\.'
-                                          r'networking\.k8s\.io with resourceNames \[sitemaps\] in namespace '
-                                          r'web'):
+    with pytest.raises(
+        RouterError,
+        match=r'forbidden to get Ingress "sitemaps" in namespace "web" .*cannot '
+        r'get resource "ingresses".*verbs get and patch on ingresses\.'
+        r"networking\.k8s\.io with resourceNames \[sitemaps\] in namespace "
+        r"web",
+    ):
         router.current()
     kube_api.allow()
     kube_api.forbid("patch", "ingresses")
@@ -173,8 +186,7 @@ def test_unreachable_api() -> None:
 
 def test_annotation_templates(kube_api: KubeAPIServer) -> None:
     seed_ingress(kube_api)
-    legacy = ingress_router(kube_api, annotation="ingress.kubernetes.io/rewrite-target",
-                            annotation_value="/{bucket}")
+    legacy = ingress_router(kube_api, annotation="ingress.kubernetes.io/rewrite-target", annotation_value="/{bucket}")
     legacy.switch(G1, expected=None)
     ann = kube_api.ingress("sitemaps", NS)["metadata"]["annotations"]  # type: ignore[index]
     assert ann["ingress.kubernetes.io/rewrite-target"] == f"/sitemaps-{G1}"
@@ -201,15 +213,18 @@ def test_httproute_switch(kube_api: KubeAPIServer) -> None:
     route = kubectl_json(kube_api, "httproute")
     assert route["metadata"]["labels"]["bucket"] == f"sitemaps-{G2}"
     rewrite = route["spec"]["rules"][0]["filters"][0]["urlRewrite"]
-    assert rewrite == {"hostname": "minio", "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch":
-                                                     f"/sitemaps-{G2}"}}
+    assert rewrite == {
+        "hostname": "minio",
+        "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": f"/sitemaps-{G2}"},
+    }
     assert route["spec"]["rules"][0]["backendRefs"][0]["name"] == "sitemaps"  # the rest kept
     kube_api.fail_next(409, method="PATCH", times=2)
     route_router(kube_api, Layout("sitemaps", "one")).switch(G3, expected=G2)
     stored = kube_api.httproute("sitemaps", NS)
     assert stored is not None
-    assert stored["spec"]["rules"][0]["filters"][0]["urlRewrite"]["path"]["replacePrefixMatch"] == \
-        f"/one/generations/{G3}"
+    assert (
+        stored["spec"]["rules"][0]["filters"][0]["urlRewrite"]["path"]["replacePrefixMatch"] == f"/one/generations/{G3}"
+    )
 
 
 def test_httproute_without_rewrite_filter(kube_api: KubeAPIServer) -> None:
@@ -219,8 +234,7 @@ def test_httproute_without_rewrite_filter(kube_api: KubeAPIServer) -> None:
     assert not kube_api.requests_for("PATCH")
 
 
-def test_client_configuration(kube_api: KubeAPIServer, tmp_path: Path,
-                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_client_configuration(kube_api: KubeAPIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seed_ingress(kube_api, f"sitemaps-{G1}")
     settings = Settings(router="ingress", kube_api=kube_api.url, router_namespace=NS)
     router = open_router(settings)
@@ -236,8 +250,9 @@ def test_client_configuration(kube_api: KubeAPIServer, tmp_path: Path,
     sa.mkdir()
     (sa / "token").write_text("pod-token")
     (sa / "ca.crt").write_text("not checked here")
-    cfg = api_client(None, sa, {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": "6443"}
-                     ).configuration
+    cfg = api_client(
+        None, sa, {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": "6443"}
+    ).configuration
     assert cfg.host == "https://127.0.0.1:6443" and cfg.ssl_ca_cert == str(sa / "ca.crt")
     assert cfg.api_key["BearerToken"] == "bearer pod-token"
     assert cfg.refresh_api_key_hook is not None  # bound tokens rotate: re-read

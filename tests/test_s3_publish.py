@@ -74,33 +74,65 @@ class World:
 
     @property
     def env(self) -> dict[str, str]:
-        return {"SITEMAPS_DATA_DIR": str(self.tmp / "data"), "SITEMAPS_DATABASE_URL": self.database_url,
-                "SITEMAPS_BASE_URL": BASE, "SITEMAPS_ALLOWED_HOSTS": HOST, "SITEMAPS_MAX_URLS": "50",
-                "SITEMAPS_LOG_LEVEL": "WARNING", "SITEMAPS_STORAGE": "s3",
-                "SITEMAPS_S3_ENDPOINT": self.proxy.endpoint, "SITEMAPS_S3_ACCESS_KEY": self.server.access_key,
-                "SITEMAPS_S3_SECRET_KEY": self.server.secret_key, "SITEMAPS_S3_SECURE": "false",
-                "SITEMAPS_S3_REGION": self.server.region, "SITEMAPS_BUCKET_PREFIX": self.prefix,
-                "SITEMAPS_S3_PUBLIC_READ": str(self.public).lower(),  # rclone has no bucket policies
-                "SITEMAPS_ROUTER": "ingress", "SITEMAPS_KUBE_API": self.kube.url,
-                "SITEMAPS_ROUTER_NAMESPACE": NS, "SITEMAPS_INGRESS_NAME": "sitemaps",
-                "SITEMAPS_S3_LAYOUT": "prefix" if self.one_bucket else "buckets",
-                "SITEMAPS_S3_BUCKET": self.one_bucket or "", "SITEMAPS_INGRESS_ANNOTATION_VALUE": self.template}
+        return {
+            "SITEMAPS_DATA_DIR": str(self.tmp / "data"),
+            "SITEMAPS_DATABASE_URL": self.database_url,
+            "SITEMAPS_BASE_URL": BASE,
+            "SITEMAPS_ALLOWED_HOSTS": HOST,
+            "SITEMAPS_MAX_URLS": "50",
+            "SITEMAPS_LOG_LEVEL": "WARNING",
+            "SITEMAPS_STORAGE": "s3",
+            "SITEMAPS_S3_ENDPOINT": self.proxy.endpoint,
+            "SITEMAPS_S3_ACCESS_KEY": self.server.access_key,
+            "SITEMAPS_S3_SECRET_KEY": self.server.secret_key,
+            "SITEMAPS_S3_SECURE": "false",
+            "SITEMAPS_S3_REGION": self.server.region,
+            "SITEMAPS_BUCKET_PREFIX": self.prefix,
+            "SITEMAPS_S3_PUBLIC_READ": str(self.public).lower(),  # rclone has no bucket policies
+            "SITEMAPS_ROUTER": "ingress",
+            "SITEMAPS_KUBE_API": self.kube.url,
+            "SITEMAPS_ROUTER_NAMESPACE": NS,
+            "SITEMAPS_INGRESS_NAME": "sitemaps",
+            "SITEMAPS_S3_LAYOUT": "prefix" if self.one_bucket else "buckets",
+            "SITEMAPS_S3_BUCKET": self.one_bucket or "",
+            "SITEMAPS_INGRESS_ANNOTATION_VALUE": self.template,
+        }
 
     def settings(self) -> Settings:
-        return Settings(data_dir=self.tmp / "data", database_url=self.database_url, base_url=BASE,
-                        allowed_hosts=(HOST,), max_urls=50, storage="s3", s3_endpoint=self.proxy.endpoint,
-                        s3_access_key=self.server.access_key, s3_secret_key=self.server.secret_key,
-                        s3_secure=False, s3_region=self.server.region, bucket_prefix=self.prefix,
-                        s3_public_read=self.public, router="ingress", kube_api=self.kube.url,
-                        router_namespace=NS, s3_layout="prefix" if self.one_bucket else "buckets",
-                        s3_bucket=self.one_bucket, ingress_annotation_value=self.template)
+        return Settings(
+            data_dir=self.tmp / "data",
+            database_url=self.database_url,
+            base_url=BASE,
+            allowed_hosts=(HOST,),
+            max_urls=50,
+            storage="s3",
+            s3_endpoint=self.proxy.endpoint,
+            s3_access_key=self.server.access_key,
+            s3_secret_key=self.server.secret_key,
+            s3_secure=False,
+            s3_region=self.server.region,
+            bucket_prefix=self.prefix,
+            s3_public_read=self.public,
+            router="ingress",
+            kube_api=self.kube.url,
+            router_namespace=NS,
+            s3_layout="prefix" if self.one_bucket else "buckets",
+            s3_bucket=self.one_bucket,
+            ingress_annotation_value=self.template,
+        )
 
     def app(self) -> App:
         """In-process, with quick retries so that persistent faults fail fast."""
         app = App(self.settings())
         app.__dict__["store"] = S3Store.from_settings(app.settings, backoff=Backoff(4, 0.01, 0.05))
-        app.__dict__["router"] = IngressRouter(self.kube.api_client(), NS, "sitemaps", self.layout,
-                                               annotation_value=self.template, backoff=Backoff(4, 0.01, 0.05))
+        app.__dict__["router"] = IngressRouter(
+            self.kube.api_client(),
+            NS,
+            "sitemaps",
+            self.layout,
+            annotation_value=self.template,
+            backoff=Backoff(4, 0.01, 0.05),
+        )
         return app
 
     def apply(self, count: int = 1) -> None:
@@ -145,7 +177,7 @@ class World:
         fetch = self.fetch(bucket, prefix)
         site = read_site(fetch, BASE)
         assert site.urls == (self.model.expected() if truth is None else truth)
-        keys = {k[len(prefix):] for k in self.server.list_keys(bucket, prefix or None)}
+        keys = {k[len(prefix) :] for k in self.server.list_keys(bucket, prefix or None)}
         assert self.server.get_bytes(bucket, prefix + ".sitemaps-site")  # the stamp: whose generation it is
         keys.discard(".sitemaps-site")
         assert set(site.files) <= keys
@@ -153,12 +185,15 @@ class World:
             index = validate(extra, fetch(extra))
             locs = {e.text for e in index.iter("{http://www.sitemaps.org/schemas/sitemap/0.9}loc")}
             assert extra.startswith("sitemap-") and locs
-            assert {loc[len(BASE):] for loc in locs} <= set(site.files)
+            assert {loc[len(BASE) :] for loc in locs} <= set(site.files)
         if self.public:
             (statement,) = json.loads(self.server.client().get_bucket_policy(bucket))["Statement"]
             objects = "generations/*" if self.one_bucket else "*"
             assert (statement["Effect"], statement["Action"], statement["Resource"]) == (
-                "Allow", ["s3:GetObject"], [f"arn:aws:s3:::{bucket}/{objects}"])
+                "Allow",
+                ["s3:GetObject"],
+                [f"arn:aws:s3:::{bucket}/{objects}"],
+            )
         return name
 
     def buckets(self) -> list[str]:
@@ -173,7 +208,6 @@ class World:
         gen_id = self.layout.generation(name)
         assert gen_id is not None, name
         return gen_id
-
 
     def rebuild(self, via_cli: bool = False) -> None:
         """The first generation: 300 documents in two sections, 6 shards."""
@@ -193,47 +227,84 @@ class World:
             app.close()
 
 
-def make_world(server: S3Server, kube: KubeAPIServer, proxy: FaultProxy, prefix: str, tmp: Path,
-               database_url: str, one_bucket: bool = False) -> Iterator[World]:
+def make_world(
+    server: S3Server,
+    kube: KubeAPIServer,
+    proxy: FaultProxy,
+    prefix: str,
+    tmp: Path,
+    database_url: str,
+    one_bucket: bool = False,
+) -> Iterator[World]:
     name = f"{prefix.rstrip('-')}-{PLACEHOLDER}"  # as deploy/ingress.yaml ships it
-    kube.seed_ingress("sitemaps", NS, path="/sitemaps(/|$)(.*)", labels={"bucket": name},
-                      annotations={"nginx.ingress.kubernetes.io/use-regex": "true", NGINX: f"/{name}/$2"})
-    w = World(server, kube, proxy, prefix.rstrip("-"), database_url, tmp,
-              one_bucket=prefix + "all" if one_bucket else None)
+    kube.seed_ingress(
+        "sitemaps",
+        NS,
+        path="/sitemaps(/|$)(.*)",
+        labels={"bucket": name},
+        annotations={"nginx.ingress.kubernetes.io/use-regex": "true", NGINX: f"/{name}/$2"},
+    )
+    w = World(
+        server, kube, proxy, prefix.rstrip("-"), database_url, tmp, one_bucket=prefix + "all" if one_bucket else None
+    )
     yield w
     for bucket in [w.one_bucket] if w.one_bucket else w.buckets():
         server.delete_bucket(bucket)
 
 
 @pytest.fixture
-def world(s3_server: S3Server, kube_api: KubeAPIServer, s3_fault_proxy: FaultProxy, s3_bucket_prefix: str,
-          tmp_path: Path) -> Iterator[World]:
-    yield from make_world(s3_server, kube_api, s3_fault_proxy, s3_bucket_prefix, tmp_path,
-                          f"sqlite:///{tmp_path / 'manifest.db'}")
+def world(
+    s3_server: S3Server, kube_api: KubeAPIServer, s3_fault_proxy: FaultProxy, s3_bucket_prefix: str, tmp_path: Path
+) -> Iterator[World]:
+    yield from make_world(
+        s3_server, kube_api, s3_fault_proxy, s3_bucket_prefix, tmp_path, f"sqlite:///{tmp_path / 'manifest.db'}"
+    )
 
 
 @pytest.fixture
-def moto_world(moto_s3: MotoS3Server, kube_api: KubeAPIServer,
-               fault_proxy_factory: Callable[[str], FaultProxy], s3_bucket_prefix: str,
-               tmp_path: Path) -> Iterator[World]:
-    yield from make_world(moto_s3, kube_api, fault_proxy_factory(moto_s3.endpoint), s3_bucket_prefix,
-                          tmp_path, f"sqlite:///{tmp_path / 'manifest.db'}")
+def moto_world(
+    moto_s3: MotoS3Server,
+    kube_api: KubeAPIServer,
+    fault_proxy_factory: Callable[[str], FaultProxy],
+    s3_bucket_prefix: str,
+    tmp_path: Path,
+) -> Iterator[World]:
+    yield from make_world(
+        moto_s3,
+        kube_api,
+        fault_proxy_factory(moto_s3.endpoint),
+        s3_bucket_prefix,
+        tmp_path,
+        f"sqlite:///{tmp_path / 'manifest.db'}",
+    )
 
 
 @pytest.fixture
-def pg_world(moto_s3: MotoS3Server, kube_api: KubeAPIServer, fault_proxy_factory: Callable[[str], FaultProxy],
-             s3_bucket_prefix: str, tmp_path: Path) -> Iterator[World]:
+def pg_world(
+    moto_s3: MotoS3Server,
+    kube_api: KubeAPIServer,
+    fault_proxy_factory: Callable[[str], FaultProxy],
+    s3_bucket_prefix: str,
+    tmp_path: Path,
+) -> Iterator[World]:
     for url in fresh_pg_database():
-        yield from make_world(moto_s3, kube_api, fault_proxy_factory(moto_s3.endpoint), s3_bucket_prefix,
-                              tmp_path, url)
+        yield from make_world(moto_s3, kube_api, fault_proxy_factory(moto_s3.endpoint), s3_bucket_prefix, tmp_path, url)
 
 
-def test_prefix_layout(s3_server: S3Server, kube_api: KubeAPIServer, s3_fault_proxy: FaultProxy,
-                       s3_bucket_prefix: str, tmp_path: Path) -> None:
+def test_prefix_layout(
+    s3_server: S3Server, kube_api: KubeAPIServer, s3_fault_proxy: FaultProxy, s3_bucket_prefix: str, tmp_path: Path
+) -> None:
     """One bucket, generations under generations/<id>/, the Ingress rewriting to `{path}/$2`: the same
     guarantees."""
-    for w in make_world(s3_server, kube_api, s3_fault_proxy, s3_bucket_prefix, tmp_path,
-                        f"sqlite:///{tmp_path / 'manifest.db'}", one_bucket=True):
+    for w in make_world(
+        s3_server,
+        kube_api,
+        s3_fault_proxy,
+        s3_bucket_prefix,
+        tmp_path,
+        f"sqlite:///{tmp_path / 'manifest.db'}",
+        one_bucket=True,
+    ):
         w.rebuild()
         first = w.serving()
         app = w.app()

@@ -28,17 +28,24 @@ FAST = Backoff(attempts=4, base=0.01, cap=0.05)
 G1, G2 = "20240101-000000-000-0001", "20240101-000001-000-0002"
 
 
-def settings_for(server: S3Server, prefix: str, *, endpoint: str | None = None,
-                 **changes: object) -> Settings:
-    return Settings(storage="s3", s3_endpoint=endpoint or server.endpoint, s3_access_key=server.access_key,
-                    s3_secret_key=server.secret_key, s3_secure=False, s3_region=server.region,
-                    bucket_prefix=prefix).replace(**changes)
+def settings_for(server: S3Server, prefix: str, *, endpoint: str | None = None, **changes: object) -> Settings:
+    return Settings(
+        storage="s3",
+        s3_endpoint=endpoint or server.endpoint,
+        s3_access_key=server.access_key,
+        s3_secret_key=server.secret_key,
+        s3_secure=False,
+        s3_region=server.region,
+        bucket_prefix=prefix,
+    ).replace(**changes)
 
 
-def make_store(server: S3Server, prefix: str, endpoint: str | None = None, timeout: float = 60.0,
-               **changes: object) -> S3Store:
-    return S3Store.from_settings(settings_for(server, prefix, endpoint=endpoint, **changes), backoff=FAST,
-                                 timeout=timeout)
+def make_store(
+    server: S3Server, prefix: str, endpoint: str | None = None, timeout: float = 60.0, **changes: object
+) -> S3Store:
+    return S3Store.from_settings(
+        settings_for(server, prefix, endpoint=endpoint, **changes), backoff=FAST, timeout=timeout
+    )
 
 
 def cleanup(store: S3Store) -> None:
@@ -138,8 +145,16 @@ def test_public_read_policy(moto_s3: MotoS3Server, prefix: str) -> None:
         bucket = f"{prefix}-{G1}"
         assert json.loads(moto_s3.client().get_bucket_policy(bucket)) == {
             "Version": "2012-10-17",
-            "Statement": [{"Sid": "PublicReadObjects", "Effect": "Allow", "Principal": {"AWS": ["*"]},
-                           "Action": ["s3:GetObject"], "Resource": [f"arn:aws:s3:::{bucket}/*"]}]}
+            "Statement": [
+                {
+                    "Sid": "PublicReadObjects",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": ["*"]},
+                    "Action": ["s3:GetObject"],
+                    "Resource": [f"arn:aws:s3:::{bucket}/*"],
+                }
+            ],
+        }
         with urllib.request.urlopen(f"{moto_s3.url}/{bucket}/sitemap.xml", timeout=10) as resp:  # anonymous
             assert resp.read() == b"<x/>"
     finally:
@@ -173,8 +188,9 @@ def test_server_without_bucket_policies_is_a_clear_error(rclone_s3: RcloneS3Serv
         cleanup(store)
 
 
-def test_a_policy_accepted_but_not_kept_is_an_error(moto_s3: MotoS3Server, prefix: str,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_policy_accepted_but_not_kept_is_an_error(
+    moto_s3: MotoS3Server, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = make_store(moto_s3, prefix)
     try:
         store.create(G1)
@@ -199,8 +215,9 @@ FAULTS: list[tuple[str, dict[str, object]]] = [
 
 
 @pytest.mark.parametrize(("action", "where"), FAULTS, ids=[f"{a}-{w['method']}" for a, w in FAULTS])
-def test_transient_errors_are_retried(s3_server: S3Server, prefix: str, s3_fault_proxy: FaultProxy,
-                                      action: str, where: dict[str, object]) -> None:
+def test_transient_errors_are_retried(
+    s3_server: S3Server, prefix: str, s3_fault_proxy: FaultProxy, action: str, where: dict[str, object]
+) -> None:
     store = make_store(s3_server, prefix, s3_fault_proxy.endpoint)
     try:
         store.create(G1)
@@ -219,8 +236,9 @@ def test_transient_errors_are_retried(s3_server: S3Server, prefix: str, s3_fault
         cleanup(store)
 
 
-def test_a_hanging_server_times_out_and_is_retried(moto_s3: MotoS3Server, prefix: str,
-                                                    fault_proxy_factory: Callable[[str], FaultProxy]) -> None:
+def test_a_hanging_server_times_out_and_is_retried(
+    moto_s3: MotoS3Server, prefix: str, fault_proxy_factory: Callable[[str], FaultProxy]
+) -> None:
     proxy = fault_proxy_factory(moto_s3.endpoint)
     store = make_store(moto_s3, prefix, proxy.endpoint, timeout=0.5)
     try:
@@ -232,9 +250,9 @@ def test_a_hanging_server_times_out_and_is_retried(moto_s3: MotoS3Server, prefix
         cleanup(store)
 
 
-def test_persistent_errors_fail_clearly_without_secrets(s3_server: S3Server, prefix: str,
-                                                        s3_fault_proxy: FaultProxy,
-                                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_persistent_errors_fail_clearly_without_secrets(
+    s3_server: S3Server, prefix: str, s3_fault_proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     store = make_store(s3_server, prefix, s3_fault_proxy.endpoint)
     try:
@@ -265,8 +283,7 @@ def test_wrong_credentials_are_reported_without_the_secret(rclone_s3: RcloneS3Se
     assert wrong not in repr(settings_for(rclone_s3, prefix, s3_secret_key=wrong))
 
 
-def test_failed_deletes_are_reported(moto_s3: MotoS3Server, prefix: str,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_deletes_are_reported(moto_s3: MotoS3Server, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
     store = make_store(moto_s3, prefix)
     try:
         store.create(G1)
@@ -287,9 +304,12 @@ def test_failed_deletes_are_reported(moto_s3: MotoS3Server, prefix: str,
 
 def test_settings_are_checked(moto_s3: MotoS3Server, prefix: str) -> None:
     cases: list[tuple[dict[str, Any], str]] = [
-        ({"s3_endpoint": None}, "SITEMAPS_S3_ENDPOINT"), ({"s3_endpoint": "http://x:9000"}, "host:port"),
-        ({"s3_secret_key": None}, "both"), ({"s3_layout": "flat"}, "layout"),
-        ({"bucket_prefix": "Bad_Prefix"}, "prefix")]
+        ({"s3_endpoint": None}, "SITEMAPS_S3_ENDPOINT"),
+        ({"s3_endpoint": "http://x:9000"}, "host:port"),
+        ({"s3_secret_key": None}, "both"),
+        ({"s3_layout": "flat"}, "layout"),
+        ({"bucket_prefix": "Bad_Prefix"}, "prefix"),
+    ]
     for changes, message in cases:
         with pytest.raises(StoreError, match=message):
             S3Store.from_settings(settings_for(moto_s3, prefix, **changes))
@@ -298,8 +318,10 @@ def test_settings_are_checked(moto_s3: MotoS3Server, prefix: str) -> None:
 
 
 def test_unreachable_server(prefix: str) -> None:
-    store = S3Store.from_settings(Settings(storage="s3", s3_endpoint="127.0.0.1:9", s3_secure=False,
-                                           s3_region="us-east-1", bucket_prefix=prefix), backoff=FAST)
+    store = S3Store.from_settings(
+        Settings(storage="s3", s3_endpoint="127.0.0.1:9", s3_secure=False, s3_region="us-east-1", bucket_prefix=prefix),
+        backoff=FAST,
+    )
     with pytest.raises(StoreError, match=r"failed: (NewConnectionError|MaxRetryError)"):
         store.generations()
 
@@ -316,16 +338,18 @@ def test_anonymous_reads_are_refused_without_policy_on_rclone(rclone_s3: RcloneS
         cleanup(store)
 
 
-def test_etags_that_are_not_checksums(moto_s3: MotoS3Server, prefix: str,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_etags_that_are_not_checksums(moto_s3: MotoS3Server, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Encrypting servers (SSE-KMS) answer ETags that are not MD5s: sizes are verified, checksums not."""
     store = make_store(moto_s3, prefix)
     try:
         store.create(G1)
         assert store.list(G1) == {}
         real = store.client.put_object
-        monkeypatch.setattr(store.client, "put_object", lambda *a, **kw: dataclasses.replace(
-            real(*a, **kw), etag="0123456789abcdef0123456789abcdef"))
+        monkeypatch.setattr(
+            store.client,
+            "put_object",
+            lambda *a, **kw: dataclasses.replace(real(*a, **kw), etag="0123456789abcdef0123456789abcdef"),
+        )
         assert store.put(G1, "a.xml", b"<a/>") == md5_hex(b"<a/>")
         assert store.list(G1)["a.xml"] == ObjectInfo(4, None)
     finally:

@@ -61,9 +61,16 @@ def test_the_demo_never_touches_the_configured_site(tmp_path: Path, pg_url: str)
     cwd.mkdir()
     # As inside the Deployment's pod: the real site's manifest and data dir, and S3 and Kubernetes settings
     # that fail at once if anything tries them.
-    pod = {**real, "SITEMAPS_STORAGE": "s3", "SITEMAPS_S3_ENDPOINT": "127.0.0.1:9", "SITEMAPS_S3_SECURE": "false",
-           "SITEMAPS_S3_ACCESS_KEY": "k", "SITEMAPS_S3_SECRET_KEY": "s", "SITEMAPS_ROUTER": "ingress",
-           "SITEMAPS_KUBE_API": "http://127.0.0.1:9"}
+    pod = {
+        **real,
+        "SITEMAPS_STORAGE": "s3",
+        "SITEMAPS_S3_ENDPOINT": "127.0.0.1:9",
+        "SITEMAPS_S3_SECURE": "false",
+        "SITEMAPS_S3_ACCESS_KEY": "k",
+        "SITEMAPS_S3_SECRET_KEY": "s",
+        "SITEMAPS_ROUTER": "ingress",
+        "SITEMAPS_KUBE_API": "http://127.0.0.1:9",
+    }
     for env in (real, pod):
         out = cli("demo", "--documents", "2000", "--changes", "100", "--no-serve", env=env, cwd=cwd).stdout
         assert out.startswith(f"demo data in {cwd / 'sitemaps-demo'} ")
@@ -75,8 +82,9 @@ def test_the_demo_never_touches_the_configured_site(tmp_path: Path, pg_url: str)
     assert tree(tmp_path / "real") == files
 
     # Nor a data dir the demo did not make, even when named on its command line.
-    refused = cli("demo", "--documents", "100", "--no-serve", "--data-dir", str(tmp_path / "real" / "data"),
-                  env=real, check=False)
+    refused = cli(
+        "demo", "--documents", "100", "--no-serve", "--data-dir", str(tmp_path / "real" / "data"), env=real, check=False
+    )
     assert refused.returncode == 2 and "holds files the demo did not make" in refused.stderr
     assert tree(tmp_path / "real") == files
 
@@ -89,8 +97,7 @@ def test_a_reader_on_an_empty_sqlite_path_creates_nothing(tmp_path: Path, args: 
     assert proc.stderr.strip().splitlines() == [f"error: no manifest at sqlite:///{data / 'manifest.db'}"]
     assert not data.exists()
     db = tmp_path / "other.db"
-    proc = cli(*args, env={"SITEMAPS_DATA_DIR": str(data), "SITEMAPS_DATABASE_URL": f"sqlite:///{db}"},
-               check=False)
+    proc = cli(*args, env={"SITEMAPS_DATA_DIR": str(data), "SITEMAPS_DATABASE_URL": f"sqlite:///{db}"}, check=False)
     assert proc.returncode == 1 and "no manifest at" in proc.stderr
     assert not db.exists() and not data.exists()
 
@@ -99,8 +106,11 @@ def test_a_reader_on_an_empty_postgresql_database_creates_nothing(tmp_path: Path
     with_password = pg_url.replace("postgres@", "postgres:s3cret@")  # trust auth: any password will do
     masked = pg_url.replace("postgres@", "postgres:***@")
     for args in READERS:
-        proc = cli(*args, env={"SITEMAPS_DATA_DIR": str(tmp_path / "data"), "SITEMAPS_DATABASE_URL": with_password},
-                   check=False)
+        proc = cli(
+            *args,
+            env={"SITEMAPS_DATA_DIR": str(tmp_path / "data"), "SITEMAPS_DATABASE_URL": with_password},
+            check=False,
+        )
         assert proc.returncode == 1, args
         assert proc.stderr.strip().splitlines() == [f"error: no manifest at {masked}"], args
     assert tables(pg_url) == set()

@@ -16,14 +16,16 @@ def defines_a_table(node: ast.AST) -> bool:
     if not isinstance(node, ast.Call):
         return False
     func = node.func
-    return (isinstance(func, ast.Name) and func.id == "Table") or (isinstance(func, ast.Attribute)
-                                                                    and func.attr == "Table")
+    return (isinstance(func, ast.Name) and func.id == "Table") or (
+        isinstance(func, ast.Attribute) and func.attr == "Table"
+    )
 
 
 def test_tables_are_defined_only_in_the_schema_module() -> None:
     offenders = {
-        str(path.relative_to(ROOT)): [node.lineno for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-                                      if defines_a_table(node)]
+        str(path.relative_to(ROOT)): [
+            node.lineno for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if defines_a_table(node)
+        ]
         for folder in ("snapshot", "incremental")
         for path in sorted((ROOT / folder).rglob("*.py"))
         if path != SCHEMA and "__pycache__" not in path.parts
@@ -72,7 +74,8 @@ def test_only_the_manifest_package_imports_tables() -> None:
         str(path.relative_to(ROOT)): imported
         for folder in ("snapshot", "incremental", "sitemap_keeper")
         for path in sorted((ROOT / folder).rglob("*.py"))
-        if MANIFEST not in path.parents and "__pycache__" not in path.parts
+        if MANIFEST not in path.parents
+        and "__pycache__" not in path.parts
         and (imported := schema_tables_imported(ast.parse(path.read_text(encoding="utf-8")), tables))
     }
     assert {path: names for path, names in offenders.items() if path not in TABLE_USERS} == {}

@@ -117,16 +117,17 @@ def test_a_batch_whose_partition_moved_on_is_rolled_back_whole(tmp_path: Path) -
     assert store.load("t") == {0: 2}
     # Another consumer applied offsets 0-1 meanwhile: this one, started at nothing stored, must not commit.
     with pytest.raises(OffsetConflict):
-        applier.apply_raw([("t/0@2", orjson.dumps(event(2, 1))), ("t/0@3", b"junk")],
-                          extra=store.writer({("t", 0): None}, {("t", 0): 4}))
+        applier.apply_raw(
+            [("t/0@2", orjson.dumps(event(2, 1))), ("t/0@3", b"junk")],
+            extra=store.writer({("t", 0): None}, {("t", 0): 4}),
+        )
     assert store.load("t") == {0: 2}
     assert set(manifest_versions(manifest)) == {("authors", "1")} and len(letters(manifest)) == 1
     manifest.close()
 
 
 def test_lease_election(kube_api: KubeAPIServer) -> None:
-    settings = ServiceSettings(leader_election="lease", kube_api=kube_api.url, lease_name="pub",
-                        lease_namespace="web")
+    settings = ServiceSettings(leader_election="lease", kube_api=kube_api.url, lease_name="pub", lease_namespace="web")
     first = open_leader(settings)
     assert isinstance(first, LeaseLeader)
     second = LeaseLeader(first.api, "pub", "web", "other", duration=1)
@@ -147,9 +148,9 @@ def test_lease_election(kube_api: KubeAPIServer) -> None:
 
 
 @pytest.mark.parametrize("failure", ["manifest down", "offsets moved on"])
-def test_a_batch_read_ahead_is_applied_only_after_the_one_before(tmp_path: Path, database_url: str,
-                                                                 monkeypatch: pytest.MonkeyPatch,
-                                                                 failure: str) -> None:
+def test_a_batch_read_ahead_is_applied_only_after_the_one_before(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
     """The service reads the next batch while it applies one (the workers parse it meanwhile). When that one
     fails, the batch read ahead is dropped and read again from the stored offsets: every event once, in order."""
     values, _keys, model, bad = mixed_stream(1500, 200, seed=5)
@@ -161,8 +162,11 @@ def test_a_batch_read_ahead_is_applied_only_after_the_one_before(tmp_path: Path,
     real = app.applier.apply_raw
     calls = Counter[str]()
 
-    def flaky(items: list[tuple[str, bytes]], extra: Callable[[Connection], None] | None = None,
-              prepared: Prepared | None = None) -> CountsType:
+    def flaky(
+        items: list[tuple[str, bytes]],
+        extra: Callable[[Connection], None] | None = None,
+        prepared: Prepared | None = None,
+    ) -> CountsType:
         calls["apply"] += 1
         if calls["apply"] in (3, 7, 8):
             calls["failed"] += 1

@@ -85,9 +85,7 @@ def test_minio_round_trip(s3_server: S3Server, s3_bucket: str) -> None:
 
     c.remove_object(s3_bucket, "live/index.xml")
     errors = list(
-        c.remove_objects(
-            s3_bucket, [DeleteObject("gen/0001/sitemap-1.xml"), DeleteObject("live/sitemap-1.xml")]
-        )
+        c.remove_objects(s3_bucket, [DeleteObject("gen/0001/sitemap-1.xml"), DeleteObject("live/sitemap-1.xml")])
     )
     assert errors == []
     assert s3_server.list_keys(s3_bucket) == []
@@ -159,9 +157,7 @@ def test_error_classes_differ_between_servers(s3_server: S3Server, s3_bucket: st
 # ------------------------------------------------------------------------------------------------
 
 
-def test_proxy_passes_through_byte_exact(
-    s3_server: S3Server, s3_bucket: str, s3_fault_proxy: FaultProxy
-) -> None:
+def test_proxy_passes_through_byte_exact(s3_server: S3Server, s3_bucket: str, s3_fault_proxy: FaultProxy) -> None:
     # signed for the proxy's Host; rclone verifies the signature, so this proves Host is relayed as sent
     c = s3_server.client(s3_fault_proxy.endpoint, retries=0)
     data = bytes(range(256)) * 4096  # 1 MiB, every byte value
@@ -299,9 +295,7 @@ def test_kafka_produce_consume_commit(kafka_broker: TansuBroker, new_topic: Call
     assert sorted(got) == sorted(zip(keys, values, strict=True))
     consumer.commit()
     tps = [TopicPartition(topic, p) for p in range(3)]
-    assert {tp.partition: consumer.committed(tp) for tp in tps} == {
-        p: per_partition.get(p, 0) for p in range(3)
-    }
+    assert {tp.partition: consumer.committed(tp) for tp in tps} == {p: per_partition.get(p, 0) for p in range(3)}
     assert consumer.end_offsets(tps) == {tp: per_partition.get(tp.partition, 0) for tp in tps}
     consumer.close()
 
@@ -313,9 +307,7 @@ def test_kafka_produce_consume_commit(kafka_broker: TansuBroker, new_topic: Call
     again.close()
 
 
-def test_tansu_end_offsets_quirk_with_batches(
-    kafka_broker: TansuBroker, new_topic: Callable[..., str]
-) -> None:
+def test_tansu_end_offsets_quirk_with_batches(kafka_broker: TansuBroker, new_topic: Callable[..., str]) -> None:
     """Tansu reports base offset of the last batch + 1 as high watermark (real Kafka: 5)."""
     topic = new_topic(1)
     producer = kafka_broker.producer(linger_ms=200)
@@ -398,9 +390,7 @@ def test_kube_ingress_read_patch_conflict_404_403_422(kube_api: KubeAPIServer) -
     assert last.headers["authorization"] == "Bearer test-token"
 
     with pytest.raises(ApiException) as ei:  # stale resourceVersion
-        api.patch_namespaced_ingress(
-            "sitemaps", "web", {"metadata": {"resourceVersion": rv, "labels": {"x": "y"}}}
-        )
+        api.patch_namespaced_ingress("sitemaps", "web", {"metadata": {"resourceVersion": rv, "labels": {"x": "y"}}})
     st = _status(ei.value)
     assert (ei.value.status, st["reason"]) == (409, "Conflict")
     assert "the object has been modified" in st["message"]
@@ -469,9 +459,9 @@ def test_kube_forced_responses(kube_api: KubeAPIServer) -> None:
     with pytest.raises(ApiException) as ei:
         api.patch_namespaced_ingress("sitemaps", "web", {"metadata": {"labels": {"a": "b"}}})
     assert _status(ei.value)["reason"] == "Conflict"
-    assert api.patch_namespaced_ingress(
-        "sitemaps", "web", {"metadata": {"labels": {"a": "b"}}}
-    ).metadata.labels == {"a": "b"}
+    assert api.patch_namespaced_ingress("sitemaps", "web", {"metadata": {"labels": {"a": "b"}}}).metadata.labels == {
+        "a": "b"
+    }
     assert [r.status for r in kube_api.requests_for("PATCH")] == [500, 500, 409, 200]
 
 

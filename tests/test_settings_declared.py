@@ -36,11 +36,17 @@ def code_files() -> Iterator[Path]:
 def option_calls(tree: ast.AST) -> Iterator[ast.Call]:
     """Calls of `option(...)` (incremental/cli/options.py) and `click.option(...)`."""
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
-                and isinstance(node.args[0].value, str) and node.args[0].value.startswith("--"):
+        if (
+            isinstance(node, ast.Call)
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+            and node.args[0].value.startswith("--")
+        ):
             func = node.func
-            if (isinstance(func, ast.Name) and func.id == "option") or \
-                    (isinstance(func, ast.Attribute) and func.attr == "option"):
+            if (isinstance(func, ast.Name) and func.id == "option") or (
+                isinstance(func, ast.Attribute) and func.attr == "option"
+            ):
                 yield node
 
 
@@ -49,8 +55,13 @@ def group_entries(tree: ast.AST) -> Iterator[tuple[str, str, ast.Dict]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Tuple) and len(node.elts) == 3 and isinstance(node.elts[2], ast.Dict):
             opt, field = node.elts[0], node.elts[1]
-            if isinstance(opt, ast.Constant) and isinstance(opt.value, str) and opt.value.startswith("--") \
-                    and isinstance(field, ast.Constant) and isinstance(field.value, str):
+            if (
+                isinstance(opt, ast.Constant)
+                and isinstance(opt.value, str)
+                and opt.value.startswith("--")
+                and isinstance(field, ast.Constant)
+                and isinstance(field.value, str)
+            ):
                 yield opt.value, field.value, node.elts[2]
 
 
@@ -76,8 +87,10 @@ def cli_variables() -> dict[str, set[str]]:
     """Variable -> the commands whose options read it ("sitemaps" for the global options)."""
     ctx = click.Context(cli)
     out: dict[str, set[str]] = {}
-    for command, params in [("sitemaps", cli.params)] + [(c, cli.get_command(ctx, c).params)  # type: ignore[union-attr]
-                                                           for c in COMMANDS]:
+    for command, params in [("sitemaps", cli.params)] + [
+        (c, cli.get_command(ctx, c).params)  # type: ignore[union-attr]
+        for c in COMMANDS
+    ]:
         for p in params:
             if isinstance(p, click.Option) and isinstance(p.envvar, str):
                 out.setdefault(p.envvar, set()).add(command)
@@ -129,8 +142,9 @@ def test_a_settings_default_is_written_once() -> None:
                 offenders.append(f"{path.name}: {opt} gives a default: it is the field's ({field})")
         for call in option_calls(tree):
             names = [a.value for a in call.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
-            dest = next((n for n in names if not n.startswith("-")), names[0].split("/")[0].lstrip("-")
-                        .replace("-", "_"))
+            dest = next(
+                (n for n in names if not n.startswith("-")), names[0].split("/")[0].lstrip("-").replace("-", "_")
+            )
             default = next((k.value for k in call.keywords if k.arg == "default"), None)
             if dest in FIELDS and default is not None and not isinstance(default, ast.Call | ast.Name):
                 offenders.append(f"{path.name}: {names[0]} writes the default of setting {dest} again")

@@ -35,12 +35,15 @@ def test_pieces_make_the_whole_file() -> None:
     assert list(shard_pieces([])) == [URLSET_OPEN.encode(), URLSET_CLOSE.encode()]
 
 
-@pytest.mark.parametrize(("frags", "count", "limits", "error"), [
-    (["<url><loc>a</loc>\n"], 1, Limits(), "s is not well-formed XML: "),
-    (["<url><loc>a</loc></url>\n"] * 3, 2, Limits(), "s holds 3 URLs, the manifest has 2"),
-    (["<url><loc>a</loc></url>\n"] * 3, 3, Limits(max_urls=2), "s holds 3 URLs, over the limit of 2"),
-    (fragments(200, pad=30), 200, Limits(max_bytes=4096), "bytes uncompressed, over the limit of 4096"),
-])
+@pytest.mark.parametrize(
+    ("frags", "count", "limits", "error"),
+    [
+        (["<url><loc>a</loc>\n"], 1, Limits(), "s is not well-formed XML: "),
+        (["<url><loc>a</loc></url>\n"] * 3, 2, Limits(), "s holds 3 URLs, the manifest has 2"),
+        (["<url><loc>a</loc></url>\n"] * 3, 3, Limits(max_urls=2), "s holds 3 URLs, over the limit of 2"),
+        (fragments(200, pad=30), 200, Limits(max_bytes=4096), "bytes uncompressed, over the limit of 4096"),
+    ],
+)
 def test_each_check_still_fails_a_bad_shard(frags: list[str], count: int, limits: Limits, error: str) -> None:
     check = ShardCheck("s", limits)
     with pytest.raises(VerificationError, match=error):
@@ -56,8 +59,12 @@ def test_a_render_holds_the_shard_once(tmp_path: Path) -> None:
     app = App(Settings(data_dir=tmp_path / "data", allowed_hosts=(HOST,), workers=0))
     try:
         images = [{"loc": f"https://{HOST}/i/{j}-{'x' * 60}.jpg", "title": "t" * 80} for j in range(6)]
-        events = [orjson.dumps({"op": "upsert", "section": "books", "key": str(i), "loc": f"https://{HOST}/b/{i}",
-                                "images": images}) for i in range(8_000)]
+        events = [
+            orjson.dumps(
+                {"op": "upsert", "section": "books", "key": str(i), "loc": f"https://{HOST}/b/{i}", "images": images}
+            )
+            for i in range(8_000)
+        ]
         app.applier.apply_raw([("t", e) for e in events])
         size = app.manifest.shards()[0].byte_count
         assert size > 7_000_000

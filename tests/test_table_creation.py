@@ -86,7 +86,8 @@ def _page_of(manifest: Manifest, key: str) -> int:
 def _fillfactor(manifest: Manifest) -> list[str] | None:
     with manifest.engine.connect() as conn:
         options: list[str] | None = conn.exec_driver_sql(
-            "SELECT reloptions FROM pg_class WHERE relname = 'documents'").scalar_one()
+            "SELECT reloptions FROM pg_class WHERE relname = 'documents'"
+        ).scalar_one()
     return options
 
 

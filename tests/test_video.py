@@ -26,8 +26,12 @@ LOC = f"https://{HOST}/watch/1"
 
 
 def video(**fields: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"thumbnail_loc": "https://cdn.example/t.jpg", "title": "A title",
-                            "description": "A description", "content_loc": "https://cdn.example/v.mp4"}
+    base: dict[str, Any] = {
+        "thumbnail_loc": "https://cdn.example/t.jpg",
+        "title": "A title",
+        "description": "A description",
+        "content_loc": "https://cdn.example/v.mp4",
+    }
     return {k: v for k, v in {**base, **fields}.items() if v is not None}
 
 
@@ -49,15 +53,23 @@ BAD = [
     ([video(expiration_date="tomorrow")], "video[0].expiration_date is not a W3C datetime"),
     ([video(publication_date="2026-02-30")], "video[0].publication_date is not a valid date"),
     ([video(family_friendly="maybe")], "video[0].family_friendly must be true or false"),
-    ([video(restriction={"relationship": "allow", "countries": ["USA"]})],
-     "video[0].restriction.countries must be ISO 3166 two-letter codes"),
-    ([video(restriction={"relationship": "maybe", "countries": ["US"]})],
-     "video[0].restriction.relationship must be allow or deny"),
+    (
+        [video(restriction={"relationship": "allow", "countries": ["USA"]})],
+        "video[0].restriction.countries must be ISO 3166 two-letter codes",
+    ),
+    (
+        [video(restriction={"relationship": "maybe", "countries": ["US"]})],
+        "video[0].restriction.relationship must be allow or deny",
+    ),
     ([video(restriction={"countries": ["US"]})], "video[0].restriction must be an object with exactly"),
-    ([video(platform={"relationship": "allow", "platforms": ["car"]})],
-     "video[0].platform.platforms must be among web, mobile, tv"),
-    ([video(uploader={"name": "U", "info": "https://elsewhere.example/u"})],
-     "video[0].uploader.info must be on the same host"),
+    (
+        [video(platform={"relationship": "allow", "platforms": ["car"]})],
+        "video[0].platform.platforms must be among web, mobile, tv",
+    ),
+    (
+        [video(uploader={"name": "U", "info": "https://elsewhere.example/u"})],
+        "video[0].uploader.info must be on the same host",
+    ),
     ([video(uploader={"info": f"https://{HOST}/u"})], "video[0].name is required"),
     ([video(tags=["t"] * 33)], "video[0].tags has 33 entries, at most 32"),
     ([video(tags=[""])], "video[0].tags[0] must be a non-empty string"),
@@ -81,19 +93,43 @@ def test_video_refused_with_its_reason(videos: Any, reason: str) -> None:
 
 
 def test_every_field_in_the_xsd_order() -> None:
-    full = video(player_loc=f"https://{HOST}/player?id=1&x=2", duration=28800, expiration_date="2027-01-01T00:00Z",
-                 rating=4.256, view_count=0, publication_date="2026-01-01", family_friendly="YES",
-                 restriction={"relationship": "deny", "countries": ["us", "CA", "US"]},
-                 platform={"relationship": "allow", "platforms": ["web", "TV"]}, requires_subscription=True,
-                 uploader={"name": "Grill & Co", "info": f"https://{HOST}/u?a=1&b=2"}, live=False,
-                 tags=["steak", "<summer>"] + [f"t{i}" for i in range(30)])
+    full = video(
+        player_loc=f"https://{HOST}/player?id=1&x=2",
+        duration=28800,
+        expiration_date="2027-01-01T00:00Z",
+        rating=4.256,
+        view_count=0,
+        publication_date="2026-01-01",
+        family_friendly="YES",
+        restriction={"relationship": "deny", "countries": ["us", "CA", "US"]},
+        platform={"relationship": "allow", "platforms": ["web", "TV"]},
+        requires_subscription=True,
+        uploader={"name": "Grill & Co", "info": f"https://{HOST}/u?a=1&b=2"},
+        live=False,
+        tags=["steak", "<summer>"] + [f"t{i}" for i in range(30)],
+    )
     xml = document_row({"section": "v", "key": "1", "loc": LOC, "video": [full, video(title="Second")]}, RULES)[7]
     root = validate("shard", (URLSET_OPEN + xml + URLSET_CLOSE).encode())
     first, second = root.findall("sm:url/video:video", NS)
     assert [child.tag.split("}")[1] for child in first] == [
-        "thumbnail_loc", "title", "description", "content_loc", "player_loc", "duration", "expiration_date",
-        "rating", "view_count", "publication_date", *["tag"] * 32, "family_friendly", "restriction",
-        "requires_subscription", "uploader", "platform", "live"]
+        "thumbnail_loc",
+        "title",
+        "description",
+        "content_loc",
+        "player_loc",
+        "duration",
+        "expiration_date",
+        "rating",
+        "view_count",
+        "publication_date",
+        *["tag"] * 32,
+        "family_friendly",
+        "restriction",
+        "requires_subscription",
+        "uploader",
+        "platform",
+        "live",
+    ]
     text = {child.tag.split("}")[1]: (child.text, dict(child.attrib)) for child in first}
     assert text["player_loc"] == (f"https://{HOST}/player?id=1&x=2", {})
     assert text["expiration_date"] == ("2027-01-01T00:00:00+00:00", {})
@@ -110,12 +146,26 @@ def test_the_known_fields_include_news_and_video() -> None:
 
 
 def test_one_video_change_rewrites_one_shard(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path}/m.db",
-                        base_url="http://127.0.0.1:8080/sitemaps/", allowed_hosts=(HOST,), max_urls=10, workers=1)
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=f"sqlite:///{tmp_path}/m.db",
+        base_url="http://127.0.0.1:8080/sitemaps/",
+        allowed_hosts=(HOST,),
+        max_urls=10,
+        workers=1,
+    )
     app = App(settings)
     try:
-        docs = [{"section": "v", "key": str(i), "loc": f"https://{HOST}/watch/{i}", "version": 1,
-                 "video": [video(title=f"Video {i}")]} for i in range(50)]
+        docs = [
+            {
+                "section": "v",
+                "key": str(i),
+                "loc": f"https://{HOST}/watch/{i}",
+                "version": 1,
+                "video": [video(title=f"Video {i}")],
+            }
+            for i in range(50)
+        ]
         assert app.applier.apply_raw([("t", orjson.dumps(d)) for d in docs]).applied == 50
         app.publisher.publish()
         changed = dict(docs[17], version=2, video=[video(title="Retitled"), video(title="Added")])
@@ -129,9 +179,31 @@ def test_one_video_change_rewrites_one_shard(tmp_path: Path) -> None:
         app.close()
 
 
-ODD: list[Any] = [None, True, 0, -1, 2**64, 1.5, float("1e308"), "", "x", "yes", "allow", "https://cdn.example/x",
-                  [], ["x"], [None], [["x"]], {}, {"x": 1}, {"relationship": ["allow"], "countries": "US"},
-                  {"relationship": "allow", "countries": [1]}, {"name": ["n"]}, "\ud800", "a\x00b"]
+ODD: list[Any] = [
+    None,
+    True,
+    0,
+    -1,
+    2**64,
+    1.5,
+    float("1e308"),
+    "",
+    "x",
+    "yes",
+    "allow",
+    "https://cdn.example/x",
+    [],
+    ["x"],
+    [None],
+    [["x"]],
+    {},
+    {"x": 1},
+    {"relationship": ["allow"], "countries": "US"},
+    {"relationship": "allow", "countries": [1]},
+    {"name": ["n"]},
+    "\ud800",
+    "a\x00b",
+]
 
 
 @pytest.mark.parametrize("field", sorted({*FIELDS, "publication", "publication_date", "title", "name", "language"}))
@@ -143,8 +215,10 @@ def test_odd_values_are_refused_with_a_reason_never_an_exception(field: str) -> 
             news[field] = odd
         elif field in ("name", "language"):
             news["publication"] = {**news["publication"], field: odd}
-        docs = [{"section": "v", "key": "1", "loc": LOC, "news": news},
-                {"section": "v", "key": "1", "loc": LOC, "video": [{**video(), field: odd}]}]
+        docs = [
+            {"section": "v", "key": "1", "loc": LOC, "news": news},
+            {"section": "v", "key": "1", "loc": LOC, "video": [{**video(), field: odd}]},
+        ]
         for doc, where in zip(docs, ("news", "video[0]."), strict=True):
             try:
                 parse_event(json.dumps(doc), RULES)  # json: 2**64 and lone surrogates too

@@ -20,10 +20,22 @@ from sitemap_keeper.incremental.cli.errors import DEBUG_ENV, handled, set_debug
 
 # command name -> module under incremental.cli (each defines `command`)
 COMMANDS = {
-    "rebuild": "rebuild", "apply": "apply", "publish": "publish", "status": "status", "rollback": "rollback",
-    "prune": "prune", "serve": "serve", "demo": "demo", "dead-letters": "dead_letters", "verify": "verify",
-    "diff": "diff", "robots": "robots", "run": "run", "replay": "replay",
-    "hold": "hold", "resume": "resume",
+    "rebuild": "rebuild",
+    "apply": "apply",
+    "publish": "publish",
+    "status": "status",
+    "rollback": "rollback",
+    "prune": "prune",
+    "serve": "serve",
+    "demo": "demo",
+    "dead-letters": "dead_letters",
+    "verify": "verify",
+    "diff": "diff",
+    "robots": "robots",
+    "run": "run",
+    "replay": "replay",
+    "hold": "hold",
+    "resume": "resume",
     "settings": "settings",
 }
 
@@ -73,20 +85,51 @@ Exit status: 0 done, 1 failed at run time, 2 bad usage or settings (one line on 
 --debug adds the traceback)."""
 
 
-@click.group(cls=LazyGroup, epilog=EPILOG,
-             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
-              help="Show the version and whether the C fast path is loaded, then exit.")
-@click.option("--log-level", envvar="SITEMAPS_LOG_LEVEL", show_envvar=True, show_default=True, default="INFO",
-              type=click.Choice(logs.LEVELS, case_sensitive=False), help="Least severe log records shown.")
-@click.option("--log-format", envvar="SITEMAPS_LOG_FORMAT", show_envvar=True, show_default=True, default="text",
-              type=click.Choice(logs.FORMATS),
-              help="Log lines on standard error: text, or one JSON object per line with the event's fields.")
-@click.option("--debug", is_flag=True, envvar=DEBUG_ENV, show_envvar=True,
-              help="Show the traceback of a failure, not only its one-line message.")
-@click.option("--progress-interval", type=click.FloatRange(min=0, min_open=True), envvar="SITEMAPS_PROGRESS_INTERVAL",
-              show_envvar=True, show_default=True, default=progress.LINE_EVERY,
-              help="Seconds between progress lines when standard error is not a terminal (on one, a bar).")
+@click.group(
+    cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}
+)
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and whether the C fast path is loaded, then exit.",
+)
+@click.option(
+    "--log-level",
+    envvar="SITEMAPS_LOG_LEVEL",
+    show_envvar=True,
+    show_default=True,
+    default="INFO",
+    type=click.Choice(logs.LEVELS, case_sensitive=False),
+    help="Least severe log records shown.",
+)
+@click.option(
+    "--log-format",
+    envvar="SITEMAPS_LOG_FORMAT",
+    show_envvar=True,
+    show_default=True,
+    default="text",
+    type=click.Choice(logs.FORMATS),
+    help="Log lines on standard error: text, or one JSON object per line with the event's fields.",
+)
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar=DEBUG_ENV,
+    show_envvar=True,
+    help="Show the traceback of a failure, not only its one-line message.",
+)
+@click.option(
+    "--progress-interval",
+    type=click.FloatRange(min=0, min_open=True),
+    envvar="SITEMAPS_PROGRESS_INTERVAL",
+    show_envvar=True,
+    show_default=True,
+    default=progress.LINE_EVERY,
+    help="Seconds between progress lines when standard error is not a terminal (on one, a bar).",
+)
 def cli(log_level: str, log_format: str, debug: bool, progress_interval: float) -> None:
     """Always-fresh, never half-published sitemaps for very large sites.
 

@@ -25,8 +25,9 @@ from sitemap_keeper.snapshot.rebuild_input import jsonl_lines
 @json_option
 @with_app(MANIFEST, SITE, LIMITS)
 @extra_fields_option
-def command(app: App, files: tuple[str, ...], batch_size: int, event_format: str, mapping: Path | None,
-            as_json: bool) -> None:
+def command(
+    app: App, files: tuple[str, ...], batch_size: int, event_format: str, mapping: Path | None, as_json: bool
+) -> None:
     """Apply change events from JSON-lines FILES (`-` for standard input) to the manifest.
 
     \b
@@ -49,8 +50,7 @@ def command(app: App, files: tuple[str, ...], batch_size: int, event_format: str
                     batch = []
             total.add(_apply(app, batch))
     seconds = time.monotonic() - started
-    echo_result(as_json, f"{total} in {seconds:.2f}s", {**fields(total), "seconds": round(seconds, 3)},
-                "applied")
+    echo_result(as_json, f"{total} in {seconds:.2f}s", {**fields(total), "seconds": round(seconds, 3)}, "applied")
 
 
 def _apply(app: App, batch: list[tuple[str, bytes]]) -> Counts:

@@ -16,16 +16,26 @@ from sitemap_keeper.snapshot.mapping import Mapping, MappingError, load_mapping
 F = TypeVar("F", bound=Callable[..., Any])
 
 mapping_option = click.option(
-    "--mapping", type=click.Path(path_type=Path, dir_okay=False), envvar="SITEMAPS_MAPPING", show_envvar=True,
-    help="Mapping file (YAML): tables to sections, docs/cdc.md.")
+    "--mapping",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="SITEMAPS_MAPPING",
+    show_envvar=True,
+    help="Mapping file (YAML): tables to sections, docs/cdc.md.",
+)
 
 
 def format_options(fn: F) -> F:
     """--format (SITEMAPS_EVENT_FORMAT) and --mapping (SITEMAPS_MAPPING)."""
     fn = click.option(
-        "--format", "event_format", type=click.Choice(["native", "debezium"]), default=option_default("event_format"),
-        envvar="SITEMAPS_EVENT_FORMAT", show_envvar=True, show_default=True,
-        help="This tool's JSON events, or Debezium's (read by --mapping).")(fn)
+        "--format",
+        "event_format",
+        type=click.Choice(["native", "debezium"]),
+        default=option_default("event_format"),
+        envvar="SITEMAPS_EVENT_FORMAT",
+        show_envvar=True,
+        show_default=True,
+        help="This tool's JSON events, or Debezium's (read by --mapping).",
+    )(fn)
     return mapping_option(fn)
 
 

@@ -24,8 +24,9 @@ def command(app: App, limit: int, as_json: bool) -> None:
     for d in app.manifest.dead_letters(limit):
         raw = d.raw.decode("utf-8", "backslashreplace")
         if as_json:
-            click.echo(json.dumps({"id": d.id, "created_at": d.created_at, "source": d.source,
-                                   "reason": d.reason, "raw": raw}))
+            click.echo(
+                json.dumps({"id": d.id, "created_at": d.created_at, "source": d.source, "reason": d.reason, "raw": raw})
+            )
         else:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.created_at))
             click.echo(f"#{d.id} {when} {d.source}: {d.reason}\n    {raw[:200]}")

@@ -31,13 +31,17 @@ def timed(label: str, fn: Callable[[], T]) -> T:
 
 @click.command("demo")
 @click.option("--documents", type=int, default=1_000_000, show_default=True, help="Size of the synthetic catalog.")
-@click.option("--changes", type=int, default=10_000, show_default=True,
-              help="Change events applied after the rebuild.")
+@click.option("--changes", type=int, default=10_000, show_default=True, help="Change events applied after the rebuild.")
 @click.option("--port", type=int, default=8080, show_default=True, help="Port to serve the result on.")
 @click.option("--serve/--no-serve", default=True, show_default=True, help="Serve the result until Ctrl-C.")
 # Not SITEMAPS_DATA_DIR: inside a real site's environment that names the real site's data.
-@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=DATA_DIR, show_default=True,
-              help="The demo's own directory: its SQLite manifest, store and symlink router.")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=DATA_DIR,
+    show_default=True,
+    help="The demo's own directory: its SQLite manifest, store and symlink router.",
+)
 def command(documents: int, changes: int, port: int, serve: bool, data_dir: Path) -> None:
     """Rebuild a synthetic catalog, apply changes, publish incrementally, prune, and serve the result.
 
@@ -52,8 +56,10 @@ def command(documents: int, changes: int, port: int, serve: bool, data_dir: Path
     _claim(data_dir)
     # The demo replaces whatever catalog its data dir held, however small its own.
     app = App(Settings(data_dir=data_dir, allowed_hosts=(synthetic.HOST,), max_shrink=1.0))
-    click.echo(f"demo data in {data_dir.resolve()} (its own SQLite manifest, local store and symlink router; "
-               "SITEMAPS_* settings are not used)")
+    click.echo(
+        f"demo data in {data_dir.resolve()} (its own SQLite manifest, local store and symlink router; "
+        "SITEMAPS_* settings are not used)"
+    )
     try:
         _run(app, documents, changes, port, serve)
     finally:
@@ -74,8 +80,9 @@ def _run(app: App, documents: int, changes: int, port: int, serve: bool) -> None
         app.announcer.wait()
         return "done"
 
-    rebuilder = Rebuilder(app.manifest, app.settings.rules, app.settings.limits, app.settings.workers,
-                          app.settings.max_shrink)
+    rebuilder = Rebuilder(
+        app.manifest, app.settings.rules, app.settings.limits, app.settings.workers, app.settings.max_shrink
+    )
     # A file, as `sitemaps rebuild --source` reads one: the load's figure is then the rebuild command's.
     source = app.settings.data_dir / "demo-catalog.jsonl"
     timed(f"write the catalog file ({documents:,} documents)", lambda: synthetic.write_catalog(source, documents))
@@ -95,8 +102,12 @@ def _run(app: App, documents: int, changes: int, port: int, serve: bool) -> None
     timed("publish one changed document", lambda: app.publisher.publish().message)
     timed("  record its diff (in the background)", recorded)
     timed("publish with nothing dirty", lambda: app.publisher.publish().message)
-    timed("prune, keeping 2", lambda: "deleted {}".format(", ".join(
-        prune(app.manifest, app.store, app.router, keep=2, grace=0).deleted) or "nothing"))
+    timed(
+        "prune, keeping 2",
+        lambda: "deleted {}".format(
+            ", ".join(prune(app.manifest, app.store, app.router, keep=2, grace=0).deleted) or "nothing"
+        ),
+    )
     click.echo(f"{counts.applied:,} documents loaded; robots.txt lines:")
     for line in sitemap_lines(app.manifest, app.router.current(), app.settings.base_url):
         click.echo(f"  {line}")

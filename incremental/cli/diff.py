@@ -74,12 +74,24 @@ def _changes(changes: Iterator[diff.Change], as_json: bool) -> None:
     sep = "\n"
     for c in changes:
         if as_json:
-            click.echo(sep + json.dumps({"change": c.kind, "section": c.section, "loc": c.loc,
-                                         "old_lastmod": c.old_lastmod, "lastmod": c.new_lastmod}), nl=False)
+            click.echo(
+                sep
+                + json.dumps(
+                    {
+                        "change": c.kind,
+                        "section": c.section,
+                        "loc": c.loc,
+                        "old_lastmod": c.old_lastmod,
+                        "lastmod": c.new_lastmod,
+                    }
+                ),
+                nl=False,
+            )
             sep = ",\n"
         else:
             lastmod = {"added": c.new_lastmod, "removed": c.old_lastmod}.get(
-                c.kind, f"{c.old_lastmod} -> {c.new_lastmod}")
+                c.kind, f"{c.old_lastmod} -> {c.new_lastmod}"
+            )
             click.echo(f"{MARK[c.kind]} {c.section} {c.loc} {lastmod or ''}".rstrip())
     if as_json:
         click.echo("\n]", nl=False)

@@ -27,8 +27,19 @@ from sitemap_keeper.snapshot.routers.base import RouterError
 from sitemap_keeper.snapshot.stores.base import StoreError
 from sitemap_keeper.snapshot.verify import VerificationError
 
-EXPECTED = (InvalidDocument, PublishLockHeld, RebuildRunning, EmptyManifest, Refused, SourceShrank, RollbackError,
-            RouterError, StoreError, VerificationError, FileNotFoundError)
+EXPECTED = (
+    InvalidDocument,
+    PublishLockHeld,
+    RebuildRunning,
+    EmptyManifest,
+    Refused,
+    SourceShrank,
+    RollbackError,
+    RouterError,
+    StoreError,
+    VerificationError,
+    FileNotFoundError,
+)
 
 
 USAGE, RUNTIME = 2, 1
@@ -120,8 +131,10 @@ def _kafka(exc: Exception) -> Failure | None:
 
 def _system(exc: Exception) -> Failure | None:
     if isinstance(exc, ModuleNotFoundError) and _from_sqlalchemy(exc):  # a dialect importing its driver
-        return Failure(USAGE, f"{exc}: the database URL names a driver that is not installed "
-                              f"(pip install it beside sitemap-keeper)")
+        return Failure(
+            USAGE,
+            f"{exc}: the database URL names a driver that is not installed (pip install it beside sitemap-keeper)",
+        )
     if not isinstance(exc, OSError):
         return None
     if exc.errno == errno.EADDRINUSE:

@@ -56,105 +56,220 @@ class Group(NamedTuple):
     options: list[tuple[str, str, dict[str, Any]]]
 
 
-MANIFEST = Group("manifest", [
-    ("--data-dir", "data_dir", {"type": click.Path(path_type=Path),
-                                "help": "Where the embedded manifest and the local store live."}),
-    ("--database-url", "database_url", {"help": "SQLAlchemy URL of the manifest (default: SQLite in the data dir)."}),
-])
-SITE = Group("site", [
-    ("--base-url", "base_url", {"help": "Public URL the sitemap files are served under."}),
-    ("--allowed-hosts", "allowed_hosts", {"callback": _hosts,
-                                          "help": "Comma-separated hosts document URLs may be on "
-                                                  "(default: the base URL's host)."}),
-])
-LIMITS = Group("limits", [
-    ("--max-urls", "max_urls", {"type": int, "help": "URLs per shard, at most 50,000."}),
-    ("--max-bytes", "max_bytes", {"type": int, "help": "Uncompressed bytes per shard, at most 50 MiB."}),
-    ("--max-index-entries", "max_index_entries", {"type": int, "help": "Entries per index file, at most 50,000."}),
-    ("--max-shrink", "max_shrink", {
-        "type": click.FloatRange(0, 1),
-        "help": "Refuse a rebuild or publish that would remove more than this fraction of the site's URLs "
-                "(a truncated source, a replay of a topic that lost events); 1 allows any."}),
-    ("--workers", "workers", {"type": int, "help": "Processes for rendering and parsing."}),
-])
-STORE = Group("store", [
-    ("--storage", "storage", {"type": click.Choice(["local", "s3"]), "help": "Where generations are stored."}),
-    ("--s3-endpoint", "s3_endpoint", {"help": "S3/MinIO endpoint, host:port."}),
-    ("--s3-access-key", "s3_access_key", {"help": "S3 access key id."}),
-    ("--s3-secret-key", "s3_secret_key", {"help": "S3 secret key (never logged)."}),
-    ("--s3-secure", "s3_secure", {"type": bool, "help": "Use TLS for S3 (true/false)."}),
-    ("--s3-region", "s3_region", {"help": "S3 region (bucket location)."}),
-    ("--bucket-prefix", "bucket_prefix", {"help": "Prefix of generation bucket names."}),
-    ("--s3-layout", "s3_layout", {"type": click.Choice(["buckets", "prefix"]),
-                                  "help": "A bucket per generation, or one bucket with generations/<id>/."}),
-    ("--s3-bucket", "s3_bucket", {"help": "The one bucket of the prefix layout."}),
-    ("--s3-public-read", "s3_public_read", {"type": bool,
-                                            "help": "Give each generation a public-read bucket policy (false: "
-                                                    "only when reads go through an authenticated proxy)."}),
-])
-ROUTER = Group("router", [
-    ("--router", "router", {"type": click.Choice(["local", "ingress", "httproute"]),
-                            "help": "What points the world at the live generation."}),
-    ("--kube-api", "kube_api", {"help": "Kubernetes API URL (as with kubectl proxy); else in-cluster or kubeconfig."}),
-    ("--router-namespace", "router_namespace", {"help": "Namespace of the Ingress or HTTPRoute."}),
-    ("--ingress-name", "ingress_name", {"help": "Name of the Ingress."}),
-    ("--router-label", "router_label", {"help": "Label of the Ingress or HTTPRoute naming the live bucket."}),
-    ("--ingress-annotation", "ingress_annotation", {"help": "Annotation rewriting requests to the bucket."}),
-    ("--ingress-annotation-value", "ingress_annotation_value", {
-        "help": "Its value; {bucket}, {generation} and {path} are replaced."}),
-    ("--httproute-name", "httproute_name", {"help": "Name of the Gateway API HTTPRoute."}),
-])
-INDEXNOW = Group("indexnow", [
-    ("--indexnow-key", "indexnow_key", {"help": "IndexNow key (8-128 of a-z A-Z 0-9 -): enables IndexNow."}),
-    ("--indexnow-endpoints", "indexnow_endpoints", {
-        "callback": _hosts,
-        "help": "Comma-separated IndexNow endpoints (default: https://api.indexnow.org/indexnow)."}),
-    ("--indexnow-key-location", "indexnow_key_location", {
-        "help": "URL of the key file, {scheme} {host} {key} filled in (default: <site root>/<key>.txt)."}),
-    ("--indexnow-timeout", "indexnow_timeout", {
-        "type": float, "help": "Seconds one generation's IndexNow submission may take."}),
-])
+MANIFEST = Group(
+    "manifest",
+    [
+        (
+            "--data-dir",
+            "data_dir",
+            {"type": click.Path(path_type=Path), "help": "Where the embedded manifest and the local store live."},
+        ),
+        (
+            "--database-url",
+            "database_url",
+            {"help": "SQLAlchemy URL of the manifest (default: SQLite in the data dir)."},
+        ),
+    ],
+)
+SITE = Group(
+    "site",
+    [
+        ("--base-url", "base_url", {"help": "Public URL the sitemap files are served under."}),
+        (
+            "--allowed-hosts",
+            "allowed_hosts",
+            {
+                "callback": _hosts,
+                "help": "Comma-separated hosts document URLs may be on (default: the base URL's host).",
+            },
+        ),
+    ],
+)
+LIMITS = Group(
+    "limits",
+    [
+        ("--max-urls", "max_urls", {"type": int, "help": "URLs per shard, at most 50,000."}),
+        ("--max-bytes", "max_bytes", {"type": int, "help": "Uncompressed bytes per shard, at most 50 MiB."}),
+        ("--max-index-entries", "max_index_entries", {"type": int, "help": "Entries per index file, at most 50,000."}),
+        (
+            "--max-shrink",
+            "max_shrink",
+            {
+                "type": click.FloatRange(0, 1),
+                "help": "Refuse a rebuild or publish that would remove more than this fraction of the site's URLs "
+                "(a truncated source, a replay of a topic that lost events); 1 allows any.",
+            },
+        ),
+        ("--workers", "workers", {"type": int, "help": "Processes for rendering and parsing."}),
+    ],
+)
+STORE = Group(
+    "store",
+    [
+        ("--storage", "storage", {"type": click.Choice(["local", "s3"]), "help": "Where generations are stored."}),
+        ("--s3-endpoint", "s3_endpoint", {"help": "S3/MinIO endpoint, host:port."}),
+        ("--s3-access-key", "s3_access_key", {"help": "S3 access key id."}),
+        ("--s3-secret-key", "s3_secret_key", {"help": "S3 secret key (never logged)."}),
+        ("--s3-secure", "s3_secure", {"type": bool, "help": "Use TLS for S3 (true/false)."}),
+        ("--s3-region", "s3_region", {"help": "S3 region (bucket location)."}),
+        ("--bucket-prefix", "bucket_prefix", {"help": "Prefix of generation bucket names."}),
+        (
+            "--s3-layout",
+            "s3_layout",
+            {
+                "type": click.Choice(["buckets", "prefix"]),
+                "help": "A bucket per generation, or one bucket with generations/<id>/.",
+            },
+        ),
+        ("--s3-bucket", "s3_bucket", {"help": "The one bucket of the prefix layout."}),
+        (
+            "--s3-public-read",
+            "s3_public_read",
+            {
+                "type": bool,
+                "help": "Give each generation a public-read bucket policy (false: "
+                "only when reads go through an authenticated proxy).",
+            },
+        ),
+    ],
+)
+ROUTER = Group(
+    "router",
+    [
+        (
+            "--router",
+            "router",
+            {
+                "type": click.Choice(["local", "ingress", "httproute"]),
+                "help": "What points the world at the live generation.",
+            },
+        ),
+        (
+            "--kube-api",
+            "kube_api",
+            {"help": "Kubernetes API URL (as with kubectl proxy); else in-cluster or kubeconfig."},
+        ),
+        ("--router-namespace", "router_namespace", {"help": "Namespace of the Ingress or HTTPRoute."}),
+        ("--ingress-name", "ingress_name", {"help": "Name of the Ingress."}),
+        ("--router-label", "router_label", {"help": "Label of the Ingress or HTTPRoute naming the live bucket."}),
+        ("--ingress-annotation", "ingress_annotation", {"help": "Annotation rewriting requests to the bucket."}),
+        (
+            "--ingress-annotation-value",
+            "ingress_annotation_value",
+            {"help": "Its value; {bucket}, {generation} and {path} are replaced."},
+        ),
+        ("--httproute-name", "httproute_name", {"help": "Name of the Gateway API HTTPRoute."}),
+    ],
+)
+INDEXNOW = Group(
+    "indexnow",
+    [
+        ("--indexnow-key", "indexnow_key", {"help": "IndexNow key (8-128 of a-z A-Z 0-9 -): enables IndexNow."}),
+        (
+            "--indexnow-endpoints",
+            "indexnow_endpoints",
+            {
+                "callback": _hosts,
+                "help": "Comma-separated IndexNow endpoints (default: https://api.indexnow.org/indexnow).",
+            },
+        ),
+        (
+            "--indexnow-key-location",
+            "indexnow_key_location",
+            {"help": "URL of the key file, {scheme} {host} {key} filled in (default: <site root>/<key>.txt)."},
+        ),
+        (
+            "--indexnow-timeout",
+            "indexnow_timeout",
+            {"type": float, "help": "Seconds one generation's IndexNow submission may take."},
+        ),
+    ],
+)
 # How many generations stay: `prune`, and the service's prune timer.
-PRUNE = Group("prune", [
-    ("--keep", "keep", {"type": int, "help": "Published generations to keep, the live one included."}),
-])
+PRUNE = Group(
+    "prune",
+    [
+        ("--keep", "keep", {"type": int, "help": "Published generations to keep, the live one included."}),
+    ],
+)
 # The change-feed service: `run` and `replay` (incremental/settings.py).
-KAFKA = Group("kafka", [
-    ("--kafka-bootstrap-servers", "kafka_bootstrap_servers", {
-        "help": "Kafka brokers, host:port[,host:port...] (run and replay)."}),
-    ("--kafka-topic", "kafka_topic", {"help": "Topic of document events, keyed by document."}),
-    ("--kafka-topics", "kafka_topics", {
-        "help": "Topics instead of --kafka-topic: comma-separated names, or a regular expression (one Debezium "
-                "topic per table)."}),
-    ("--kafka-group", "kafka_group", {"help": "Consumer group the replicas share."}),
-    ("--kafka-security-protocol", "kafka_security_protocol", {
-        "type": click.Choice(["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]),
-        "help": "How to talk to the brokers."}),
-    ("--kafka-sasl-mechanism", "kafka_sasl_mechanism", {
-        "type": click.Choice(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]),
-        "help": "SASL mechanism (with a SASL_* protocol)."}),
-    ("--kafka-sasl-username", "kafka_sasl_username", {"help": "SASL user name."}),
-    ("--kafka-sasl-password", "kafka_sasl_password", {"help": "SASL password (never logged)."}),
-    ("--kafka-ssl-cafile", "kafka_ssl_cafile", {"help": "CA bundle to verify the brokers with."}),
-    ("--kafka-dead-letter-topic", "kafka_dead_letter_topic", {
-        "help": "Also send refused events here (the dead-letter table has them anyway)."}),
-    ("--kafka-session-timeout", "kafka_session_timeout", {
-        "type": float, "help": "Seconds before the group gives a silent replica's partitions to another."}),
-])
-SERVICE = Group("service", [
-    ("--publish-interval", "publish_interval", {
-        "type": float, "help": "Seconds between publishes (when shards are dirty)."}),
-    ("--publish-threshold", "publish_threshold", {
-        "type": int, "help": "Dirty shards that trigger a publish at once."}),
-    ("--prune-interval", "prune_interval", {"type": float, "help": "Seconds between prunes."}),
-    ("--http-host", "http_host", {"help": "Address of /healthz, /readyz and /metrics."}),
-    ("--http-port", "http_port", {"type": int, "help": "Port of /healthz, /readyz and /metrics."}),
-    ("--leader-election", "leader_election", {
-        "type": click.Choice(["postgres", "lease", "none"]),
-        "help": "Who publishes among replicas: the manifest's lock only, or a Kubernetes Lease too."}),
-    ("--lease-name", "lease_name", {"help": "Name of the Lease."}),
-    ("--lease-namespace", "lease_namespace", {"help": "Namespace of the Lease."}),
-])
+KAFKA = Group(
+    "kafka",
+    [
+        (
+            "--kafka-bootstrap-servers",
+            "kafka_bootstrap_servers",
+            {"help": "Kafka brokers, host:port[,host:port...] (run and replay)."},
+        ),
+        ("--kafka-topic", "kafka_topic", {"help": "Topic of document events, keyed by document."}),
+        (
+            "--kafka-topics",
+            "kafka_topics",
+            {
+                "help": "Topics instead of --kafka-topic: comma-separated names, or a regular expression (one Debezium "
+                "topic per table)."
+            },
+        ),
+        ("--kafka-group", "kafka_group", {"help": "Consumer group the replicas share."}),
+        (
+            "--kafka-security-protocol",
+            "kafka_security_protocol",
+            {
+                "type": click.Choice(["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]),
+                "help": "How to talk to the brokers.",
+            },
+        ),
+        (
+            "--kafka-sasl-mechanism",
+            "kafka_sasl_mechanism",
+            {
+                "type": click.Choice(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]),
+                "help": "SASL mechanism (with a SASL_* protocol).",
+            },
+        ),
+        ("--kafka-sasl-username", "kafka_sasl_username", {"help": "SASL user name."}),
+        ("--kafka-sasl-password", "kafka_sasl_password", {"help": "SASL password (never logged)."}),
+        ("--kafka-ssl-cafile", "kafka_ssl_cafile", {"help": "CA bundle to verify the brokers with."}),
+        (
+            "--kafka-dead-letter-topic",
+            "kafka_dead_letter_topic",
+            {"help": "Also send refused events here (the dead-letter table has them anyway)."},
+        ),
+        (
+            "--kafka-session-timeout",
+            "kafka_session_timeout",
+            {"type": float, "help": "Seconds before the group gives a silent replica's partitions to another."},
+        ),
+    ],
+)
+SERVICE = Group(
+    "service",
+    [
+        (
+            "--publish-interval",
+            "publish_interval",
+            {"type": float, "help": "Seconds between publishes (when shards are dirty)."},
+        ),
+        (
+            "--publish-threshold",
+            "publish_threshold",
+            {"type": int, "help": "Dirty shards that trigger a publish at once."},
+        ),
+        ("--prune-interval", "prune_interval", {"type": float, "help": "Seconds between prunes."}),
+        ("--http-host", "http_host", {"help": "Address of /healthz, /readyz and /metrics."}),
+        ("--http-port", "http_port", {"type": int, "help": "Port of /healthz, /readyz and /metrics."}),
+        (
+            "--leader-election",
+            "leader_election",
+            {
+                "type": click.Choice(["postgres", "lease", "none"]),
+                "help": "Who publishes among replicas: the manifest's lock only, or a Kubernetes Lease too.",
+            },
+        ),
+        ("--lease-name", "lease_name", {"help": "Name of the Lease."}),
+        ("--lease-namespace", "lease_namespace", {"help": "Namespace of the Lease."}),
+    ],
+)
 GROUPS = (MANIFEST, SITE, LIMITS, STORE, ROUTER, INDEXNOW, PRUNE, KAFKA, SERVICE)
 # Every settings option, in the order of GROUPS: what a bare `@with_app` attaches.
 SHARED: list[tuple[str, str, dict[str, Any]]] = [o for g in GROUPS for o in g.options]
@@ -166,9 +281,13 @@ PUBLISHING = (MANIFEST, SITE, LIMITS, STORE, ROUTER, INDEXNOW)
 def extra_fields_option(fn: F) -> F:
     """--extra-fields for the commands that read documents or events (apply, rebuild, run, replay): it sets
     the App's settings before the command runs."""
-    opt = option("--extra-fields", type=click.Choice(["reject", "ignore"]), default=option_default("extra_fields"),
-                 help="An unknown field (a misspelt `lastMod`): dead-letter it, naming the field (reject), or "
-                      "drop the field (ignore).")
+    opt = option(
+        "--extra-fields",
+        type=click.Choice(["reject", "ignore"]),
+        default=option_default("extra_fields"),
+        help="An unknown field (a misspelt `lastMod`): dead-letter it, naming the field (reject), or "
+        "drop the field (ignore).",
+    )
 
     @functools.wraps(fn)
     def wrapper(app: App, *args: Any, extra_fields: str, **kwargs: Any) -> Any:
@@ -184,8 +303,7 @@ def envvar(option: str) -> str:
 
 def option(name: str, *decls: str, **kwargs: Any) -> Callable[[F], F]:
     """A click option that is also the environment variable SITEMAPS_<NAME>."""
-    return click.option(name, *decls, envvar=envvar(name.split("/")[0]), show_envvar=True, show_default=True,
-                        **kwargs)
+    return click.option(name, *decls, envvar=envvar(name.split("/")[0]), show_envvar=True, show_default=True, **kwargs)
 
 
 @overload
@@ -212,8 +330,9 @@ def with_reader(*groups: Group) -> Callable[[F], F]:
 
 def described(opt: str, field: str, kw: dict[str, Any]) -> click.Option:
     """A settings option as a plain click option, whose help record describes it in full (`sitemaps settings`)."""
-    return click.Option([opt, field], envvar=envvar(opt), show_envvar=True, show_default=True,
-                        default=option_default(field), **kw)
+    return click.Option(
+        [opt, field], envvar=envvar(opt), show_envvar=True, show_default=True, default=option_default(field), **kw
+    )
 
 
 def option_default(field: str) -> Any:
@@ -239,8 +358,9 @@ def _help(ctx: click.Context, help_option: click.Parameter, value: bool) -> None
         if isinstance(param, Setting):
             names.setdefault(param.group, []).append(param.opts[0])
     with formatter.section("Settings"):
-        formatter.write_text("Each is also an environment variable SITEMAPS_<NAME>; `sitemaps settings GROUP` "
-                             "describes them.")
+        formatter.write_text(
+            "Each is also an environment variable SITEMAPS_<NAME>; `sitemaps settings GROUP` describes them."
+        )
         write_names(formatter, names)
     command.format_epilog(ctx, formatter)
     click.echo(formatter.getvalue().rstrip("\n"), color=ctx.color)
@@ -278,8 +398,15 @@ def _with_options(groups: tuple[Group, ...], fn: F, read_only: bool = False) -> 
         finally:
             app.close()
 
-    wrapper = click.option("-h", "--help", is_flag=True, expose_value=False, is_eager=True, callback=_help,
-                           help="Show this message and exit.")(wrapper)
+    wrapper = click.option(
+        "-h",
+        "--help",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_help,
+        help="Show this message and exit.",
+    )(wrapper)
     for group, (opt, field, kw) in reversed(options):
         wrapper = option(opt, field, cls=Setting, group=group, default=option_default(field), **kw)(wrapper)
     return wrapper  # type: ignore[return-value]

@@ -26,8 +26,15 @@ from sitemap_keeper.snapshot.rebuild_input import jsonl_chunks, mapping_rows, sq
 @json_option
 @with_app(*PUBLISHING)
 @extra_fields_option
-def command(app: App, source: str | None, source_sql: str | None, source_database_url: str | None,
-            publish: bool, mapping: Path | None, as_json: bool) -> None:
+def command(
+    app: App,
+    source: str | None,
+    source_sql: str | None,
+    source_database_url: str | None,
+    publish: bool,
+    mapping: Path | None,
+    as_json: bool,
+) -> None:
     """Full snapshot rebuild: replace the manifest from a source and publish a fresh generation.
 
     \b
@@ -42,8 +49,9 @@ def command(app: App, source: str | None, source_sql: str | None, source_databas
     if source is None and not source_database_url:
         raise click.UsageError(f"{'--source-sql' if source_sql else '--mapping'} needs --source-database-url")
     started = time.monotonic()
-    rebuilder = Rebuilder(app.manifest, app.settings.rules, app.settings.limits, app.settings.workers,
-                          app.settings.max_shrink)
+    rebuilder = Rebuilder(
+        app.manifest, app.settings.rules, app.settings.limits, app.settings.workers, app.settings.max_shrink
+    )
     if source is not None:
         length = os.path.getsize(source) if source != "-" else None
         with Progress("loading (bytes)", length) as bar:
@@ -60,9 +68,10 @@ def command(app: App, source: str | None, source_sql: str | None, source_databas
     else:
         assert source_sql is not None and source_database_url is not None
         with Progress("loading (documents)") as bar:
-            counts = rebuilder.rebuild(row_chunks("sql", sql_rows(source_database_url, source_sql,
-                                                                   app.settings.rules.ignore_extra_fields)),
-                                       progress=bar.update)
+            counts = rebuilder.rebuild(
+                row_chunks("sql", sql_rows(source_database_url, source_sql, app.settings.rules.ignore_extra_fields)),
+                progress=bar.update,
+            )
     loaded = time.monotonic() - started
     out: dict[str, object] = {**fields(counts), "load_seconds": round(loaded, 3), "published": None}
     if not as_json:
@@ -75,7 +84,8 @@ def command(app: App, source: str | None, source_sql: str | None, source_databas
         out.update(published={**fields(result), "message": result.message}, seconds=round(total, 3))
         if not as_json:
             click.echo(result.message)
-        echo_result(as_json, f"rebuild took {total:.2f}s end to end ({counts.applied / total:,.0f} URLs/s)", out,
-                    "rebuilt")
+        echo_result(
+            as_json, f"rebuild took {total:.2f}s end to end ({counts.applied / total:,.0f} URLs/s)", out, "rebuilt"
+        )
     else:
         echo_result(as_json, None, out, "rebuilt")

@@ -14,18 +14,36 @@ from sitemap_keeper.incremental.service import open_service, tune_gc
 
 
 @click.command("replay")
-@option("--since", help="Start at the first event of this time (ISO 8601, UTC by default, or epoch seconds) "
-                        "instead of the beginning of the topic.")
-@option("--keep-manifest", is_flag=True, help="Apply on top of the manifest instead of an empty one "
-                                                "(say, one restored from a backup taken at --since).")
-@click.option("--run/--exit", "then_run", default=True, show_default=True,
-              help="Go on as `sitemaps run` once the full generation is published.")
+@option(
+    "--since",
+    help="Start at the first event of this time (ISO 8601, UTC by default, or epoch seconds) "
+    "instead of the beginning of the topic.",
+)
+@option(
+    "--keep-manifest",
+    is_flag=True,
+    help="Apply on top of the manifest instead of an empty one (say, one restored from a backup taken at --since).",
+)
+@click.option(
+    "--run/--exit",
+    "then_run",
+    default=True,
+    show_default=True,
+    help="Go on as `sitemaps run` once the full generation is published.",
+)
 @batch_size_option
 @format_options
 @with_app
 @extra_fields_option
-def command(app: App, since: str | None, keep_manifest: bool, then_run: bool, batch_size: int,
-            event_format: str, mapping: Path | None) -> None:
+def command(
+    app: App,
+    since: str | None,
+    keep_manifest: bool,
+    then_run: bool,
+    batch_size: int,
+    event_format: str,
+    mapping: Path | None,
+) -> None:
     """Rebuild the manifest from the Kafka topic, publish a full generation, and go on from there.
 
     \b
@@ -43,8 +61,7 @@ def command(app: App, since: str | None, keep_manifest: bool, then_run: bool, ba
         with Progress("replaying (events)") as bar, Progress("publishing (shards)") as publishing:
             replay.on_progress = bar.to
             app.publisher.on_progress = publishing.to  # the full publish once caught up
-            counts, result = replay.run(parse_since(since) if since else None, keep_manifest,
-                                        on_listen=announce(app))
+            counts, result = replay.run(parse_since(since) if since else None, keep_manifest, on_listen=announce(app))
             app.publisher.on_progress = None  # the service's timer publishes, after it, say nothing
     except ReplayError as exc:
         raise click.ClickException(str(exc)) from None

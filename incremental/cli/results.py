@@ -14,8 +14,9 @@ log = logging.getLogger(__name__)
 # LogRecord attributes an `extra` field may not replace.
 RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
-json_option = click.option("--json", "as_json", is_flag=True,
-                           help="Print the result as one JSON object (one line), not as text.")
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print the result as one JSON object (one line), not as text."
+)
 
 
 def echo_result(as_json: bool, text: str | None, result: dict[str, Any], event: str) -> None:

@@ -14,8 +14,12 @@ from sitemap_keeper.snapshot.rollback import rollback
 
 @click.command("rollback")
 @click.argument("generation", required=False)
-@click.option("--hold/--no-hold", default=True, show_default=True,
-              help="Hold the site at GENERATION: no publish switches it back until `sitemaps resume`.")
+@click.option(
+    "--hold/--no-hold",
+    default=True,
+    show_default=True,
+    help="Hold the site at GENERATION: no publish switches it back until `sitemaps resume`.",
+)
 @reason_option
 @by_option
 @json_option
@@ -34,6 +38,7 @@ def command(app: App, generation: str | None, hold: bool, reason: str | None, by
     if held is None:
         message = f"rolled back from {previous} to {target}; the next publish puts the manifest's state live"
     else:
-        message = (f"rolled back from {previous} to {target} and held there: publishes switch nothing until "
-                   "`sitemaps resume`")
+        message = (
+            f"rolled back from {previous} to {target} and held there: publishes switch nothing until `sitemaps resume`"
+        )
     echo_result(as_json, message, {"from": previous, "to": target, "held": held is not None}, "rolled_back")

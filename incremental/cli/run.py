@@ -16,8 +16,11 @@ batch_size_option = option("--batch-size", type=int, default=BATCH_SIZE, help="M
 
 
 @click.command("run")
-@option("--follow", type=click.Path(path_type=Path, dir_okay=False),
-        help="Tail this JSON-lines file for events instead of Kafka: no servers needed.")
+@option(
+    "--follow",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Tail this JSON-lines file for events instead of Kafka: no servers needed.",
+)
 @batch_size_option
 @format_options
 @with_app

@@ -12,8 +12,10 @@ def serve_until_interrupted(app: App, host: str, port: int, pages: bool = True) 
     """Serve the live generation until Ctrl-C, saying where first (tests read the port from that line)."""
     views = Pages(app.manifest, app.store, app.router, app.settings.base_url) if pages else None
     server = make_server(app.store, app.router, app.settings.base_path, host, port, views)
-    click.echo(f"serving the live generation at http://{host}:{server.server_port}{app.settings.base_path}"
-               "sitemap.xml (Ctrl-C stops)")
+    click.echo(
+        f"serving the live generation at http://{host}:{server.server_port}{app.settings.base_path}"
+        "sitemap.xml (Ctrl-C stops)"
+    )
     if views is not None:
         click.echo(f"pages for people: http://{host}:{server.server_port}{STATUS_PATH}")
     try:
@@ -27,8 +29,11 @@ def serve_until_interrupted(app: App, host: str, port: int, pages: bool = True) 
 @click.command("serve")
 @option("--host", default="127.0.0.1", help="Address to listen on.")
 @option("--port", type=int, default=8080, help="Port to listen on.")
-@option("--pages/--no-pages", default=True,
-        help=f"Also serve the HTML pages for people ({STATUS_PATH}, /_view/): status, published files.")
+@option(
+    "--pages/--no-pages",
+    default=True,
+    help=f"Also serve the HTML pages for people ({STATUS_PATH}, /_view/): status, published files.",
+)
 @with_app(MANIFEST, SITE, STORE, ROUTER)
 def command(app: App, host: str, port: int, pages: bool) -> None:
     """Serve the live generation over HTTP (what the router points at, at each request).

@@ -28,8 +28,7 @@ ABOUT = {
 
 
 @click.command("settings")
-@click.argument("group", required=False, metavar="[GROUP]",
-                type=click.Choice([*(g.name for g in GROUPS), GLOBAL]))
+@click.argument("group", required=False, metavar="[GROUP]", type=click.Choice([*(g.name for g in GROUPS), GLOBAL]))
 @click.pass_context
 def command(ctx: click.Context, group: str | None) -> None:
     """Describe the settings the commands share (all, or one GROUP's): option, environment variable, default.
@@ -49,8 +48,9 @@ def command(ctx: click.Context, group: str | None) -> None:
             _write_group(ctx, formatter, shown, readers.get(shown.name, []))
     if group in (None, GLOBAL):
         with formatter.section("global settings (before the command: sitemaps --log-level debug COMMAND)"):
-            formatter.write_dl([record for p in cli.params
-                                if p.name not in ("version", "help") and (record := p.get_help_record(ctx))])
+            formatter.write_dl(
+                [record for p in cli.params if p.name not in ("version", "help") and (record := p.get_help_record(ctx))]
+            )
     click.echo(formatter.getvalue().rstrip("\n"))
 
 
@@ -68,5 +68,6 @@ def _write_group(ctx: click.Context, formatter: click.HelpFormatter, group: Grou
     about = ABOUT.get(group.name)
     with formatter.section(f"{group.name} settings" + (f" ({about})" if about else "")):
         write_names(formatter, {"read by": readers or ["no command"]})
-        formatter.write_dl([record for opt, field, kw in group.options
-                            if (record := described(opt, field, kw).get_help_record(ctx))])
+        formatter.write_dl(
+            [record for opt, field, kw in group.options if (record := described(opt, field, kw).get_help_record(ctx))]
+        )

@@ -31,8 +31,10 @@ def command(app: App, as_json: bool) -> None:
     click.echo(f"live generation:  {info['live_generation'] or '(none yet)'}")
     if info["hold"]:
         h = info["hold"]
-        click.echo(f"hold:             {Hold(h['generation'], h['since'], h['by'], h['reason']).describe()}; "
-                   "publishes switch nothing until `sitemaps resume`")
+        click.echo(
+            f"hold:             {Hold(h['generation'], h['since'], h['by'], h['reason']).describe()}; "
+            "publishes switch nothing until `sitemaps resume`"
+        )
     click.echo(f"retained:         {', '.join(info['retained_generations']) or '(none)'}")
     click.echo(f"URLs:             {info['urls']} in {info['shards']} shards")
     for name, s in info["sections"].items():
@@ -41,13 +43,16 @@ def command(app: App, as_json: bool) -> None:
     click.echo(f"dead letters:     {info['dead_letters']}")
     d = info["last_diff"]
     if d:
-        click.echo(f"last diff:        +{d['added']} -{d['removed']} ~{d['changed']} URLs "
-                   f"against {d['base'] or '(nothing)'}")
+        click.echo(
+            f"last diff:        +{d['added']} -{d['removed']} ~{d['changed']} URLs against {d['base'] or '(nothing)'}"
+        )
     for o in info["indexnow"]:
         codes = ", ".join(f"{code}x{n}" for code, n in o["statuses"].items()) or "nothing sent"
-        click.echo(f"indexnow:         {o['endpoint']}: {o['submitted']} of {o['urls']} URLs of "
-                   f"{o['generation_id']} accepted in {o['batches']} batches ({codes})"
-                   f"{'; ' + o['message'] if o['message'] else ''}")
+        click.echo(
+            f"indexnow:         {o['endpoint']}: {o['submitted']} of {o['urls']} URLs of "
+            f"{o['generation_id']} accepted in {o['batches']} batches ({codes})"
+            f"{'; ' + o['message'] if o['message'] else ''}"
+        )
     for note in info["notes"]:
         click.echo(f"note: {note}")
     if info["sitemap_lines"]:

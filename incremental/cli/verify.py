@@ -10,8 +10,9 @@ from sitemap_keeper.snapshot.verify import verify_generation
 
 @click.command("verify")
 @click.argument("generation", required=False)
-@click.option("--deep/--shallow", default=True, show_default=True,
-              help="Also read back, decompress and parse every file.")
+@click.option(
+    "--deep/--shallow", default=True, show_default=True, help="Also read back, decompress and parse every file."
+)
 @with_reader(MANIFEST, LIMITS, STORE, ROUTER)
 def command(app: App, generation: str | None, deep: bool) -> None:
     """Check a generation (default: the live one) against what was recorded when it was published.

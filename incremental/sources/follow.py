@@ -144,8 +144,11 @@ class FileFollower(EventSource):
         # where that one ends, which is what the manifest holds once that one is committed.
         self.read_identity = Identity.of(stream, end)
         identity = self._identity_positions(self.read_identity)
-        batch = EventBatch(items, {self.position: self.handed, **self.handed_identity},
-                      {self.position: end, **{p: v for p, v in identity.items() if v is not None}})
+        batch = EventBatch(
+            items,
+            {self.position: self.handed, **self.handed_identity},
+            {self.position: end, **{p: v for p, v in identity.items() if v is not None}},
+        )
         self.offset = self.handed = end
         self.handed_identity = identity
         return batch
@@ -160,8 +163,10 @@ class FileFollower(EventSource):
         if current.st_size > self.offset:
             if b"\n" in os.pread(stream.fileno(), current.st_size - self.offset, self.offset):
                 return False  # lines written to the old file meanwhile: they are read first
-            self._report(f"{self.path} was rotated with {current.st_size - self.offset} bytes at the end of "
-                         "its old file that are no complete line: they are not applied")
+            self._report(
+                f"{self.path} was rotated with {current.st_size - self.offset} bytes at the end of "
+                "its old file that are no complete line: they are not applied"
+            )
         log.info("%s: the old file is read to its end, reading the new one from byte 0", self.path)
         self._switch(self._open_path(), 0)
         return True
@@ -173,13 +178,19 @@ class FileFollower(EventSource):
             return
         copy = self._find(self.read_identity, self.offset, same_inode=False)
         if copy is not None:
-            log.info("%s was truncated (copytruncate): reading its copy %s from byte %d, then it from byte 0",
-                     self.path, copy.name, self.offset)
+            log.info(
+                "%s was truncated (copytruncate): reading its copy %s from byte %d, then it from byte 0",
+                self.path,
+                copy.name,
+                self.offset,
+            )
             self._switch(copy, self.offset)
             return
-        self._report(f"{self.path} was truncated (read up to byte {self.offset}) with no copy beside it: lines "
-                     "written after the last read and before the truncation, if any, are not applied; reading "
-                     "it from byte 0")
+        self._report(
+            f"{self.path} was truncated (read up to byte {self.offset}) with no copy beside it: lines "
+            "written after the last read and before the truncation, if any, are not applied; reading "
+            "it from byte 0"
+        )
         self._switch(stream, 0)
 
     def _switch(self, stream: BinaryIO | None, offset: int) -> None:
@@ -214,13 +225,19 @@ class FileFollower(EventSource):
             return
         found = self._find(identity, stored, same_inode=True)
         if found is not None:
-            log.info("%s was rotated while stopped: finishing its old file %s from byte %d first",
-                     self.path, found.name, stored)
+            log.info(
+                "%s was rotated while stopped: finishing its old file %s from byte %d first",
+                self.path,
+                found.name,
+                stored,
+            )
             self._switch(found, stored)
             return
-        self._report(f"the file the stored offset {stored} of {self.path} is into (device {identity.device}, "
-                     f"inode {identity.inode}) is gone: whatever it held past that offset is not applied; "
-                     f"reading {self.path} from byte 0")
+        self._report(
+            f"the file the stored offset {stored} of {self.path} is into (device {identity.device}, "
+            f"inode {identity.inode}) is gone: whatever it held past that offset is not applied; "
+            f"reading {self.path} from byte 0"
+        )
 
     def _find(self, identity: Identity, size: int, same_inode: bool) -> BinaryIO | None:
         """A file beside the path with `identity`'s first bytes and at least `size` bytes: the same inode (a

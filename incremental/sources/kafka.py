@@ -59,9 +59,19 @@ class KafkaConfig:
     def from_settings(cls, s: ServiceSettings) -> KafkaConfig:
         if not s.kafka_bootstrap_servers:
             raise ValueError("SITEMAPS_KAFKA_BOOTSTRAP_SERVERS is not set")
-        return cls(s.kafka_bootstrap_servers, s.kafka_topic, s.kafka_group, s.kafka_security_protocol,
-                   s.kafka_sasl_mechanism, s.kafka_sasl_username, s.kafka_sasl_password, s.kafka_ssl_cafile,
-                   s.kafka_dead_letter_topic, s.kafka_session_timeout, **topics_setting(s.kafka_topics))
+        return cls(
+            s.kafka_bootstrap_servers,
+            s.kafka_topic,
+            s.kafka_group,
+            s.kafka_security_protocol,
+            s.kafka_sasl_mechanism,
+            s.kafka_sasl_username,
+            s.kafka_sasl_password,
+            s.kafka_ssl_cafile,
+            s.kafka_dead_letter_topic,
+            s.kafka_session_timeout,
+            **topics_setting(s.kafka_topics),
+        )
 
     @property
     def names(self) -> str:
@@ -91,8 +101,11 @@ class KafkaConfig:
             "request_timeout_ms": max(30_000, int(self.session_timeout * 1000) + 5000),
         }
         if self.sasl_mechanism:
-            cfg.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
-                       sasl_plain_password=self.sasl_password)
+            cfg.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password,
+            )
         if self.ssl_cafile:
             cfg["ssl_cafile"] = self.ssl_cafile
         return cfg
@@ -128,8 +141,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class KafkaSource(EventSource):
-    def __init__(self, config: KafkaConfig, store: OffsetStore, group: bool = True, max_records: int = 10_000
-                 ) -> None:
+    def __init__(self, config: KafkaConfig, store: OffsetStore, group: bool = True, max_records: int = 10_000) -> None:
         self.config = config
         self.store = store
         self.group = group
@@ -163,11 +175,17 @@ class KafkaSource(EventSource):
             self.must_rewind = True
         self.backoff = 1.0
         self.status = (True, "ok")
-        log.info("consuming %s from %s (%s)", self.config.names, self.config.bootstrap_servers,
-                 f"group {self.config.group}" if self.group else "every partition")
+        log.info(
+            "consuming %s from %s (%s)",
+            self.config.names,
+            self.config.bootstrap_servers,
+            f"group {self.config.group}" if self.group else "every partition",
+        )
         if crc32c_c is None:
-            log.warning("the crc32c package is not installed: kafka-python checks record CRCs in pure Python, "
-                        "which makes consuming about 3 times slower (pip install crc32c)")
+            log.warning(
+                "the crc32c package is not installed: kafka-python checks record CRCs in pure Python, "
+                "which makes consuming about 3 times slower (pip install crc32c)"
+            )
         return consumer
 
     def _failed(self, why: str) -> None:
@@ -200,9 +218,14 @@ class KafkaSource(EventSource):
             else:
                 self.consumer.seek(tp, offset)
                 self.next[tp] = offset
-        log.info("positions of %s: %s", self.config.names,
-                 {f"{tp.topic}/{tp.partition}": stored[tp.topic].get(tp.partition, "beginning")
-                  for tp in sorted(partitions)})
+        log.info(
+            "positions of %s: %s",
+            self.config.names,
+            {
+                f"{tp.topic}/{tp.partition}": stored[tp.topic].get(tp.partition, "beginning")
+                for tp in sorted(partitions)
+            },
+        )
 
     def forget(self, partitions: set[TopicPartition]) -> None:
         for tp in partitions:
@@ -308,8 +331,12 @@ class KafkaSource(EventSource):
             if self.producer is None:
                 self.producer = KafkaProducer(**self.config.client(), acks="all")
             for label, reason, raw, key in letters:
-                self.producer.send(topic, value=raw, key=key, headers=[
-                    ("sitemaps-reason", reason.encode()), ("sitemaps-source", label.encode())])
+                self.producer.send(
+                    topic,
+                    value=raw,
+                    key=key,
+                    headers=[("sitemaps-reason", reason.encode()), ("sitemaps-source", label.encode())],
+                )
             self.producer.flush(timeout=10)
         except KafkaError as exc:  # the manifest's dead-letter table has them all the same
             log.warning("could not send %d dead letters to %s: %r", len(letters), topic, exc)

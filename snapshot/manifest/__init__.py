@@ -75,8 +75,11 @@ class Manifest:
         """The manifest at `database_url` for reading only: nothing is created (not even an SQLite file) or
         changed; NoManifest when there is none there."""
         url = make_url(database_url)
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
-                and not sqlite_has_manifest(url.database):
+        if (
+            url.get_backend_name() == "sqlite"
+            and url.database not in (None, "", ":memory:")
+            and not sqlite_has_manifest(url.database)
+        ):
             raise NoManifest(f"no manifest at {url.render_as_string(hide_password=True)}")
         manifest = cls(connect(database_url))
         manifest.read_only = True
@@ -147,8 +150,7 @@ class Manifest:
 
     # -- bulk writes (bulk) -----------------------------------------------------------------------------------
 
-    def bulk_insert(self, conn: Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
-                    ) -> None:
+    def bulk_insert(self, conn: Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         self._bulk.insert(conn, table, columns, rows)
 
     def load_documents(self, conn: Connection, table: str, runs: Iterable[DocumentRun]) -> None:
@@ -164,12 +166,14 @@ class Manifest:
 
     shard_revision = staticmethod(ShardReader.revision)
 
-    def shard_rows(self, conn: Connection, section: str, shard_no: int
-                   ) -> tuple[list[str], list[str | None], list[float | None]]:
+    def shard_rows(
+        self, conn: Connection, section: str, shard_no: int
+    ) -> tuple[list[str], list[str | None], list[float | None]]:
         return self._reader.shard_rows(conn, section, shard_no)
 
-    def rows_as_rebuilt(self, cur: Any, mark: str, section: str, shard_no: int
-                        ) -> tuple[list[str], list[str | None], list[float | None]] | None:
+    def rows_as_rebuilt(
+        self, cur: Any, mark: str, section: str, shard_no: int
+    ) -> tuple[list[str], list[str | None], list[float | None]] | None:
         return self._reader.as_rebuilt(cur, mark, section, shard_no)
 
     def live_loc(self, conn: Connection, section: str, key: str) -> str | None:

@@ -53,8 +53,10 @@ class BulkLoader:
             return
         raw = conn.connection.driver_connection
         assert raw is not None
-        insert = (f"INSERT INTO {table} ({', '.join(LOAD_COLUMNS)}) SELECT ?, key, ?, NULLIF(value >> {SIZE_BITS}, "
-                  f"0) - 1, value & {(1 << SIZE_BITS) - 1} FROM json_each(?)")
+        insert = (
+            f"INSERT INTO {table} ({', '.join(LOAD_COLUMNS)}) SELECT ?, key, ?, NULLIF(value >> {SIZE_BITS}, "
+            f"0) - 1, value & {(1 << SIZE_BITS) - 1} FROM json_each(?)"
+        )
         has_json = sqlite_json()
         for run in runs:
             data = json_rows(run) if has_json else None
@@ -73,8 +75,9 @@ class BulkLoader:
         if self.db.dialect == "postgresql" and len(rows) >= COPY_UPSERT_ROWS:
             # COPY into a temporary table and one INSERT ... SELECT: several times faster than executemany.
             tmp = f"upsert_{table.name}"
-            conn.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {tmp} (LIKE {table.name}) "
-                                 "ON COMMIT DELETE ROWS")
+            conn.exec_driver_sql(
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {tmp} (LIKE {table.name}) ON COMMIT DELETE ROWS"
+            )
             self.insert(conn, tmp, cols, rows)
             conn.exec_driver_sql(f"INSERT INTO {table.name} SELECT * FROM {tmp} {conflict}")
             conn.exec_driver_sql(f"DELETE FROM {tmp}")  # the same table may be upserted again in this transaction

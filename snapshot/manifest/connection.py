@@ -85,8 +85,11 @@ class Database:
         self.dialect = engine.dialect.name
         # Write transactions go through `writer`: on SQLite one connection of its own, with the big page cache.
         # An in-memory database exists once per connection, so it has no separate writer.
-        self.writer = (connect(engine.url.render_as_string(hide_password=False), writer=True)
-                       if self.dialect == "sqlite" and not self.in_memory else engine)
+        self.writer = (
+            connect(engine.url.render_as_string(hide_password=False), writer=True)
+            if self.dialect == "sqlite" and not self.in_memory
+            else engine
+        )
         self._copying: threading.Thread | None = None  # `_copy_back_soon`
         self.read_only = False  # `Manifest.open_existing`: every write transaction is refused
 
@@ -138,6 +141,7 @@ class Database:
         """Copy the WAL back into the database file on a thread of its own. A passive checkpoint blocks neither
         readers nor the writer; a writer's own checkpoint meanwhile gives way to it. Crash-safe like any other:
         until a page is copied back, the WAL holds it. Interpreter exit and `close` wait for it."""
+
         def run() -> None:
             try:
                 with self.engine.connect() as conn, self.cursor(conn) as (cur, _mark):

@@ -16,9 +16,10 @@ def add(conn: Connection, letters: Sequence[tuple[str, str, bytes]]) -> None:
     """Record refused input: (source, reason, raw bytes)."""
     if letters:
         now = time.time()
-        conn.execute(dead_letters.insert(), [
-            {"created_at": now, "source": s[:200], "reason": r, "raw": raw} for s, r, raw in letters
-        ])
+        conn.execute(
+            dead_letters.insert(),
+            [{"created_at": now, "source": s[:200], "reason": r, "raw": raw} for s, r, raw in letters],
+        )
 
 
 def add_each(conn: Connection, letters: Sequence[tuple[str, str, bytes] | None]) -> list[int | None]:
@@ -30,15 +31,20 @@ def add_each(conn: Connection, letters: Sequence[tuple[str, str, bytes] | None])
             ids.append(None)
             continue
         source, reason, raw = letter
-        ids.append(conn.execute(dead_letters.insert().returning(dead_letters.c.id).values(
-            created_at=now, source=source[:200], reason=reason, raw=raw)).scalar_one())
+        ids.append(
+            conn.execute(
+                dead_letters.insert()
+                .returning(dead_letters.c.id)
+                .values(created_at=now, source=source[:200], reason=reason, raw=raw)
+            ).scalar_one()
+        )
     return ids
 
 
 def withdraw(conn: Connection, ids: Sequence[int], chunk: int = 500) -> None:
     """Delete these dead letters (what they stood for was applied after all)."""
     for i in range(0, len(ids), chunk):
-        conn.execute(dead_letters.delete().where(dead_letters.c.id.in_(ids[i:i + chunk])))
+        conn.execute(dead_letters.delete().where(dead_letters.c.id.in_(ids[i : i + chunk])))
 
 
 class DeadLetters:

@@ -30,5 +30,11 @@ class Diffs:
             return []
         t = generation_diffs.c
         with self.db.engine.connect() as conn:
-            return [DiffRow(*r) for r in conn.execute(select(t.section, t.base_id, t.added, t.removed, t.changed)
-                                                      .where(t.generation_id == gen_id).order_by(t.section))]
+            return [
+                DiffRow(*r)
+                for r in conn.execute(
+                    select(t.section, t.base_id, t.added, t.removed, t.changed)
+                    .where(t.generation_id == gen_id)
+                    .order_by(t.section)
+                )
+            ]

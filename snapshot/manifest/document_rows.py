@@ -23,7 +23,8 @@ ROWID: Final = 0  # positions in Stored; Stored[STORED_SHARD_NO:] is the state a
 STORED_SHARD_NO: Final = 1
 Row = tuple[Any, ...]  # a documents row, in DOCUMENT_COLUMNS order, its fields at these positions:
 ROW_SECTION, ROW_KEY, ROW_SHARD_NO, ROW_VERSION, ROW_LOC, ROW_SIZE = map(
-    DOCUMENT_COLUMNS.index, ("section", "key", "shard_no", "version", "loc", "size"))
+    DOCUMENT_COLUMNS.index, ("section", "key", "shard_no", "version", "loc", "size")
+)
 
 _LOAD = "SELECT {rowid}key, shard_no, version, size, size > 0 FROM documents WHERE section = "
 _COLUMNS = ", ".join(DOCUMENT_COLUMNS)
@@ -46,10 +47,14 @@ def load(raw: Any, dialect: str, section: str, keys: Iterable[str]) -> dict[Iden
         return found
     todo = sorted(keys)  # in index order: neighbouring lookups share pages
     for i in range(0, len(todo), KEYS_PER_QUERY):
-        chunk = todo[i:i + KEYS_PER_QUERY]
+        chunk = todo[i : i + KEYS_PER_QUERY]
         sql = f"{_LOAD.format(rowid='rowid, ')}? AND key IN ({','.join('?' * len(chunk))})"
-        found.update({(section, k): (rowid, n, v, size, live == 1)
-                      for rowid, k, n, v, size, live in raw.execute(sql, (section, *chunk))})
+        found.update(
+            {
+                (section, k): (rowid, n, v, size, live == 1)
+                for rowid, k, n, v, size, live in raw.execute(sql, (section, *chunk))
+            }
+        )
     return found
 
 

@@ -20,10 +20,18 @@ class Generations:
 
     def begin(self, gen_id: str, base_id: str | None) -> None:
         with self.db.write() as conn:
-            conn.execute(generations.insert().values(
-                id=gen_id, state="building", base_id=base_id, created_at=time.time(),
-                url_count=0, file_count=0, rendered=0, copied=0,
-            ))
+            conn.execute(
+                generations.insert().values(
+                    id=gen_id,
+                    state="building",
+                    base_id=base_id,
+                    created_at=time.time(),
+                    url_count=0,
+                    file_count=0,
+                    rendered=0,
+                    copied=0,
+                )
+            )
 
     def record(self, gen_id: str, files: Iterable[FileRecord], rendered: int, copied: int) -> None:
         """Store a verified generation's files; it becomes `ready`, eligible for the router."""
@@ -32,11 +40,17 @@ class Generations:
             conn.execute(generation_files.delete().where(generation_files.c.generation_id == gen_id))
             if records:
                 conn.execute(generation_files.insert(), [{"generation_id": gen_id, **asdict(f)} for f in records])
-            conn.execute(generations.update().where(generations.c.id == gen_id).values(
-                state="ready",
-                url_count=sum(f.url_count for f in records if f.shard_no is not None),
-                file_count=len(records), rendered=rendered, copied=copied,
-            ))
+            conn.execute(
+                generations.update()
+                .where(generations.c.id == gen_id)
+                .values(
+                    state="ready",
+                    url_count=sum(f.url_count for f in records if f.shard_no is not None),
+                    file_count=len(records),
+                    rendered=rendered,
+                    copied=copied,
+                )
+            )
 
     def set_state(self, gen_id: str, state: str) -> None:
         values: dict[str, Any] = {"state": state}
@@ -44,9 +58,11 @@ class Generations:
             values["published_at"] = time.time()
         with self.db.write() as conn:
             if state == "live":
-                conn.execute(generations.update()
-                             .where(generations.c.state == "live", generations.c.id != gen_id)
-                             .values(state="retired"))
+                conn.execute(
+                    generations.update()
+                    .where(generations.c.state == "live", generations.c.id != gen_id)
+                    .values(state="retired")
+                )
             conn.execute(generations.update().where(generations.c.id == gen_id).values(**values))
 
     def get(self, gen_id: str) -> Generation | None:

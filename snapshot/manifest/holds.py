@@ -29,5 +29,12 @@ class Holds:
         with self.db.write() as conn:
             conn.execute(holds.delete())
             if hold is not None:
-                conn.execute(holds.insert().values(id=HOLD_ID, generation_id=hold.generation_id,
-                                                   held_since=hold.since, held_by=hold.by[:200], reason=hold.reason))
+                conn.execute(
+                    holds.insert().values(
+                        id=HOLD_ID,
+                        generation_id=hold.generation_id,
+                        held_since=hold.since,
+                        held_by=hold.by[:200],
+                        reason=hold.reason,
+                    )
+                )

@@ -28,8 +28,12 @@ class Locks:
     @contextmanager
     def publish(self, patience: float = 0.0) -> Iterator[None]:
         """Held while publishing, rolling back, pruning or holding: one at a time across every replica."""
-        with self._exclusive("publish", PG_PUBLISH_LOCK,
-                             PublishLockHeld("another process is publishing or pruning this manifest"), patience):
+        with self._exclusive(
+            "publish",
+            PG_PUBLISH_LOCK,
+            PublishLockHeld("another process is publishing or pruning this manifest"),
+            patience,
+        ):
             yield
 
     @contextmanager
@@ -41,16 +45,19 @@ class Locks:
         a change its source already holds; one that waited is applied to the new tables.
         """
         # An applier's probe holds the file for a moment: try for a little while before calling it taken.
-        with self._exclusive("rebuild", PG_REBUILD_LOCK, RebuildRunning("another rebuild is running on this manifest"),
-                             patience=2.0):
+        with self._exclusive(
+            "rebuild", PG_REBUILD_LOCK, RebuildRunning("another rebuild is running on this manifest"), patience=2.0
+        ):
             yield
 
     def rebuild_running(self, conn: Connection | None = None) -> bool:
         """Whether a rebuild holds `rebuild` (in any process, on any replica)."""
         if self.db.dialect == "postgresql":
-            query = text("SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
-                         "WHERE d.datname = current_database() AND l.locktype = 'advisory' AND l.granted "
-                         "AND l.classid = 0 AND l.objid = :k AND l.objsubid = 1)")
+            query = text(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                "WHERE d.datname = current_database() AND l.locktype = 'advisory' AND l.granted "
+                "AND l.classid = 0 AND l.objid = :k AND l.objsubid = 1)"
+            )
             with nullcontext(conn) if conn is not None else self.db.engine.connect() as c:
                 return bool(c.execute(query, {"k": PG_REBUILD_LOCK}).scalar())
         path = self._lock_path("rebuild")

@@ -27,8 +27,16 @@ def shards_of(conn: Connection, section: str, keys: Sequence[str]) -> dict[str, 
     t = news_articles
     held: dict[str, int] = {}
     for i in range(0, len(keys), KEYS_PER_QUERY):
-        held.update({k: int(n) for k, n in conn.execute(
-            select(t.c.key, t.c.shard_no).where(t.c.section == section, t.c.key.in_(keys[i:i + KEYS_PER_QUERY])))})
+        held.update(
+            {
+                k: int(n)
+                for k, n in conn.execute(
+                    select(t.c.key, t.c.shard_no).where(
+                        t.c.section == section, t.c.key.in_(keys[i : i + KEYS_PER_QUERY])
+                    )
+                )
+            }
+        )
     return held
 
 
@@ -38,36 +46,52 @@ def shard_counts(conn: Connection, section: str) -> dict[int, int]:
     return {int(n): int(c) for n, c in conn.execute(query)}
 
 
-def write_section(manifest: Manifest, conn: Connection, section: str, rows: list[tuple[Any, ...]],
-                  gone: Sequence[str], shards: Iterable[tuple[int, int, int]]) -> None:
+def write_section(
+    manifest: Manifest,
+    conn: Connection,
+    section: str,
+    rows: list[tuple[Any, ...]],
+    gone: Sequence[str],
+    shards: Iterable[tuple[int, int, int]],
+) -> None:
     """Of `section`: delete the articles of the `gone` keys, store `rows` (news_articles rows, in its columns'
     order: section, key, shard_no, loc, published, published_ts, xml) and set these news shards' (shard_no,
     article count, revision)."""
     t = news_articles
     for i in range(0, len(gone), KEYS_PER_QUERY):
-        conn.execute(t.delete().where(t.c.section == section, t.c.key.in_(gone[i:i + KEYS_PER_QUERY])))
+        conn.execute(t.delete().where(t.c.section == section, t.c.key.in_(gone[i : i + KEYS_PER_QUERY])))
     manifest.upsert(conn, t, ("section", "key"), rows)
-    manifest.upsert(conn, news_shards, ("section", "shard_no"),
-                    [(section, n, count, revision) for n, count, revision in shards])
+    manifest.upsert(
+        conn, news_shards, ("section", "shard_no"), [(section, n, count, revision) for n, count, revision in shards]
+    )
 
 
 def revisions(conn: Connection) -> dict[tuple[str, int], int]:
     """Every news shard's revision, by (section, shard_no)."""
-    return {(s, int(n)): int(r) for s, n, r in conn.execute(
-        select(news_shards.c.section, news_shards.c.shard_no, news_shards.c.revision))}
+    return {
+        (s, int(n)): int(r)
+        for s, n, r in conn.execute(select(news_shards.c.section, news_shards.c.shard_no, news_shards.c.revision))
+    }
 
 
 def shards_with_articles_after(conn: Connection, cut: float) -> list[tuple[str, int]]:
     """(section, shard_no) of the news shards with an article published after `cut`, in order."""
     t = news_articles
-    return [(s, int(n)) for s, n in conn.execute(
-        select(t.c.section, t.c.shard_no).where(t.c.published_ts > cut).group_by(t.c.section, t.c.shard_no)
-        .order_by(t.c.section, t.c.shard_no))]
+    return [
+        (s, int(n))
+        for s, n in conn.execute(
+            select(t.c.section, t.c.shard_no)
+            .where(t.c.published_ts > cut)
+            .group_by(t.c.section, t.c.shard_no)
+            .order_by(t.c.section, t.c.shard_no)
+        )
+    ]
 
 
 def shard_revision(conn: Connection, section: str, shard_no: int) -> int | None:
-    value = conn.execute(select(news_shards.c.revision).where(
-        news_shards.c.section == section, news_shards.c.shard_no == shard_no)).scalar()
+    value = conn.execute(
+        select(news_shards.c.revision).where(news_shards.c.section == section, news_shards.c.shard_no == shard_no)
+    ).scalar()
     return None if value is None else int(value)
 
 
@@ -77,13 +101,18 @@ def articles_after(conn: Connection, section: str, shard_no: int, cut: float) ->
     return conn.execute(
         select(t.c.xml, t.c.published, t.c.published_ts)
         .where(t.c.section == section, t.c.shard_no == shard_no, t.c.published_ts > cut)
-        .order_by(t.c.key)).all()
+        .order_by(t.c.key)
+    ).all()
 
 
 def expiries_of(conn: Connection, gen_id: str) -> dict[str, float]:
     """When each news file of generation `gen_id` goes stale, by file name."""
-    return {name: float(at) for name, at in conn.execute(
-        select(news_files.c.name, news_files.c.expires_at).where(news_files.c.generation_id == gen_id))}
+    return {
+        name: float(at)
+        for name, at in conn.execute(
+            select(news_files.c.name, news_files.c.expires_at).where(news_files.c.generation_id == gen_id)
+        )
+    }
 
 
 def record_expiries(manifest: Manifest, gen_id: str, expiries: Mapping[str, float]) -> None:
@@ -91,8 +120,10 @@ def record_expiries(manifest: Manifest, gen_id: str, expiries: Mapping[str, floa
     with manifest.write() as conn:
         conn.execute(news_files.delete().where(news_files.c.generation_id == gen_id))
         if expiries:
-            conn.execute(news_files.insert(), [{"generation_id": gen_id, "name": name, "expires_at": at}
-                                               for name, at in sorted(expiries.items())])
+            conn.execute(
+                news_files.insert(),
+                [{"generation_id": gen_id, "name": name, "expires_at": at} for name, at in sorted(expiries.items())],
+            )
 
 
 def live_expiries(manifest: Manifest, gen_id: str) -> dict[str, float]:
@@ -105,12 +136,21 @@ def swap_in(conn: Connection, staging: Table, revision: int) -> None:
     article in source order stays. Every news shard gets `revision`."""
     conn.execute(news_articles.delete())
     conn.execute(news_shards.delete())
-    last = select(staging.c.section, staging.c.key, func.max(staging.c.seq).label("seq")) \
-        .group_by(staging.c.section, staging.c.key).subquery()
+    last = (
+        select(staging.c.section, staging.c.key, func.max(staging.c.seq).label("seq"))
+        .group_by(staging.c.section, staging.c.key)
+        .subquery()
+    )
     kept = select(*[staging.c[c.name] for c in news_articles.c]).join_from(
-        staging, last, (staging.c.section == last.c.section) & (staging.c.key == last.c.key)
-        & (staging.c.seq == last.c.seq))
+        staging,
+        last,
+        (staging.c.section == last.c.section) & (staging.c.key == last.c.key) & (staging.c.seq == last.c.seq),
+    )
     conn.execute(insert(news_articles).from_select([c.name for c in news_articles.c], kept))
-    conn.execute(text(
-        "INSERT INTO news_shards (section, shard_no, article_count, revision) "
-        "SELECT section, shard_no, count(*), :r FROM news_articles GROUP BY section, shard_no"), {"r": revision})
+    conn.execute(
+        text(
+            "INSERT INTO news_shards (section, shard_no, article_count, revision) "
+            "SELECT section, shard_no, count(*), :r FROM news_articles GROUP BY section, shard_no"
+        ),
+        {"r": revision},
+    )

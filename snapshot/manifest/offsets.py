@@ -32,8 +32,10 @@ class Offsets:
     def all(self) -> dict[tuple[str, int], int]:
         """Every stored position."""
         with self.db.read() as conn:
-            return {(t, p): o for t, p, o in conn.execute(
-                select(offsets.c.topic, offsets.c.partition_no, offsets.c.next_offset))}
+            return {
+                (t, p): o
+                for t, p, o in conn.execute(select(offsets.c.topic, offsets.c.partition_no, offsets.c.next_offset))
+            }
 
     def store(self, conn: Connection, positions: Mapping[tuple[str, int], int]) -> None:
         now = time.time()

@@ -30,11 +30,13 @@ class Placement:
         key = tuple_(shards.c.section, shards.c.shard_no)
         for i in range(0, len(todo), SHARDS_PER_QUERY):
             query = select(shards.c.section, shards.c.shard_no, shards.c.url_count, shards.c.byte_count).where(
-                key.in_(todo[i:i + SHARDS_PER_QUERY]))
+                key.in_(todo[i : i + SHARDS_PER_QUERY])
+            )
             yield from ((s, n, urls, size) for s, n, urls, size in conn.execute(query))
 
-    def write(self, conn: Connection, shard_rows: list[tuple[str, int, int, int, int]],
-              open_shards: list[tuple[str, int]]) -> None:
+    def write(
+        self, conn: Connection, shard_rows: list[tuple[str, int, int, int, int]], open_shards: list[tuple[str, int]]
+    ) -> None:
         """Store shards (section, shard_no, url_count, byte_count, revision) and sections' open shards."""
         self.bulk.upsert(conn, shards, ("section", "shard_no"), shard_rows)
         self.bulk.upsert(conn, sections, ("name",), open_shards)

@@ -21,17 +21,20 @@ def _name(length: int) -> String:
 
 
 meta = Table(
-    "sitemaps_meta", metadata,
+    "sitemaps_meta",
+    metadata,
     Column("name", String(64), primary_key=True),
     Column("value", BigInteger, nullable=False),
 )
 sections = Table(
-    "sections", metadata,
+    "sections",
+    metadata,
     Column("name", _name(64), primary_key=True),
     Column("open_shard", Integer, nullable=False),
 )
 shards = Table(
-    "shards", metadata,
+    "shards",
+    metadata,
     Column("section", _name(64), primary_key=True),
     Column("shard_no", Integer, primary_key=True),
     Column("url_count", Integer, nullable=False),
@@ -46,7 +49,8 @@ shards = Table(
 # a HOT update that leaves both indexes alone (docs/performance.md, "Apply over a 4M catalog").
 DOCUMENTS_FILLFACTOR = 70
 documents = Table(
-    "documents", metadata,
+    "documents",
+    metadata,
     Column("section", _name(64), nullable=False),
     Column("key", _name(512), nullable=False),
     Column("shard_no", Integer),
@@ -67,7 +71,8 @@ Index("ix_documents_shard", documents.c.section, documents.c.shard_no, documents
 # and at that loc, else the URL was freed (deleted, URL changed) and the claimant takes it. `ord` orders a rebuild's
 # claims as its source does. A unique index, no primary key: a rebuild loads first and indexes after.
 loc_owners = Table(
-    "loc_owners", metadata,
+    "loc_owners",
+    metadata,
     Column("loc_hash", BigInteger, nullable=False),
     Column("section", _name(64), nullable=False),
     Column("key", _name(512), nullable=False),
@@ -79,7 +84,8 @@ Index("ux_loc_owners", loc_owners.c.loc_hash, unique=True)
 # URL is freed (then applied), a newer event of its key replaces it, or a rebuild. `seq`: oldest waiting first;
 # `letters`: the ids of the dead letters it stands for, withdrawn once it is applied.
 loc_waiting = Table(
-    "loc_waiting", metadata,
+    "loc_waiting",
+    metadata,
     Column("loc_hash", BigInteger, primary_key=True),
     Column("section", _name(64), primary_key=True),
     Column("key", _name(512), primary_key=True),
@@ -93,7 +99,8 @@ loc_waiting = Table(
 Index("ix_loc_waiting_key", loc_waiting.c.section, loc_waiting.c.key)
 
 shard_packs = Table(
-    "shard_packs", metadata,
+    "shard_packs",
+    metadata,
     Column("section", _name(64), primary_key=True),
     Column("shard_no", Integer, primary_key=True),
     Column("seq", Integer, primary_key=True),  # the section's packs in source order
@@ -104,7 +111,8 @@ shard_packs = Table(
 )
 
 generations = Table(
-    "generations", metadata,
+    "generations",
+    metadata,
     Column("id", String(40), primary_key=True),
     # building -> ready (verified, recorded) -> live -> retired -> pruned; or failed/abandoned.
     Column("state", String(16), nullable=False),
@@ -117,7 +125,8 @@ generations = Table(
     Column("copied", Integer, nullable=False, default=0),
 )
 generation_files = Table(
-    "generation_files", metadata,
+    "generation_files",
+    metadata,
     Column("generation_id", String(40), primary_key=True),
     Column("name", String(200), primary_key=True),
     Column("size", BigInteger, nullable=False),
@@ -132,7 +141,8 @@ generation_files = Table(
 # The news window (snapshot/news.py): every document's article, its news shard, and when each news file of a
 # generation goes stale because its oldest article leaves the window.
 news_articles = Table(
-    "news_articles", metadata,
+    "news_articles",
+    metadata,
     Column("section", _name(64), primary_key=True),
     Column("key", _name(512), primary_key=True),
     Column("shard_no", Integer, nullable=False),
@@ -147,7 +157,8 @@ Index("ix_news_articles_published", news_articles.c.published_ts)
 def news_articles_staging(md: MetaData) -> Table:
     """A rebuild's articles as it loads them: no key (a source may repeat one), `seq` in source order."""
     return Table(
-        "news_articles_staging", md,
+        "news_articles_staging",
+        md,
         Column("section", news_articles.c.section.type, nullable=False),  # compared byte by byte, as there
         Column("key", news_articles.c.key.type, nullable=False),
         Column("shard_no", Integer, nullable=False),
@@ -160,20 +171,23 @@ def news_articles_staging(md: MetaData) -> Table:
 
 
 news_shards = Table(
-    "news_shards", metadata,
+    "news_shards",
+    metadata,
     Column("section", _name(64), primary_key=True),
     Column("shard_no", Integer, primary_key=True),
     Column("article_count", Integer, nullable=False),
     Column("revision", BigInteger, nullable=False),
 )
 news_files = Table(
-    "news_files", metadata,
+    "news_files",
+    metadata,
     Column("generation_id", String(40), primary_key=True),
     Column("name", String(200), primary_key=True),
     Column("expires_at", Float, nullable=False),
 )
 dead_letters = Table(
-    "dead_letters", metadata,
+    "dead_letters",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("created_at", Float, nullable=False),
     Column("source", String(200), nullable=False),
@@ -193,7 +207,8 @@ SITE_ID = "site_id"  # the manifest's identity (snapshot/ownership.py)
 
 # The operator's hold (snapshot/hold.py): at most one row, HOLD_ID.
 holds = Table(
-    "sitemaps_hold", MetaData(),
+    "sitemaps_hold",
+    MetaData(),
     Column("id", Integer, primary_key=True),  # always HOLD_ID: at most one hold
     Column("generation_id", String(40)),  # live when the hold was set (the rollback's target)
     Column("held_since", Float, nullable=False),
@@ -204,7 +219,8 @@ HOLD_ID = 1
 
 # What each generation changed against the one it was published on, per section (snapshot/diff.py).
 generation_diffs = Table(
-    "generation_diffs", MetaData(),
+    "generation_diffs",
+    MetaData(),
     Column("generation_id", String(40), primary_key=True),
     Column("section", String(64), primary_key=True),
     Column("base_id", String(40)),
@@ -215,7 +231,8 @@ generation_diffs = Table(
 
 # What each IndexNow endpoint did with a generation's URLs (snapshot/indexnow.py).
 submissions = Table(
-    "indexnow_submissions", MetaData(),
+    "indexnow_submissions",
+    MetaData(),
     Column("generation_id", String(40), primary_key=True),
     Column("endpoint", String(500), primary_key=True),
     Column("finished_at", Float, nullable=False),
@@ -229,7 +246,8 @@ submissions = Table(
 
 # Consumed positions of the event sources (incremental/offsets.py): (topic, partition) -> next offset.
 offsets = Table(
-    "sitemaps_offsets", MetaData(),
+    "sitemaps_offsets",
+    MetaData(),
     Column("topic", String(1024), primary_key=True),
     Column("partition_no", Integer, primary_key=True),
     Column("next_offset", BigInteger, nullable=False),

@@ -46,16 +46,19 @@ class ShardReader:
             select(shards.c.revision).where(shards.c.section == section, shards.c.shard_no == shard_no)
         ).scalar()
 
-    def shard_rows(self, conn: Connection, section: str, shard_no: int
-                   ) -> tuple[list[str], list[str | None], list[float | None]]:
+    def shard_rows(
+        self, conn: Connection, section: str, shard_no: int
+    ) -> tuple[list[str], list[str | None], list[float | None]]:
         """xml, lastmod and lastmod_ts of the live documents of one shard, in a stable order (by key), as columns."""
         with self.db.cursor(conn) as (cur, mark):  # fetched by the driver in C: a shard is 50,000 rows
             as_rebuilt = self.as_rebuilt(cur, mark, section, shard_no)
             if as_rebuilt is not None:
                 return as_rebuilt
-            cur.execute("SELECT key, xml, lastmod, lastmod_ts FROM documents "
-                        f"WHERE section = {mark} AND shard_no = {mark} AND size > 0 ORDER BY key",
-                        (section, shard_no))
+            cur.execute(
+                "SELECT key, xml, lastmod, lastmod_ts FROM documents "
+                f"WHERE section = {mark} AND shard_no = {mark} AND size > 0 ORDER BY key",
+                (section, shard_no),
+            )
             rows = cur.fetchall()
             if not rows:
                 return [], [], []
@@ -69,13 +72,16 @@ class ShardReader:
                     xmls[i], lastmods[i], stamps[i] = pxmls[p], plastmods[p], pstamps[p]
             return xmls, lastmods, stamps  # every xml filled in above
 
-    def as_rebuilt(self, cur: Any, mark: str, section: str, shard_no: int
-                   ) -> tuple[list[str], list[str | None], list[float | None]] | None:
+    def as_rebuilt(
+        self, cur: Any, mark: str, section: str, shard_no: int
+    ) -> tuple[list[str], list[str | None], list[float | None]] | None:
         """A shard no event touched since the last rebuild, from its packs alone, in the same order; None for any
         other shard, or one whose packs do not hold exactly its URL count (the documents rows decide then)."""
-        cur.execute(f"SELECT s.url_count FROM shards s JOIN {meta.name} m ON m.name = {mark} "
-                    f"AND m.value = s.revision WHERE s.section = {mark} AND s.shard_no = {mark}",
-                    (PACKED_REVISION, section, shard_no))
+        cur.execute(
+            f"SELECT s.url_count FROM shards s JOIN {meta.name} m ON m.name = {mark} "
+            f"AND m.value = s.revision WHERE s.section = {mark} AND s.shard_no = {mark}",
+            (PACKED_REVISION, section, shard_no),
+        )
         found = cur.fetchone()
         if found is None:
             return None
@@ -92,8 +98,11 @@ class ShardReader:
     def live_loc(self, conn: Connection, section: str, key: str) -> str | None:
         """The URL a document is at (its row, or its shard's packs); None if it is not live."""
         with self.db.cursor(conn) as (cur, mark):
-            cur.execute(f"SELECT shard_no, loc, xml IS NULL FROM documents WHERE section = {mark} AND key = {mark} "
-                        "AND size > 0", (section, key))
+            cur.execute(
+                f"SELECT shard_no, loc, xml IS NULL FROM documents WHERE section = {mark} AND key = {mark} "
+                "AND size > 0",
+                (section, key),
+            )
             row = cur.fetchone()
             if row is None:
                 return None
@@ -122,12 +131,17 @@ class ShardReader:
         """(section, key, loc, lastmod) of every live document, a shard at a time."""
         with self.db.read() as conn, self.db.cursor(conn) as (cur, mark):
             for shard in self.shards(conn):
-                cur.execute("SELECT key, loc, lastmod, xml IS NULL FROM documents "
-                            f"WHERE section = {mark} AND shard_no = {mark} AND size > 0",
-                            (shard.section, shard.shard_no))
+                cur.execute(
+                    "SELECT key, loc, lastmod, xml IS NULL FROM documents "
+                    f"WHERE section = {mark} AND shard_no = {mark} AND size > 0",
+                    (shard.section, shard.shard_no),
+                )
                 rows = cur.fetchall()
-                at, cols = self.packed(cur, mark, shard.section, shard.shard_no) if any(r[3] for r in rows) \
+                at, cols = (
+                    self.packed(cur, mark, shard.section, shard.shard_no)
+                    if any(r[3] for r in rows)
                     else (Positions(shard.section, shard.shard_no, ()), NO_PACKS)
+                )
                 for key, loc, lastmod, is_packed in rows:
                     if is_packed:
                         p = at[key]
@@ -135,8 +149,9 @@ class ShardReader:
                     yield shard.section, key, loc, lastmod
 
 
-def _from_packs(cur: Any, mark: str, section: str, shard_no: int
-                ) -> tuple[list[str], list[str | None], list[float | None]]:
+def _from_packs(
+    cur: Any, mark: str, section: str, shard_no: int
+) -> tuple[list[str], list[str | None], list[float | None]]:
     keys, _versions, _locs, lastmods, stamps, _sizes, xmls = pack_columns(cur, mark, section, shard_no)
     # Blank keys are copies of a repeated key that the rebuild dropped (`packs.without`).
     order = sorted((i for i, key in enumerate(keys) if key), key=keys.__getitem__)
@@ -145,8 +160,11 @@ def _from_packs(cur: Any, mark: str, section: str, shard_no: int
 
 def pack_columns(cur: Any, mark: str, section: str, shard_no: int) -> PackColumns:
     """The columns of one shard's entries in its packs, in source order."""
-    cur.execute(f"SELECT entry_from, entry_to, data FROM {shard_packs.name} "
-                f"WHERE section = {mark} AND shard_no = {mark} ORDER BY seq", (section, shard_no))
+    cur.execute(
+        f"SELECT entry_from, entry_to, data FROM {shard_packs.name} "
+        f"WHERE section = {mark} AND shard_no = {mark} ORDER BY seq",
+        (section, shard_no),
+    )
     return PackColumns(*packs.shard_columns([(a, b, bytes(data)) for a, b, data in cur.fetchall()]))
 
 

@@ -64,9 +64,14 @@ class Staging:
             for t in (*self.tables.values(), self.news):
                 conn.execute(text(f"DROP TABLE IF EXISTS {t.name}"))
 
-    def load(self, documents_runs: Iterable[DocumentRun], packs: Sequence[Sequence[Any]],
-             claims: Iterable[url_claims.ClaimRun], letters: Sequence[tuple[str, str, bytes]],
-             news: Sequence[Sequence[Any]]) -> None:
+    def load(
+        self,
+        documents_runs: Iterable[DocumentRun],
+        packs: Sequence[Sequence[Any]],
+        claims: Iterable[url_claims.ClaimRun],
+        letters: Sequence[tuple[str, str, bytes]],
+        news: Sequence[Sequence[Any]],
+    ) -> None:
         """Insert a packed documents row per document, the packs (shard_packs rows), the URL claims, the dead
         letters and the news articles (news_articles_staging rows), in one transaction."""
         manifest = self.manifest
@@ -91,18 +96,19 @@ class Staging:
             conn.exec_driver_sql("PRAGMA threads = 0")
 
     def index_shards(self, conn: Connection, suffix: str) -> None:
-        conn.execute(text(f"CREATE INDEX ix_documents_shard_{suffix} ON {self.documents.name} "
-                          "(section, shard_no, key)"))
+        conn.execute(
+            text(f"CREATE INDEX ix_documents_shard_{suffix} ON {self.documents.name} (section, shard_no, key)")
+        )
 
     def index_keys(self, conn: Connection, suffix: str) -> bool:
         """Build the documents' unique key index; False (and nothing changed) when a key repeats."""
-        return self._unique_index(conn, f"CREATE UNIQUE INDEX ux_documents_key_{suffix} ON {self.documents.name} "
-                                        "(section, key)")
+        return self._unique_index(
+            conn, f"CREATE UNIQUE INDEX ux_documents_key_{suffix} ON {self.documents.name} (section, key)"
+        )
 
     def index_claims(self, conn: Connection, suffix: str) -> bool:
         """Build the claims' unique URL index; False (and nothing changed) when a URL is claimed twice."""
-        return self._unique_index(conn, f"CREATE UNIQUE INDEX ux_loc_owners_{suffix} ON {self.claims.name} "
-                                        "(loc_hash)")
+        return self._unique_index(conn, f"CREATE UNIQUE INDEX ux_loc_owners_{suffix} ON {self.claims.name} (loc_hash)")
 
     @staticmethod
     def _unique_index(conn: Connection, sql: str) -> bool:
@@ -115,54 +121,76 @@ class Staging:
 
     def repeated_keys(self, conn: Connection) -> list[tuple[str, str]]:
         docs = self.documents
-        return [(s, k) for s, k in conn.execute(
-            select(docs.c.section, docs.c.key).group_by(docs.c.section, docs.c.key).having(func.count() > 1))]
+        return [
+            (s, k)
+            for s, k in conn.execute(
+                select(docs.c.section, docs.c.key).group_by(docs.c.section, docs.c.key).having(func.count() > 1)
+            )
+        ]
 
     def shards_of(self, conn: Connection, section: str, key: str) -> list[int]:
         """The shards the copies of a document are in, in order."""
         docs = self.documents
-        return sorted({int(n) for (n,) in conn.execute(
-            select(docs.c.shard_no).where(docs.c.section == section, docs.c.key == key))})
+        return sorted(
+            {
+                int(n)
+                for (n,) in conn.execute(select(docs.c.shard_no).where(docs.c.section == section, docs.c.key == key))
+            }
+        )
 
     def delete_document(self, conn: Connection, section: str, key: str) -> None:
         """Delete every documents row of a key (not its packs' entries)."""
         docs = self.documents
         conn.execute(docs.delete().where(docs.c.section == section, docs.c.key == key))
 
-    def insert_document(self, conn: Connection, section: str, key: str, shard_no: int, version: int | None,
-                        size: int) -> None:
-        conn.execute(self.documents.insert().values(section=section, key=key, shard_no=shard_no, version=version,
-                                                    size=size))
+    def insert_document(
+        self, conn: Connection, section: str, key: str, shard_no: int, version: int | None, size: int
+    ) -> None:
+        conn.execute(
+            self.documents.insert().values(section=section, key=key, shard_no=shard_no, version=version, size=size)
+        )
 
     def shard_packs(self, conn: Connection, section: str, shard_no: int) -> list[PackRow]:
         """(seq, entry_from, entry_to, data) of a shard's packs, in order."""
         t = self.packs
-        return [(int(seq), int(a), int(b), bytes(data)) for seq, a, b, data in conn.execute(
-            select(t.c.seq, t.c.entry_from, t.c.entry_to, t.c.data)
-            .where(t.c.section == section, t.c.shard_no == shard_no).order_by(t.c.seq))]
+        return [
+            (int(seq), int(a), int(b), bytes(data))
+            for seq, a, b, data in conn.execute(
+                select(t.c.seq, t.c.entry_from, t.c.entry_to, t.c.data)
+                .where(t.c.section == section, t.c.shard_no == shard_no)
+                .order_by(t.c.seq)
+            )
+        ]
 
     def set_pack(self, conn: Connection, section: str, shard_no: int, seq: int, data: bytes) -> None:
         t = self.packs
-        conn.execute(t.update().where(t.c.section == section, t.c.shard_no == shard_no, t.c.seq == seq)
-                     .values(data=data))
+        conn.execute(
+            t.update().where(t.c.section == section, t.c.shard_no == shard_no, t.c.seq == seq).values(data=data)
+        )
 
     def repeated_claims(self, conn: Connection) -> list[tuple[int, str, str, int]]:
         """(URL hash, section, key, ord) of every claim of a URL claimed more than once, by URL, then in source
         order."""
         t = self.claims
         repeated = select(t.c.loc_hash).group_by(t.c.loc_hash).having(func.count() > 1)
-        return [(int(h), s, k, int(o)) for h, s, k, o in conn.execute(
-            select(t.c.loc_hash, t.c.section, t.c.key, t.c.ord)
-            .where(t.c.loc_hash.in_(repeated)).order_by(t.c.loc_hash, t.c.ord))]
+        return [
+            (int(h), s, k, int(o))
+            for h, s, k, o in conn.execute(
+                select(t.c.loc_hash, t.c.section, t.c.key, t.c.ord)
+                .where(t.c.loc_hash.in_(repeated))
+                .order_by(t.c.loc_hash, t.c.ord)
+            )
+        ]
 
     def keep_claims(self, conn: Connection, holders: dict[int, tuple[str, str, int]]) -> None:
         """Leave each of these URLs one claim: its holder's (section, key, ord)."""
         t, hashes = self.claims, list(holders)
         for i in range(0, len(hashes), KEYS_PER_QUERY):
-            conn.execute(t.delete().where(t.c.loc_hash.in_(hashes[i:i + KEYS_PER_QUERY])))
+            conn.execute(t.delete().where(t.c.loc_hash.in_(hashes[i : i + KEYS_PER_QUERY])))
         if holders:
-            conn.execute(t.insert(), [{"loc_hash": h, "section": s, "key": k, "ord": o}
-                                      for h, (s, k, o) in holders.items()])
+            conn.execute(
+                t.insert(), [{"loc_hash": h, "section": s, "key": k, "ord": o} for h, (s, k, o) in holders.items()]
+            )
 
     def swap_in(self, conn: Connection, totals: ShardTotals | None) -> None:
         """Make the staged manifest the manifest: every shard at a new revision, its counts `totals` (None:
@@ -174,17 +202,33 @@ class Staging:
         conn.execute(text(f"DROP TABLE {self.news.name}"))
         staged_shards, docs = self.tables[shards.name], self.documents
         if totals is None:  # a scan of every row: only when documents were removed
-            conn.execute(staged_shards.insert().from_select(
-                ["section", "shard_no", "url_count", "byte_count", "revision"],
-                select(docs.c.section, docs.c.shard_no, func.count(), func.sum(docs.c.size),
-                       literal(revision, BigInteger))
-                .group_by(docs.c.section, docs.c.shard_no)))
+            conn.execute(
+                staged_shards.insert().from_select(
+                    ["section", "shard_no", "url_count", "byte_count", "revision"],
+                    select(
+                        docs.c.section,
+                        docs.c.shard_no,
+                        func.count(),
+                        func.sum(docs.c.size),
+                        literal(revision, BigInteger),
+                    ).group_by(docs.c.section, docs.c.shard_no),
+                )
+            )
         else:
-            self.manifest.bulk_insert(conn, staged_shards.name, [c.name for c in shards.c], [
-                (s, n, urls, size, revision) for (s, n), (urls, size) in sorted(totals.items()) if urls])
-        conn.execute(self.tables[sections.name].insert().from_select(
-            ["name", "open_shard"],
-            select(staged_shards.c.section, func.max(staged_shards.c.shard_no)).group_by(staged_shards.c.section)))
+            self.manifest.bulk_insert(
+                conn,
+                staged_shards.name,
+                [c.name for c in shards.c],
+                [(s, n, urls, size, revision) for (s, n), (urls, size) in sorted(totals.items()) if urls],
+            )
+        conn.execute(
+            self.tables[sections.name]
+            .insert()
+            .from_select(
+                ["name", "open_shard"],
+                select(staged_shards.c.section, func.max(staged_shards.c.shard_no)).group_by(staged_shards.c.section),
+            )
+        )
         for t in REPLACED:
             conn.execute(text(f"DROP TABLE {t.name}"))
             conn.execute(text(f"ALTER TABLE {t.name}{STAGING_SUFFIX} RENAME TO {t.name}"))

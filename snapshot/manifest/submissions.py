@@ -23,11 +23,23 @@ class Submissions:
         now = time.time()
         with self.db.write() as conn:
             conn.execute(submissions.delete().where(submissions.c.generation_id == gen_id))
-            conn.execute(submissions.insert(), [
-                {"generation_id": gen_id, "endpoint": o.endpoint, "finished_at": now, "urls": o.urls,
-                 "batches": o.batches, "submitted": o.submitted, "gave_up": o.gave_up, "message": o.message,
-                 "statuses": json.dumps({str(k): v for k, v in sorted(o.statuses.items())})} for o in outcomes
-            ])
+            conn.execute(
+                submissions.insert(),
+                [
+                    {
+                        "generation_id": gen_id,
+                        "endpoint": o.endpoint,
+                        "finished_at": now,
+                        "urls": o.urls,
+                        "batches": o.batches,
+                        "submitted": o.submitted,
+                        "gave_up": o.gave_up,
+                        "message": o.message,
+                        "statuses": json.dumps({str(k): v for k, v in sorted(o.statuses.items())}),
+                    }
+                    for o in outcomes
+                ],
+            )
 
     def newest(self) -> list[dict[str, Any]]:
         """Every column of the outcomes of the newest generation that has any, one per endpoint."""
@@ -35,6 +47,11 @@ class Submissions:
             return []
         with self.db.engine.connect() as conn:
             newest = conn.execute(select(func.max(submissions.c.generation_id))).scalar()
-            rows = conn.execute(select(submissions).where(submissions.c.generation_id == newest)
-                                .order_by(submissions.c.endpoint)).mappings().all()
+            rows = (
+                conn.execute(
+                    select(submissions).where(submissions.c.generation_id == newest).order_by(submissions.c.endpoint)
+                )
+                .mappings()
+                .all()
+            )
         return [{**row, "statuses": json.loads(row["statuses"])} for row in rows]

@@ -60,13 +60,15 @@ def holders(manifest: Manifest, conn: Connection, hashes: Iterable[int]) -> dict
     found: dict[int, tuple[str, str]] = {}
     with manifest.db.cursor(conn) as (cur, mark):
         if manifest.dialect == "postgresql":
-            cur.execute(f"SELECT loc_hash, section, key FROM {loc_owners.name} WHERE loc_hash = ANY({mark})",
-                        (todo,))
+            cur.execute(f"SELECT loc_hash, section, key FROM {loc_owners.name} WHERE loc_hash = ANY({mark})", (todo,))
             return {int(h): (s, k) for h, s, k in cur.fetchall()}
         for i in range(0, len(todo), KEYS_PER_QUERY):
-            chunk = todo[i:i + KEYS_PER_QUERY]
-            cur.execute(f"SELECT loc_hash, section, key FROM {loc_owners.name} WHERE loc_hash IN "
-                        f"({', '.join(mark for _ in chunk)})", chunk)
+            chunk = todo[i : i + KEYS_PER_QUERY]
+            cur.execute(
+                f"SELECT loc_hash, section, key FROM {loc_owners.name} WHERE loc_hash IN "
+                f"({', '.join(mark for _ in chunk)})",
+                chunk,
+            )
             found.update({int(h): (s, k) for h, s, k in cur.fetchall()})
     return found
 
@@ -83,9 +85,16 @@ def load_runs(manifest: Manifest, conn: Connection, table: str, runs: Iterable[C
     (its `id` grows along the object)."""
     columns = ("loc_hash", "section", "key", "ord")
     if manifest.dialect == "postgresql":
-        manifest.bulk_insert(conn, table, columns, [
-            (h, section, key, first + i) for section, first, keys, hashes in runs
-            for i, (key, h) in enumerate(zip(keys, hashes, strict=True))])
+        manifest.bulk_insert(
+            conn,
+            table,
+            columns,
+            [
+                (h, section, key, first + i)
+                for section, first, keys, hashes in runs
+                for i, (key, h) in enumerate(zip(keys, hashes, strict=True))
+            ],
+        )
         return
     raw = conn.connection.driver_connection
     assert raw is not None
@@ -95,21 +104,43 @@ def load_runs(manifest: Manifest, conn: Connection, table: str, runs: Iterable[C
         if len(obj) == len(keys):
             raw.execute(insert, (section, first, orjson.dumps(obj)))
         else:  # a key repeats in the run (the rebuild keeps one copy later): an object would keep one
-            manifest.bulk_insert(conn, table, columns, [
-                (h, section, key, first + i) for i, (key, h) in enumerate(zip(keys, hashes, strict=True))])
+            manifest.bulk_insert(
+                conn,
+                table,
+                columns,
+                [(h, section, key, first + i) for i, (key, h) in enumerate(zip(keys, hashes, strict=True))],
+            )
 
 
 # -- loc_waiting -----------------------------------------------------------------------------------------------
 
-_WAIT_COLUMNS = (loc_waiting.c.loc_hash, loc_waiting.c.section, loc_waiting.c.key, loc_waiting.c.seq,
-                 loc_waiting.c.version, loc_waiting.c.loc, loc_waiting.c.source, loc_waiting.c.raw,
-                 loc_waiting.c.letters)
+_WAIT_COLUMNS = (
+    loc_waiting.c.loc_hash,
+    loc_waiting.c.section,
+    loc_waiting.c.key,
+    loc_waiting.c.seq,
+    loc_waiting.c.version,
+    loc_waiting.c.loc,
+    loc_waiting.c.source,
+    loc_waiting.c.raw,
+    loc_waiting.c.letters,
+)
 
 
 def _wait(row: Sequence[Any]) -> Wait:
     h, section, key, seq, version, loc, source, raw, letters = row
-    return Wait(int(h), section, key, int(seq), version, loc, source, bytes(raw),
-                [int(i) for i in letters.split(",") if i], stored=True)
+    return Wait(
+        int(h),
+        section,
+        key,
+        int(seq),
+        version,
+        loc,
+        source,
+        bytes(raw),
+        [int(i) for i in letters.split(",") if i],
+        stored=True,
+    )
 
 
 def waiting_index(conn: Connection, limit: int) -> list[tuple[int, str, str]]:
@@ -137,7 +168,7 @@ def waiting_of(conn: Connection, idents: Iterable[Ident]) -> list[Wait]:
     todo, found = sorted(set(idents)), list[Wait]()
     key = tuple_(loc_waiting.c.section, loc_waiting.c.key)
     for i in range(0, len(todo), KEYS_PER_QUERY):
-        found += map(_wait, conn.execute(select(*_WAIT_COLUMNS).where(key.in_(todo[i:i + KEYS_PER_QUERY]))))
+        found += map(_wait, conn.execute(select(*_WAIT_COLUMNS).where(key.in_(todo[i : i + KEYS_PER_QUERY]))))
     return found
 
 
@@ -146,26 +177,46 @@ def waiting_for(conn: Connection, holders: Iterable[Ident]) -> list[tuple[Wait, 
     todo, found = sorted(set(holders)), list[tuple[Wait, Ident]]()
     key = tuple_(loc_owners.c.section, loc_owners.c.key)
     query = select(*_WAIT_COLUMNS, loc_owners.c.section, loc_owners.c.key).join(
-        loc_owners, loc_owners.c.loc_hash == loc_waiting.c.loc_hash)
+        loc_owners, loc_owners.c.loc_hash == loc_waiting.c.loc_hash
+    )
     for i in range(0, len(todo), KEYS_PER_QUERY):
-        found += [(_wait(row[:9]), (row[9], row[10]))
-                  for row in conn.execute(query.where(key.in_(todo[i:i + KEYS_PER_QUERY])))]
+        found += [
+            (_wait(row[:9]), (row[9], row[10]))
+            for row in conn.execute(query.where(key.in_(todo[i : i + KEYS_PER_QUERY])))
+        ]
     return found
 
 
-def write_waiting(conn: Connection, gone: Iterable[Wait], letters: Sequence[tuple[str, str, bytes] | None],
-                  new: Sequence[Wait], withdrawn: Sequence[int]) -> None:
+def write_waiting(
+    conn: Connection,
+    gone: Iterable[Wait],
+    letters: Sequence[tuple[str, str, bytes] | None],
+    new: Sequence[Wait],
+    withdrawn: Sequence[int],
+) -> None:
     """Delete the claims gone (applied or replaced); write this batch's claims' dead letters (None: withdrawn
     before written) and claims; delete the withdrawn letters."""
     rows = [w.row_key for w in gone]
     pk = tuple_(loc_waiting.c.loc_hash, loc_waiting.c.section, loc_waiting.c.key)
     for i in range(0, len(rows), KEYS_PER_QUERY):
-        conn.execute(loc_waiting.delete().where(pk.in_(rows[i:i + KEYS_PER_QUERY])))
+        conn.execute(loc_waiting.delete().where(pk.in_(rows[i : i + KEYS_PER_QUERY])))
     ids = dead_letter_rows.add_each(conn, letters)
     if new:
-        conn.execute(loc_waiting.insert(), [
-            {"loc_hash": w.loc_hash, "section": w.section, "key": w.key, "seq": w.seq, "version": w.version,
-             "loc": w.loc, "source": w.source[:200], "raw": w.raw,
-             "letters": ",".join(map(str, w.letters + [ids[n] for n in w.fresh if ids[n] is not None]))}
-            for w in new])
+        conn.execute(
+            loc_waiting.insert(),
+            [
+                {
+                    "loc_hash": w.loc_hash,
+                    "section": w.section,
+                    "key": w.key,
+                    "seq": w.seq,
+                    "version": w.version,
+                    "loc": w.loc,
+                    "source": w.source[:200],
+                    "raw": w.raw,
+                    "letters": ",".join(map(str, w.letters + [ids[n] for n in w.fresh if ids[n] is not None])),
+                }
+                for w in new
+            ],
+        )
     dead_letter_rows.withdraw(conn, withdrawn, KEYS_PER_QUERY)

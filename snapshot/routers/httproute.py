@@ -22,10 +22,16 @@ if TYPE_CHECKING:
 
 
 class HTTPRouteRouter(KubeRouter):
-    def __init__(self, api: k8s.ApiClient, namespace: str, name: str, layout: Layout, label: str = "bucket",
-                 backoff: Backoff | None = None) -> None:
-        ref = ObjectRef("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute", namespace, name,
-                        "httproute.yaml")
+    def __init__(
+        self,
+        api: k8s.ApiClient,
+        namespace: str,
+        name: str,
+        layout: Layout,
+        label: str = "bucket",
+        backoff: Backoff | None = None,
+    ) -> None:
+        ref = ObjectRef("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute", namespace, name, "httproute.yaml")
         super().__init__(api, ref, layout, label, backoff)
         self.custom = k8s.CustomObjectsApi(api)
 
@@ -38,8 +44,7 @@ class HTTPRouteRouter(KubeRouter):
         return self.ref.group, self.ref.version, self.ref.namespace, self.ref.plural, self.ref.name
 
     def _get(self) -> dict[str, Any]:
-        obj: dict[str, Any] = self.custom.get_namespaced_custom_object(*self._args(),
-                                                                       _request_timeout=REQUEST_TIMEOUT)
+        obj: dict[str, Any] = self.custom.get_namespaced_custom_object(*self._args(), _request_timeout=REQUEST_TIMEOUT)
         return obj
 
     def _patch(self, body: dict[str, Any]) -> None:
@@ -48,12 +53,18 @@ class HTTPRouteRouter(KubeRouter):
 
     def _changes(self, obj: dict[str, Any], gen_id: str) -> dict[str, Any]:
         rules = copy.deepcopy(obj.get("spec", {}).get("rules") or [])
-        rewrites = [f["urlRewrite"]["path"] for rule in rules for f in rule.get("filters") or []
-                    if f.get("type") == "URLRewrite"
-                    and ((f.get("urlRewrite") or {}).get("path") or {}).get("type") == "ReplacePrefixMatch"]
+        rewrites = [
+            f["urlRewrite"]["path"]
+            for rule in rules
+            for f in rule.get("filters") or []
+            if f.get("type") == "URLRewrite"
+            and ((f.get("urlRewrite") or {}).get("path") or {}).get("type") == "ReplacePrefixMatch"
+        ]
         if not rewrites:
-            raise RouterError(f"{self.ref} has no URLRewrite filter with a ReplacePrefixMatch path to point "
-                              f"at a generation (see deploy/httproute.yaml)")
+            raise RouterError(
+                f"{self.ref} has no URLRewrite filter with a ReplacePrefixMatch path to point "
+                f"at a generation (see deploy/httproute.yaml)"
+            )
         for path in rewrites:
             path["replacePrefixMatch"] = self.layout.path(gen_id)
         return {"spec": {"rules": rules}}

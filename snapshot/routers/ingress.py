@@ -36,17 +36,28 @@ def check_template(template: str, layout: Layout) -> None:
     try:
         template.format(**layout.placeholders(EXAMPLE_ID))
     except (KeyError, IndexError, ValueError) as exc:
-        raise ValueError(f"ingress annotation value {template!r}: only {{bucket}}, {{generation}} and "
-                         f"{{path}} may be used ({exc!r})") from None
+        raise ValueError(
+            f"ingress annotation value {template!r}: only {{bucket}}, {{generation}} and {{path}} may be used ({exc!r})"
+        ) from None
     if layout.bucket is not None and "{generation}" not in template and "{path}" not in template:
-        raise ValueError(f"ingress annotation value {template!r} names no generation: in the prefix layout "
-                         f"use {{path}} (e.g. {{path}}/$2)")
+        raise ValueError(
+            f"ingress annotation value {template!r} names no generation: in the prefix layout "
+            f"use {{path}} (e.g. {{path}}/$2)"
+        )
 
 
 class IngressRouter(KubeRouter):
-    def __init__(self, api: k8s.ApiClient, namespace: str, name: str, layout: Layout, label: str = "bucket",
-                 annotation: str = "nginx.ingress.kubernetes.io/rewrite-target",
-                 annotation_value: str = "/{bucket}/$2", backoff: Backoff | None = None) -> None:
+    def __init__(
+        self,
+        api: k8s.ApiClient,
+        namespace: str,
+        name: str,
+        layout: Layout,
+        label: str = "bucket",
+        annotation: str = "nginx.ingress.kubernetes.io/rewrite-target",
+        annotation_value: str = "/{bucket}/$2",
+        backoff: Backoff | None = None,
+    ) -> None:
         check_template(annotation_value, layout)
         ref = ObjectRef("networking.k8s.io", "v1", "ingresses", "Ingress", namespace, name, "ingress.yaml")
         super().__init__(api, ref, layout, label, backoff)
@@ -58,22 +69,35 @@ class IngressRouter(KubeRouter):
     def from_settings(cls, settings: Settings) -> IngressRouter:
         layout, api = layout_and_client(settings)
         with settings_errors():
-            return cls(api, settings.router_namespace, settings.ingress_name, layout, settings.router_label,
-                       settings.ingress_annotation, settings.ingress_annotation_value)
+            return cls(
+                api,
+                settings.router_namespace,
+                settings.ingress_name,
+                layout,
+                settings.router_label,
+                settings.ingress_annotation,
+                settings.ingress_annotation_value,
+            )
 
     def target(self, gen_id: str) -> str:
         return self.annotation_value.format(**self.layout.placeholders(gen_id))
 
     def _get(self) -> dict[str, Any]:
         resp = self.networking.read_namespaced_ingress(
-            self.ref.name, self.ref.namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+            self.ref.name, self.ref.namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT
+        )
         obj: dict[str, Any] = json.loads(resp.data)
         return obj
 
     def _patch(self, body: dict[str, Any]) -> None:
-        self.networking.patch_namespaced_ingress(self.ref.name, self.ref.namespace, body,
-                                                 _content_type=MERGE_PATCH, _preload_content=False,
-                                                 _request_timeout=REQUEST_TIMEOUT)
+        self.networking.patch_namespaced_ingress(
+            self.ref.name,
+            self.ref.namespace,
+            body,
+            _content_type=MERGE_PATCH,
+            _preload_content=False,
+            _request_timeout=REQUEST_TIMEOUT,
+        )
 
     def _changes(self, obj: dict[str, Any], gen_id: str) -> dict[str, Any]:
         return {"metadata": {"annotations": {self.annotation: self.target(gen_id)}}}

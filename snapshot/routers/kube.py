@@ -43,8 +43,9 @@ MERGE_PATCH = "application/merge-patch+json"
 BACKOFF = Backoff(attempts=8, base=0.05, cap=2.0)  # the API server answers fast: retry sooner than S3
 
 
-def api_client(api_url: str | None, service_account: Path = SERVICE_ACCOUNT,
-               environ: Mapping[str, str] | None = None) -> k8s.ApiClient:
+def api_client(
+    api_url: str | None, service_account: Path = SERVICE_ACCOUNT, environ: Mapping[str, str] | None = None
+) -> k8s.ApiClient:
     """An explicit API URL (as served by `kubectl proxy`), else in-cluster config when a service account
     token is mounted, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
     environ = os.environ if environ is None else environ
@@ -54,13 +55,17 @@ def api_client(api_url: str | None, service_account: Path = SERVICE_ACCOUNT,
             cfg.host = api_url.rstrip("/")
         elif (service_account / "token").exists() and environ.get(incluster_config.SERVICE_HOST_ENV_NAME):
             incluster_config.InClusterConfigLoader(
-                token_filename=str(service_account / "token"), cert_filename=str(service_account / "ca.crt"),
-                environ=environ).load_and_set(cfg)
+                token_filename=str(service_account / "token"),
+                cert_filename=str(service_account / "ca.crt"),
+                environ=environ,
+            ).load_and_set(cfg)
         else:
             load_kube_config(environ.get("KUBECONFIG") or None, client_configuration=cfg)
     except (ConfigException, OSError) as exc:
-        raise RouterError(f"no Kubernetes API configuration: set SITEMAPS_KUBE_API, run in a pod with a "
-                          f"service account, or provide a kubeconfig ({exc})") from None
+        raise RouterError(
+            f"no Kubernetes API configuration: set SITEMAPS_KUBE_API, run in a pod with a "
+            f"service account, or provide a kubeconfig ({exc})"
+        ) from None
     cfg.retries = False  # the routers retry whole reads and switches themselves
     return k8s.ApiClient(cfg)
 
@@ -99,8 +104,9 @@ def _is_status_of(exc: ApiException, ref: ObjectRef) -> bool:
 class KubeRouter(Router):
     """A router that is one named object's label plus whatever fields `_changes` patches with it."""
 
-    def __init__(self, api: k8s.ApiClient, ref: ObjectRef, layout: Layout, label: str = "bucket",
-                 backoff: Backoff | None = None) -> None:
+    def __init__(
+        self, api: k8s.ApiClient, ref: ObjectRef, layout: Layout, label: str = "bucket", backoff: Backoff | None = None
+    ) -> None:
         self.api = api
         self.ref = ref
         self.layout = layout
@@ -120,8 +126,10 @@ class KubeRouter(Router):
         """The merge patch, besides the label, that points the object at `gen_id`."""
 
     def describe(self) -> str:
-        return f"{self.ref.kind.lower()}:{self.ref.namespace}/{self.ref.name} label {self.label} " \
-               f"({self.api.configuration.host})"
+        return (
+            f"{self.ref.kind.lower()}:{self.ref.namespace}/{self.ref.name} label {self.label} "
+            f"({self.api.configuration.host})"
+        )
 
     def current(self) -> str | None:
         return self._generation(self._call("get", self._get))
@@ -144,15 +152,22 @@ class KubeRouter(Router):
                 continue
             log.info("%s now points at generation %s (was %s)", self.ref, gen_id, now)
             return
-        raise RouterError(f"{self.ref} kept changing under us: {self.backoff.attempts} patches refused "
-                          f"with 409 Conflict; nothing was switched")
+        raise RouterError(
+            f"{self.ref} kept changing under us: {self.backoff.attempts} patches refused "
+            f"with 409 Conflict; nothing was switched"
+        )
 
     def _generation(self, obj: dict[str, Any]) -> str | None:
         value = (obj.get("metadata", {}).get("labels") or {}).get(self.label)
         gen_id = self.layout.generation(value)
         if value is not None and gen_id is None:
-            log.warning("%s label %s=%r is not %s: no generation of ours is live", self.ref, self.label,
-                        value, self.layout.name("<generation>"))
+            log.warning(
+                "%s label %s=%r is not %s: no generation of ours is live",
+                self.ref,
+                self.label,
+                value,
+                self.layout.name("<generation>"),
+            )
         return gen_id
 
     def _call(self, verb: str, fn: Callable[[], T]) -> T:
@@ -173,8 +188,10 @@ class KubeRouter(Router):
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 if attempt >= self.backoff.attempts:
                     calls.record("kubernetes", "failed")
-                    raise RouterError(f"cannot reach the Kubernetes API at {self.api.configuration.host} to "
-                                      f"{verb} {self.ref}: {type(exc).__name__}") from None
+                    raise RouterError(
+                        f"cannot reach the Kubernetes API at {self.api.configuration.host} to "
+                        f"{verb} {self.ref}: {type(exc).__name__}"
+                    ) from None
                 problem = type(exc).__name__
             calls.record("kubernetes", "retried")
             log.warning("Kubernetes %s %s: %s; retrying", verb, self.ref, problem)
@@ -188,16 +205,23 @@ class KubeRouter(Router):
             return RouterError(
                 f"forbidden to {verb} {ref} ({message}): the service account needs verbs get and patch on "
                 f"{resource} with resourceNames [{ref.name}] in namespace {ref.namespace} "
-                f"(see deploy/role*.yaml)")
+                f"(see deploy/role*.yaml)"
+            )
         if exc.status == 404 and _is_status_of(exc, ref):
-            return RouterError(f"{ref} not found ({resource}): create it (see deploy/{ref.example}) or set "
-                               f"SITEMAPS_ROUTER_NAMESPACE and the object's name setting")
+            return RouterError(
+                f"{ref} not found ({resource}): create it (see deploy/{ref.example}) or set "
+                f"SITEMAPS_ROUTER_NAMESPACE and the object's name setting"
+            )
         if exc.status == 404:
-            return RouterError(f"the Kubernetes API does not serve {ref.group}/{ref.version} {ref.plural} "
-                               f"(404 on {verb} {ref}): is that API (or its CRD) installed?")
+            return RouterError(
+                f"the Kubernetes API does not serve {ref.group}/{ref.version} {ref.plural} "
+                f"(404 on {verb} {ref}): is that API (or its CRD) installed?"
+            )
         if exc.status == 401:
-            return RouterError(f"the Kubernetes API rejected our credentials (401) to {verb} {ref}: check "
-                               f"the service account token or kubeconfig")
+            return RouterError(
+                f"the Kubernetes API rejected our credentials (401) to {verb} {ref}: check "
+                f"the service account token or kubeconfig"
+            )
         return RouterError(f"Kubernetes API refused to {verb} {ref}: {exc.status} {exc.reason}: {message}")
 
 

@@ -37,8 +37,17 @@ T = TypeVar("T")
 
 # Objects up to this size go up in one PUT, so their ETag is their MD5 and verify can check it.
 SINGLE_PUT_BYTES = 256 * 1024 * 1024
-TRANSIENT_CODES = frozenset({"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout",
-                             "OperationAborted", "BadGateway", "GatewayTimeout"})
+TRANSIENT_CODES = frozenset(
+    {
+        "InternalError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "RequestTimeout",
+        "OperationAborted",
+        "BadGateway",
+        "GatewayTimeout",
+    }
+)
 MISSING_BUCKET = "NoSuchBucket"
 MISSING_CODES = frozenset({"NoSuchKey", MISSING_BUCKET})
 MD5_RE = re.compile(r"[0-9a-f]{32}")
@@ -77,9 +86,19 @@ def brief(exc: BaseException) -> str:
 
 
 class S3Store(Store):
-    def __init__(self, client: Minio, endpoint: str, layout: Layout | None = None, *, secure: bool = False,
-                 region: str | None = None, public_read: bool = True, parallelism: int = 16,
-                 backoff: Backoff | None = None, secret: str | None = None) -> None:
+    def __init__(
+        self,
+        client: Minio,
+        endpoint: str,
+        layout: Layout | None = None,
+        *,
+        secure: bool = False,
+        region: str | None = None,
+        public_read: bool = True,
+        parallelism: int = 16,
+        backoff: Backoff | None = None,
+        secret: str | None = None,
+    ) -> None:
         self.client = client
         self.endpoint = endpoint
         self.layout = layout or Layout()
@@ -92,27 +111,43 @@ class S3Store(Store):
         self.etags_are_md5: bool | None = None  # learnt from the first put: unknown is taken as yes
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, parallelism: int = 16, backoff: Backoff | None = None,
-                      timeout: float = 60.0) -> S3Store:
+    def from_settings(
+        cls, settings: Settings, *, parallelism: int = 16, backoff: Backoff | None = None, timeout: float = 60.0
+    ) -> S3Store:
         """The store the settings describe; a missing or malformed setting is a StoreError naming it."""
         try:
             endpoint = settings.s3_endpoint
             if not endpoint:
                 raise ValueError("storage s3 needs SITEMAPS_S3_ENDPOINT (host:port)")
             if "/" in endpoint:
-                raise ValueError(f"SITEMAPS_S3_ENDPOINT is host:port, without scheme or path "
-                                 f"(SITEMAPS_S3_SECURE chooses https), got {endpoint!r}")
+                raise ValueError(
+                    f"SITEMAPS_S3_ENDPOINT is host:port, without scheme or path "
+                    f"(SITEMAPS_S3_SECURE chooses https), got {endpoint!r}"
+                )
             if bool(settings.s3_access_key) != bool(settings.s3_secret_key):
                 raise ValueError("set both SITEMAPS_S3_ACCESS_KEY and SITEMAPS_S3_SECRET_KEY, or neither")
             layout = Layout.from_settings(settings)
-            client = Minio(endpoint, access_key=settings.s3_access_key or None,
-                           secret_key=settings.s3_secret_key or None, secure=settings.s3_secure,
-                           region=settings.s3_region or None, http_client=http_client(parallelism, timeout))
+            client = Minio(
+                endpoint,
+                access_key=settings.s3_access_key or None,
+                secret_key=settings.s3_secret_key or None,
+                secure=settings.s3_secure,
+                region=settings.s3_region or None,
+                http_client=http_client(parallelism, timeout),
+            )
         except ValueError as exc:
             raise StoreError(f"S3 settings: {exc}") from None
-        return cls(client, endpoint, layout, secure=settings.s3_secure, region=settings.s3_region or None,
-                   public_read=settings.s3_public_read, parallelism=parallelism, backoff=backoff,
-                   secret=settings.s3_secret_key)
+        return cls(
+            client,
+            endpoint,
+            layout,
+            secure=settings.s3_secure,
+            region=settings.s3_region or None,
+            public_read=settings.s3_public_read,
+            parallelism=parallelism,
+            backoff=backoff,
+            secret=settings.s3_secret_key,
+        )
 
     def describe(self) -> str:
         scheme = "https" if self.secure else "http"
@@ -133,8 +168,9 @@ class S3Store(Store):
                     raise
                 calls.record("s3", "retried")
                 delay = self.backoff.delay(attempt)
-                log.warning("S3 %s: %s; retry %d of %d in %.2fs", what, brief(exc), attempt,
-                            self.backoff.attempts - 1, delay)
+                log.warning(
+                    "S3 %s: %s; retry %d of %d in %.2fs", what, brief(exc), attempt, self.backoff.attempts - 1, delay
+                )
                 time.sleep(delay)
                 attempt += 1
 
@@ -158,9 +194,13 @@ class S3Store(Store):
 
     def _keys(self, bucket: str, prefix: str) -> list[tuple[str, int, str | None]]:
         """(key, size, etag) of every object under `prefix`; [] when the bucket does not exist."""
+
         def listing() -> list[tuple[str, int, str | None]]:
-            return [(str(o.object_name), int(o.size or 0), (o.etag or "").strip('"') or None)
-                    for o in self.client.list_objects(bucket, prefix=prefix or None, recursive=True)]
+            return [
+                (str(o.object_name), int(o.size or 0), (o.etag or "").strip('"') or None)
+                for o in self.client.list_objects(bucket, prefix=prefix or None, recursive=True)
+            ]
+
         try:
             return self._retry(f"list {bucket}/{prefix}", listing)
         except MinioException as exc:
@@ -189,9 +229,17 @@ class S3Store(Store):
         bucket, key = self._where(gen_id, name)
         md5 = md5_hex(data)
         with self._errors(f"put {bucket}/{key}"):
-            result = self._retry(f"put {bucket}/{key}", lambda: self.client.put_object(
-                bucket, key, io.BytesIO(data), len(data), content_type=content_type(name),
-                part_size=SINGLE_PUT_BYTES))
+            result = self._retry(
+                f"put {bucket}/{key}",
+                lambda: self.client.put_object(
+                    bucket,
+                    key,
+                    io.BytesIO(data),
+                    len(data),
+                    content_type=content_type(name),
+                    part_size=SINGLE_PUT_BYTES,
+                ),
+            )
         etag = (result.etag or "").strip('"')
         if self.etags_are_md5 is not False and etag != md5:
             # Encrypting servers (SSE-KMS, SSE-C) answer ETags that are not the MD5: check sizes only.
@@ -223,8 +271,11 @@ class S3Store(Store):
         def md5(etag: str | None) -> str | None:
             return etag if checksums and etag and MD5_RE.fullmatch(etag) else None
 
-        return {key[len(prefix):]: ObjectInfo(size, md5(etag)) for key, size, etag in keys
-                if not key[len(prefix):].startswith(".")}  # the stamp is not one of the generation's files
+        return {
+            key[len(prefix) :]: ObjectInfo(size, md5(etag))
+            for key, size, etag in keys
+            if not key[len(prefix) :].startswith(".")
+        }  # the stamp is not one of the generation's files
 
     def get(self, gen_id: str, name: str) -> bytes:
         return self._get(*self._where(gen_id, name))
@@ -251,8 +302,12 @@ class S3Store(Store):
         key += STAMP
         data = site.encode()
         with self._errors(f"stamp {bucket}/{key}"):
-            self._retry(f"stamp {bucket}/{key}", lambda: self.client.put_object(
-                bucket, key, io.BytesIO(data), len(data), content_type=content_type(".txt")))
+            self._retry(
+                f"stamp {bucket}/{key}",
+                lambda: self.client.put_object(
+                    bucket, key, io.BytesIO(data), len(data), content_type=content_type(".txt")
+                ),
+            )
 
     def read_stamp(self, gen_id: str) -> str | None:
         bucket, key = self._where(gen_id)
@@ -265,33 +320,48 @@ class S3Store(Store):
         """Anyone may GET the generation's objects: no listing, no writes, nothing outside it."""
         bucket, prefix = self._where(gen_id)
         resource = f"arn:aws:s3:::{bucket}/{GENERATIONS_DIR}*" if prefix else f"arn:aws:s3:::{bucket}/*"
-        return {"Version": "2012-10-17",
-                "Statement": [{"Sid": "PublicReadObjects", "Effect": "Allow", "Principal": {"AWS": ["*"]},
-                               "Action": ["s3:GetObject"], "Resource": [resource]}]}
+        return {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "PublicReadObjects",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": ["*"]},
+                    "Action": ["s3:GetObject"],
+                    "Resource": [resource],
+                }
+            ],
+        }
 
     def make_public(self, gen_id: str) -> None:
         bucket = self.layout.bucket_of(gen_id)
         if not self.public_read:
-            log.info("public read of %s is left to the proxy in front of S3 (SITEMAPS_S3_PUBLIC_READ=false)",
-                     bucket)
+            log.info("public read of %s is left to the proxy in front of S3 (SITEMAPS_S3_PUBLIC_READ=false)", bucket)
             return
         policy = self.policy(gen_id)
-        hint = ("a public-read bucket policy is required unless reads go through an authenticated proxy "
-                "(then set SITEMAPS_S3_PUBLIC_READ=false)")
+        hint = (
+            "a public-read bucket policy is required unless reads go through an authenticated proxy "
+            "(then set SITEMAPS_S3_PUBLIC_READ=false)"
+        )
         with self._errors(f"set the public-read policy of {bucket}"):
             try:
-                self._retry(f"set policy of {bucket}",
-                            lambda: self.client.set_bucket_policy(bucket, json.dumps(policy)))
+                self._retry(
+                    f"set policy of {bucket}", lambda: self.client.set_bucket_policy(bucket, json.dumps(policy))
+                )
             except MinioException as exc:
                 if transient(exc):
                     raise
-                raise StoreError(f"S3 server {self.endpoint} refused the public-read policy of bucket "
-                                 f"{bucket} ({brief(exc)}): it may not support bucket policies (rclone serve "
-                                 f"s3 does not); {hint}") from None
+                raise StoreError(
+                    f"S3 server {self.endpoint} refused the public-read policy of bucket "
+                    f"{bucket} ({brief(exc)}): it may not support bucket policies (rclone serve "
+                    f"s3 does not); {hint}"
+                ) from None
             stored = self._retry(f"read policy of {bucket}", lambda: self.client.get_bucket_policy(bucket))
         if not _grants(stored, policy):
-            raise StoreError(f"S3 server {self.endpoint} accepted but did not keep the public-read policy of "
-                             f"bucket {bucket}: it does not support bucket policies; {hint}")
+            raise StoreError(
+                f"S3 server {self.endpoint} accepted but did not keep the public-read policy of "
+                f"bucket {bucket}: it does not support bucket policies; {hint}"
+            )
 
     def delete(self, gen_id: str) -> None:
         bucket, prefix = self._where(gen_id)
@@ -318,8 +388,12 @@ class S3Store(Store):
     def _remove(self, bucket: str, keys: builtins.list[str]) -> None:
         def remove() -> builtins.list[str]:
             # The iterator sends the batches as it is consumed, and yields the objects that failed.
-            return [f"{e.name}: {e.code}" for e in self.client.remove_objects(
-                bucket, (DeleteObject(k) for k in keys)) if e.code != "NoSuchKey"]
+            return [
+                f"{e.name}: {e.code}"
+                for e in self.client.remove_objects(bucket, (DeleteObject(k) for k in keys))
+                if e.code != "NoSuchKey"
+            ]
+
         failed = self._retry(f"remove objects of {bucket}", remove)
         if failed:
             raise StoreError(f"S3 could not delete {len(failed)} objects of {bucket}, first {failed[:3]}")
@@ -333,13 +407,15 @@ class S3Store(Store):
             bucket = self.layout.bucket
             with self._errors(f"list {bucket}/{GENERATIONS_DIR}"):
                 try:
-                    objects = self._retry(f"list {bucket}/{GENERATIONS_DIR}", lambda: list(
-                        self.client.list_objects(bucket, prefix=GENERATIONS_DIR)))
+                    objects = self._retry(
+                        f"list {bucket}/{GENERATIONS_DIR}",
+                        lambda: list(self.client.list_objects(bucket, prefix=GENERATIONS_DIR)),
+                    )
                 except MinioException as exc:
                     if error_code(exc)[1] != MISSING_BUCKET:
                         raise
                     objects = []
-            found = (str(o.object_name)[len(GENERATIONS_DIR):].rstrip("/") for o in objects if o.is_dir)
+            found = (str(o.object_name)[len(GENERATIONS_DIR) :].rstrip("/") for o in objects if o.is_dir)
         return sorted(g for g in found if g and generation.is_id(g))
 
 
@@ -354,13 +430,17 @@ def _grants(stored: str, wanted: dict[str, Any]) -> bool:
     def as_list(value: object) -> list[object]:
         return value if isinstance(value, list) else [value]
 
-    return any(isinstance(s, dict) and s.get("Effect") == "Allow"
-               and "s3:GetObject" in as_list(s.get("Action"))
-               and set(want["Resource"]) <= set(as_list(s.get("Resource")))
-               for s in as_list(statements))
+    return any(
+        isinstance(s, dict)
+        and s.get("Effect") == "Allow"
+        and "s3:GetObject" in as_list(s.get("Action"))
+        and set(want["Resource"]) <= set(as_list(s.get("Resource")))
+        for s in as_list(statements)
+    )
 
 
 def http_client(parallelism: int, timeout: float = 60.0) -> urllib3.PoolManager:
     """A connection per worker; no urllib3-level retries: S3Store retries whole operations itself."""
-    return urllib3.PoolManager(maxsize=parallelism + 2, retries=False,
-                               timeout=urllib3.Timeout(connect=10.0, read=timeout))
+    return urllib3.PoolManager(
+        maxsize=parallelism + 2, retries=False, timeout=urllib3.Timeout(connect=10.0, read=timeout)
+    )

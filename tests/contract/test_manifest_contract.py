@@ -21,8 +21,17 @@ from tests.conftest import fresh_pg_database
 from tests.factories import HOST, doc
 
 G1, G2, G3 = "20240101-000000-000-0001", "20240102-000000-000-0002", "20240103-000000-000-0003"
-SHARD = FileRecord("sitemap-books-1.xml.gz", 1200, "0" * 32, url_count=40, lastmod="2024-05-01T10:00:00+00:00",
-                   lastmod_ts=1714557600.0, section="books", shard_no=1, revision=3)
+SHARD = FileRecord(
+    "sitemap-books-1.xml.gz",
+    1200,
+    "0" * 32,
+    url_count=40,
+    lastmod="2024-05-01T10:00:00+00:00",
+    lastmod_ts=1714557600.0,
+    section="books",
+    shard_no=1,
+    revision=3,
+)
 INDEX = FileRecord("sitemap.xml", 300, "1" * 32)
 
 
@@ -127,8 +136,11 @@ def test_a_failed_write_transaction_leaves_nothing(manifest: Manifest) -> None:
 
 
 def test_the_publish_lock_is_held_by_one_at_a_time(manifest: Manifest, other: Manifest) -> None:
-    with manifest.publish_lock(), pytest.raises(RuntimeError, match="another process is publishing"), \
-            other.publish_lock():
+    with (
+        manifest.publish_lock(),
+        pytest.raises(RuntimeError, match="another process is publishing"),
+        other.publish_lock(),
+    ):
         pass
     with other.publish_lock():  # released
         pass
@@ -150,12 +162,19 @@ def test_the_two_locks_are_independent(manifest: Manifest, other: Manifest) -> N
 
 def test_refused_input_is_kept_as_a_dead_letter(manifest: Manifest, other: Manifest) -> None:
     applier = Applier(manifest, Rules(frozenset({HOST})), Limits())
-    counts = applier.apply_raw([("topic:0:7", b"{not json"), ("topic:0:8", orjson.dumps(doc(1))),
-                                ("topic:0:9", orjson.dumps(doc(2, loc="https://elsewhere.example/2")))])
+    counts = applier.apply_raw(
+        [
+            ("topic:0:7", b"{not json"),
+            ("topic:0:8", orjson.dumps(doc(1))),
+            ("topic:0:9", orjson.dumps(doc(2, loc="https://elsewhere.example/2"))),
+        ]
+    )
     assert (counts.applied, counts.rejected) == (1, 2)
     letters = other.dead_letters()
-    assert [(d.source, d.raw) for d in letters] == [("topic:0:7", b"{not json"),
-                                                    ("topic:0:9", orjson.dumps(doc(2, loc="https://elsewhere.example/2")))]
+    assert [(d.source, d.raw) for d in letters] == [
+        ("topic:0:7", b"{not json"),
+        ("topic:0:9", orjson.dumps(doc(2, loc="https://elsewhere.example/2"))),
+    ]
     assert all(d.reason for d in letters)
     assert other.dead_letter_count() == 2
     assert [d.source for d in other.dead_letters(limit=1)] == ["topic:0:7"]

@@ -36,10 +36,14 @@ def seed(kube: KubeAPIServer, kind: str) -> None:
         kube.seed_ingress("sitemaps")
         return
     kube.seed_httproute("sitemaps")
-    rewrite = {"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch",
-                                                             "replacePrefixMatch": "/"}}}
-    kube.modify("gateway.networking.k8s.io/v1", "HTTPRoute", "default", "sitemaps",
-                lambda o: o["spec"]["rules"][0].update(filters=[rewrite]))
+    rewrite = {"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}
+    kube.modify(
+        "gateway.networking.k8s.io/v1",
+        "HTTPRoute",
+        "default",
+        "sitemaps",
+        lambda o: o["spec"]["rules"][0].update(filters=[rewrite]),
+    )
 
 
 @pytest.fixture(params=BACKENDS)

@@ -21,9 +21,16 @@ BACKENDS = ["local", "moto", "rclone", "moto-prefix"]
 
 
 def s3_settings(server: S3Server, prefix: str, **changes: object) -> Settings:
-    return Settings(storage="s3", s3_endpoint=server.endpoint, s3_access_key=server.access_key,
-                    s3_secret_key=server.secret_key, s3_secure=False, s3_region=server.region,
-                    bucket_prefix=prefix, s3_public_read=server.supports_bucket_policy).replace(**changes)
+    return Settings(
+        storage="s3",
+        s3_endpoint=server.endpoint,
+        s3_access_key=server.access_key,
+        s3_secret_key=server.secret_key,
+        s3_secure=False,
+        s3_region=server.region,
+        bucket_prefix=prefix,
+        s3_public_read=server.supports_bucket_policy,
+    ).replace(**changes)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -197,4 +204,3 @@ def test_map_returns_the_results_in_the_items_order(store: Store) -> None:
     md5s = store.map(lambda n: store.put(G1, n, n.encode()), iter(names))
     assert md5s == [hashlib.md5(n.encode()).hexdigest() for n in names]
     assert store.list(G1).keys() == set(names)
-

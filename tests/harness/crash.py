@@ -122,14 +122,22 @@ class Harness:
         section = SECTIONS[i % len(SECTIONS)]
         moved = f"-v{version}" if version > 1 and self.rnd.random() < 0.1 else ""  # a document's URL changes
         day, hour = self.rnd.randint(1, 28), self.rnd.randint(0, 23)
-        doc: dict[str, object] = {"section": section, "key": str(i), "loc": f"https://{HOST}/{section}/{i}{moved}",
-                                  "lastmod": f"2024-07-{day:02d}T{hour:02d}:00:00+00:00", "version": version}
+        doc: dict[str, object] = {
+            "section": section,
+            "key": str(i),
+            "loc": f"https://{HOST}/{section}/{i}{moved}",
+            "lastmod": f"2024-07-{day:02d}T{hour:02d}:00:00+00:00",
+            "version": version,
+        }
         if section == "news" and self.rnd.random() < 0.9:  # some news documents carry no article
             # Far from the window's edge (48 hours), so no article ages out during a run: the window is the model's.
             age = self.rnd.choice([self.rnd.uniform(0, 40), self.rnd.uniform(56, 90)]) * 3600
             published = datetime.fromtimestamp(int(time.time() - age), UTC).isoformat()
-            doc["news"] = {"publication": {"name": "Crash Times", "language": "en"}, "publication_date": published,
-                           "title": f"Story {i} v{version}"}
+            doc["news"] = {
+                "publication": {"name": "Crash Times", "language": "en"},
+                "publication_date": published,
+                "title": f"Story {i} v{version}",
+            }
         return doc
 
     def events(self) -> list[dict[str, object]]:
@@ -138,8 +146,9 @@ class Harness:
             self.version += 1
             i = self.rnd.randrange(self.catalog + 200)  # some new documents
             if self.rnd.random() < 0.15:
-                out.append({"op": "delete", "section": SECTIONS[i % len(SECTIONS)], "key": str(i),
-                            "version": self.version})
+                out.append(
+                    {"op": "delete", "section": SECTIONS[i % len(SECTIONS)], "key": str(i), "version": self.version}
+                )
             else:
                 out.append(self.doc(i, self.version))
         return out
@@ -169,7 +178,7 @@ class Harness:
             self.check("apply", "after the kill", [self.published])
             cli("publish", env=self.d.env)  # the restarted service publishes whatever was committed
             nth = int(kill.checkpoint.rsplit("@", 1)[1]) if kill.checkpoint else 0
-            allowed = committed[nth - 1:nth] if nth else committed
+            allowed = committed[nth - 1 : nth] if nth else committed
             i = self.check("apply", "published after the kill (whole batches only)", allowed, live=True)
             self.published = allowed[max(i, 0)]
         self.timed("apply", args)
@@ -223,8 +232,13 @@ class Harness:
             delay = kill.fraction * self.durations.get(phase, 1.0)
         self.point = f"point {self.result.kills + 1} ({phase} {kill.describe(delay)})"
         with open(self.tmp / "killed.log", "wb") as err:
-            proc = subprocess.Popen([sys.executable, "-m", "sitemap_keeper", *args], env=env,
-                                    stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "sitemap_keeper", *args],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,
+            )
             try:
                 rc = self.wait_and_kill(proc, phase, delay, allowed)
             finally:  # what the killed command left running (render workers, the forkserver)
@@ -248,8 +262,9 @@ class Harness:
             print(f"  {self.d.name} {self.point}", flush=True)
         return True
 
-    def wait_and_kill(self, proc: subprocess.Popen[bytes], phase: str, delay: float | None,
-                      allowed: list[dict[str, str | None]]) -> int:
+    def wait_and_kill(
+        self, proc: subprocess.Popen[bytes], phase: str, delay: float | None, allowed: list[dict[str, str | None]]
+    ) -> int:
         if delay is None:
             return proc.wait(timeout=300)
         started = time.monotonic()
@@ -281,8 +296,10 @@ class Harness:
     def fail(self, phase: str, what: str) -> None:
         r = self.result
         where = "rebuild" if phase == "rebuild" else self.point
-        r.failures.append(f"{r.config} {where} {what}\n  replay: .venv/bin/python -m tests.harness.crash "
-                          f"--seed {r.seed} --config {r.config} --points {r.kills + 1} --verbose")
+        r.failures.append(
+            f"{r.config} {where} {what}\n  replay: .venv/bin/python -m tests.harness.crash "
+            f"--seed {r.seed} --config {r.config} --points {r.kills + 1} --verbose"
+        )
 
 
 class NewsModel(Model):
@@ -312,13 +329,25 @@ class NewsModel(Model):
 
 def run_config(config: str, seed: int, points: int, verbose: bool = False, catalog: int = CATALOG) -> Result:
     db, store = config.split("-")
-    with tempfile.TemporaryDirectory(prefix=f"crash-{config}-") as tmp, \
-            deployment(db, store, Path(tmp)) as d:
+    with tempfile.TemporaryDirectory(prefix=f"crash-{config}-") as tmp, deployment(db, store, Path(tmp)) as d:
         return Harness(d, Path(tmp), seed, verbose, catalog).run(points)
 
 
-COLUMNS = ("config", "phase", "kills", "checkpoint", "instant", "missed", "observed", "lost", "duplicated",
-           "stale", "extra", "broken", "leftovers")
+COLUMNS = (
+    "config",
+    "phase",
+    "kills",
+    "checkpoint",
+    "instant",
+    "missed",
+    "observed",
+    "lost",
+    "duplicated",
+    "stale",
+    "extra",
+    "broken",
+    "leftovers",
+)
 
 
 def table(results: list[Result]) -> str:
@@ -339,8 +368,21 @@ def table(results: list[Result]) -> str:
 
 def _line(config: str, phase: str, r: Row) -> str:
     t = r.tally
-    cells = (config, phase, r.kills, r.at_checkpoint, r.at_instant, r.missed, t.observations, t.lost,
-             t.duplicated, t.stale, t.extra, t.broken, r.leftovers)
+    cells = (
+        config,
+        phase,
+        r.kills,
+        r.at_checkpoint,
+        r.at_instant,
+        r.missed,
+        t.observations,
+        t.lost,
+        t.duplicated,
+        t.stale,
+        t.extra,
+        t.broken,
+        r.leftovers,
+    )
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
@@ -360,8 +402,11 @@ def main(argv: list[str] | None = None) -> int:
     for config in configs:
         res = run_config(config, args.seed, args.points, args.verbose)
         results.append(res)
-        print(f"{config}: {res.kills} kills in {res.seconds:.0f}s{' (interrupted)' if res.interrupted else ''}; "
-              "checkpoints hit: " + ", ".join(f"{k} {n}" for k, n in sorted(res.checkpoints.items())), flush=True)
+        print(
+            f"{config}: {res.kills} kills in {res.seconds:.0f}s{' (interrupted)' if res.interrupted else ''}; "
+            "checkpoints hit: " + ", ".join(f"{k} {n}" for k, n in sorted(res.checkpoints.items())),
+            flush=True,
+        )
         print(table([res]), flush=True)
         if res.interrupted:
             break

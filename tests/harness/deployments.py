@@ -49,6 +49,7 @@ class Deployment:
         def fetch(name: str) -> tuple[bytes, str]:  # anonymous: the bucket policy is what allows it
             with urllib.request.urlopen(f"{url}/{bucket}/{name}", timeout=30) as resp:
                 return bytes(resp.read()), bucket
+
         return fetch
 
     def _fetch_local(self, name: str) -> tuple[bytes, str]:
@@ -89,9 +90,16 @@ class Deployment:
 
 
 def base_env(data_dir: Path, database_url: str) -> dict[str, str]:
-    return {"SITEMAPS_DATA_DIR": str(data_dir), "SITEMAPS_DATABASE_URL": database_url,
-            "SITEMAPS_BASE_URL": BASE, "SITEMAPS_ALLOWED_HOSTS": HOST, "SITEMAPS_MAX_URLS": "50",
-            "SITEMAPS_LOG_LEVEL": "WARNING", "SITEMAPS_WORKERS": "2", "PYTHONUNBUFFERED": "1"}
+    return {
+        "SITEMAPS_DATA_DIR": str(data_dir),
+        "SITEMAPS_DATABASE_URL": database_url,
+        "SITEMAPS_BASE_URL": BASE,
+        "SITEMAPS_ALLOWED_HOSTS": HOST,
+        "SITEMAPS_MAX_URLS": "50",
+        "SITEMAPS_LOG_LEVEL": "WARNING",
+        "SITEMAPS_WORKERS": "2",
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 @contextlib.contextmanager
@@ -115,8 +123,9 @@ def deployment(db: str, store: str, tmp: Path) -> Iterator[Deployment]:
 
 def _local(name: str, env: dict[str, str], tmp: Path) -> Iterator[Deployment]:
     log = tmp / "serve.log"
-    serve = ManagedProcess([sys.executable, "-m", "sitemap_keeper", "serve", "--port", "0"], log,
-                           env={**os.environ, **env})
+    serve = ManagedProcess(
+        [sys.executable, "-m", "sitemap_keeper", "serve", "--port", "0"], log, env={**os.environ, **env}
+    )
     serve.start()
     try:
         found: list[str] = []
@@ -137,13 +146,27 @@ def _s3(name: str, env: dict[str, str], tmp: Path) -> Iterator[Deployment]:
     moto, kube = MotoS3Server().start(), KubeAPIServer().start()
     prefix = unique_name("crash", 8)
     placeholder = f"{prefix}-{PLACEHOLDER}"
-    kube.seed_ingress("sitemaps", NAMESPACE, path="/sitemaps(/|$)(.*)", labels={"bucket": placeholder},
-                      annotations={"nginx.ingress.kubernetes.io/use-regex": "true", REWRITE: f"/{placeholder}/$2"})
-    env = {**env, "SITEMAPS_STORAGE": "s3", "SITEMAPS_S3_ENDPOINT": moto.endpoint,
-           "SITEMAPS_S3_ACCESS_KEY": moto.access_key, "SITEMAPS_S3_SECRET_KEY": moto.secret_key,
-           "SITEMAPS_S3_SECURE": "false", "SITEMAPS_S3_REGION": moto.region, "SITEMAPS_BUCKET_PREFIX": prefix,
-           "SITEMAPS_ROUTER": "ingress", "SITEMAPS_KUBE_API": kube.url, "SITEMAPS_ROUTER_NAMESPACE": NAMESPACE,
-           "SITEMAPS_INGRESS_NAME": "sitemaps"}
+    kube.seed_ingress(
+        "sitemaps",
+        NAMESPACE,
+        path="/sitemaps(/|$)(.*)",
+        labels={"bucket": placeholder},
+        annotations={"nginx.ingress.kubernetes.io/use-regex": "true", REWRITE: f"/{placeholder}/$2"},
+    )
+    env = {
+        **env,
+        "SITEMAPS_STORAGE": "s3",
+        "SITEMAPS_S3_ENDPOINT": moto.endpoint,
+        "SITEMAPS_S3_ACCESS_KEY": moto.access_key,
+        "SITEMAPS_S3_SECRET_KEY": moto.secret_key,
+        "SITEMAPS_S3_SECURE": "false",
+        "SITEMAPS_S3_REGION": moto.region,
+        "SITEMAPS_BUCKET_PREFIX": prefix,
+        "SITEMAPS_ROUTER": "ingress",
+        "SITEMAPS_KUBE_API": kube.url,
+        "SITEMAPS_ROUTER_NAMESPACE": NAMESPACE,
+        "SITEMAPS_INGRESS_NAME": "sitemaps",
+    }
     d = Deployment(name, env, tmp / "data", moto=moto, kube=kube, prefix=prefix)
     try:
         yield d

@@ -132,8 +132,9 @@ def install(proxy: FaultProxy, faults: tuple[S3Fault, ...], rate: float, seed: i
     share = rate / len(faults) if faults else 0.0
     for i, f in enumerate(faults):
         # Rules are tried in order, the first firing wins: rule i only sees what the ones before let through.
-        proxy.add_rule(f.action, status=f.status, seconds=f.seconds, times=f.times,
-                       rate=share / (1 - i * share), seed=seed + i)
+        proxy.add_rule(
+            f.action, status=f.status, seconds=f.seconds, times=f.times, rate=share / (1 - i * share), seed=seed + i
+        )
 
 
 @dataclass
@@ -249,8 +250,7 @@ class Harness:
             row.problems.append(f"sitemaps {' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}")
         return proc
 
-    def check(self, row: Row, what: str, proc: subprocess.CompletedProcess[str] | None,
-              published: bool = True) -> bool:
+    def check(self, row: Row, what: str, proc: subprocess.CompletedProcess[str] | None, published: bool = True) -> bool:
         """The live generation holds the truth it held, or (after a publish) the new model; a successful
         publish serves the new model. True when served is what the command said it did."""
         new = self.w.model.expected()
@@ -302,19 +302,26 @@ class Harness:
 
 
 @contextmanager
-def deployment(server: S3Server, tmp: Path, seed: int, publishes: int, one_bucket: bool = False
-               ) -> Iterator[Harness]:
+def deployment(server: S3Server, tmp: Path, seed: int, publishes: int, one_bucket: bool = False) -> Iterator[Harness]:
     """A fresh deployment on `server`, its first generation published; its buckets are deleted afterwards."""
     label = f"S3 ({server.kind}{', one bucket' if one_bucket else ''})"
     tmp.mkdir(parents=True, exist_ok=True)
     with FlakyKube() as kube, FaultProxy(server.endpoint) as proxy:
-        for w in make_world(server, kube, proxy, unique_name("fh", 6) + "-", tmp,
-                            f"sqlite:///{tmp / 'manifest.db'}", one_bucket=one_bucket):
+        for w in make_world(
+            server,
+            kube,
+            proxy,
+            unique_name("fh", 6) + "-",
+            tmp,
+            f"sqlite:///{tmp / 'manifest.db'}",
+            one_bucket=one_bucket,
+        ):
             yield Harness(w, kube, seed, publishes, label)
 
 
-def run_world(server: S3Server, tmp: Path, seed: int, scenarios: Sequence[Scenario], publishes: int,
-              one_bucket: bool = False) -> list[Row]:
+def run_world(
+    server: S3Server, tmp: Path, seed: int, scenarios: Sequence[Scenario], publishes: int, one_bucket: bool = False
+) -> list[Row]:
     with deployment(server, tmp, seed, publishes, one_bucket) as harness:
         rows = []
         for s in scenarios:
@@ -365,16 +372,41 @@ def run(tmp: Path, seed: int, full: bool, servers: Mapping[str, S3Server], broke
     return rows
 
 
-COLUMNS = ("target", "fault", "rate", "publishes", "succeeded", "failed", "faults injected", "prunes ok/failed",
-           "live broken", "live deleted", "unclear errors", "recovered", "seconds")
+COLUMNS = (
+    "target",
+    "fault",
+    "rate",
+    "publishes",
+    "succeeded",
+    "failed",
+    "faults injected",
+    "prunes ok/failed",
+    "live broken",
+    "live deleted",
+    "unclear errors",
+    "recovered",
+    "seconds",
+)
 
 
 def table(rows: Sequence[Row]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in rows:
-        cells: list[Any] = [r.target, r.kind, r.rate, r.attempted, r.succeeded, r.failed, r.injected,
-                            f"{r.prunes_ok}/{r.prunes_failed}", r.broken, r.deleted, r.unclear,
-                            "yes" if r.recovered else "NO", f"{r.seconds:.0f}"]
+        cells: list[Any] = [
+            r.target,
+            r.kind,
+            r.rate,
+            r.attempted,
+            r.succeeded,
+            r.failed,
+            r.injected,
+            f"{r.prunes_ok}/{r.prunes_failed}",
+            r.broken,
+            r.deleted,
+            r.unclear,
+            "yes" if r.recovered else "NO",
+            f"{r.seconds:.0f}",
+        ]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
@@ -382,8 +414,11 @@ def table(rows: Sequence[Row]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.harness.faults", description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--full", action="store_true", help="every fault kind at 5%%, 20%% and 50%%, and "
-                        "rclone and the one-bucket layout (tens of minutes)")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="every fault kind at 5%%, 20%% and 50%%, and rclone and the one-bucket layout (tens of minutes)",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="fault-harness-") as tmp, ExitStack() as stack:
         servers: dict[str, S3Server] = {"moto": stack.enter_context(MotoS3Server())}

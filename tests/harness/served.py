@@ -65,8 +65,9 @@ def observe(fetch: Fetch, base_url: str) -> Observation:
     except Exception as exc:  # a 404, invalid XML, a wrong index lastmod, a URL listed twice: all broken
         if len(generations) > 1:
             raise Switched from exc
-        return Observation(next(iter(generations), "?"), None, f"{type(exc).__name__}: {exc}"[:500],
-                           _duplicates(bodies))
+        return Observation(
+            next(iter(generations), "?"), None, f"{type(exc).__name__}: {exc}"[:500], _duplicates(bodies)
+        )
     if len(generations) > 1:
         raise Switched
     return Observation(generations.pop(), {**site.urls, **{NEWS + loc: title for loc, title in site.news.items()}})
@@ -111,8 +112,13 @@ def compare(seen: Observation, allowed: Sequence[Mapping[str, str | None]]) -> t
     tallies = []
     for truth in allowed:
         common = served.keys() & truth.keys()
-        tallies.append(Tally(observations=1, lost=len(truth.keys() - served.keys()),
-                             extra=len(served.keys() - truth.keys()),
-                             stale=sum(served[u] != truth[u] for u in common)))
+        tallies.append(
+            Tally(
+                observations=1,
+                lost=len(truth.keys() - served.keys()),
+                extra=len(served.keys() - truth.keys()),
+                stale=sum(served[u] != truth[u] for u in common),
+            )
+        )
     best = min(range(len(tallies)), key=lambda i: tallies[i].violations)
     return tallies[best], best

@@ -267,9 +267,7 @@ def _read_body(reader: _Reader, head: _Head) -> bytes:
 class FaultProxy(LocalServer):
     """Threaded fault-injecting reverse proxy in front of ``upstream`` (``"host:port"``)."""
 
-    def __init__(
-        self, upstream: str, host: str = LOCALHOST, port: int = 0, upstream_timeout: float = 120.0
-    ) -> None:
+    def __init__(self, upstream: str, host: str = LOCALHOST, port: int = 0, upstream_timeout: float = 120.0) -> None:
         up_host, _, up_port = upstream.rpartition(":")
         self.upstream = (up_host, int(up_port))
         self.host = host
@@ -296,9 +294,7 @@ class FaultProxy(LocalServer):
         self.port = ls.getsockname()[1]
         self._listener = ls
         self._stop.clear()
-        self._accept_thread = threading.Thread(
-            target=self._accept_loop, name=f"faultproxy-{self.port}", daemon=True
-        )
+        self._accept_thread = threading.Thread(target=self._accept_loop, name=f"faultproxy-{self.port}", daemon=True)
         self._accept_thread.start()
         return self
 
@@ -486,9 +482,7 @@ class FaultProxy(LocalServer):
 
         # forward
         try:
-            resp_head, resp_body, upstream, upstream_keepalive = self._forward(
-                upstream, raw_head, body, method
-            )
+            resp_head, resp_body, upstream, upstream_keepalive = self._forward(upstream, raw_head, body, method)
         except _ClientGone:
             # upstream unreachable or died mid-response: the client sees its connection reset
             with self._lock:
@@ -512,9 +506,7 @@ class FaultProxy(LocalServer):
         if not upstream_keepalive and upstream is not None:
             upstream.close()
             upstream = None
-        keep = (
-            client_keepalive and not resp_head.has_token("connection", "close") and _framed(resp_head, method)
-        )
+        keep = client_keepalive and not resp_head.has_token("connection", "close") and _framed(resp_head, method)
         return keep, upstream
 
     def _forward(
@@ -542,9 +534,7 @@ class FaultProxy(LocalServer):
                     raise _ClientGone("upstream failed") from None
         raise AssertionError("unreachable")
 
-    def _send_error(
-        self, conn: socket.socket, method: str, target: str, fault: Fault, keepalive: bool
-    ) -> None:
+    def _send_error(self, conn: socket.socket, method: str, target: str, fault: Fault, keepalive: bool) -> None:
         code, message = _S3_CODES.get(fault.status, ("InternalError", "Injected fault"))
         code = fault.code or code
         message = fault.message or message
@@ -552,9 +542,7 @@ class FaultProxy(LocalServer):
             self._req_seq += 1
             request_id = f"FAULTPROXY{self._req_seq:08d}"
         body = s3_error_body(code, message, target.split("?")[0], request_id)
-        reason = (
-            http.HTTPStatus(fault.status).phrase if fault.status in http.HTTPStatus._value2member_map_ else ""
-        )
+        reason = http.HTTPStatus(fault.status).phrase if fault.status in http.HTTPStatus._value2member_map_ else ""
         headers = [
             f"HTTP/1.1 {fault.status} {reason}",
             "Content-Type: application/xml",

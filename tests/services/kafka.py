@@ -91,8 +91,13 @@ def tansu_binary() -> str:
 class TansuBroker:
     """A Tansu broker subprocess (memory storage) on a fixed port, restartable on the same port."""
 
-    def __init__(self, port: int | None = None, workdir: Path | None = None,
-                 storage_engine: str = "memory://tansu/", env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        workdir: Path | None = None,
+        storage_engine: str = "memory://tansu/",
+        env: dict[str, str] | None = None,
+    ) -> None:
         # e.g. storage_engine="s3://BUCKET/" with env AWS_ENDPOINT (a moto server), AWS_ACCESS_KEY_ID,
         # AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP=true: then topics, records and offsets survive a restart.
         self.storage_engine = storage_engine
@@ -187,9 +192,7 @@ class TansuBroker:
     def __enter__(self) -> TansuBroker:
         return self.start() if not self.running else self
 
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
     # -- client helpers ----------------------------------------------------------------------------

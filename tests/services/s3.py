@@ -81,15 +81,11 @@ def http_client(retries: int | Retry | bool | None = None, timeout: float = 30.0
         retry = Retry(total=5, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504])
     elif isinstance(retries, int) and not isinstance(retries, bool):
         retry = (
-            Retry(total=retries, backoff_factor=0.05, status_forcelist=[500, 502, 503, 504])
-            if retries > 0
-            else False
+            Retry(total=retries, backoff_factor=0.05, status_forcelist=[500, 502, 503, 504]) if retries > 0 else False
         )
     else:
         retry = retries
-    return urllib3.PoolManager(
-        timeout=urllib3.Timeout(connect=timeout, read=timeout), maxsize=10, retries=retry
-    )
+    return urllib3.PoolManager(timeout=urllib3.Timeout(connect=timeout, read=timeout), maxsize=10, retries=retry)
 
 
 class S3Server(LocalServer):
@@ -154,9 +150,7 @@ class S3Server(LocalServer):
             self._admin().make_bucket(name)
         return name
 
-    def put_bytes(
-        self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream"
-    ) -> None:
+    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self._admin().put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
 
     def get_bytes(self, bucket: str, key: str) -> bytes:
@@ -168,9 +162,7 @@ class S3Server(LocalServer):
             resp.release_conn()
 
     def list_keys(self, bucket: str, prefix: str | None = None) -> list[str]:
-        return sorted(
-            str(o.object_name) for o in self._admin().list_objects(bucket, prefix=prefix, recursive=True)
-        )
+        return sorted(str(o.object_name) for o in self._admin().list_objects(bucket, prefix=prefix, recursive=True))
 
     def empty_bucket(self, bucket: str) -> None:
         c = self._admin()

@@ -54,16 +54,29 @@ def find_type(api_version: str, kind_or_plural: str) -> ResourceType:
 
 # -- errors as the API server sends them -----------------------------------------------------------------
 
-REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
-           409: "Conflict", 415: "UnsupportedMediaType", 422: "Invalid", 429: "TooManyRequests",
-           500: "InternalError", 502: "BadGateway", 503: "ServiceUnavailable", 504: "Timeout"}
+REASONS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    502: "BadGateway",
+    503: "ServiceUnavailable",
+    504: "Timeout",
+}
 
 
 class ApiError(Exception):
     """Raised inside the server to answer with a ``Status``."""
 
-    def __init__(self, code: int, message: str, reason: str | None = None,
-                 details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, code: int, message: str, reason: str | None = None, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -71,11 +84,19 @@ class ApiError(Exception):
         self.details = details
 
 
-def status_object(code: int, message: str, reason: str | None = None,
-                  details: dict[str, Any] | None = None) -> dict[str, Any]:
+def status_object(
+    code: int, message: str, reason: str | None = None, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """A failure ``Status`` as the real API server sends it."""
-    st: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                          "message": message, "reason": reason or REASONS.get(code, "Unknown"), "code": code}
+    st: dict[str, Any] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason or REASONS.get(code, "Unknown"),
+        "code": code,
+    }
     if details:
         st["details"] = details
     return st
@@ -95,14 +116,22 @@ def not_found(rt: ResourceType, name: str) -> ApiError:
 
 
 def conflict(rt: ResourceType, name: str) -> ApiError:
-    return ApiError(409, f'Operation cannot be fulfilled on {rt.group_resource} "{name}": the object has been '
-                         "modified; please apply your changes to the latest version and try again",
-                    "Conflict", details(rt, name))
+    return ApiError(
+        409,
+        f'Operation cannot be fulfilled on {rt.group_resource} "{name}": the object has been '
+        "modified; please apply your changes to the latest version and try again",
+        "Conflict",
+        details(rt, name),
+    )
 
 
 def not_allowed(rt: ResourceType | None = None, name: str | None = None) -> ApiError:
-    return ApiError(405, "the server does not allow this method on the requested resource", "MethodNotAllowed",
-                    details(rt, name) if rt else {})
+    return ApiError(
+        405,
+        "the server does not allow this method on the requested resource",
+        "MethodNotAllowed",
+        details(rt, name) if rt else {},
+    )
 
 
 def forbidden_message(user: str, verb: str, rt: ResourceType, namespace: str | None, name: str | None) -> str:
@@ -113,6 +142,7 @@ def forbidden_message(user: str, verb: str, rt: ResourceType, namespace: str | N
 
 
 # -- patches ----------------------------------------------------------------------------------------------
+
 
 def merge_patch(target: JSON, patch: JSON, strategic: bool = False) -> JSON:
     """RFC 7386 JSON merge patch (``strategic``: also drop ``$`` directives, lists replaced whole)."""
@@ -131,6 +161,7 @@ def merge_patch(target: JSON, patch: JSON, strategic: bool = False) -> JSON:
 
 # -- discovery (the legacy, non-aggregated format: kubectl falls back to it) --------------------------------
 
+
 def _groups() -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
     for rt in RESOURCE_TYPES:
@@ -147,26 +178,44 @@ def _group(group: str, versions: list[str]) -> dict[str, Any]:
 def discovery(key: str, address: str) -> dict[str, Any]:
     """The answer to a discovery path: "api", "apis", "group:<g>" or "resources:<g>/<v>"."""
     if key == "api":
-        return {"kind": "APIVersions", "versions": ["v1"],
-                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": address}]}
+        return {
+            "kind": "APIVersions",
+            "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": address}],
+        }
     if key == "apis":
         return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [_group(g, vs) for g, vs in _groups().items()]}
     if key.startswith("group:"):
-        versions = _groups().get(key[len("group:"):])
+        versions = _groups().get(key[len("group:") :])
         if not versions:
             raise ApiError(404, "the server could not find the requested resource", "NotFound", {})
-        return {"kind": "APIGroup", "apiVersion": "v1", **_group(key[len("group:"):], versions)}
-    gv = key[len("resources:"):]
+        return {"kind": "APIGroup", "apiVersion": "v1", **_group(key[len("group:") :], versions)}
+    gv = key[len("resources:") :]
     group, _, version = gv.partition("/")
-    resources = [{"name": rt.plural, "singularName": rt.singular, "namespaced": rt.namespaced, "kind": rt.kind,
-                  "verbs": VERBS} for rt in RESOURCE_TYPES if rt.group == group and rt.version == version]
-    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv.strip("/") or version,
-            "resources": resources}
+    resources = [
+        {"name": rt.plural, "singularName": rt.singular, "namespaced": rt.namespaced, "kind": rt.kind, "verbs": VERBS}
+        for rt in RESOURCE_TYPES
+        if rt.group == group and rt.version == version
+    ]
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": gv.strip("/") or version,
+        "resources": resources,
+    }
 
 
 def version(git_version: str) -> dict[str, Any]:
     """/version: kubectl on this machine (Google Cloud SDK's dispatcher) runs the kubectl.1.NN it names."""
     major, minor = git_version.lstrip("v").split(".")[:2]
-    return {"major": major, "minor": minor, "gitVersion": git_version, "gitCommit": "0" * 40,
-            "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.23.4", "compiler": "gc",
-            "platform": "linux/amd64"}
+    return {
+        "major": major,
+        "minor": minor,
+        "gitVersion": git_version,
+        "gitCommit": "0" * 40,
+        "gitTreeState": "clean",
+        "buildDate": "2025-01-01T00:00:00Z",
+        "goVersion": "go1.23.4",
+        "compiler": "gc",
+        "platform": "linux/amd64",
+    }

@@ -106,8 +106,13 @@ def _now() -> str:
 class KubeAPIServer(LocalServer):
     """The stand-in server.  ``url`` is ``http://127.0.0.1:PORT``; its objects are in memory."""
 
-    def __init__(self, token: str = "test-token", port: int = 0,
-                 user: str = "system:serviceaccount:default:sitemaps", git_version: str = "v1.32.0") -> None:
+    def __init__(
+        self,
+        token: str = "test-token",
+        port: int = 0,
+        user: str = "system:serviceaccount:default:sitemaps",
+        git_version: str = "v1.32.0",
+    ) -> None:
         self.token = token
         self.user = user
         self.git_version = git_version  # kubectl on this machine has 1.27-1.33
@@ -133,8 +138,12 @@ class KubeAPIServer(LocalServer):
         self._httpd = _QuietServer((self.host, self.port), Handler)
         self._httpd.daemon_threads = True
         self.port = int(self._httpd.server_address[1])
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"kube-standin-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"kube-standin-{self.port}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -149,15 +158,20 @@ class KubeAPIServer(LocalServer):
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     # -- clients ----------------------------------------------------------------------------------------
-    def kubeconfig(self, path: str | Path | None = None, namespace: str = "default",
-                   token: str | None = None) -> Path:
+    def kubeconfig(self, path: str | Path | None = None, namespace: str = "default", token: str | None = None) -> Path:
         """Write a kubeconfig (JSON, which is YAML) for kubectl and ``kubernetes.config``."""
         p = Path(path) if path is not None else self._tmp / "kubeconfig"
-        cfg = {"apiVersion": "v1", "kind": "Config", "preferences": {}, "current-context": "stand-in",
-               "clusters": [{"name": "stand-in", "cluster": {"server": self.url}}],
-               "users": [{"name": "stand-in", "user": {"token": token if token is not None else self.token}}],
-               "contexts": [{"name": "stand-in",
-                             "context": {"cluster": "stand-in", "user": "stand-in", "namespace": namespace}}]}
+        cfg = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "preferences": {},
+            "current-context": "stand-in",
+            "clusters": [{"name": "stand-in", "cluster": {"server": self.url}}],
+            "users": [{"name": "stand-in", "user": {"token": token if token is not None else self.token}}],
+            "contexts": [
+                {"name": "stand-in", "context": {"cluster": "stand-in", "user": "stand-in", "namespace": namespace}}
+            ],
+        }
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(json.dumps(cfg, indent=2))
         return p
@@ -184,9 +198,18 @@ class KubeAPIServer(LocalServer):
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=check)
 
     # -- test controls ----------------------------------------------------------------------------------
-    def fail_next(self, status: int, *, method: str | None = None, path: str | None = None, times: int = 1,
-                  reason: str | None = None, message: str | None = None, delay: float = 0.0,
-                  body: dict[str, Any] | None = None) -> ForcedResponse:
+    def fail_next(
+        self,
+        status: int,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        times: int = 1,
+        reason: str | None = None,
+        message: str | None = None,
+        delay: float = 0.0,
+        body: dict[str, Any] | None = None,
+    ) -> ForcedResponse:
         """Answer the next ``times`` requests matching ``method``/``path`` (regex) with ``status`` and a
         ``Status`` body (or ``body``), before anything else is checked; ``delay`` seconds first."""
         fr = ForcedResponse(status, method, path, times, reason, message, delay, body)
@@ -210,8 +233,11 @@ class KubeAPIServer(LocalServer):
     def requests_for(self, method: str | None = None, path: str | None = None) -> list[RecordedRequest]:
         """The requests received, filtered by method and path regex."""
         with self._lock:
-            return [r for r in self.requests if (method is None or r.method == method.upper())
-                    and (path is None or re.search(path, r.path))]
+            return [
+                r
+                for r in self.requests
+                if (method is None or r.method == method.upper()) and (path is None or re.search(path, r.path))
+            ]
 
     def clear_requests(self) -> None:
         with self._lock:
@@ -251,9 +277,17 @@ class KubeAPIServer(LocalServer):
         """A namespace springs into being when something is put in it (kubectl reads it on a NotFound)."""
         key = self._key(find_type("v1", "Namespace"), None, name)
         if key not in self._objects:
-            self._objects[key] = {"apiVersion": "v1", "kind": "Namespace", "status": {"phase": "Active"},
-                                  "metadata": {"name": name, "uid": str(uuid.uuid4()), "creationTimestamp": _now(),
-                                               "resourceVersion": self._bump()}}
+            self._objects[key] = {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "status": {"phase": "Active"},
+                "metadata": {
+                    "name": name,
+                    "uid": str(uuid.uuid4()),
+                    "creationTimestamp": _now(),
+                    "resourceVersion": self._bump(),
+                },
+            }
 
     def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         """The stored object (a copy) or None."""
@@ -262,8 +296,9 @@ class KubeAPIServer(LocalServer):
             obj = self._objects.get(self._key(rt, namespace, name))
             return copy.deepcopy(obj) if obj is not None else None
 
-    def modify(self, api_version: str, kind: str, namespace: str | None, name: str,
-               fn: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    def modify(
+        self, api_version: str, kind: str, namespace: str | None, name: str, fn: Callable[[dict[str, Any]], None]
+    ) -> dict[str, Any]:
         """Change a stored object as another writer would (``fn`` mutates a copy in place): resourceVersion
         is bumped, and generation when the spec changed.  Provokes 409s."""
         rt = find_type(api_version, kind)
@@ -294,29 +329,61 @@ class KubeAPIServer(LocalServer):
     def lease(self, name: str, namespace: str = "default") -> dict[str, Any] | None:
         return self.get("coordination.k8s.io/v1", "Lease", namespace, name)
 
-    def seed_ingress(self, name: str, namespace: str = "default", *, host: str = "www.example.com",
-                     path: str = "/sitemaps", service: str = "sitemaps", port: int = 80,
-                     labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None
-                     ) -> dict[str, Any]:
+    def seed_ingress(
+        self,
+        name: str,
+        namespace: str = "default",
+        *,
+        host: str = "www.example.com",
+        path: str = "/sitemaps",
+        service: str = "sitemaps",
+        port: int = 80,
+        labels: dict[str, str] | None = None,
+        annotations: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         """An Ingress routing ``host`` + ``path`` (Prefix) to ``service:port``."""
         backend = {"service": {"name": service, "port": {"number": port}}}
         paths = [{"path": path, "pathType": "Prefix", "backend": backend}]
         spec = {"ingressClassName": "nginx", "rules": [{"host": host, "http": {"paths": paths}}]}
-        return self.seed({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-                          "metadata": _meta(name, namespace, labels, annotations), "spec": spec,
-                          "status": {"loadBalancer": {}}})
+        return self.seed(
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "Ingress",
+                "metadata": _meta(name, namespace, labels, annotations),
+                "spec": spec,
+                "status": {"loadBalancer": {}},
+            }
+        )
 
-    def seed_httproute(self, name: str, namespace: str = "default", *, path: str = "/sitemaps",
-                       service: str = "sitemaps", port: int = 80, labels: dict[str, str] | None = None
-                       ) -> dict[str, Any]:
+    def seed_httproute(
+        self,
+        name: str,
+        namespace: str = "default",
+        *,
+        path: str = "/sitemaps",
+        service: str = "sitemaps",
+        port: int = 80,
+        labels: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         """An HTTPRoute attached to Gateway "gateway", routing ``path`` (PathPrefix) to ``service:port``."""
-        spec = {"parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gateway"}],
-                "hostnames": ["www.example.com"],
-                "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": path}}],
-                           "backendRefs": [{"group": "", "kind": "Service", "name": service, "port": port,
-                                            "weight": 1}]}]}
-        return self.seed({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-                          "metadata": _meta(name, namespace, labels, None), "spec": spec})
+        spec = {
+            "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gateway"}],
+            "hostnames": ["www.example.com"],
+            "rules": [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": path}}],
+                    "backendRefs": [{"group": "", "kind": "Service", "name": service, "port": port, "weight": 1}],
+                }
+            ],
+        }
+        return self.seed(
+            {
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "HTTPRoute",
+                "metadata": _meta(name, namespace, labels, None),
+                "spec": spec,
+            }
+        )
 
     # -- requests (from the handler threads) -----------------------------------------------------------
     def handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> Response:
@@ -338,8 +405,11 @@ class KubeAPIServer(LocalServer):
                     self.forced.remove(forced)
         if forced is not None:
             time.sleep(forced.delay)
-            resp = Response(forced.status, forced.body or status_object(
-                forced.status, forced.message or f"injected {forced.status}", forced.reason))
+            resp = Response(
+                forced.status,
+                forced.body
+                or status_object(forced.status, forced.message or f"injected {forced.status}", forced.reason),
+            )
         else:
             try:
                 resp = self._dispatch(method, path, query, headers, decoded)
@@ -372,8 +442,9 @@ class KubeAPIServer(LocalServer):
             return Route(types[rest[0]], None, rest[1] if len(rest) == 2 else None)
         return None
 
-    def _dispatch(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str],
-                  body: Any) -> Response:
+    def _dispatch(
+        self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str], body: Any
+    ) -> Response:
         route = self._route(path)
         if route == "version":
             return Response(200, version(self.git_version))
@@ -422,8 +493,12 @@ class KubeAPIServer(LocalServer):
                     item.pop("apiVersion", None)
                     item.pop("kind", None)
                 items.append(item)
-        return {"kind": f"{rt.kind}List", "apiVersion": rt.api_version,
-                "metadata": {"resourceVersion": str(self._rv)}, "items": items}
+        return {
+            "kind": f"{rt.kind}List",
+            "apiVersion": rt.api_version,
+            "metadata": {"resourceVersion": str(self._rv)},
+            "items": items,
+        }
 
     @staticmethod
     def _checked(rt: ResourceType, ns: str | None, body: Any) -> dict[str, Any]:
@@ -431,14 +506,21 @@ class KubeAPIServer(LocalServer):
         if not isinstance(body, dict):
             raise ApiError(400, "the body of the request could not be decoded as a JSON object", "BadRequest")
         if body.get("kind") not in (None, rt.kind) or body.get("apiVersion") not in (None, rt.api_version):
-            raise ApiError(400, f"the API version in the data ({body.get('apiVersion')}) does not match the "
-                                f"expected API version ({rt.api_version})", "BadRequest")
+            raise ApiError(
+                400,
+                f"the API version in the data ({body.get('apiVersion')}) does not match the "
+                f"expected API version ({rt.api_version})",
+                "BadRequest",
+            )
         obj = copy.deepcopy(body)
         meta = obj.setdefault("metadata", {})
         if rt.namespaced:
             if meta.get("namespace") not in (None, "", ns):
-                raise ApiError(400, "the namespace of the provided object does not match the namespace sent on "
-                                    "the request", "BadRequest")
+                raise ApiError(
+                    400,
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                    "BadRequest",
+                )
             meta["namespace"] = ns
         obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
         return obj
@@ -448,8 +530,12 @@ class KubeAPIServer(LocalServer):
         meta = obj["metadata"]
         name = meta.get("name")
         if not name:
-            raise ApiError(422, f'{rt.kind} "" is invalid: metadata.name: Required value: name or generateName '
-                                "is required", "Invalid", {**details(rt, None), "kind": rt.kind})
+            raise ApiError(
+                422,
+                f'{rt.kind} "" is invalid: metadata.name: Required value: name or generateName is required',
+                "Invalid",
+                {**details(rt, None), "kind": rt.kind},
+            )
         key = self._key(rt, ns, name)
         if key in self._objects:
             raise ApiError(409, f'{rt.group_resource} "{name}" already exists', "AlreadyExists", details(rt, name))
@@ -471,8 +557,12 @@ class KubeAPIServer(LocalServer):
         media = ctype.split(";")[0].strip().lower()
         accepted = [MERGE_PATCH] if rt.custom else [MERGE_PATCH, STRATEGIC_MERGE_PATCH]
         if media not in accepted:
-            raise ApiError(415, "the body of the request was in an unknown format - accepted media types include: "
-                                f"{', '.join(accepted)} (of those the stand-in serves)", "UnsupportedMediaType")
+            raise ApiError(
+                415,
+                "the body of the request was in an unknown format - accepted media types include: "
+                f"{', '.join(accepted)} (of those the stand-in serves)",
+                "UnsupportedMediaType",
+            )
         if not isinstance(body, dict):
             raise ApiError(400, "error decoding patch: a merge patch must be a JSON object", "BadRequest")
         old = self._objects.get(self._key(rt, ns, name))
@@ -481,23 +571,35 @@ class KubeAPIServer(LocalServer):
         new = merge_patch(old, body, strategic=media == STRATEGIC_MERGE_PATCH)
         return self._update(rt, ns, name, old, self._checked(rt, ns, new), require_rv=False)
 
-    def _update(self, rt: ResourceType, ns: str | None, name: str, old: dict[str, Any], new: dict[str, Any],
-                require_rv: bool) -> Response:
+    def _update(
+        self, rt: ResourceType, ns: str | None, name: str, old: dict[str, Any], new: dict[str, Any], require_rv: bool
+    ) -> Response:
         """PUT and PATCH alike: the resourceVersion precondition, the server's own fields, a write that changes
         nothing left a no-op (no new resourceVersion), as the real server does."""
         meta, old_meta = new["metadata"], old["metadata"]
         if meta.get("name") not in (None, name):
-            raise ApiError(400, f"the name of the object ({meta.get('name')}) does not match the name on the URL "
-                                f"({name})", "BadRequest")
+            raise ApiError(
+                400,
+                f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})",
+                "BadRequest",
+            )
         rv = meta.get("resourceVersion")
         if rv in (None, "") and require_rv:
-            raise ApiError(422, f'{rt.kind}.{rt.group} "{name}" is invalid: metadata.resourceVersion: Invalid '
-                                "value: 0x0: must be specified for an update", "Invalid", {**details(rt, name),
-                                                                                        "kind": rt.kind})
+            raise ApiError(
+                422,
+                f'{rt.kind}.{rt.group} "{name}" is invalid: metadata.resourceVersion: Invalid '
+                "value: 0x0: must be specified for an update",
+                "Invalid",
+                {**details(rt, name), "kind": rt.kind},
+            )
         if rv not in (None, "") and str(rv) != old_meta["resourceVersion"]:
             raise conflict(rt, name)
-        meta.update(name=name, uid=old_meta["uid"], creationTimestamp=old_meta["creationTimestamp"],
-                    resourceVersion=old_meta["resourceVersion"])
+        meta.update(
+            name=name,
+            uid=old_meta["uid"],
+            creationTimestamp=old_meta["creationTimestamp"],
+            resourceVersion=old_meta["resourceVersion"],
+        )
         if rt.has_generation:
             generation = int(old_meta.get("generation", 1))
             meta["generation"] = generation + 1 if new.get("spec") != old.get("spec") else generation
@@ -508,8 +610,9 @@ class KubeAPIServer(LocalServer):
         return Response(200, copy.deepcopy(new))
 
 
-def _meta(name: str, namespace: str, labels: dict[str, str] | None, annotations: dict[str, str] | None
-          ) -> dict[str, Any]:
+def _meta(
+    name: str, namespace: str, labels: dict[str, str] | None, annotations: dict[str, str] | None
+) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": namespace}
     if labels:
         meta["labels"] = dict(labels)
