@@ -238,9 +238,9 @@ def _origin(items: list[tuple[str, bytes]], start: int, origins: list[int], n: i
 def _collector_paused() -> Iterator[None]:
     """No automatic garbage collection while a batch is applied (resumed once its objects are freed).
 
-    A batch holds some 200,000 objects until it commits, and the collector, counting allocations, walked them
-    all every 100,000 of them (`tune_gc`) to find no garbage: 50 ms a time, about 8% of the applying process's
-    CPU (bench/bench_apply.py). What a batch leaves in cycles is collected after it.
+    A batch holds its objects until it commits; a collector counting allocations (`tune_gc`) would walk them
+    all again and again to find no garbage (its cost: docs/performance.md). What a batch leaves in cycles is
+    collected after it.
     """
     was = gc.isenabled()
     gc.disable()
