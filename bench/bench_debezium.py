@@ -33,6 +33,7 @@ from sitemap_keeper.incremental.offsets import OffsetStore
 from sitemap_keeper.incremental.service import tune_gc
 from sitemap_keeper.incremental.sources.follow import FileFollower
 from sitemap_keeper.snapshot import synthetic
+from tests.test_cdc_e2e import envelope_schema
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 COLUMNS = [
@@ -50,23 +51,6 @@ COLUMNS = [
         "version": 1,
         "field": "deleted_at",
     },
-]
-SOURCE_FIELDS = [
-    {"type": t, "optional": o, "field": n}
-    for t, o, n in (
-        ("string", False, "version"),
-        ("string", False, "connector"),
-        ("string", False, "name"),
-        ("int64", False, "ts_ms"),
-        ("boolean", True, "snapshot"),
-        ("string", False, "db"),
-        ("string", True, "sequence"),
-        ("string", False, "schema"),
-        ("string", False, "table"),
-        ("int64", True, "txId"),
-        ("int64", True, "lsn"),
-        ("int64", True, "xmin"),
-    )
 ]
 
 
@@ -89,25 +73,7 @@ def mapping_text(host: str = synthetic.HOST) -> str:
 
 
 def schema(section: str) -> dict[str, Any]:
-    row = {"type": "struct", "fields": COLUMNS, "optional": True, "name": f"bench.public.{section}.Value"}
-    return {
-        "type": "struct",
-        "optional": False,
-        "name": f"bench.public.{section}.Envelope",
-        "fields": [
-            {**row, "field": "before"},
-            {**row, "field": "after"},
-            {
-                "type": "struct",
-                "fields": SOURCE_FIELDS,
-                "optional": False,
-                "name": "io.debezium.connector.postgresql.Source",
-                "field": "source",
-            },
-            {"type": "string", "optional": False, "field": "op"},
-            {"type": "int64", "optional": True, "field": "ts_ms"},
-        ],
-    }
+    return envelope_schema(f"bench.public.{section}", COLUMNS)
 
 
 def debezium_message(event: dict[str, Any], envelope: bool) -> bytes:

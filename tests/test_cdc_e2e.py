@@ -66,7 +66,12 @@ BOOK_FIELDS = [
 
 
 def book_value_schema(prefix: str) -> dict[str, Any]:
-    row = {"type": "struct", "fields": BOOK_FIELDS, "optional": True, "name": f"{prefix}.Value"}
+    return envelope_schema(prefix, BOOK_FIELDS)
+
+
+def envelope_schema(prefix: str, columns: list[dict[str, Any]]) -> dict[str, Any]:
+    """The value schema Debezium's PostgreSQL connector writes for a table of `columns` (topic `prefix`)."""
+    row = {"type": "struct", "fields": columns, "optional": True, "name": f"{prefix}.Value"}
     source = [
         {"type": t, "optional": o, "field": n}
         for t, o, n in (
