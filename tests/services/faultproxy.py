@@ -32,10 +32,12 @@ Which request gets a fault is decided by :class:`FaultRule` (method / path regex
 trigger: always, ``every_nth``, ``rate`` with a ``seed``, ``after`` N matches, at most ``times``
 injections) and by a one-shot queue (:meth:`FaultProxy.enqueue`), which is consulted first.
 
-Counters: ``proxy.stats`` (``requests``; ``forwarded`` = responses relayed in full, delayed ones
+Counters: ``proxy.stats`` (``requests``; ``forwarded`` = upstream responses relayed whole, delayed ones
 included; ``fault:<action>`` per injected fault; ``upstream_errors`` = upstream unreachable, answered
 with a reset), ``proxy.faults_injected`` (sum of ``fault:*``), ``proxy.injected(action)``, per-rule
 ``rule.matched`` / ``rule.injected``, and ``proxy.log`` (method, target, fault, status per request).
+Every request is counted and logged before its answer leaves, so a client holding an answer finds it
+counted.
 
 minio maps an injected ``error`` to ``S3Error`` (with the XML ``Code``) -- except for HEAD requests
 (``stat_object``, ``bucket_exists``), which carry no body: 403/404/405/409/501 become a synthesised
@@ -466,8 +468,8 @@ class FaultProxy(LocalServer):
 
         if fault is not None:
             if fault.action == "error":
-                self._send_error(conn, method, target, fault, client_keepalive)
                 self._record(method, target, fault, fault.status)
+                self._send_error(conn, method, target, fault, client_keepalive)
                 return client_keepalive, upstream
             if fault.action == "reset":
                 self._record(method, target, fault, None)
@@ -501,8 +503,9 @@ class FaultProxy(LocalServer):
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_WR)  # clean FIN: the client sees a short body
             return False, upstream
-        conn.sendall(resp_head.raw + resp_body)
+        # counted before relaying: a client that holds its answer always finds it counted
         self._record(method, target, fault, status, forwarded=True)
+        conn.sendall(resp_head.raw + resp_body)
         if not upstream_keepalive and upstream is not None:
             upstream.close()
             upstream = None
