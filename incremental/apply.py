@@ -60,11 +60,12 @@ WORKER_NICENESS = 10
 RELEASE_ROUNDS = 8  # rounds of waiting claims applied per batch (each may free the URL its document left)
 
 Parser = Callable[[Rules, Sequence[bytes]], ParsedEvents]  # picklable: it runs in the worker processes
-Current = tuple[int | None, int | None, int, bool]  # a document as the batch leaves it, its fields at these positions:
+Current = tuple[int | None, int | None, int, bool, int | None]  # a document as the batch leaves it, its fields at:
 AT_SHARD_NO: Final = 0
 AT_VERSION: Final = 1
 AT_SIZE: Final = 2
 AT_LIVE: Final = 3
+AT_LOC_HASH: Final = 4  # its URL's hash (None: not known, or not live)
 
 
 class _Shard:
@@ -350,7 +351,11 @@ class ApplyBatch:
             if cur is not None and version is not None and cur[AT_VERSION] is not None and version <= cur[AT_VERSION]:
                 counts.stale += 1
                 continue
-            if len(op) != DELETE_FIELDS and (holder := claimants.get(hashes[n])) != ident:  # a URL new to this document
+            if (
+                len(op) != DELETE_FIELDS
+                and (cur is None or cur[AT_LOC_HASH] != hashes[n] or not cur[AT_LIVE])  # a live document holds its URL
+                and (holder := claimants.get(hashes[n])) != ident
+            ):  # a URL new to this document
                 if holder is not None and self._holds(holder, op[LOC]):
                     refused.append((n, owners.refusal(op[LOC], holder)))
                     if origin is not None:
@@ -376,9 +381,9 @@ class ApplyBatch:
                 news.append((section, key, None))
             if len(op) == DELETE_FIELDS:  # a deletion: a tombstone keeps the version and the shard
                 shard_no = cur[AT_SHARD_NO] if cur is not None else None
-                docs[ident] = (shard_no, version, 0, False)
+                docs[ident] = (shard_no, version, 0, False, None)
                 if cur is not None or version is not None:
-                    rows[ident] = (section, key, shard_no, version, None, None, None, 0, None)
+                    rows[ident] = (section, key, shard_no, version, None, None, None, 0, None, None)
                 continue
             loc, lastmod, lastmod_ts, size, xml = op[LOC:ARTICLE]
             shard_no = self._place(section, size, cur[AT_SHARD_NO] if cur is not None else None)
@@ -386,8 +391,8 @@ class ApplyBatch:
             st.url_count += 1
             st.byte_count += size
             st.touched = True
-            docs[ident] = (shard_no, version, size, True)
-            rows[ident] = (section, key, shard_no, version, loc, lastmod, lastmod_ts, size, xml)
+            docs[ident] = (shard_no, version, size, True, hashes[n])
+            rows[ident] = (section, key, shard_no, version, loc, lastmod, lastmod_ts, size, xml, hashes[n])
         return refused
 
     # -- claims waiting for a URL (snapshot/owners.py) -----------------------------------------------------
@@ -530,16 +535,25 @@ class ApplyBatch:
 
     def _load(self, ops: Sequence[UpsertRow | NewsUpsertRow | DeleteRow], hashes: list[int]) -> None:
         """Take in the stored state of the documents first seen here, their shards and their sections, and the
-        recorded claimants of their URLs."""
-        fresh_urls = {h for op, h in zip(ops, hashes, strict=True) if len(op) != DELETE_FIELDS and h not in self.owners}
-        if fresh_urls:
-            self.owners.update(url_claims.holders(self.manifest, self.conn, fresh_urls))
-            self.owners.update(dict.fromkeys(fresh_urls - self.owners.keys()))
+        recorded claimants of the URLs their documents are not live at already (a live document holds its URL:
+        an update that keeps it reads no claim)."""
         docs = self.docs
         fresh = {ident for op in ops if (ident := (op[SECTION], op[KEY])) not in docs}  # not `- docs.keys()`: a copy
-        if not fresh:
-            return
-        conn = self.conn
+        if fresh:
+            self._load_documents(fresh)
+        owners_known = self.owners
+        fresh_urls = set()
+        for op, h in zip(ops, hashes, strict=True):
+            if len(op) != DELETE_FIELDS and h not in owners_known:
+                cur = docs.get((op[SECTION], op[KEY]))
+                if cur is None or cur[AT_LOC_HASH] != h or not cur[AT_LIVE]:
+                    fresh_urls.add(h)
+        if fresh_urls:
+            owners_known.update(url_claims.holders(self.manifest, self.conn, fresh_urls))
+            owners_known.update(dict.fromkeys(fresh_urls - owners_known.keys()))
+
+    def _load_documents(self, fresh: set[Ident]) -> None:
+        docs, conn = self.docs, self.conn
         new_sections = sorted({s for s, _k in fresh} - self.known_sections)
         if new_sections:
             self.open_shards.update(self.manifest.placement.open_shards(conn, new_sections))

@@ -336,7 +336,7 @@ class Rebuilder:
         n, seq, position, _v, size, loc = kept
         self._kept[section, key] = owners.loc_hash(loc)
         self.staging.delete_document(conn, section, key)
-        self.staging.insert_document(conn, section, key, n, version, size)
+        self.staging.insert_document(conn, section, key, n, version, size, self._kept[section, key])
         # Every other copy is blanked in its pack, so each shard's packs hold exactly its documents (what lets an
         # untouched shard render from its packs alone: `Manifest.shard_rows`).
         for m in sorted({c[0] for c in copies if c is not kept}):
@@ -432,7 +432,14 @@ class LoadBatch:
         """Entries [start, stop) of a run, all in one shard: their documents rows and their range of its pack."""
         # A tuple's whole slice is the tuple itself: the common case copies nothing.
         self.documents.append(
-            (section, shard_no, run.keys[start:stop], run.versions[start:stop], run.sizes[start:stop])
+            (
+                section,
+                shard_no,
+                run.keys[start:stop],
+                run.versions[start:stop],
+                run.sizes[start:stop],
+                run.hashes[start:stop],
+            )
         )
         self.packs.append((section, shard_no, seq, start, stop, run.pack))
 

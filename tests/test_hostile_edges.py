@@ -13,12 +13,14 @@ from typing import Any
 
 import orjson
 import pytest
+from sqlalchemy import select
 
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.snapshot import owners
 from sitemap_keeper.snapshot.limits import Limits
 from sitemap_keeper.snapshot.manifest import Manifest, url_claims
 from sitemap_keeper.snapshot.manifest.records import Counts
+from sitemap_keeper.snapshot.manifest.schema import documents
 from sitemap_keeper.snapshot.rebuild import Chunk, Rebuilder, row_chunks
 from sitemap_keeper.snapshot.render import IndexEntry, index_xml
 from sitemap_keeper.snapshot.settings import Settings
@@ -282,6 +284,100 @@ def test_a_url_belongs_to_one_document_under_rebuild_then_apply(app: App) -> Non
     assert claims(app)[3:] == ["2", "9"]
     assert app.publisher.publish().generation is not None
     assert served(app) == model.expected()
+
+
+def url_hashes(app: App) -> dict[str, int | None]:
+    """Each documents row's URL hash, by key (one section here)."""
+    with app.manifest.read() as conn:
+        return {k: h for k, h in conn.execute(select(documents.c.key, documents.c.loc_hash))}
+
+
+def test_every_live_documents_row_carries_its_urls_hash(app: App) -> None:
+    Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 2).rebuild(
+        row_chunks("src", [doc(i) for i in range(1, 6)])
+    )
+    h = owners.loc_hash
+    assert url_hashes(app) == {str(i): h(f"https://{HOST}/books/{i}") for i in range(1, 6)}
+    model = Model()
+    for i in range(1, 6):
+        model.event(doc(i))
+    apply(
+        app,
+        model,
+        [
+            doc(1, version=2, day=2),  # keeps its URL
+            at(2, 20, version=2),  # moves
+            {"op": "delete", "section": "books", "key": "3", "version": 2},
+            doc(6),
+        ],
+    )
+    assert url_hashes(app) == {
+        "1": h(f"https://{HOST}/books/1"),
+        "2": h(f"https://{HOST}/books/20"),
+        "3": None,  # a tombstone holds no URL
+        "4": h(f"https://{HOST}/books/4"),
+        "5": h(f"https://{HOST}/books/5"),
+        "6": h(f"https://{HOST}/books/6"),
+    }
+    assert app.publisher.publish(full=True).generation is not None
+    assert served(app) == model.expected()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # SQLite's trace of the statements run
+def test_an_update_that_keeps_its_url_reads_no_claim(app: App) -> None:
+    Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 2).rebuild(
+        row_chunks("src", [doc(i) for i in range(1, 4)])
+    )
+    statements: list[str] = []
+    with app.manifest.write() as conn:  # the one connection every write goes through
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        raw.set_trace_callback(statements.append)
+    try:
+
+        def claim_reads(events: list[dict[str, object]]) -> int:
+            statements.clear()
+            app.applier.apply_raw([(f"test:{i}", orjson.dumps(e)) for i, e in enumerate(events)])
+            return sum(bool(re.search(r"SELECT .* FROM loc_owners", q)) for q in statements)
+
+        assert claim_reads([doc(1, version=2, day=2), doc(2, version=2, day=3)]) == 0  # packed rows, as rebuilt
+        assert claim_reads([doc(1, version=3, day=4)]) == 0  # a row an event wrote
+        assert claim_reads([at(2, 30, version=4)]) == 1  # a URL new to its document
+        assert claim_reads([doc(9)]) == 1
+        assert claim_reads([at(3, 1, version=2)]) == 1  # another document's URL: asked, and refused
+        assert claims(app) == ["1"]
+    finally:
+        with app.manifest.write() as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            raw.set_trace_callback(None)
+
+
+def test_a_manifest_made_before_the_url_hash_column_gets_it_and_keeps_the_rule(
+    tmp_path: Path, database_url: str
+) -> None:
+    app = make_app(tmp_path, database_url)
+    model = Model()
+    Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 2).rebuild(
+        row_chunks("src", [doc(i) for i in range(1, 4)])
+    )
+    for i in range(1, 4):
+        model.event(doc(i))
+    with app.manifest.write() as conn:  # as made before the column
+        conn.exec_driver_sql("ALTER TABLE documents DROP COLUMN loc_hash")
+    app.close()
+    app = make_app(tmp_path, database_url)
+    try:
+        assert url_hashes(app) == dict.fromkeys(["1", "2", "3"])  # added, empty: loc_owners answers for these
+        apply(app, model, [{**at(4, 1), "_refused": True}, doc(2, version=2, day=2), at(3, 30, version=2)])
+        assert claims(app) == ["1"]
+        apply(app, model, [{**at(5, 2), "_refused": True}, at(6, 3)])  # 3 left its URL: free
+        assert claims(app) == ["1", "2"]
+        assert url_hashes(app)["2"] == owners.loc_hash(f"https://{HOST}/books/2")
+        assert app.publisher.publish(full=True).generation is not None
+        assert served(app) == model.expected()
+    finally:
+        app.close()
 
 
 def test_a_url_belongs_to_one_document_across_a_kill_at_the_commit(tmp_path: Path, database_url: str) -> None:

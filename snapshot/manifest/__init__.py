@@ -42,7 +42,7 @@ from sitemap_keeper.snapshot.manifest.locks import Locks
 from sitemap_keeper.snapshot.manifest.offsets import Offsets
 from sitemap_keeper.snapshot.manifest.placement import Placement
 from sitemap_keeper.snapshot.manifest.records import DeadLetter, FileRecord, Generation, Shard
-from sitemap_keeper.snapshot.manifest.schema import REVISION, meta, metadata
+from sitemap_keeper.snapshot.manifest.schema import REVISION, add_missing_columns, meta, metadata
 from sitemap_keeper.snapshot.manifest.shard_reads import ShardReader
 from sitemap_keeper.snapshot.manifest.submissions import Submissions
 
@@ -112,6 +112,7 @@ class Manifest:
     def create(self) -> None:
         with self.write() as conn:
             metadata.create_all(conn)
+            add_missing_columns(conn)
             if conn.execute(select(meta.c.value).where(meta.c.name == REVISION)).first() is None:
                 conn.execute(meta.insert().values(name=REVISION, value=0))
 

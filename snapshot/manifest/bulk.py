@@ -17,10 +17,13 @@ from sitemap_keeper.snapshot.manifest.connection import Database
 COPY_UPSERT_ROWS = 100  # PostgreSQL upserts of this many rows or more go through COPY
 # The columns of a rebuild's documents rows (the content is in the packs), and the bits of an SQLite load's code
 # that hold the size (below MAX_BYTES < 2**26); the version + 1 is above them (`load_documents`).
-LOAD_COLUMNS = ("section", "key", "shard_no", "version", "size")
+LOAD_COLUMNS = ("section", "key", "shard_no", "version", "size", "loc_hash")
 SIZE_BITS = 26
-DocumentRun = tuple[str, int, Sequence[str], Sequence[int | None], Sequence[int]]
-"""(section, shard_no, keys, versions, sizes): documents a rebuild put in one shard, in source order."""
+HASH_WIDTH = 20  # bytes of a URL hash in an SQLite load's hash column: "-9223372036854775808" fits
+_HASH_FORMAT = b"%20d"
+DocumentRun = tuple[str, int, Sequence[str], Sequence[int | None], Sequence[int], Sequence[int]]
+"""(section, shard_no, keys, versions, sizes, URL hashes): documents a rebuild put in one shard, in source
+order."""
 
 
 class BulkLoader:
@@ -45,8 +48,9 @@ class BulkLoader:
         """Insert a rebuild's documents rows (LOAD_COLUMNS), a run of them at a time.
 
         On SQLite a run goes as one JSON object that json_each turns into rows in C, about 0.3 µs a row:
-        executemany's binding took 1.1 µs, the largest cost of the rebuild's main process. A run the object
-        cannot carry (`json_rows`) goes through executemany.
+        executemany's binding took 1.1 µs, the largest cost of the rebuild's main process. Its URL hashes go
+        beside it as one blob of fixed-width decimals (`hash_column`), entry n read at json_each's rowid n. A
+        run the object cannot carry (`json_rows`) goes through executemany.
         """
         if self.db.dialect == "postgresql":
             self.insert(conn, table, LOAD_COLUMNS, [row for run in runs for row in _load_rows(run)])
@@ -55,7 +59,8 @@ class BulkLoader:
         assert raw is not None
         insert = (
             f"INSERT INTO {table} ({', '.join(LOAD_COLUMNS)}) SELECT ?, key, ?, NULLIF(value >> {SIZE_BITS}, "
-            f"0) - 1, value & {(1 << SIZE_BITS) - 1} FROM json_each(?)"
+            f"0) - 1, value & {(1 << SIZE_BITS) - 1}, CAST(substr(?, rowid * {HASH_WIDTH} + 1, {HASH_WIDTH}) AS "
+            "INTEGER) FROM json_each(?)"
         )
         has_json = sqlite_json()
         for run in runs:
@@ -63,7 +68,7 @@ class BulkLoader:
             if data is None:
                 self.insert(conn, table, LOAD_COLUMNS, list(_load_rows(run)))
             else:
-                raw.execute(insert, (run[0], run[1], data))
+                raw.execute(insert, (run[0], run[1], hash_column(run[5]), data))
 
     def upsert(self, conn: Connection, table: Table, keys: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
         """Insert or update many rows of `table` (all its columns, in order) by their unique `keys`."""
@@ -87,16 +92,16 @@ class BulkLoader:
         conn.exec_driver_sql(sql, rows)
 
 
-def _load_rows(run: DocumentRun) -> Iterator[tuple[str, str, int, int | None, int]]:
-    section, shard_no, keys, versions, sizes = run
-    return zip(repeat(section), keys, repeat(shard_no), versions, sizes)  # repeat() never runs out
+def _load_rows(run: DocumentRun) -> Iterator[tuple[str, str, int, int | None, int, int]]:
+    section, shard_no, keys, versions, sizes, hashes = run
+    return zip(repeat(section), keys, repeat(shard_no), versions, sizes, hashes)  # repeat() never runs out
 
 
 def json_rows(run: DocumentRun) -> bytes | None:
     """The run as {key: size + (version + 1) << SIZE_BITS} (the size alone without a version); None when a key
     repeats (an object keeps one value per label: the rebuild resolves repeats later) or a code does not fit
     SQLite's 64-bit integers."""
-    _section, _shard_no, keys, versions, sizes = run
+    _section, _shard_no, keys, versions, sizes, _hashes = run
     if not sizes or max(sizes) >> SIZE_BITS:
         return None
     codes = sizes
@@ -108,14 +113,21 @@ def json_rows(run: DocumentRun) -> bytes | None:
     return orjson.dumps(obj) if len(obj) == len(keys) else None
 
 
+def hash_column(hashes: Sequence[int]) -> bytes:
+    """URL hashes as one blob of decimals, each right-aligned in HASH_WIDTH bytes: hash n at byte n * HASH_WIDTH.
+    SQLite reads one with `CAST(substr(blob, ...) AS INTEGER)` (substr counts bytes in a blob)."""
+    return b"".join(map(_HASH_FORMAT.__mod__, hashes))
+
+
 @functools.cache
 def sqlite_json() -> bool:
-    """Whether this SQLite has json_each (built in from 3.38, a compile-time option before)."""
+    """Whether this SQLite has json_each (built in from 3.38, a compile-time option before), numbering an
+    object's entries 0, 1, 2... in its rowid, as `load_documents` reads the hash column by it."""
     probe = sqlite3.connect(":memory:")
     try:
-        probe.execute("SELECT key FROM json_each('{}')")
+        rowids = [n for (n,) in probe.execute("""SELECT rowid FROM json_each('{"a": 1, "b": [2, 3], "c": {}}')""")]
     except sqlite3.OperationalError:
         return False
     finally:
         probe.close()
-    return True
+    return rowids == [0, 1, 2]

@@ -17,8 +17,8 @@ from sitemap_keeper.snapshot.manifest.connection import KEYS_PER_QUERY
 from sitemap_keeper.snapshot.manifest.schema import DOCUMENT_COLUMNS, documents
 
 Ident = tuple[str, str]  # (section, key)
-Stored = tuple[int | None, int | None, int | None, int, bool]
-"""What the manifest holds for a document: (rowid on SQLite else None, shard_no, version, size, live)."""
+Stored = tuple[int | None, int | None, int | None, int, bool, int | None]
+"""What the manifest holds for a document: (rowid on SQLite else None, shard_no, version, size, live, URL hash)."""
 ROWID: Final = 0  # positions in Stored; Stored[STORED_SHARD_NO:] is the state apply.py's Current holds
 STORED_SHARD_NO: Final = 1
 Row = tuple[Any, ...]  # a documents row, in DOCUMENT_COLUMNS order, its fields at these positions:
@@ -26,10 +26,10 @@ ROW_SECTION, ROW_KEY, ROW_SHARD_NO, ROW_VERSION, ROW_LOC, ROW_SIZE = map(
     DOCUMENT_COLUMNS.index, ("section", "key", "shard_no", "version", "loc", "size")
 )
 
-_LOAD = "SELECT {rowid}key, shard_no, version, size, size > 0 FROM documents WHERE section = "
+_LOAD = "SELECT {rowid}key, shard_no, version, size, size > 0, loc_hash FROM documents WHERE section = "
 _COLUMNS = ", ".join(DOCUMENT_COLUMNS)
 _INSERT = f"INSERT INTO documents ({_COLUMNS}) VALUES ({', '.join('?' * len(DOCUMENT_COLUMNS))})"
-_SET = "version = ?, loc = ?, lastmod = ?, lastmod_ts = ?, size = ?, xml = ? WHERE rowid = ?"
+_SET = "version = ?, loc = ?, lastmod = ?, lastmod_ts = ?, size = ?, xml = ?, loc_hash = ? WHERE rowid = ?"
 _SAME_SHARD = f"UPDATE documents SET {_SET}"
 _MOVED = f"UPDATE documents SET shard_no = ?, {_SET}"
 
@@ -42,8 +42,8 @@ def load(raw: Any, dialect: str, section: str, keys: Iterable[str]) -> dict[Iden
         # `= ANY(array)` uses the unique index; a row-value IN over (section, key) scanned the table.
         with raw.cursor() as cur:
             cur.execute(_LOAD.format(rowid="") + "%s AND key = ANY(%s)", (section, list(keys)))
-            for k, n, v, size, live in cur:
-                found[(section, k)] = (None, n, v, size, live)
+            for k, n, v, size, live, h in cur:
+                found[(section, k)] = (None, n, v, size, live, h)
         return found
     todo = sorted(keys)  # in index order: neighbouring lookups share pages
     for i in range(0, len(todo), KEYS_PER_QUERY):
@@ -51,8 +51,8 @@ def load(raw: Any, dialect: str, section: str, keys: Iterable[str]) -> dict[Iden
         sql = f"{_LOAD.format(rowid='rowid, ')}? AND key IN ({','.join('?' * len(chunk))})"
         found.update(
             {
-                (section, k): (rowid, n, v, size, live == 1)
-                for rowid, k, n, v, size, live in raw.execute(sql, (section, *chunk))
+                (section, k): (rowid, n, v, size, live == 1, h)
+                for rowid, k, n, v, size, live, h in raw.execute(sql, (section, *chunk))
             }
         )
     return found

@@ -8,7 +8,21 @@ and a rollback or an operator's manual switch needs no bookkeeping.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, LargeBinary, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    inspect,
+)
 
 metadata = MetaData()  # the tables every manifest has, made by `Manifest.create`
 
@@ -47,6 +61,9 @@ shards = Table(
 # unique index, so a rebuild can bulk-load first and build its indexes after. On PostgreSQL its pages are filled
 # to DOCUMENTS_FILLFACTOR percent (the rebuild's load too): an event's new row version then fits in its page,
 # a HOT update that leaves both indexes alone (docs/performance.md, "Apply over a 4M catalog").
+# `loc_hash` is the live document's URL hash (snapshot/owners.py), the rebuild's rows included: an event that keeps
+# a document's URL then needs no `loc_owners` read, as a live document holds its URL. NULL on a tombstone, and on
+# the rows of a manifest made before the column (`Manifest.create` adds it): those ask `loc_owners`.
 DOCUMENTS_FILLFACTOR = 70
 documents = Table(
     "documents",
@@ -60,9 +77,23 @@ documents = Table(
     Column("lastmod_ts", Float),
     Column("size", Integer, nullable=False),
     Column("xml", Text),
+    Column("loc_hash", BigInteger),
     postgresql_with={"fillfactor": DOCUMENTS_FILLFACTOR},
 )
 DOCUMENT_COLUMNS = tuple(c.name for c in documents.c)
+# Columns added to a table after manifests were made without them: nullable, added by `add_missing_columns`.
+ADDED_COLUMNS = ((documents, documents.c.loc_hash),)
+
+
+def add_missing_columns(conn: Connection) -> None:
+    """Give a manifest made before a column in ADDED_COLUMNS that column (empty: NULL in every row)."""
+    look = inspect(conn)
+    for table, column in ADDED_COLUMNS:
+        if look.has_table(table.name) and column.name not in {c["name"] for c in look.get_columns(table.name)}:
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
+
+
 Index("ux_documents_key", documents.c.section, documents.c.key, unique=True)
 Index("ix_documents_shard", documents.c.section, documents.c.shard_no, documents.c.key)
 

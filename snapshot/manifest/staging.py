@@ -144,10 +144,12 @@ class Staging:
         conn.execute(docs.delete().where(docs.c.section == section, docs.c.key == key))
 
     def insert_document(
-        self, conn: Connection, section: str, key: str, shard_no: int, version: int | None, size: int
+        self, conn: Connection, section: str, key: str, shard_no: int, version: int | None, size: int, loc_hash: int
     ) -> None:
         conn.execute(
-            self.documents.insert().values(section=section, key=key, shard_no=shard_no, version=version, size=size)
+            self.documents.insert().values(
+                section=section, key=key, shard_no=shard_no, version=version, size=size, loc_hash=loc_hash
+            )
         )
 
     def shard_packs(self, conn: Connection, section: str, shard_no: int) -> list[PackRow]:
