@@ -26,9 +26,9 @@ def tables(manifest: Manifest) -> dict[str, list[tuple[Any, ...]]]:
             "documents": [
                 tuple(r)
                 for r in conn.execute(
-                    select(d.section, d.key, d.shard_no, d.version, d.loc, d.lastmod, d.size, d.xml).order_by(
-                        d.section, d.key
-                    )
+                    select(
+                        d.section, d.key, d.shard_no, d.version, d.loc, d.lastmod, d.size, d.xml, d.loc_hash
+                    ).order_by(d.section, d.key)
                 )
             ],
             "shards": [
@@ -85,7 +85,7 @@ def test_parallel_apply_matches_serial_and_model(database_url: str, tmp_path: Pa
         assert [raw for _s, _r, raw in got["letters"]] == bad
         assert {loc: lastmod for _s, _k, loc, lastmod in parallel.manifest.documents()} == model.expected()
         counted: dict[tuple[str, int], list[int]] = {}
-        for section, _k, shard_no, _v, _loc, _lm, size, xml in got["documents"]:
+        for section, _k, shard_no, _v, _loc, _lm, size, xml, _h in got["documents"]:
             if xml is not None:
                 entry = counted.setdefault((section, shard_no), [0, 0])
                 entry[0] += 1
