@@ -68,6 +68,11 @@ AT_LIVE: Final = 3
 AT_LOC_HASH: Final = 4  # its URL's hash (None: not known, or not live)
 
 
+def _at_url(cur: Current | None, loc_hash: int) -> bool:
+    """Whether the document is live at the URL of `loc_hash`: then it holds that URL, and no claim is read."""
+    return cur is not None and cur[AT_LIVE] and cur[AT_LOC_HASH] == loc_hash
+
+
 class _Shard:
     __slots__ = ("byte_count", "touched", "url_count")
 
@@ -353,7 +358,7 @@ class ApplyBatch:
                 continue
             if (
                 len(op) != DELETE_FIELDS
-                and (cur is None or cur[AT_LOC_HASH] != hashes[n] or not cur[AT_LIVE])  # a live document holds its URL
+                and not _at_url(cur, hashes[n])
                 and (holder := claimants.get(hashes[n])) != ident
             ):  # a URL new to this document
                 if holder is not None and self._holds(holder, op[LOC]):
@@ -541,16 +546,15 @@ class ApplyBatch:
         fresh = {ident for op in ops if (ident := (op[SECTION], op[KEY])) not in docs}  # not `- docs.keys()`: a copy
         if fresh:
             self._load_documents(fresh)
-        owners_known = self.owners
-        fresh_urls = set()
-        for op, h in zip(ops, hashes, strict=True):
-            if len(op) != DELETE_FIELDS and h not in owners_known:
-                cur = docs.get((op[SECTION], op[KEY]))
-                if cur is None or cur[AT_LOC_HASH] != h or not cur[AT_LIVE]:
-                    fresh_urls.add(h)
+        known = self.owners
+        fresh_urls = {
+            h
+            for op, h in zip(ops, hashes, strict=True)
+            if len(op) != DELETE_FIELDS and h not in known and not _at_url(docs.get((op[SECTION], op[KEY])), h)
+        }
         if fresh_urls:
-            owners_known.update(url_claims.holders(self.manifest, self.conn, fresh_urls))
-            owners_known.update(dict.fromkeys(fresh_urls - owners_known.keys()))
+            known.update(url_claims.holders(self.manifest, self.conn, fresh_urls))
+            known.update(dict.fromkeys(fresh_urls - known.keys()))
 
     def _load_documents(self, fresh: set[Ident]) -> None:
         docs, conn = self.docs, self.conn

@@ -68,7 +68,8 @@ class BulkLoader:
             if data is None:
                 self.insert(conn, table, LOAD_COLUMNS, list(_load_rows(run)))
             else:
-                raw.execute(insert, (run[0], run[1], hash_column(run[5]), data))
+                section, shard_no, _keys, _versions, _sizes, hashes = run
+                raw.execute(insert, (section, shard_no, hash_column(hashes), data))
 
     def upsert(self, conn: Connection, table: Table, keys: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
         """Insert or update many rows of `table` (all its columns, in order) by their unique `keys`."""
