@@ -23,8 +23,7 @@ from tests.services.kube import KubeAPIServer
 from tests.services.ports import wait_for
 from tests.support import cli
 from tests.test_kafka import kafka_env
-
-NS = "web"
+from tests.test_routers import NS, seed_ingress, seed_route
 
 
 @pytest.fixture(params=["local", "ingress", "httproute"])
@@ -35,22 +34,9 @@ def router_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[
         return
     kube: KubeAPIServer = request.getfixturevalue("kube_api")
     if request.param == "ingress":
-        kube.seed_ingress(
-            "sitemaps", NS, path="/sitemaps(/|$)(.*)", annotations={"nginx.ingress.kubernetes.io/use-regex": "true"}
-        )
+        seed_ingress(kube)
     else:
-        kube.seed_httproute("sitemaps", NS)
-        rewrite = {
-            "type": "URLRewrite",
-            "urlRewrite": {"hostname": "minio", "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/x"}},
-        }
-        kube.modify(
-            "gateway.networking.k8s.io/v1",
-            "HTTPRoute",
-            NS,
-            "sitemaps",
-            lambda o: o["spec"]["rules"][0].update(filters=[rewrite]),
-        )
+        seed_route(kube)
     yield {
         "SITEMAPS_ROUTER": request.param,
         "SITEMAPS_KUBE_API": kube.url,
