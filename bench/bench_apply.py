@@ -315,6 +315,8 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=10)
     args = ap.parse_args()
     kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
+    if args.cache is not None:
+        args.cache.mkdir(parents=True, exist_ok=True)
     tune_gc()  # as `sitemaps run` does
     for kind in kinds:
         for source in ("file", "kafka") if args.kafka else ("file",):

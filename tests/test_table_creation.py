@@ -19,8 +19,10 @@ from sqlalchemy.exc import OperationalError
 
 from sitemap_keeper.incremental.apply import Applier
 from sitemap_keeper.incremental.offsets import OffsetStore
-from sitemap_keeper.snapshot.manifest import Manifest
+from sitemap_keeper.snapshot.manifest import Manifest, document_rows
 from sitemap_keeper.snapshot.manifest.connection import connect
+from sitemap_keeper.snapshot.manifest.document_rows import Ident, Stored
+from sitemap_keeper.snapshot.manifest.errors import ManifestDamaged
 from sitemap_keeper.snapshot.manifest.schema import DOCUMENTS_FILLFACTOR
 from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
 from sitemap_keeper.snapshot.settings import Settings
@@ -112,5 +114,55 @@ def test_postgresql_documents_pages_leave_room_for_an_event_s_row_in_place() -> 
             counts = applier.apply_raw([("test", orjson.dumps(change(int(key), 3))) for key in pages])
             assert counts.applied == 3
             assert {key: _page_of(manifest, key) for key in pages} == pages
+        finally:
+            manifest.close()
+
+
+def _applied(manifest: Manifest) -> set[tuple[str, int, str]]:
+    with manifest.engine.connect() as conn:
+        return set(conn.exec_driver_sql("SELECT key, version, lastmod FROM documents WHERE version > 1"))
+
+
+def _then_by_hand(url: str, load_all: Callable[..., dict[Ident, Stored]]) -> Callable[..., dict[Ident, Stored]]:
+    """`load_all`, then a change to document 0 by another connection that takes no write lock."""
+
+    def load_then_change(*args: Any) -> dict[Ident, Stored]:
+        found = load_all(*args)
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE documents SET lastmod = 'by hand' WHERE key = '0'")
+        engine.dispose()
+        return found
+
+    return load_then_change
+
+
+@pytest.mark.parametrize("updates", [150, 3], ids=["through COPY", "one by one"])
+def test_postgresql_apply_writes_a_stored_row_where_its_read_found_it(
+    updates: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event's stored row is written back at the ctid its read found (a TID scan), not looked up in the
+    (section, key) index again as an upsert does; 100 stored rows or more go through COPY and one UPDATE, fewer
+    one by one. A row that something changed meanwhile, outside the write lock, is no longer there: the batch
+    fails whole, naming the problem, rather than write over that change or lose its own."""
+    settings = Settings(allowed_hosts=(HOST,))
+    docs = [{k: v for k, v in change(i, 1).items() if k != "op"} for i in range(600)]
+    for url in fresh_pg_database():
+        manifest = Manifest.open(url)
+        try:
+            Rebuilder(manifest, settings.rules, settings.limits, workers=1).rebuild(row_chunks("test", docs))
+            applier = Applier(manifest, settings.rules, settings.limits)
+            applier.parallel_min = 2 * updates  # parsed here, in one chunk
+            events = [change(i, 2, day=9) for i in range(0, 2 * updates, 2)]
+            assert applier.apply_raw([("test", orjson.dumps(ev)) for ev in events]).applied == updates
+            assert _applied(manifest) == {(ev["key"], 2, ev["lastmod"]) for ev in events}
+
+            monkeypatch.setattr(document_rows, "load_all", _then_by_hand(url, document_rows.load_all))
+            again = [("test", orjson.dumps(change(i, 3, day=10))) for i in range(0, 2 * updates, 2)]
+            with pytest.raises(ManifestDamaged, match=f"^1 of the {updates} documents rows this batch read were "):
+                applier.apply_raw(again)
+            assert _applied(manifest) == {
+                (ev["key"], 2, "by hand" if ev["key"] == "0" else ev["lastmod"]) for ev in events
+            }
         finally:
             manifest.close()
