@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -67,8 +69,8 @@ class Server:
         return read_site(http_fetch(self.base), BASE).urls
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
+        self.proc.terminate()  # SIGTERM, as a container stopping: served until then, exit status 0
+        assert self.proc.wait(10) == 0
 
 
 @pytest.fixture
@@ -218,6 +220,30 @@ def test_serve_waits_for_first_publish(env: dict[str, str], server: Server) -> N
         urllib.request.urlopen(server.base + "sitemap.xml")
     assert err.value.code == 404
     time.sleep(0)
+
+
+def test_demo_stops_serving_on_sigterm_as_on_ctrl_c(tmp_path: Path) -> None:
+    """SIGTERM ends the demo's serving as Ctrl-C does: exit status 0 and nothing on stderr (no warning about
+    semaphores its worker processes left behind)."""
+    argv = ["demo", "--documents", "3000", "--changes", "200", "--port", "0", "--data-dir", str(tmp_path / "data")]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sitemap_keeper", *argv],
+        env={**os.environ, "SITEMAPS_LOG_LEVEL": "WARNING"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if m := re.search(r"serving the live generation at (http://\S+)", line):
+            break
+    else:
+        raise AssertionError(f"the demo never served: {proc.communicate(timeout=30)}")
+    with urllib.request.urlopen(m.group(1)) as answer:
+        assert answer.status == 200
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, err) == (0, "")
 
 
 def test_demo_runs_every_step(tmp_path: Path) -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import signal
+
 import click
 
 from sitemap_keeper.incremental.app import App
@@ -9,7 +11,7 @@ from sitemap_keeper.snapshot.serve import make_server
 
 
 def serve_until_interrupted(app: App, host: str, port: int, pages: bool = True) -> None:
-    """Serve the live generation until Ctrl-C, saying where first (tests read the port from that line)."""
+    """Serve the live generation until Ctrl-C or SIGTERM, saying where first (tests read the port from that line)."""
     views = Pages(app.manifest, app.store, app.router, app.settings.base_url) if pages else None
     server = make_server(app.store, app.router, app.settings.base_path, host, port, views)
     click.echo(
@@ -18,11 +20,15 @@ def serve_until_interrupted(app: App, host: str, port: int, pages: bool = True) 
     )
     if views is not None:
         click.echo(f"pages for people: http://{host}:{server.server_port}{STATUS_PATH}")
+    # SIGTERM (a container stopping) stops it as Ctrl-C does: the command returns and the process exits 0,
+    # its worker processes and their semaphores cleaned up, instead of dying where it stands.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         server.server_close()
 
 
