@@ -1,18 +1,29 @@
 """On SQLite, writes go through one connection with the big page cache; every other connection gets a small
 one, so the connections `sitemaps run` reads through beside the applying one do not multiply its memory
-(bench/bench_service_memory.py; figures in docs/performance.md)."""
+(bench/bench_service_memory.py; figures in docs/performance.md). On PostgreSQL, writers run at READ COMMITTED
+whatever the server's default."""
 
 from __future__ import annotations
 
 import shutil
 import sqlite3
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import orjson
 import pytest
+from sqlalchemy import create_engine, make_url
 
+from sitemap_keeper.incremental.apply import Applier
 from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.manifest.connection import SQLITE_CACHE_KIB, SQLITE_READ_CACHE_KIB, WAL_AUTOCHECKPOINT
+from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
+from sitemap_keeper.snapshot.settings import Settings
+from tests.conftest import fresh_pg_database
+from tests.service_helpers import HOST
+from tests.service_helpers import event as change
 
 
 def test_writes_share_one_connection_with_the_big_cache(tmp_path: Path) -> None:
@@ -109,3 +120,46 @@ def test_a_failed_big_write_leaves_the_writer_checkpointing(tmp_path: Path) -> N
             assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == WAL_AUTOCHECKPOINT
     finally:
         manifest.close()
+
+
+def _hold_the_write_lock(manifest: Manifest, holding: threading.Event, release: threading.Event) -> None:
+    """Another writer: it changes document 0 and holds the write lock until `release`."""
+    with manifest.write() as conn:
+        conn.exec_driver_sql("UPDATE documents SET version = 2, lastmod = 'by the other' WHERE key = '0'")
+        holding.set()
+        release.wait(30)
+
+
+def test_postgresql_writers_see_what_the_writer_before_committed_whatever_the_default_isolation() -> None:
+    """A server whose default isolation is REPEATABLE READ would give a writer the snapshot of its first
+    statement, the lock it then waits for: it would read what the writer before it changed as it was before.
+    Writers run at READ COMMITTED, so an event applied right after another writer's commit builds on it."""
+    settings = Settings(allowed_hosts=(HOST,))
+    docs = [{k: v for k, v in change(i, 1).items() if k != "op"} for i in range(10)]
+    event = change(0, 3, day=9)
+    for url in fresh_pg_database():
+        engine = create_engine(url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            name = make_url(url).database
+            conn.exec_driver_sql(f"ALTER DATABASE \"{name}\" SET default_transaction_isolation = 'repeatable read'")
+        engine.dispose()
+        manifest = Manifest.open(url)
+        try:
+            Rebuilder(manifest, settings.rules, settings.limits, workers=1).rebuild(row_chunks("test", docs))
+            applier = Applier(manifest, settings.rules, settings.limits)
+            holding, release = threading.Event(), threading.Event()
+            other = threading.Thread(target=_hold_the_write_lock, args=(manifest, holding, release))
+            other.start()
+            assert holding.wait(30)
+            with ThreadPoolExecutor(1) as pool:
+                applied = pool.submit(applier.apply_raw, [("test", orjson.dumps(event))])
+                time.sleep(0.5)  # it has begun, and waits for the other writer's lock
+                release.set()
+                other.join(30)
+                assert applied.result(30).applied == 1
+            with manifest.engine.connect() as conn:
+                assert conn.exec_driver_sql("SHOW transaction_isolation").scalar_one() == "repeatable read"
+                row = conn.exec_driver_sql("SELECT version, lastmod FROM documents WHERE key = '0'").one()
+            assert tuple(row) == (3, event["lastmod"])
+        finally:
+            manifest.close()

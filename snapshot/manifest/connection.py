@@ -122,6 +122,11 @@ class Database:
         defer = not copy_back and self.dialect == "sqlite" and not self.in_memory
         with self.writer.connect() as conn:
             conn.execution_options(sqlite_write=True)
+            if self.dialect == "postgresql":
+                # Whatever the server's default: each statement after the lock then sees what the writer before
+                # committed (a snapshot taken before the lock was granted would not, and apply reads, then
+                # writes the rows where it read them).
+                conn.execution_options(isolation_level="READ COMMITTED")
             try:
                 with conn.begin():
                     if defer:
