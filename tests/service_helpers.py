@@ -20,6 +20,8 @@ from sqlalchemy import select as sql_select
 from sitemap_keeper.incremental.offsets import OffsetStore
 from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.manifest.schema import dead_letters, documents
+from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
+from sitemap_keeper.snapshot.settings import Settings
 from tests.factories import HOST
 from tests.support import Model, read_site
 
@@ -123,6 +125,13 @@ def event(i: int, version: int | None, day: int = 1, op: str = "upsert") -> dict
     if i % 2:
         ev["images"] = [{"loc": f"https://cdn.{HOST}/{i}.jpg", "title": f"Cover {i} & <more>"}]
     return ev
+
+
+def rebuild_with(manifest: Manifest, documents: int) -> None:
+    """Rebuild the manifest from documents 0 to `documents` - 1, as `event(i, 1)` gives them."""
+    settings = Settings(allowed_hosts=(HOST,))
+    docs = [{k: v for k, v in event(i, 1).items() if k != "op"} for i in range(documents)]
+    Rebuilder(manifest, settings.rules, settings.limits, workers=1).rebuild(row_chunks("test", docs))
 
 
 def stream(n: int, docs: int, seed: int) -> list[dict[str, Any]]:

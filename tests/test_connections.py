@@ -19,10 +19,9 @@ from sqlalchemy import create_engine, make_url
 from sitemap_keeper.incremental.apply import Applier
 from sitemap_keeper.snapshot.manifest import Manifest
 from sitemap_keeper.snapshot.manifest.connection import SQLITE_CACHE_KIB, SQLITE_READ_CACHE_KIB, WAL_AUTOCHECKPOINT
-from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
 from sitemap_keeper.snapshot.settings import Settings
 from tests.conftest import fresh_pg_database
-from tests.service_helpers import HOST
+from tests.service_helpers import HOST, rebuild_with
 from tests.service_helpers import event as change
 
 
@@ -135,7 +134,6 @@ def test_postgresql_writers_see_what_the_writer_before_committed_whatever_the_de
     statement, the lock it then waits for: it would read what the writer before it changed as it was before.
     Writers run at READ COMMITTED, so an event applied right after another writer's commit builds on it."""
     settings = Settings(allowed_hosts=(HOST,))
-    docs = [{k: v for k, v in change(i, 1).items() if k != "op"} for i in range(10)]
     event = change(0, 3, day=9)
     for url in fresh_pg_database():
         engine = create_engine(url, isolation_level="AUTOCOMMIT")
@@ -145,7 +143,7 @@ def test_postgresql_writers_see_what_the_writer_before_committed_whatever_the_de
         engine.dispose()
         manifest = Manifest.open(url)
         try:
-            Rebuilder(manifest, settings.rules, settings.limits, workers=1).rebuild(row_chunks("test", docs))
+            rebuild_with(manifest, 10)
             applier = Applier(manifest, settings.rules, settings.limits)
             holding, release = threading.Event(), threading.Event()
             other = threading.Thread(target=_hold_the_write_lock, args=(manifest, holding, release))

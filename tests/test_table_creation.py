@@ -24,24 +24,16 @@ from sitemap_keeper.snapshot.manifest.connection import connect
 from sitemap_keeper.snapshot.manifest.document_rows import Ident, Stored
 from sitemap_keeper.snapshot.manifest.errors import ManifestDamaged
 from sitemap_keeper.snapshot.manifest.schema import DOCUMENTS_FILLFACTOR
-from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
 from sitemap_keeper.snapshot.settings import Settings
 from tests.conftest import fresh_pg_database
-from tests.service_helpers import HOST
+from tests.service_helpers import HOST, rebuild_with
 from tests.service_helpers import event as change
-
-
-def rebuild(manifest: Manifest) -> None:
-    settings = Settings(allowed_hosts=(HOST,))
-    docs = [{k: v for k, v in change(i, 1).items() if k != "op"} for i in range(3)]
-    Rebuilder(manifest, settings.rules, settings.limits, workers=1).rebuild(row_chunks("test", docs))
-
 
 # what creates tables, the statement to commit from another connection before, the table there afterwards
 CASES: dict[str, tuple[Callable[[Manifest], Any], str, str]] = {
     "manifest": (lambda m: m.create(), "CREATE TABLE ", "documents"),
     "offsets": (OffsetStore, "CREATE TABLE sitemaps_offsets", "sitemaps_offsets"),
-    "rebuild staging": (rebuild, "CREATE TABLE documents_staging", "documents"),
+    "rebuild staging": (lambda m: rebuild_with(m, 3), "CREATE TABLE documents_staging", "documents"),
 }
 
 
@@ -98,7 +90,6 @@ def test_postgresql_documents_pages_leave_room_for_an_event_s_row_in_place() -> 
     page (a HOT update: no index entry written). A manifest made before (pages filled whole) applies events as
     ever, and gets the fill factor at its next rebuild."""
     settings = Settings(allowed_hosts=(HOST,))
-    docs = [{k: v for k, v in change(i, 1).items() if k != "op"} for i in range(600)]
     for url in fresh_pg_database():
         manifest = Manifest.open(url)
         try:
@@ -108,7 +99,7 @@ def test_postgresql_documents_pages_leave_room_for_an_event_s_row_in_place() -> 
             assert _fillfactor(manifest) is None
             applier = Applier(manifest, settings.rules, settings.limits)
             assert applier.apply_raw([("test", orjson.dumps(change(1, 2)))]).applied == 1
-            Rebuilder(manifest, settings.rules, settings.limits, workers=1).rebuild(row_chunks("test", docs))
+            rebuild_with(manifest, 600)
             assert _fillfactor(manifest) == [f"fillfactor={DOCUMENTS_FILLFACTOR}"]
             pages = {key: _page_of(manifest, key) for key in ("0", "1", "2")}
             counts = applier.apply_raw([("test", orjson.dumps(change(int(key), 3))) for key in pages])
@@ -146,11 +137,10 @@ def test_postgresql_apply_writes_a_stored_row_where_its_read_found_it(
     one by one. A row that something changed meanwhile, outside the write lock, is no longer there: the batch
     fails whole, naming the problem, rather than write over that change or lose its own."""
     settings = Settings(allowed_hosts=(HOST,))
-    docs = [{k: v for k, v in change(i, 1).items() if k != "op"} for i in range(600)]
     for url in fresh_pg_database():
         manifest = Manifest.open(url)
         try:
-            Rebuilder(manifest, settings.rules, settings.limits, workers=1).rebuild(row_chunks("test", docs))
+            rebuild_with(manifest, 600)
             applier = Applier(manifest, settings.rules, settings.limits)
             applier.parallel_min = 2 * updates  # parsed here, in one chunk
             events = [change(i, 2, day=9) for i in range(0, 2 * updates, 2)]
