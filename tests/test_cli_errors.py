@@ -4,6 +4,7 @@ settings) or 1 (run time), no traceback; `--debug` or SITEMAPS_DEBUG=1 shows the
 from __future__ import annotations
 
 import socket
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,3 +136,20 @@ def test_disk_full(env: dict[str, str], tmp_path: Path, full_disk: Path) -> None
     # the SQLite manifest does not fit
     proc = cli("rebuild", "--source", source, "--data-dir", str(full_disk), env=env, check=False)
     one_line(proc, 1, "database error", "full")
+
+
+def test_a_manifest_damaged_by_hand(env: dict[str, str], tmp_path: Path) -> None:
+    """A manifest that contradicts itself (here: its packs no longer hold the documents they should) is an
+    everyday failure, not a bug: one line naming what is wrong, and the live site as it was."""
+    source = tmp_path / "catalog.jsonl"
+    source.write_text(
+        "".join(f'{{"section": "pages", "key": "k{i}", "loc": "https://{HOST}/p{i}"}}\n' for i in range(5))
+    )
+    cli("rebuild", "--source", str(source), env=env)
+    live = (tmp_path / "data" / "current").resolve()
+    with sqlite3.connect(tmp_path / "data" / "manifest.db") as db:
+        db.execute("UPDATE shard_packs SET entry_to = entry_from")
+    proc = cli("publish", "--full", env=env, check=False)
+    one_line(proc, 1, "document 'k0' of shard 1 of section pages is packed, but no pack of the shard holds it")
+    assert (tmp_path / "data" / "current").resolve() == live
+    traced(cli("--debug", "publish", "--full", env=env, check=False), 1)

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import click
 
 from sitemap_keeper.snapshot.document import InvalidDocument
-from sitemap_keeper.snapshot.manifest.errors import PublishLockHeld, RebuildRunning
+from sitemap_keeper.snapshot.manifest.errors import ManifestDamaged, PublishLockHeld, RebuildRunning
 from sitemap_keeper.snapshot.rebuild import SourceShrank
 from sitemap_keeper.snapshot.refusals import EmptyManifest, Refused
 from sitemap_keeper.snapshot.rollback import RollbackError
@@ -29,6 +29,7 @@ from sitemap_keeper.snapshot.verify import VerificationError
 
 EXPECTED = (
     InvalidDocument,
+    ManifestDamaged,
     PublishLockHeld,
     RebuildRunning,
     EmptyManifest,
