@@ -16,6 +16,13 @@ interval plus 1 s. Each throughput line also gives the CPU seconds (user + syste
 process, of its parsing workers (started before timing, as a service does once) and of the PostgreSQL backends
 serving the run's database: on a shared 2-core machine they are steadier than the rate. PostgreSQL: a scratch
 database on 127.0.0.1:5432 (user postgres), dropped afterwards.
+
+On SQLite, each file run is followed by SQLite's own floor for the same events on a copy of the same manifest
+(`--floor`, on by default): per batch, in one write transaction with the service's settings, the stored rows
+of the batch's documents read as apply reads them, then each rewritten in place by rowid (its version bumped,
+its size unchanged). Nothing else: no parsing, no placement, no new rows, no URL owners. It is what a layout
+that reads and rewrites a row per event costs before any of this service's work, and the applier's rate is
+reported as a ratio of it.
 """
 
 from __future__ import annotations
@@ -48,6 +55,8 @@ from sitemap_keeper.incremental.settings import ServiceSettings
 from sitemap_keeper.incremental.sources.base import EventBatch, EventSource
 from sitemap_keeper.incremental.sources.follow import FileFollower
 from sitemap_keeper.snapshot import synthetic
+from sitemap_keeper.snapshot.manifest import document_rows
+from sitemap_keeper.snapshot.manifest.connection import connect
 from sitemap_keeper.snapshot.manifest.records import Counts
 from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
 
@@ -197,8 +206,45 @@ def cached_app(kind: str, workdir: Path, catalog: int, cache: Path | None) -> It
         yield bench_app(workdir, url), url
 
 
-def throughput(kind: str, source: str, events: int, catalog: int, batch_size: int, cache: Path | None) -> None:
-    """Apply `events` change events from a file or Kafka to a fresh manifest preloaded with `catalog`."""
+def copy_manifest(url: str, to: Path) -> None:
+    """A consistent copy of an SQLite manifest (its WAL included), through SQLite's backup API."""
+    import sqlite3
+
+    source = sqlite3.connect(url.removeprefix("sqlite:///"))
+    target = sqlite3.connect(to)
+    try:
+        source.backup(target)
+    finally:
+        target.close()
+        source.close()
+
+
+def sqlite_floor(path: Path, events: Path, batch_size: int) -> tuple[float, float]:
+    """(seconds, CPU seconds) SQLite alone takes over the manifest at `path` to read, per batch of the events,
+    the stored rows of its documents as apply reads them and rewrite each in place by rowid."""
+    idents = [(obj["section"], obj["key"]) for obj in map(orjson.loads, events.read_bytes().splitlines())]
+    engine = connect(f"sqlite:///{path}", writer=True)  # the writer's settings: page cache, WAL, checkpoints
+    try:
+        with engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            started, cpu = time.perf_counter(), time.process_time()
+            for i in range(0, len(idents), batch_size):
+                raw.execute("BEGIN IMMEDIATE")
+                stored = document_rows.load_all(raw, "sqlite", idents[i : i + batch_size])
+                rowids = sorted((where,) for where, *_state in stored.values())
+                raw.executemany("UPDATE documents SET version = version + 1 WHERE rowid = ?", rowids)
+                raw.execute("COMMIT")
+            return time.perf_counter() - started, time.process_time() - cpu
+    finally:
+        engine.dispose()
+
+
+def throughput(
+    kind: str, source: str, events: int, catalog: int, batch_size: int, cache: Path | None, floor: bool
+) -> None:
+    """Apply `events` change events from a file or Kafka to a fresh manifest preloaded with `catalog`; on SQLite
+    (`floor`), then time SQLite's own floor for them on a copy of that manifest made before."""
     with (
         tempfile.TemporaryDirectory(prefix="bench-apply-", dir=cache) as tmp,
         cached_app(kind, Path(tmp), catalog, cache) as (app, url),
@@ -207,6 +253,9 @@ def throughput(kind: str, source: str, events: int, catalog: int, batch_size: in
         path = workdir / "events.jsonl"
         write_events(path, events, catalog)
         offsets = OffsetStore(app.manifest)
+        floor_db = workdir / "floor.db" if floor and kind == "sqlite" and source == "file" else None
+        if floor_db is not None:
+            copy_manifest(url, floor_db)
         if source == "file":
             feed: AbstractContextManager[EventSource] = nullcontext(FileFollower(path, offsets))
             note = f"(catalog {catalog:,}, batches of {batch_size:,}"
@@ -217,6 +266,15 @@ def throughput(kind: str, source: str, events: int, catalog: int, batch_size: in
             seconds = timed_run(app, events_source, offsets, events, batch_size)
         report(f"{kind:<10} {source:<5} -> manifest", events, seconds, f"{note}; {cpu[0]})")
         app.close()
+        if floor_db is not None:
+            floor_seconds, floor_cpu = sqlite_floor(floor_db, path, batch_size)
+            report(
+                f"{kind:<10} floor -> manifest",
+                events,
+                floor_seconds,
+                f"(SQLite alone: read and rewrite each event's row in place; CPU {floor_cpu:.1f}s; "
+                f"the applier ran at {floor_seconds / seconds:.2f} of it)",
+            )
 
 
 def report(what: str, events: int, seconds: float, note: str = "") -> None:
@@ -310,6 +368,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="as `sitemaps run` (its default)")
     ap.add_argument("--kafka", action="store_true", help="also consume through a Tansu broker")
     ap.add_argument("--cache", type=Path, help="build the catalog's manifest once here and copy it for each run")
+    ap.add_argument(
+        "--floor", action=argparse.BooleanOptionalAction, default=True, help="SQLite's own floor after each SQLite run"
+    )
     ap.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--interval", type=float, default=5.0, help="publish interval of the latency run")
     ap.add_argument("--samples", type=int, default=10)
@@ -320,7 +381,7 @@ def main() -> None:
     tune_gc()  # as `sitemaps run` does
     for kind in kinds:
         for source in ("file", "kafka") if args.kafka else ("file",):
-            throughput(kind, source, args.events, args.catalog, args.batch_size, args.cache)
+            throughput(kind, source, args.events, args.catalog, args.batch_size, args.cache, args.floor)
     if args.latency:
         latency(args.samples, args.interval, args.catalog)
 
