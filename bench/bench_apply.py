@@ -18,11 +18,11 @@ serving the run's database: on a shared 2-core machine they are steadier than th
 database on 127.0.0.1:5432 (user postgres), dropped afterwards.
 
 On SQLite, each file run is followed by SQLite's own floor for the same events on a copy of the same manifest
-(`--floor`, on by default): per batch, in one write transaction with the service's settings, the stored rows
-of the batch's documents read as apply reads them, then each rewritten in place by rowid (its version bumped,
-its size unchanged). Nothing else: no parsing, no placement, no new rows, no URL owners. It is what a layout
-that reads and rewrites a row per event costs before any of this service's work, and the applier's rate is
-reported as a ratio of it.
+made before the run (`--floor`, on by default; bench/bench_layouts.py's `rewrite`): per batch, in one write
+transaction with the service's settings, the stored rows of the batch's documents read as apply reads them,
+then each rewritten in place by rowid (its version bumped, its size unchanged). Nothing else: no parsing, no
+placement, no new rows, no URL owners. It is what a layout that reads and rewrites a row per event costs
+before any of this service's work, and the applier's rate is reported as a ratio of it.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.bench_layouts import copy_manifest, event_idents, rewrite, timed
 from bench.common import database, write_events
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.apply import Prepared
@@ -55,8 +56,6 @@ from sitemap_keeper.incremental.settings import ServiceSettings
 from sitemap_keeper.incremental.sources.base import EventBatch, EventSource
 from sitemap_keeper.incremental.sources.follow import FileFollower
 from sitemap_keeper.snapshot import synthetic
-from sitemap_keeper.snapshot.manifest import document_rows
-from sitemap_keeper.snapshot.manifest.connection import connect
 from sitemap_keeper.snapshot.manifest.records import Counts
 from sitemap_keeper.snapshot.rebuild import Rebuilder, row_chunks
 
@@ -206,40 +205,6 @@ def cached_app(kind: str, workdir: Path, catalog: int, cache: Path | None) -> It
         yield bench_app(workdir, url), url
 
 
-def copy_manifest(url: str, to: Path) -> None:
-    """A consistent copy of an SQLite manifest (its WAL included), through SQLite's backup API."""
-    import sqlite3
-
-    source = sqlite3.connect(url.removeprefix("sqlite:///"))
-    target = sqlite3.connect(to)
-    try:
-        source.backup(target)
-    finally:
-        target.close()
-        source.close()
-
-
-def sqlite_floor(path: Path, events: Path, batch_size: int) -> tuple[float, float]:
-    """(seconds, CPU seconds) SQLite alone takes over the manifest at `path` to read, per batch of the events,
-    the stored rows of its documents as apply reads them and rewrite each in place by rowid."""
-    idents = [(obj["section"], obj["key"]) for obj in map(orjson.loads, events.read_bytes().splitlines())]
-    engine = connect(f"sqlite:///{path}", writer=True)  # the writer's settings: page cache, WAL, checkpoints
-    try:
-        with engine.connect() as conn:
-            raw = conn.connection.driver_connection
-            assert raw is not None
-            started, cpu = time.perf_counter(), time.process_time()
-            for i in range(0, len(idents), batch_size):
-                raw.execute("BEGIN IMMEDIATE")
-                stored = document_rows.load_all(raw, "sqlite", idents[i : i + batch_size])
-                rowids = sorted((where,) for where, *_state in stored.values())
-                raw.executemany("UPDATE documents SET version = version + 1 WHERE rowid = ?", rowids)
-                raw.execute("COMMIT")
-            return time.perf_counter() - started, time.process_time() - cpu
-    finally:
-        engine.dispose()
-
-
 def throughput(
     kind: str, source: str, events: int, catalog: int, batch_size: int, cache: Path | None, floor: bool
 ) -> None:
@@ -255,7 +220,7 @@ def throughput(
         offsets = OffsetStore(app.manifest)
         floor_db = workdir / "floor.db" if floor and kind == "sqlite" and source == "file" else None
         if floor_db is not None:
-            copy_manifest(url, floor_db)
+            copy_manifest(Path(url.removeprefix("sqlite:///")), floor_db)
         if source == "file":
             feed: AbstractContextManager[EventSource] = nullcontext(FileFollower(path, offsets))
             note = f"(catalog {catalog:,}, batches of {batch_size:,}"
@@ -267,13 +232,13 @@ def throughput(
         report(f"{kind:<10} {source:<5} -> manifest", events, seconds, f"{note}; {cpu[0]})")
         app.close()
         if floor_db is not None:
-            floor_seconds, floor_cpu = sqlite_floor(floor_db, path, batch_size)
+            floor_time = timed(floor_db, event_idents(path), batch_size, rewrite)
             report(
                 f"{kind:<10} floor -> manifest",
                 events,
-                floor_seconds,
-                f"(SQLite alone: read and rewrite each event's row in place; CPU {floor_cpu:.1f}s; "
-                f"the applier ran at {floor_seconds / seconds:.2f} of it)",
+                floor_time.seconds,
+                f"(SQLite alone: read and rewrite each event's row in place, `bench_layouts.py --layout rewrite`; "
+                f"CPU {floor_time.cpu:.1f}s; the applier ran at {floor_time.seconds / seconds:.2f} of it)",
             )
 
 

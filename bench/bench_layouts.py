@@ -1,0 +1,212 @@
+"""What SQLite alone takes to keep a document's state per event over a large catalog, layout by layout: the
+floors under `bench/bench_apply.py --catalog N` on SQLite, and what a layout other than a row rewritten per
+event could save.
+
+    python bench/bench_layouts.py --manifest /work/tmp/apply/sqlite-4000000/manifest.db   # every layout
+    python bench/bench_layouts.py --manifest M.db --layout rewrite delta --merge 200000
+
+--manifest is an SQLite manifest, such as the one `bench/bench_apply.py --catalog N --cache DIR` builds at
+DIR/sqlite-N/manifest.db; it is only read. Each layout runs on a fresh copy of it, with the service's writer
+settings (page cache, WAL, checkpoints), over the documents of bench_apply's own synthetic events for a
+catalog of the manifest's size (85% updates, 5% deletions, 10% new documents), in one write transaction per
+batch. Nothing is parsed or placed, and only an event whose document the manifest holds writes anything (a
+deletion as an update): these are floors, not the service's work.
+
+  read     the batch's stored rows read as apply reads them (document_rows.load_all); nothing written
+  rewrite  read, then each stored row rewritten in place by rowid, its size unchanged (bench_apply's floor)
+  grow     read, then each stored row rewritten with XML of PAYLOAD_BYTES, as an event gives a rebuilt row
+  append   read, then each stored document's XML appended to a table of its own
+  delta    read (a small change table, then the rows), then each stored document's state upserted into the
+           change table (keyed by section and key, with the rowid its read found) and its XML appended;
+           every --merge events, the change table is written into the documents rows in one pass in rowid
+           order and emptied (the last merge is timed too)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import write_events
+from sitemap_keeper.snapshot.manifest import document_rows
+from sitemap_keeper.snapshot.manifest.connection import KEYS_PER_QUERY, connect
+from sitemap_keeper.snapshot.manifest.document_rows import ROWID, Ident, Stored
+
+PAYLOAD_BYTES = 430  # about the XML an event's rendered document stores in its row (a rebuilt row has none)
+PAYLOAD = "x" * PAYLOAD_BYTES
+_SETUP = {
+    "append": ["CREATE TABLE bench_xml (id INTEGER PRIMARY KEY, section TEXT, key TEXT, xml TEXT)"],
+    "delta": [
+        "CREATE TABLE bench_xml (id INTEGER PRIMARY KEY, section TEXT, key TEXT, xml TEXT)",
+        "CREATE TABLE bench_changes (section TEXT, key TEXT, at INTEGER, version INTEGER, "
+        "PRIMARY KEY (section, key)) WITHOUT ROWID",
+    ],
+}
+_MERGE = (
+    "UPDATE documents SET version = c.version FROM (SELECT at, version FROM bench_changes ORDER BY at) AS c "
+    "WHERE documents.rowid = c.at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    seconds: float
+    cpu: float  # of this process, which is all of SQLite's work here
+
+
+Batch = Callable[[Any, Sequence[Ident]], None]  # one batch's work, in its write transaction (`raw`: sqlite3)
+
+
+def _stored(raw: Any, batch: Sequence[Ident]) -> list[Stored]:
+    """The batch's stored rows, in rowid order."""
+    return sorted(document_rows.load_all(raw, "sqlite", batch).values(), key=lambda s: s[ROWID])
+
+
+def read(raw: Any, batch: Sequence[Ident]) -> None:
+    document_rows.load_all(raw, "sqlite", batch)
+
+
+def rewrite(raw: Any, batch: Sequence[Ident]) -> None:
+    raw.executemany(
+        "UPDATE documents SET version = version + 1 WHERE rowid = ?", [(s[ROWID],) for s in _stored(raw, batch)]
+    )
+
+
+def grow(raw: Any, batch: Sequence[Ident]) -> None:
+    raw.executemany(
+        "UPDATE documents SET version = version + 1, xml = ? WHERE rowid = ?",
+        [(PAYLOAD, s[ROWID]) for s in _stored(raw, batch)],
+    )
+
+
+def _append(raw: Any, found: dict[Ident, Stored]) -> None:
+    raw.executemany("INSERT INTO bench_xml (section, key, xml) VALUES (?, ?, ?)", [(s, k, PAYLOAD) for s, k in found])
+
+
+def append(raw: Any, batch: Sequence[Ident]) -> None:
+    _append(raw, document_rows.load_all(raw, "sqlite", batch))
+
+
+class Delta:
+    """The delta layout's batches, merging every `merge` events."""
+
+    def __init__(self, merge: int) -> None:
+        self.merge = merge
+        self.pending = 0
+
+    def __call__(self, raw: Any, batch: Sequence[Ident]) -> None:
+        changed: dict[Ident, int] = {}
+        by_section: dict[str, list[str]] = {}
+        for section, key in sorted(set(batch)):
+            by_section.setdefault(section, []).append(key)
+        for section, keys in by_section.items():
+            for i in range(0, len(keys), KEYS_PER_QUERY):
+                chunk = keys[i : i + KEYS_PER_QUERY]
+                marks = ",".join("?" * len(chunk))
+                sql = f"SELECT key, version FROM bench_changes WHERE section = ? AND key IN ({marks})"
+                changed.update({(section, k): v for k, v in raw.execute(sql, (section, *chunk))})
+        found = document_rows.load_all(raw, "sqlite", batch)
+        raw.executemany(
+            "INSERT INTO bench_changes VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (section, key) DO UPDATE SET version = excluded.version",
+            [(s, k, at[ROWID], changed.get((s, k), at[2] or 0) + 1) for (s, k), at in sorted(found.items())],
+        )
+        _append(raw, found)
+        self.pending += len(batch)
+        if self.pending >= self.merge:
+            self.flush(raw)
+
+    def flush(self, raw: Any) -> None:
+        raw.execute(_MERGE)
+        raw.execute("DELETE FROM bench_changes")
+        self.pending = 0
+
+
+def copy_manifest(source: Path, to: Path) -> None:
+    """A consistent copy of an SQLite manifest (its WAL included), through SQLite's backup API."""
+    src, dst = sqlite3.connect(source), sqlite3.connect(to)
+    try:
+        src.backup(dst)
+    finally:
+        dst.close()
+        src.close()
+
+
+def timed(path: Path, idents: Sequence[Ident], batch_size: int, work: Batch, setup: Sequence[str] = ()) -> Timing:
+    """`work` over the manifest at `path`, a write transaction per batch of `idents`, with the writer's settings."""
+    engine = connect(f"sqlite:///{path}", writer=True)
+    try:
+        with engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            for sql in setup:
+                raw.execute(sql)
+            started, cpu = time.perf_counter(), time.process_time()
+            for i in range(0, len(idents), batch_size):
+                raw.execute("BEGIN IMMEDIATE")
+                work(raw, idents[i : i + batch_size])
+                raw.execute("COMMIT")
+            if isinstance(work, Delta) and work.pending:
+                raw.execute("BEGIN IMMEDIATE")
+                work.flush(raw)
+                raw.execute("COMMIT")
+            return Timing(time.perf_counter() - started, time.process_time() - cpu)
+    finally:
+        engine.dispose()
+
+
+def event_idents(events: Path) -> list[Ident]:
+    """(section, key) of each event of a JSON-lines file, in order."""
+    return [(obj["section"], obj["key"]) for obj in map(orjson.loads, events.read_bytes().splitlines())]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--manifest", type=Path, required=True, help="an SQLite manifest (only read)")
+    ap.add_argument("--layout", nargs="+", choices=["read", "rewrite", "grow", "append", "delta"])
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--batch-size", type=int, default=20_000)
+    ap.add_argument("--merge", type=int, default=100_000, help="events between the delta layout's merges")
+    ap.add_argument("--workdir", type=Path, help="where the copies go (default: the manifest's folder)")
+    args = ap.parse_args()
+    if not args.manifest.is_file():
+        raise SystemExit(f"error: no manifest at {args.manifest}")
+    with sqlite3.connect(f"file:{args.manifest}?mode=ro", uri=True) as probe:
+        catalog = probe.execute("SELECT count(*) FROM documents").fetchone()[0]
+    layouts: dict[str, Callable[[], Batch]] = {
+        "read": lambda: read,
+        "rewrite": lambda: rewrite,
+        "grow": lambda: grow,
+        "append": lambda: append,
+        "delta": lambda: Delta(args.merge),
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-layouts-", dir=args.workdir or args.manifest.parent) as tmp:
+        events = Path(tmp) / "events.jsonl"
+        write_events(events, args.events, catalog)
+        idents = event_idents(events)
+        for name in args.layout or list(layouts):
+            copy = Path(tmp) / "manifest.db"
+            copy_manifest(args.manifest, copy)
+            t = timed(copy, idents, args.batch_size, layouts[name](), _SETUP.get(name, ()))
+            for leftover in Path(tmp).glob("manifest.db*"):
+                leftover.unlink()
+            print(
+                f"{name:<8} {len(idents):,} events in {t.seconds:6.2f}s = {len(idents) / t.seconds:>9,.0f}/s  "
+                f"(catalog {catalog:,}, batches of {args.batch_size:,}; CPU {t.cpu:.1f}s)",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
