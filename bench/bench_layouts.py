@@ -182,8 +182,13 @@ def main() -> None:
     args = ap.parse_args()
     if not args.manifest.is_file():
         raise SystemExit(f"error: no manifest at {args.manifest}")
-    with sqlite3.connect(f"file:{args.manifest}?mode=ro", uri=True) as probe:
+    probe = sqlite3.connect(f"file:{args.manifest}?mode=ro", uri=True)
+    try:
         catalog = probe.execute("SELECT count(*) FROM documents").fetchone()[0]
+    except sqlite3.DatabaseError as e:  # not SQLite, or no documents table
+        raise SystemExit(f"error: {args.manifest} is not a manifest: {e}") from None
+    finally:
+        probe.close()
     layouts: dict[str, Callable[[], Batch]] = {
         "read": lambda: read,
         "rewrite": lambda: rewrite,
