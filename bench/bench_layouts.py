@@ -9,15 +9,17 @@ event could save.
 DIR/sqlite-N/manifest.db; it is only read. Each layout runs on a fresh copy of it, with the service's writer
 settings (page cache, WAL, checkpoints), over the documents of bench_apply's own synthetic events for a
 catalog of the manifest's size (85% updates, 5% deletions, 10% new documents), in one write transaction per
-batch. Nothing is parsed or placed, and only an event whose document the manifest holds writes anything (a
-deletion as an update): these are floors, not the service's work.
+batch. Nothing is placed, and only an event whose document the manifest holds writes anything (a deletion
+rewrites its row as it is): these are floors, not the service's work. The events are rendered beforehand,
+untimed, for their content.
 
   read     the batch's stored rows read as apply reads them (document_rows.load_all); nothing written
   rewrite  read, then each stored row rewritten in place by rowid, its size unchanged (bench_apply's floor)
-  grow     read, then each stored row rewritten with XML of PAYLOAD_BYTES, as an event gives a rebuilt row
-  append   read, then each stored document's XML appended to a table of its own
+  grow     read, then each stored row rewritten with its event's loc, lastmod and XML (as the service renders
+           them: about 270 bytes a document here), as an event gives a rebuilt row its content
+  append   read, then each stored document's loc, lastmod and XML appended to a table of its own
   delta    read (a small change table, then the rows), then each stored document's state upserted into the
-           change table (keyed by section and key, with the rowid its read found) and its XML appended;
+           change table (keyed by section and key, with the rowid its read found) and its content appended;
            every --merge events, the change table is written into the documents rows in one pass in rowid
            order and emptied (the last merge is timed too)
 """
@@ -39,16 +41,21 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import write_events
+from sitemap_keeper.incremental.events import DELETE_FIELDS, KEY, LOC, SECTION, parse_events
+from sitemap_keeper.incremental.settings import ServiceSettings
+from sitemap_keeper.snapshot import synthetic
 from sitemap_keeper.snapshot.manifest import document_rows
 from sitemap_keeper.snapshot.manifest.connection import KEYS_PER_QUERY, connect
 from sitemap_keeper.snapshot.manifest.document_rows import ROWID, Ident, Stored
 
-PAYLOAD_BYTES = 430  # about the XML an event's rendered document stores in its row (a rebuilt row has none)
-PAYLOAD = "x" * PAYLOAD_BYTES
+Content = tuple[str | None, str | None, str | None]  # what an event stores in its document's row: loc, lastmod, xml
+_CONTENT_TABLE = (
+    "CREATE TABLE bench_xml (id INTEGER PRIMARY KEY, section TEXT, key TEXT, loc TEXT, lastmod TEXT, xml TEXT)"
+)
 _SETUP = {
-    "append": ["CREATE TABLE bench_xml (id INTEGER PRIMARY KEY, section TEXT, key TEXT, xml TEXT)"],
+    "append": [_CONTENT_TABLE],
     "delta": [
-        "CREATE TABLE bench_xml (id INTEGER PRIMARY KEY, section TEXT, key TEXT, xml TEXT)",
+        _CONTENT_TABLE,
         "CREATE TABLE bench_changes (section TEXT, key TEXT, at INTEGER, version INTEGER, "
         "PRIMARY KEY (section, key)) WITHOUT ROWID",
     ],
@@ -66,11 +73,12 @@ class Timing:
 
 
 Batch = Callable[[Any, Sequence[Ident]], None]  # one batch's work, in its write transaction (`raw`: sqlite3)
+NO_CONTENT: Content = (None, None, None)  # a deletion's (a rebuilt row holds none either)
 
 
-def _stored(raw: Any, batch: Sequence[Ident]) -> list[Stored]:
+def _stored(raw: Any, batch: Sequence[Ident]) -> list[tuple[Ident, Stored]]:
     """The batch's stored rows, in rowid order."""
-    return sorted(document_rows.load_all(raw, "sqlite", batch).values(), key=lambda s: s[ROWID])
+    return sorted(document_rows.load_all(raw, "sqlite", batch).items(), key=lambda item: item[1][ROWID])
 
 
 def read(raw: Any, batch: Sequence[Ident]) -> None:
@@ -79,29 +87,40 @@ def read(raw: Any, batch: Sequence[Ident]) -> None:
 
 def rewrite(raw: Any, batch: Sequence[Ident]) -> None:
     raw.executemany(
-        "UPDATE documents SET version = version + 1 WHERE rowid = ?", [(s[ROWID],) for s in _stored(raw, batch)]
+        "UPDATE documents SET version = version + 1 WHERE rowid = ?", [(at[ROWID],) for _i, at in _stored(raw, batch)]
     )
 
 
-def grow(raw: Any, batch: Sequence[Ident]) -> None:
-    raw.executemany(
-        "UPDATE documents SET version = version + 1, xml = ? WHERE rowid = ?",
-        [(PAYLOAD, s[ROWID]) for s in _stored(raw, batch)],
-    )
+class Grow:
+    def __init__(self, contents: dict[Ident, Content]) -> None:
+        self.contents = contents
+
+    def __call__(self, raw: Any, batch: Sequence[Ident]) -> None:
+        raw.executemany(
+            "UPDATE documents SET version = version + 1, loc = ?, lastmod = ?, xml = ? WHERE rowid = ?",
+            [(*self.contents.get(ident, NO_CONTENT), at[ROWID]) for ident, at in _stored(raw, batch)],
+        )
 
 
-def _append(raw: Any, found: dict[Ident, Stored]) -> None:
-    raw.executemany("INSERT INTO bench_xml (section, key, xml) VALUES (?, ?, ?)", [(s, k, PAYLOAD) for s, k in found])
+class Append:
+    def __init__(self, contents: dict[Ident, Content]) -> None:
+        self.contents = contents
+
+    def __call__(self, raw: Any, batch: Sequence[Ident]) -> None:
+        self.append(raw, document_rows.load_all(raw, "sqlite", batch))
+
+    def append(self, raw: Any, found: dict[Ident, Stored]) -> None:
+        raw.executemany(
+            "INSERT INTO bench_xml (section, key, loc, lastmod, xml) VALUES (?, ?, ?, ?, ?)",
+            [(*ident, *self.contents.get(ident, NO_CONTENT)) for ident in found],
+        )
 
 
-def append(raw: Any, batch: Sequence[Ident]) -> None:
-    _append(raw, document_rows.load_all(raw, "sqlite", batch))
-
-
-class Delta:
+class Delta(Append):
     """The delta layout's batches, merging every `merge` events."""
 
-    def __init__(self, merge: int) -> None:
+    def __init__(self, contents: dict[Ident, Content], merge: int) -> None:
+        super().__init__(contents)
         self.merge = merge
         self.pending = 0
 
@@ -122,7 +141,7 @@ class Delta:
             "ON CONFLICT (section, key) DO UPDATE SET version = excluded.version",
             [(s, k, at[ROWID], changed.get((s, k), at[2] or 0) + 1) for (s, k), at in sorted(found.items())],
         )
-        _append(raw, found)
+        self.append(raw, found)
         self.pending += len(batch)
         if self.pending >= self.merge:
             self.flush(raw)
@@ -131,6 +150,19 @@ class Delta:
         raw.execute(_MERGE)
         raw.execute("DELETE FROM bench_changes")
         self.pending = 0
+
+
+def contents(events: Sequence[bytes], workdir: Path) -> dict[Ident, Content]:
+    """What each upsert event stores in its document's row, rendered as the service renders it."""
+    settings = ServiceSettings(data_dir=workdir, allowed_hosts=(synthetic.HOST,))
+    parsed = parse_events(settings.limits.fitted(settings.rules), events)
+    if parsed.rejects:
+        raise SystemExit(f"error: the service refused a synthetic event: {parsed.rejects[0][1]}")
+    return {
+        (op[SECTION], op[KEY]): (op[LOC], op[LOC + 1], op[LOC + 4])  # loc, lastmod, xml
+        for op in parsed.ops
+        if len(op) > DELETE_FIELDS
+    }
 
 
 def copy_manifest(source: Path, to: Path) -> None:
@@ -189,21 +221,22 @@ def main() -> None:
         raise SystemExit(f"error: {args.manifest} is not a manifest: {e}") from None
     finally:
         probe.close()
-    layouts: dict[str, Callable[[], Batch]] = {
-        "read": lambda: read,
-        "rewrite": lambda: rewrite,
-        "grow": lambda: grow,
-        "append": lambda: append,
-        "delta": lambda: Delta(args.merge),
+    layouts: dict[str, Callable[[dict[Ident, Content]], Batch]] = {
+        "read": lambda _contents: read,
+        "rewrite": lambda _contents: rewrite,
+        "grow": Grow,
+        "append": Append,
+        "delta": lambda contents: Delta(contents, args.merge),
     }
     with tempfile.TemporaryDirectory(prefix="bench-layouts-", dir=args.workdir or args.manifest.parent) as tmp:
         events = Path(tmp) / "events.jsonl"
         write_events(events, args.events, catalog)
         idents = event_idents(events)
+        rendered = contents(events.read_bytes().splitlines(), Path(tmp))
         for name in args.layout or list(layouts):
             copy = Path(tmp) / "manifest.db"
             copy_manifest(args.manifest, copy)
-            t = timed(copy, idents, args.batch_size, layouts[name](), _SETUP.get(name, ()))
+            t = timed(copy, idents, args.batch_size, layouts[name](rendered), _SETUP.get(name, ()))
             for leftover in Path(tmp).glob("manifest.db*"):
                 leftover.unlink()
             print(
