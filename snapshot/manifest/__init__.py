@@ -160,6 +160,11 @@ class Manifest:
     def upsert(self, conn: Connection, table: Table, keys: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
         self._bulk.upsert(conn, table, keys, rows)
 
+    def through_table(
+        self, conn: Connection, table: str, create: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], sql: str
+    ) -> int:
+        return self._bulk.through_table(conn, table, create, columns, rows, sql)
+
     # -- reads (shard_reads) ----------------------------------------------------------------------------------
 
     def shards(self, conn: Connection | None = None) -> list[Shard]:

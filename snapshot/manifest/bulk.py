@@ -81,16 +81,25 @@ class BulkLoader:
         if self.db.dialect == "postgresql" and len(rows) >= COPY_UPSERT_ROWS:
             # COPY into a temporary table and one INSERT ... SELECT: several times faster than executemany.
             tmp = f"upsert_{table.name}"
-            conn.exec_driver_sql(
-                f"CREATE TEMPORARY TABLE IF NOT EXISTS {tmp} (LIKE {table.name}) ON COMMIT DELETE ROWS"
+            create = f"CREATE TEMPORARY TABLE IF NOT EXISTS {tmp} (LIKE {table.name}) ON COMMIT DELETE ROWS"
+            self.through_table(
+                conn, tmp, create, cols, rows, f"INSERT INTO {table.name} SELECT * FROM {tmp} {conflict}"
             )
-            self.insert(conn, tmp, cols, rows)
-            conn.exec_driver_sql(f"INSERT INTO {table.name} SELECT * FROM {tmp} {conflict}")
-            conn.exec_driver_sql(f"DELETE FROM {tmp}")  # the same table may be upserted again in this transaction
             return
         mark = self.db.mark
         sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join(mark for _ in cols)}) {conflict}"
         conn.exec_driver_sql(sql, rows)
+
+    def through_table(
+        self, conn: Connection, table: str, create: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], sql: str
+    ) -> int:
+        """Put `rows` in the temporary `table` (made by `create` if missing), run `sql` over it, and return its row
+        count. The table is emptied afterwards: the same rows may go through it again in this transaction."""
+        conn.exec_driver_sql(create)
+        self.insert(conn, table, columns, rows)
+        count = conn.exec_driver_sql(sql).rowcount
+        conn.exec_driver_sql(f"DELETE FROM {table}")
+        return count
 
 
 def _load_rows(run: DocumentRun) -> Iterator[tuple[str, str, int, int | None, int, int]]:

@@ -129,10 +129,7 @@ def _write_postgresql(manifest: Manifest, conn: Connection, rows: Iterable[Row],
                 cur.executemany(_AT_ONE, at)
                 written = cur.rowcount
         else:
-            conn.exec_driver_sql(_AT_CREATE)
-            manifest.bulk_insert(conn, _AT_TABLE, (*_AT_COLUMNS, "at"), at)
-            written = conn.exec_driver_sql(_AT_UPDATE).rowcount
-            conn.exec_driver_sql(f"DELETE FROM {_AT_TABLE}")  # documents may be written again in this transaction
+            written = manifest.through_table(conn, _AT_TABLE, _AT_CREATE, (*_AT_COLUMNS, "at"), at, _AT_UPDATE)
         if written != len(at):  # the batch rolls back whole
             raise ManifestDamaged(
                 f"{len(at) - written} of the {len(at)} documents rows this batch read were changed before it wrote "
