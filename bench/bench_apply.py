@@ -45,7 +45,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_layouts import copy_manifest, event_idents, rewrite, timed
+from bench.bench_layouts import Rewrite, copy_manifest, event_idents, timed
 from bench.common import database, write_events
 from sitemap_keeper.incremental.app import App
 from sitemap_keeper.incremental.apply import Prepared
@@ -232,7 +232,7 @@ def throughput(
         report(f"{kind:<10} {source:<5} -> manifest", events, seconds, f"{note}; {cpu[0]})")
         app.close()
         if floor_db is not None:
-            floor_time = timed(floor_db, event_idents(path), batch_size, rewrite)
+            floor_time = timed(floor_db, event_idents(path.read_bytes().splitlines()), batch_size, Rewrite())
             report(
                 f"{kind:<10} floor -> manifest",
                 events,

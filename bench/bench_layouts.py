@@ -52,27 +52,15 @@ Content = tuple[str | None, str | None, str | None]  # what an event stores in i
 _CONTENT_TABLE = (
     "CREATE TABLE bench_xml (id INTEGER PRIMARY KEY, section TEXT, key TEXT, loc TEXT, lastmod TEXT, xml TEXT)"
 )
-_SETUP = {
-    "append": [_CONTENT_TABLE],
-    "delta": [
-        _CONTENT_TABLE,
-        "CREATE TABLE bench_changes (section TEXT, key TEXT, at INTEGER, version INTEGER, "
-        "PRIMARY KEY (section, key)) WITHOUT ROWID",
-    ],
-}
+_CHANGES_TABLE = (
+    "CREATE TABLE bench_changes (section TEXT, key TEXT, at INTEGER, version INTEGER, "
+    "PRIMARY KEY (section, key)) WITHOUT ROWID"
+)
 _MERGE = (
     "UPDATE documents SET version = c.version FROM (SELECT at, version FROM bench_changes ORDER BY at) AS c "
     "WHERE documents.rowid = c.at"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Timing:
-    seconds: float
-    cpu: float  # of this process, which is all of SQLite's work here
-
-
-Batch = Callable[[Any, Sequence[Ident]], None]  # one batch's work, in its write transaction (`raw`: sqlite3)
+STORED_VERSION = 2  # a Stored's version
 NO_CONTENT: Content = (None, None, None)  # a deletion's (a rebuilt row holds none either)
 
 
@@ -81,33 +69,57 @@ def _stored(raw: Any, batch: Sequence[Ident]) -> list[tuple[Ident, Stored]]:
     return sorted(document_rows.load_all(raw, "sqlite", batch).items(), key=lambda item: item[1][ROWID])
 
 
-def read(raw: Any, batch: Sequence[Ident]) -> None:
-    document_rows.load_all(raw, "sqlite", batch)
+@dataclass(frozen=True, slots=True)
+class Timing:
+    seconds: float
+    cpu: float  # of this process, which is all of SQLite's work here
 
 
-def rewrite(raw: Any, batch: Sequence[Ident]) -> None:
-    raw.executemany(
-        "UPDATE documents SET version = version + 1 WHERE rowid = ?", [(at[ROWID],) for _i, at in _stored(raw, batch)]
-    )
+class Layout:
+    """A layout's work (`raw`: an sqlite3 connection): `setup` once, untimed; `batch` for each batch of
+    events' documents in a write transaction of its own; `end`, what is left after the last batch, in one more."""
+
+    setup: Sequence[str] = ()
+
+    def batch(self, raw: Any, idents: Sequence[Ident]) -> None:
+        raise NotImplementedError
+
+    def end(self, raw: Any) -> None:
+        """Nothing is left, unless a layout says otherwise."""
 
 
-class Grow:
-    def __init__(self, contents: dict[Ident, Content]) -> None:
-        self.contents = contents
+class Read(Layout):
+    def batch(self, raw: Any, idents: Sequence[Ident]) -> None:
+        document_rows.load_all(raw, "sqlite", idents)
 
-    def __call__(self, raw: Any, batch: Sequence[Ident]) -> None:
+
+class Rewrite(Layout):
+    def batch(self, raw: Any, idents: Sequence[Ident]) -> None:
         raw.executemany(
-            "UPDATE documents SET version = version + 1, loc = ?, lastmod = ?, xml = ? WHERE rowid = ?",
-            [(*self.contents.get(ident, NO_CONTENT), at[ROWID]) for ident, at in _stored(raw, batch)],
+            "UPDATE documents SET version = version + 1 WHERE rowid = ?",
+            [(at[ROWID],) for _ident, at in _stored(raw, idents)],
         )
 
 
-class Append:
+class Grow(Layout):
     def __init__(self, contents: dict[Ident, Content]) -> None:
         self.contents = contents
 
-    def __call__(self, raw: Any, batch: Sequence[Ident]) -> None:
-        self.append(raw, document_rows.load_all(raw, "sqlite", batch))
+    def batch(self, raw: Any, idents: Sequence[Ident]) -> None:
+        raw.executemany(
+            "UPDATE documents SET version = version + 1, loc = ?, lastmod = ?, xml = ? WHERE rowid = ?",
+            [(*self.contents.get(ident, NO_CONTENT), at[ROWID]) for ident, at in _stored(raw, idents)],
+        )
+
+
+class Append(Layout):
+    setup: Sequence[str] = (_CONTENT_TABLE,)
+
+    def __init__(self, contents: dict[Ident, Content]) -> None:
+        self.contents = contents
+
+    def batch(self, raw: Any, idents: Sequence[Ident]) -> None:
+        self.append(raw, document_rows.load_all(raw, "sqlite", idents))
 
     def append(self, raw: Any, found: dict[Ident, Stored]) -> None:
         raw.executemany(
@@ -117,17 +129,19 @@ class Append:
 
 
 class Delta(Append):
-    """The delta layout's batches, merging every `merge` events."""
+    """The change table, merged into the documents rows every `merge` events and after the last batch."""
+
+    setup = (_CONTENT_TABLE, _CHANGES_TABLE)
 
     def __init__(self, contents: dict[Ident, Content], merge: int) -> None:
         super().__init__(contents)
         self.merge = merge
         self.pending = 0
 
-    def __call__(self, raw: Any, batch: Sequence[Ident]) -> None:
+    def batch(self, raw: Any, idents: Sequence[Ident]) -> None:
         changed: dict[Ident, int] = {}
         by_section: dict[str, list[str]] = {}
-        for section, key in sorted(set(batch)):
+        for section, key in sorted(set(idents)):
             by_section.setdefault(section, []).append(key)
         for section, keys in by_section.items():
             for i in range(0, len(keys), KEYS_PER_QUERY):
@@ -135,21 +149,25 @@ class Delta(Append):
                 marks = ",".join("?" * len(chunk))
                 sql = f"SELECT key, version FROM bench_changes WHERE section = ? AND key IN ({marks})"
                 changed.update({(section, k): v for k, v in raw.execute(sql, (section, *chunk))})
-        found = document_rows.load_all(raw, "sqlite", batch)
+        found = document_rows.load_all(raw, "sqlite", idents)
         raw.executemany(
             "INSERT INTO bench_changes VALUES (?, ?, ?, ?) "
             "ON CONFLICT (section, key) DO UPDATE SET version = excluded.version",
-            [(s, k, at[ROWID], changed.get((s, k), at[2] or 0) + 1) for (s, k), at in sorted(found.items())],
+            [
+                (s, k, at[ROWID], changed.get((s, k), at[STORED_VERSION] or 0) + 1)
+                for (s, k), at in sorted(found.items())
+            ],
         )
         self.append(raw, found)
-        self.pending += len(batch)
+        self.pending += len(idents)
         if self.pending >= self.merge:
-            self.flush(raw)
+            self.end(raw)
 
-    def flush(self, raw: Any) -> None:
-        raw.execute(_MERGE)
-        raw.execute("DELETE FROM bench_changes")
-        self.pending = 0
+    def end(self, raw: Any) -> None:
+        if self.pending:
+            raw.execute(_MERGE)
+            raw.execute("DELETE FROM bench_changes")
+            self.pending = 0
 
 
 def contents(events: Sequence[bytes], workdir: Path) -> dict[Ident, Content]:
@@ -175,32 +193,32 @@ def copy_manifest(source: Path, to: Path) -> None:
         src.close()
 
 
-def timed(path: Path, idents: Sequence[Ident], batch_size: int, work: Batch, setup: Sequence[str] = ()) -> Timing:
-    """`work` over the manifest at `path`, a write transaction per batch of `idents`, with the writer's settings."""
+def timed(path: Path, idents: Sequence[Ident], batch_size: int, layout: Layout) -> Timing:
+    """The layout over the manifest at `path`, a write transaction per batch of `idents`, with the writer's
+    settings."""
     engine = connect(f"sqlite:///{path}", writer=True)
     try:
         with engine.connect() as conn:
             raw = conn.connection.driver_connection
             assert raw is not None
-            for sql in setup:
+            for sql in layout.setup:
                 raw.execute(sql)
             started, cpu = time.perf_counter(), time.process_time()
             for i in range(0, len(idents), batch_size):
                 raw.execute("BEGIN IMMEDIATE")
-                work(raw, idents[i : i + batch_size])
+                layout.batch(raw, idents[i : i + batch_size])
                 raw.execute("COMMIT")
-            if isinstance(work, Delta) and work.pending:
-                raw.execute("BEGIN IMMEDIATE")
-                work.flush(raw)
-                raw.execute("COMMIT")
+            raw.execute("BEGIN IMMEDIATE")
+            layout.end(raw)
+            raw.execute("COMMIT")
             return Timing(time.perf_counter() - started, time.process_time() - cpu)
     finally:
         engine.dispose()
 
 
-def event_idents(events: Path) -> list[Ident]:
-    """(section, key) of each event of a JSON-lines file, in order."""
-    return [(obj["section"], obj["key"]) for obj in map(orjson.loads, events.read_bytes().splitlines())]
+def event_idents(events: Sequence[bytes]) -> list[Ident]:
+    """(section, key) of each event, in order."""
+    return [(obj["section"], obj["key"]) for obj in map(orjson.loads, events)]
 
 
 def main() -> None:
@@ -221,9 +239,9 @@ def main() -> None:
         raise SystemExit(f"error: {args.manifest} is not a manifest: {e}") from None
     finally:
         probe.close()
-    layouts: dict[str, Callable[[dict[Ident, Content]], Batch]] = {
-        "read": lambda _contents: read,
-        "rewrite": lambda _contents: rewrite,
+    layouts: dict[str, Callable[[dict[Ident, Content]], Layout]] = {
+        "read": lambda _contents: Read(),
+        "rewrite": lambda _contents: Rewrite(),
         "grow": Grow,
         "append": Append,
         "delta": lambda contents: Delta(contents, args.merge),
@@ -231,12 +249,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-layouts-", dir=args.workdir or args.manifest.parent) as tmp:
         events = Path(tmp) / "events.jsonl"
         write_events(events, args.events, catalog)
-        idents = event_idents(events)
-        rendered = contents(events.read_bytes().splitlines(), Path(tmp))
+        raws = events.read_bytes().splitlines()
+        idents, rendered = event_idents(raws), contents(raws, Path(tmp))
         for name in args.layout or list(layouts):
             copy = Path(tmp) / "manifest.db"
             copy_manifest(args.manifest, copy)
-            t = timed(copy, idents, args.batch_size, layouts[name](rendered), _SETUP.get(name, ()))
+            t = timed(copy, idents, args.batch_size, layouts[name](rendered))
             for leftover in Path(tmp).glob("manifest.db*"):
                 leftover.unlink()
             print(
