@@ -43,7 +43,7 @@ def time_diff(data_dir: Path, database_url: str, workers: int, repeat: int) -> d
 
     manifest, store = Manifest.open(database_url), LocalStore(data_dir)
     new = LocalRouter(data_dir).current()
-    gen = manifest.generation(new) if new else None
+    gen = manifest.generations.get(new) if new else None
     assert gen is not None and gen.base_id is not None, "no published generation with a base"
     options = {"workers": workers} if "workers" in inspect.signature(diff.compare).parameters else {}
     seconds: list[float] = []
@@ -93,6 +93,8 @@ def main() -> None:
 
     pythons = {"this": sys.executable, **({"before": args.before} if args.before else {})}
     args.cache.mkdir(parents=True, exist_ok=True)
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
     catalog = catalog_file(args.documents, args.cache)
     results: dict[str, list[dict[str, Any]]] = {label: [] for label in pythons}
     with tempfile.TemporaryDirectory(prefix="bench-diff-", dir=args.workdir) as tmp:

@@ -246,6 +246,8 @@ def main() -> None:
         "append": Append,
         "delta": lambda contents: Delta(contents, args.merge),
     }
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-layouts-", dir=args.workdir or args.manifest.parent) as tmp:
         events = Path(tmp) / "events.jsonl"
         write_events(events, args.events, catalog)

@@ -104,13 +104,13 @@ def main() -> None:
         publisher = Publisher(manifest, store, router, settings.base_url, settings.limits, workers=args.workers)
 
         started = time.monotonic()
-        if manifest.url_count() == 0:
+        if manifest.reader.url_count() == 0:
             Rebuilder(manifest, settings.rules, settings.limits, args.workers).rebuild(
                 row_chunks("synthetic", synthetic.catalog(args.documents))
             )
             print(f"load {args.documents:,} documents: {time.monotonic() - started:.1f}s", flush=True)
         else:
-            print(f"reusing the manifest in {tmp}: {manifest.url_count():,} URLs")
+            print(f"reusing the manifest in {tmp}: {manifest.reader.url_count():,} URLs")
         started = time.monotonic()
         print(f"{publisher.publish(full=True).message} (full publish: {time.monotonic() - started:.1f}s)")
 

@@ -194,7 +194,7 @@ class Applier:
             prepared = self.prepare([raw for _source, raw in items])
         letters: list[tuple[str, str, bytes]] = []
         with self.manifest.write() as conn:
-            if self.manifest.rebuild_running(conn):  # its swap would drop what is applied now: nothing is
+            if self.manifest.locks.rebuild_running(conn):  # its swap would drop what is applied now: nothing is
                 prepared.discard()
                 raise RebuildRunning(
                     "a rebuild is running on this manifest: events are applied once it has swapped its tables in"
@@ -208,7 +208,7 @@ class Applier:
             self._release(batch)
             batch.write_waiting()
             batch.write(self.manifest)
-            Manifest.add_dead_letters(conn, letters)
+            self.manifest.dead_letters.add(conn, letters)
             if extra is not None:
                 extra(conn)
             checkpoint("apply-commit")  # a kill here: the batch is rolled back whole

@@ -1,7 +1,7 @@
 """Who may publish and prune when several replicas run.
 
 Every replica applies events (the consumer group shares the partitions); publishing and pruning take
-`Manifest.publish_lock()` whatever the election, which on PostgreSQL is a session advisory lock: the
+`Manifest.locks.publish()` whatever the election, which on PostgreSQL is a session advisory lock: the
 `postgres` election is just that (a replica that finds it held skips its turn). SQLite means one process.
 `lease` adds a Kubernetes Lease (coordination.k8s.io): only its holder even tries, so replicas do not race
 for the lock, and `kubectl get lease` shows who publishes.

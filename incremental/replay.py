@@ -98,7 +98,7 @@ class Replay:
         Refused while a rebuild loads: its swap would bring back what this empties, under the replay's offsets.
         """
         with self.app.manifest.write() as conn:
-            if self.app.manifest.rebuild_running(conn):
+            if self.app.manifest.locks.rebuild_running(conn):
                 raise RebuildRunning("a rebuild is running on this manifest: replay once it has swapped its tables in")
             if not keep_manifest:
                 self.app.manifest.empty(conn)

@@ -59,7 +59,7 @@ class Timers:
         p = plan(self.app.manifest, self.app.router.current(), now=self.app.publisher.clock())
         dirty = len(p.render) + len(p.dropped) + len(p.news)
         self.metrics.dirty.set(dirty)
-        gen = self.app.manifest.generation(p.live) if p.live else None
+        gen = self.app.manifest.generations.get(p.live) if p.live else None
         self.metrics.set_live(p.live, gen.published_at if gen else None)
         self.metrics.leader.set(1 if self.leader.is_leader() else 0)
         held = hold.current(self.app.manifest)

@@ -170,7 +170,7 @@ class Service:
         self._rewind()  # the refused batch and the one read ahead are read again afterwards
 
     def _still_paused(self) -> bool:
-        if self.app.manifest.rebuild_running():
+        if self.app.manifest.locks.rebuild_running():
             return True
         self.paused = False
         self.metrics.paused.set(0)
@@ -224,11 +224,11 @@ class Service:
         return counts
 
     def _last_letter(self) -> int:
-        return self.app.manifest.newest_dead_letter_id()
+        return self.app.manifest.dead_letters.newest_id()
 
     def _forward_letters(self, batch: EventBatch) -> None:
         """The batch's dead letters (just committed, so the newest rows) also go to the dead-letter topic."""
-        rows = self.app.manifest.dead_letters_after(self.letters_seen)
+        rows = self.app.manifest.dead_letters.after(self.letters_seen)
         if rows:
             self.letters_seen = rows[-1].id
         ours = [(d.source, d.reason, bytes(d.raw), batch.keys.get(d.source)) for d in rows if d.source in batch.keys]

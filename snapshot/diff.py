@@ -497,7 +497,7 @@ class _Loose:
 
 
 def _readable_files(manifest: Manifest, gen_id: str) -> dict[str, FileRecord]:
-    gen = manifest.generation(gen_id)
+    gen = manifest.generations.get(gen_id)
     if gen is None:
         raise DiffUnavailable(f"generation {gen_id} is not recorded in this manifest")
     if gen.state == "pruned":
@@ -507,7 +507,7 @@ def _readable_files(manifest: Manifest, gen_id: str) -> dict[str, FileRecord]:
         )
     if gen.state not in READABLE:
         raise DiffUnavailable(f"generation {gen_id} is {gen.state}, not a published generation")
-    return manifest.files(gen_id)
+    return manifest.generations.files(gen_id)
 
 
 def compare(manifest: Manifest, store: Store, old_id: str | None, new_id: str, workers: int = 1) -> Comparison:

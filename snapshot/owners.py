@@ -58,7 +58,7 @@ def refusal(loc: str, holder: tuple[str, str]) -> str:
 
 def current_loc(manifest: Manifest, conn: Connection, holder: Holder) -> str | None:
     """The URL `holder` is at in the manifest (its full row, or its shard's packs); None if it is not live."""
-    return manifest.live_loc(conn, holder.section, holder.key)
+    return manifest.reader.live_loc(conn, holder.section, holder.key)
 
 
 def replaces(version: int | None, older: int | None) -> bool:

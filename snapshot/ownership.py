@@ -49,7 +49,7 @@ class Owner:
 
     @classmethod
     def of(cls, manifest: Manifest, store: Store) -> Owner:
-        return cls(site_id(manifest), store, (g.id for g in manifest.generations()))
+        return cls(site_id(manifest), store, (g.id for g in manifest.generations.all()))
 
     def claim(self, gen_id: str) -> Foreign | None:
         """None when the generation is this site's (stamping it if it was recorded here but never stamped);

@@ -56,7 +56,7 @@ def status_data(manifest: Manifest, store: Store, router: Router, base_url: str)
 
 def publishes(manifest: Manifest, limit: int = PUBLISHES) -> list[dict[str, Any]]:
     """The newest generations that went live, with the counts recorded when they did."""
-    gens = [g for g in reversed(manifest.generations()) if g.published_at is not None][:limit]
+    gens = [g for g in reversed(manifest.generations.all()) if g.published_at is not None][:limit]
     out = []
     for g in gens:
         rec = diff.recorded(manifest, g.id)
@@ -85,7 +85,7 @@ def recent_dead_letters(manifest: Manifest, limit: int = LETTERS) -> list[dict[s
             "reason": r.reason,
             "raw": bytes(r.raw)[: RAW_SHOWN * 4].decode("utf-8", "replace")[:RAW_SHOWN],
         }
-        for r in manifest.newest_dead_letters(limit)
+        for r in manifest.dead_letters.newest(limit)
     ]
 
 
@@ -129,11 +129,11 @@ class Pages:
         gen_id = query.get("generation") or self.router.current()
         if gen_id is None:
             return _error(404, "nothing published yet")
-        gen = self.manifest.generation(gen_id)
+        gen = self.manifest.generations.get(gen_id)
         if gen is None or gen.state not in diff.READABLE:
             why = "not recorded in this manifest" if gen is None else f"{gen.state}: its files are not readable"
             return _error(404, f"generation {gen_id} is {why}")
-        files = self.manifest.files(gen_id)
+        files = self.manifest.generations.files(gen_id)
         if not name:
             return self._ok(f"Files of {gen_id}", files_body(gen, files))
         if name not in files:

@@ -81,9 +81,9 @@ def prune(
     if keep < 1:
         raise ValueError(f"--keep must be at least 1 (the live generation), got {keep}")
     now = time.time() if now is None else now
-    with manifest.publish_lock():
+    with manifest.locks.publish():
         live = router.current()
-        gens = manifest.generations()
+        gens = manifest.generations.all()
         known = {g.id: g for g in gens}
         if live is not None and live not in known:
             raise ForeignLive(
@@ -119,10 +119,10 @@ def _prune_one(run: _Run, gen_id: str, grace: float, now: float) -> None:
             run.result.foreign.append(foreign)
     elif g.state in PUBLISHED:
         if run.delete(gen_id, "prune-delete"):
-            run.manifest.set_state(gen_id, "pruned")
+            run.manifest.generations.set_state(gen_id, "pruned")
             run.result.deleted.append(gen_id)
     elif run.stale(g, grace, now) and run.delete(gen_id, "prune-abandoned"):
-        run.manifest.set_state(gen_id, "pruned" if g.state == "pruned" else "abandoned")
+        run.manifest.generations.set_state(gen_id, "pruned" if g.state == "pruned" else "abandoned")
         run.result.abandoned.append(gen_id)
 
 
@@ -132,7 +132,7 @@ def _record_gone(run: _Run, present: set[str], grace: float, now: float) -> None
         if g.id in present or g.id in run.kept:
             continue
         if g.state in PUBLISHED:
-            run.manifest.set_state(g.id, "pruned")
+            run.manifest.generations.set_state(g.id, "pruned")
             run.result.deleted.append(g.id)
         elif g.state in NEVER_LIVE and run.stale(g, grace, now):
-            run.manifest.set_state(g.id, "abandoned")
+            run.manifest.generations.set_state(g.id, "abandoned")

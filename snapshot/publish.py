@@ -82,10 +82,10 @@ class PublishResult:
 def plan(manifest: Manifest, live: str | None, full: bool = False, now: float | None = None) -> Plan:
     """Which shards must be rendered and which files can be brought unchanged from `live` (as the router said);
     the news files as they must read at `now` (default: the time now)."""
-    base_files = manifest.files(live) if live else {}
+    base_files = manifest.generations.files(live) if live else {}
     result = Plan(live=live, base_files=base_files, now=time.time() if now is None else now)
     current_names = set()
-    for shard in manifest.shards():
+    for shard in manifest.reader.shards():
         if shard.url_count == 0:
             continue
         name = naming.shard_name(shard.section, shard.shard_no)
@@ -109,8 +109,8 @@ def plan(manifest: Manifest, live: str | None, full: bool = False, now: float | 
 def render_shard(manifest: Manifest, section: str, shard_no: int, limits: Limits) -> RenderedShard | None:
     """Render one shard from a consistent snapshot of the manifest; None when it has no URLs left."""
     with manifest.read() as conn:
-        revision = manifest.shard_revision(conn, section, shard_no)
-        fragments, lastmods, stamps = manifest.shard_rows(conn, section, shard_no)
+        revision = manifest.reader.revision(conn, section, shard_no)
+        fragments, lastmods, stamps = manifest.reader.shard_rows(conn, section, shard_no)
     if revision is None or not fragments:
         return None
     newest = newest_lastmod(lastmods, stamps)
@@ -188,14 +188,14 @@ class Publisher:
         """Make the manifest agree with the router: the router is the truth about what is live.
         Returns the live generation's id and its record (None if this manifest has none)."""
         live = self.router.current()
-        gen = self.manifest.generation(live) if live is not None else None
+        gen = self.manifest.generations.get(live) if live is not None else None
         if gen is not None and gen.state != "live":
-            self.manifest.set_state(gen.id, "live")
+            self.manifest.generations.set_state(gen.id, "live")
         return live, gen
 
     def publish(self, full: bool = False) -> PublishResult:
         started = time.monotonic()
-        with self.manifest.publish_lock():
+        with self.manifest.locks.publish():
             held = hold.current(self.manifest)
             if held is not None:
                 raise Held(f"not publishing: the site is {held.describe()}; `sitemaps resume` releases it")
@@ -227,8 +227,8 @@ class Publisher:
                     seconds=time.monotonic() - started,
                     message=f"nothing to publish: generation {p.live} is up to date",
                 )
-            gen_id = generation.new_id(after=generation.newest(self.manifest.latest_generation_id(), p.live))
-            self.manifest.begin_generation(gen_id, p.live)
+            gen_id = generation.new_id(after=generation.newest(self.manifest.generations.latest_id(), p.live))
+            self.manifest.generations.begin(gen_id, p.live)
             checkpoint("begin")
             ownership.create(self.store, ownership.site_id(self.manifest), gen_id)
             records = self._build(gen_id, p)
@@ -236,14 +236,14 @@ class Publisher:
             verify_generation(self.store, gen_id, records, self.limits)
             self.store.seal(gen_id)
             rendered = len(p.render) + len(p.news)  # shards and news files
-            self.manifest.record_generation(gen_id, records.values(), rendered=rendered, copied=len(p.copy))
+            self.manifest.generations.record(gen_id, records.values(), rendered=rendered, copied=len(p.copy))
             record_expiries(self.manifest, gen_id, self._news_expiries)
             checkpoint("policy")
             self.store.make_public(gen_id)
             checkpoint("switch")
             self.router.switch(gen_id, expected=p.live)
             checkpoint("switched")
-            self.manifest.set_state(gen_id, "live")
+            self.manifest.generations.set_state(gen_id, "live")
             urls = sum(f.url_count for f in records.values() if f.shard_no is not None)
             result = PublishResult(
                 gen_id,

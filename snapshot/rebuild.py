@@ -189,9 +189,9 @@ class Rebuilder:
     def rebuild(self, source: Iterable[Chunk], progress: Callable[[int], None] | None = None) -> Counts:
         """Load every document of `source` into a new manifest and swap it in. Returns the counts.
 
-        Events wait meanwhile (`Manifest.rebuild_lock`), and a second rebuild of the same manifest is refused.
+        Events wait meanwhile (`Manifest.locks.rebuild`), and a second rebuild of the same manifest is refused.
         """
-        with self.manifest.rebuild_lock():
+        with self.manifest.locks.rebuild():
             return self._rebuild(source, progress)
 
     def _rebuild(self, source: Iterable[Chunk], progress: Callable[[int], None] | None) -> Counts:
@@ -242,7 +242,7 @@ class Rebuilder:
 
         The publish checks the same against the live generation (`Publisher`); this check keeps the manifest.
         """
-        before = self.manifest.url_count()  # appliers wait for the rebuild lock: nothing changes it meanwhile
+        before = self.manifest.reader.url_count()  # appliers wait for the rebuild lock: nothing changes it meanwhile
         if shrinks_too_far(before, counts.applied, self.max_shrink):
             self.staging.drop()
             raise SourceShrank(
@@ -338,7 +338,7 @@ class Rebuilder:
         self.staging.delete_document(conn, section, key)
         self.staging.insert_document(conn, section, key, n, version, size, self._kept[section, key])
         # Every other copy is blanked in its pack, so each shard's packs hold exactly its documents (what lets an
-        # untouched shard render from its packs alone: `Manifest.shard_rows`).
+        # untouched shard render from its packs alone: `Manifest.reader.shard_rows`).
         for m in sorted({c[0] for c in copies if c is not kept}):
             stale = {c[1] for c in copies if c is not kept and c[0] == m}
             for pack_seq, _a, _b, data in self._packs_of(conn, section, m, cache):
@@ -372,7 +372,7 @@ class Rebuilder:
                     )
                 )
         self.staging.keep_claims(conn, holders)
-        Manifest.add_dead_letters(conn, letters)
+        self.manifest.dead_letters.add(conn, letters)
         if not self.staging.index_claims(conn, suffix):
             raise AssertionError("a URL is still claimed twice after leaving each its first claim")
         return len(letters)

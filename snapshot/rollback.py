@@ -31,9 +31,9 @@ def rollback(
     before the switch, so that no publish brings the manifest's state back on top of it until released;
     without, the next publish does.
     """
-    with manifest.publish_lock():
+    with manifest.locks.publish():
         live = router.current()
-        gens = manifest.generations()  # by id: publish order (snapshot/generation.py)
+        gens = manifest.generations.all()  # by id: publish order (snapshot/generation.py)
         retained = [g for g in gens if g.state in ("live", "retired") and g.id != live]
         if target is None:
             if live is not None and all(g.id != live for g in gens):
@@ -52,7 +52,7 @@ def rollback(
                 f"generation {target} is not a retained generation; "
                 f"retained: {', '.join(g.id for g in retained) or 'none'}"
             )
-        verify_generation(store, target, manifest.files(target), limits or Limits())
+        verify_generation(store, target, manifest.generations.files(target), limits or Limits())
         foreign = Owner(site_id(manifest), store, (g.id for g in gens)).claim(target)
         if foreign is not None:
             raise RollbackError(f"generation {foreign} is not this site's: not switching to it")
@@ -61,7 +61,7 @@ def rollback(
             _switch_held(manifest, router, live, target, hold)
         else:
             router.switch(target, expected=live)
-        manifest.set_state(target, "live")
+        manifest.generations.set_state(target, "live")
     return live, target
 
 

@@ -16,7 +16,7 @@ def sitemap_lines(manifest: Manifest, live: str | None, base_url: str) -> list[s
     """The `Sitemap:` lines for robots.txt: the live generation's root index (or numbered root indexes)."""
     if live is None:
         return []
-    roots = sorted((n for n in manifest.files(live) if naming.is_root_index(n)), key=_index_order)
+    roots = sorted((n for n in manifest.generations.files(live) if naming.is_root_index(n)), key=_index_order)
     return [f"Sitemap: {base_url}{name}" for name in roots]
 
 
@@ -35,10 +35,10 @@ def _last_diff(manifest: Manifest, live: str | None) -> dict[str, Any] | None:
 
 def status(manifest: Manifest, store: Store, router: Router, base_url: str, now: float | None = None) -> dict[str, Any]:
     live = router.current()
-    gens = manifest.generations()
+    gens = manifest.generations.all()
     live_gen = next((g for g in gens if g.id == live), None)
     p = plan(manifest, live, now=now)
-    sections = manifest.section_counts()
+    sections = manifest.reader.section_counts()
     lines = sitemap_lines(manifest, live, base_url)
     notes = []
     if len(lines) > 1:
@@ -63,7 +63,7 @@ def status(manifest: Manifest, store: Store, router: Router, base_url: str, now:
         "dirty_shards": len(p.render) + len(p.dropped) + len(p.news),
         "news_files_due": len(p.news),  # changed, or an article aged out of the window (snapshot/news.py)
         "news_next_expiry": p.news_expiry,  # when the next live news file is due (epoch seconds)
-        "dead_letters": manifest.dead_letter_count(),
+        "dead_letters": manifest.dead_letters.count(),
         "waiting_url_claims": url_claims.waiting_claims(manifest),  # refused for a URL held, waiting for it
         "sitemap_lines": lines,
         "last_diff": _last_diff(manifest, live),

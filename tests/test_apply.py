@@ -83,7 +83,7 @@ def test_parallel_apply_matches_serial_and_model(database_url: str, tmp_path: Pa
         got = tables(parallel.manifest)
         assert got == tables(serial.manifest)
         assert [raw for _s, _r, raw in got["letters"]] == bad
-        assert {loc: lastmod for _s, _k, loc, lastmod in parallel.manifest.documents()} == model.expected()
+        assert {loc: lastmod for _s, _k, loc, lastmod in parallel.manifest.reader.documents()} == model.expected()
         counted: dict[tuple[str, int], list[int]] = {}
         for section, _k, shard_no, _v, _loc, _lm, size, xml, _h in got["documents"]:
             if xml is not None:
@@ -110,6 +110,6 @@ def test_no_collection_runs_while_a_batch_is_applied(tmp_path: Path) -> None:
         with pytest.raises(ValueError):  # resumed after a failed batch too
             app.applier.apply_raw([("t:x", values[0])], extra=lambda _conn: int("not a number"))
         assert gc.isenabled()
-        assert {loc: lastmod for _s, _k, loc, lastmod in app.manifest.documents()} == model.expected()
+        assert {loc: lastmod for _s, _k, loc, lastmod in app.manifest.reader.documents()} == model.expected()
     finally:
         app.close()

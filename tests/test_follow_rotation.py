@@ -60,7 +60,7 @@ class Harness:
         follower.check()
 
     def applied(self) -> set[str]:
-        return {key for _s, key, _loc, _lastmod in self.manifest.documents()}
+        return {key for _s, key, _loc, _lastmod in self.manifest.reader.documents()}
 
     def close(self) -> None:
         self.applier.close()

@@ -186,7 +186,7 @@ def test_hold_waits_for_a_publish_in_progress(tmp_path: Path) -> None:
     cli("rebuild", "--source", write_jsonl(tmp_path / "v1.jsonl", [doc(i, None, day=1) for i in range(10)]), env=env)
     manifest = Manifest.open(env["SITEMAPS_DATABASE_URL"])
     try:
-        with manifest.publish_lock():  # a publish in progress
+        with manifest.locks.publish():  # a publish in progress
             proc = subprocess.Popen(
                 [sys.executable, "-m", "sitemap_keeper", "hold"],
                 env={**os.environ, **env},

@@ -505,7 +505,7 @@ def check_dead_letters(database_url: str, bad: list[tuple[str, Line]]) -> None:
     """Every bad line, and only those, in the dead-letter table: its source, its reason, its raw bytes."""
     manifest = Manifest.open(database_url)
     try:
-        letters = manifest.dead_letters()
+        letters = manifest.dead_letters.all()
     finally:
         manifest.close()
     assert [(d.source, d.raw) for d in letters] == [(s, line.raw) for s, line in bad], (

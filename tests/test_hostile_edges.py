@@ -100,7 +100,7 @@ def test_a_document_no_shard_can_hold_is_dead_lettered_and_publishes_go_on(small
     apply(app, model, [doc(200)])
     assert app.publisher.publish().generation is not None
     assert served(app) == model.expected()
-    reasons = [letter.reason for letter in app.manifest.dead_letters()]
+    reasons = [letter.reason for letter in app.manifest.dead_letters.all()]
     assert len(reasons) == 3 and all("more than one shard can hold" in r for r in reasons), reasons
 
 
@@ -129,7 +129,7 @@ def test_an_idn_host_is_accepted_in_any_form_and_published_in_idna(
             },
         ]
         counts = app.applier.apply_raw([(f"t:{i}", wire(e)) for i, e in enumerate(events)])
-        assert (counts.applied, counts.rejected) == (3, 0), app.manifest.dead_letters()
+        assert (counts.applied, counts.rejected) == (3, 0), app.manifest.dead_letters.all()
         for e, loc in zip(
             events,
             [IDN_PUBLISHED, "https://xn--bcher-kva.example/b/2", "https://xn--bcher-kva.example/b/3"],
@@ -155,7 +155,7 @@ def test_an_invalid_idn_host_is_refused_with_its_reason(tmp_path: Path) -> None:
     try:
         counts = app.applier.apply_raw([("t", orjson.dumps({**doc(1), "loc": "https://-bücher.example/a"}))])
         assert counts.rejected == 1
-        assert "not a valid internationalised domain name" in app.manifest.dead_letters()[0].reason
+        assert "not a valid internationalised domain name" in app.manifest.dead_letters.all()[0].reason
     finally:
         app.close()
 
@@ -209,7 +209,7 @@ def claims(app: App) -> list[str]:
     """The holders' keys named by the dead letters of second claims, in order."""
     return [
         letter.reason.split("document '")[1].split("'")[0]
-        for letter in app.manifest.dead_letters()
+        for letter in app.manifest.dead_letters.all()
         if "a URL belongs to one document" in letter.reason
     ]
 
@@ -243,7 +243,7 @@ def test_a_url_belongs_to_one_document_under_apply(app: App) -> None:
     )
     assert app.publisher.publish().generation is not None
     assert served(app) == model.expected()
-    assert len(app.manifest.dead_letters()) == 2
+    assert len(app.manifest.dead_letters.all()) == 2
 
 
 def test_a_url_belongs_to_one_document_under_rebuild_then_apply(app: App) -> None:
@@ -403,8 +403,8 @@ def test_a_url_belongs_to_one_document_across_a_kill_at_the_commit(tmp_path: Pat
         model.event(e)
     manifest = Manifest.open(database_url)
     try:
-        assert {loc: lastmod for _s, _k, loc, lastmod in manifest.documents()} == model.expected()
-        assert [letter.reason.split("document '")[1][0] for letter in manifest.dead_letters()] == ["1", "3"]
+        assert {loc: lastmod for _s, _k, loc, lastmod in manifest.reader.documents()} == model.expected()
+        assert [letter.reason.split("document '")[1][0] for letter in manifest.dead_letters.all()] == ["1", "3"]
     finally:
         manifest.close()
     assert served_locally(tmp_path / "data") == model.expected()
@@ -442,7 +442,7 @@ def delete(i: int, version: int) -> dict[str, object]:
 
 def locs(app: App) -> dict[str, str]:
     """Each live document's URL, by key (every document here is a book)."""
-    return {key: loc for _s, key, loc, _m in app.manifest.documents()}
+    return {key: loc for _s, key, loc, _m in app.manifest.reader.documents()}
 
 
 def waiting(app: App) -> int:
@@ -466,7 +466,7 @@ def test_a_new_keys_upsert_before_the_old_keys_delete_takes_the_url(app: App, sp
     counts = batches(app, [claim], [gone]) if split else batches(app, [claim, gone])
     assert (counts.applied, counts.rejected) == (2, 0), counts  # the refusal's letter is withdrawn
     assert locs(app) == {"2": url(1)}
-    assert app.manifest.dead_letters() == [] and waiting(app) == 0
+    assert app.manifest.dead_letters.all() == [] and waiting(app) == 0
     assert app.publisher.publish().generation is not None
     assert served(app) == {url(1): claim["lastmod"]}
 
@@ -532,9 +532,9 @@ def test_a_rebuild_refuses_a_line_over_1_mib_as_apply_does(app: App) -> None:
     assert (counts.applied, counts.rejected) == (2, 1), counts
     applied = app.applier.apply_raw([("events.jsonl:1", big)])
     assert applied.rejected == 1
-    reasons = [letter.reason for letter in app.manifest.dead_letters()]
+    reasons = [letter.reason for letter in app.manifest.dead_letters.all()]
     assert all(f"{len(big)} bytes, at most 1048576 allowed" in r for r in reasons), reasons
-    assert [letter.source for letter in app.manifest.dead_letters()] == ["src.jsonl:2", "events.jsonl:1"]
+    assert [letter.source for letter in app.manifest.dead_letters.all()] == ["src.jsonl:2", "events.jsonl:1"]
 
 
 def test_an_index_lastmod_is_the_newest_exactly_even_a_microsecond_apart_in_far_years(app: App) -> None:
@@ -649,7 +649,7 @@ def test_random_claims_of_a_few_urls_follow_the_rule(
         app.applier.apply_raw([(f"t:{j}", wire(e)) for j, e in enumerate(events[i : i + n], i)])
         model.batch(events[i : i + n])
         i += n
-    assert {(s, k): (loc, lastmod) for s, k, loc, lastmod in app.manifest.documents()} == model.live
+    assert {(s, k): (loc, lastmod) for s, k, loc, lastmod in app.manifest.reader.documents()} == model.live
     assert len(claims(app)) == model.refused > 0
     if model.live:
         assert app.publisher.publish().generation is not None

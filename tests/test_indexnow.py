@@ -165,7 +165,7 @@ def test_added_and_changed_urls_are_posted_in_batches(tmp_path: Path, database_u
         # The key file is in every generation, so it is served under the sitemaps base URL.
         for gen in (first, second):
             assert app.store.get(gen, f"{KEY}.txt") == KEY.encode()
-            verify_generation(app.store, gen, app.manifest.files(gen), app.settings.limits, deep=True)
+            verify_generation(app.store, gen, app.manifest.generations.files(gen), app.settings.limits, deep=True)
         server = make_server(app.store, app.router, app.settings.base_path, "127.0.0.1", 0)
         serve_in_thread(server)
         try:

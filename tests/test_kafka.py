@@ -214,7 +214,7 @@ def test_two_replicas_both_apply_and_one_publishes_at_a_time(
         for r in replicas:
             r.kill()
     # One publisher at a time: no two publishes overlap, and each built on the one before it.
-    gens = sorted((g for g in manifest.generations() if g.published_at), key=lambda g: g.created_at)
+    gens = sorted((g for g in manifest.generations.all() if g.published_at), key=lambda g: g.created_at)
     for before, after in itertools.pairwise(gens):
         assert before.published_at is not None and before.published_at <= after.created_at
         assert after.base_id == before.id
@@ -296,7 +296,7 @@ def test_a_rebuild_longer_than_the_poll_interval_keeps_the_consumer_in_its_group
     try:
         first = produce(kafka_broker, topic, values[:half], keys[:half])
         wait_for(lambda: stored_offsets(app.manifest, topic) == first, 90, "the first half applied")
-        with app.manifest.rebuild_lock(), caplog.at_level(logging.WARNING):
+        with app.manifest.locks.rebuild(), caplog.at_level(logging.WARNING):
             ends = produce(kafka_broker, topic, values[half:], keys[half:])
             wait_for(lambda: service.paused, 30, "the service to wait for the rebuild")
             time.sleep(12)  # over twice max.poll.interval

@@ -128,7 +128,7 @@ def served(tmp_path: Path) -> Iterator[tuple[App, str]]:
 
 def publish(app: App, docs: list[dict[str, Any]]) -> str:
     counts = app.applier.apply_raw([(f"t:{i}", orjson.dumps(d)) for i, d in enumerate(docs)])
-    assert counts.rejected == 0, app.manifest.dead_letters()
+    assert counts.rejected == 0, app.manifest.dead_letters.all()
     gen = app.publisher.publish().generation
     assert gen is not None
     return gen
@@ -298,7 +298,7 @@ def test_videos_read_back_field_for_field(served: tuple[App, str], npm_reader: P
     bad = dict(changed[1], version=2, video=[dict(changed[1].get("video", [{}])[0], category="Grilling")])
     counts = app.applier.apply_raw([(f"t:{i}", orjson.dumps(e)) for i, e in enumerate([*events, bad])])
     assert (counts.applied, counts.rejected) == (len(events), 1)
-    assert "video[0].category is deprecated by Google" in app.manifest.dead_letters()[-1].reason
+    assert "video[0].category is deprecated by Google" in app.manifest.dead_letters.all()[-1].reason
     truth |= {d["loc"]: changed_truth[d["loc"]] for d in events}
     app.publisher.publish()
     site = read_site(http_fetch(base), base)

@@ -102,7 +102,7 @@ def app(tmp_path: Path, database_url: str) -> Iterator[App]:
 
 def apply(app: App, model: NewsModel, docs: list[dict[str, Any]]) -> None:
     counts = app.applier.apply_raw([(f"t:{i}", orjson.dumps(d)) for i, d in enumerate(docs)])
-    assert counts.rejected == 0, app.manifest.dead_letters()
+    assert counts.rejected == 0, app.manifest.dead_letters.all()
     for d in docs:
         if d.get("op") == "delete":
             model.delete(f"https://{HOST}/{d['section']}/{d['key']}")
@@ -134,8 +134,8 @@ def served_news(app: App) -> tuple[dict[str, str], set[str], dict[str, bytes]]:
 def news_rendered(app: App, gen: str | None, base: str | None) -> set[str]:
     """The news files of `gen` not copied from `base` (their checksums differ or they are new)."""
     assert gen is not None
-    new = {n: f.md5 for n, f in app.manifest.files(gen).items() if parse_news_name(n)}
-    old = {n: f.md5 for n, f in app.manifest.files(base).items() if parse_news_name(n)} if base else {}
+    new = {n: f.md5 for n, f in app.manifest.generations.files(gen).items() if parse_news_name(n)}
+    old = {n: f.md5 for n, f in app.manifest.generations.files(base).items() if parse_news_name(n)} if base else {}
     return {n for n, md5 in new.items() if old.get(n) != md5}
 
 
@@ -310,7 +310,7 @@ def test_rebuild_loads_the_news_window_and_events_follow(app: App) -> None:
     counts = Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 1).rebuild(
         row_chunks("src", [*docs, bad])
     )
-    assert counts.rejected == 1 and "news.keywords is no longer read" in app.manifest.dead_letters()[0].reason
+    assert counts.rejected == 1 and "news.keywords is no longer read" in app.manifest.dead_letters.all()[0].reason
     app.publisher.publish(full=True)
     window, regular, _files = served_news(app)
     assert window == model.window(clock.now) and len(window) == 3 and regular == model.locs
@@ -364,7 +364,7 @@ def test_deep_verification_reads_the_news_files(app: App) -> None:
     apply(app, NewsModel(), [article(1, T0), article(2, T0)])
     gen = app.publisher.publish().generation
     assert gen is not None
-    records = app.manifest.files(gen)
+    records = app.manifest.generations.files(gen)
     verify_generation(app.store, gen, records, app.settings.limits, deep=True)
     name = "sitemap-world.news-1.xml.gz"
     records[name] = dataclasses.replace(records[name], url_count=3)  # what a damaged record would say

@@ -197,7 +197,7 @@ def test_a_source_far_smaller_than_the_manifest_does_not_replace_it(app: App, tm
         rebuild(99)
     with app.manifest.read() as conn:
         assert len(conn.execute(select(documents.c.key)).all()) == 200
-    assert app.manifest.url_count() == 200 and app.publisher.publish().generation is None  # nothing dirty
+    assert app.manifest.reader.url_count() == 200 and app.publisher.publish().generation is None  # nothing dirty
     assert app.router.current() == live and served(app) == site(200)
     rebuild(100)  # half may go
     assert app.publisher.publish(full=True).generation is not None and served(app) == site(100)
@@ -238,7 +238,7 @@ def test_a_publish_that_would_remove_most_of_the_live_site_is_refused(app: App) 
         ):
             app.publisher.publish(full=full)
     assert app.router.current() == live and served(app) == whole
-    assert [g.id for g in app.manifest.generations()] == [live]
+    assert [g.id for g in app.manifest.generations.all()] == [live]
     # The command says so in one line; --max-shrink (SITEMAPS_MAX_SHRINK) publishes the deletions on purpose.
     env = {
         "SITEMAPS_DATA_DIR": str(app.settings.data_dir),
@@ -262,7 +262,7 @@ def test_one_publisher_at_a_time(app: App) -> None:
     app.applier.apply_raw([("t", orjson.dumps(doc(1)))])
     other = App(app.settings)  # a second process would see the same; the lock is per database
     try:
-        with app.manifest.publish_lock(), pytest.raises(PublishLockHeld):
+        with app.manifest.locks.publish(), pytest.raises(PublishLockHeld):
             other.publisher.publish()
         assert other.publisher.publish().generation is not None  # free again once released
     finally:
@@ -306,14 +306,14 @@ def test_rebuild_keeps_the_newest_copy_of_a_repeated_key(app: App) -> None:
         model.event(d)
     counts = Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 2).rebuild(row_chunks("src", docs))
     assert (counts.applied, counts.stale) == (330, len(docs) - 330)
-    assert sum(s.url_count for s in app.manifest.shards()) == 330
+    assert sum(s.url_count for s in app.manifest.reader.shards()) == 330
     app.publisher.publish(full=True)
     assert served(app) == model.expected()
     # The counts the next apply starts from are right: one more document lands in the open shard.
     apply(app, model, [doc(1000, section="books")])
     app.publisher.publish()
     assert served(app) == model.expected()
-    assert sum(s.url_count for s in app.manifest.shards()) == 331
+    assert sum(s.url_count for s in app.manifest.reader.shards()) == 331
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -348,10 +348,10 @@ def _packed_documents(app: App, rnd: random.Random) -> None:
         model.event(d)
     counts = Rebuilder(app.manifest, app.settings.rules, app.settings.limits, 2).rebuild(row_chunks("src", docs, 97))
     assert counts.applied == len(model.live) and counts.applied + counts.stale == len(docs)
-    assert sum(s.url_count for s in app.manifest.shards()) == len(model.live)
+    assert sum(s.url_count for s in app.manifest.reader.shards()) == len(model.live)
     app.publisher.publish(full=True)
     assert served(app) == model.expected()
-    assert {loc: lastmod for _s, _k, loc, lastmod in app.manifest.documents()} == model.expected()
+    assert {loc: lastmod for _s, _k, loc, lastmod in app.manifest.reader.documents()} == model.expected()
     # Updates (some too big for their shard: they move), deletions and new documents over packed ones.
     events: list[dict[str, object]] = []
     for n, (section, key) in enumerate(rnd.sample(sorted(model.live), 120)):
@@ -374,7 +374,7 @@ def _packed_documents(app: App, rnd: random.Random) -> None:
     assert any(after[ident] != before[ident] for ident in padded)  # too big for their shard: moved
     app.publisher.publish()
     assert served(app) == model.expected()
-    assert {loc: lastmod for _s, _k, loc, lastmod in app.manifest.documents()} == model.expected()
+    assert {loc: lastmod for _s, _k, loc, lastmod in app.manifest.reader.documents()} == model.expected()
 
 
 def _shard_nos(app: App) -> dict[tuple[str, str], int]:
@@ -426,23 +426,23 @@ def test_an_untouched_shard_renders_from_its_packs_as_from_its_rows(
             for k in (rnd.randrange(300) if rnd.random() < 0.4 else 1000 + i for i in range(700))
         ]
         Rebuilder(app.manifest, settings.rules, settings.limits, 2).rebuild(row_chunks("src", docs, 97))
-        untouched = app.manifest.shards()[0]
+        untouched = app.manifest.reader.shards()[0]
         apply(app, Model(), [doc(5000, section="authors")])  # touches the authors' open shard only
 
         def rows() -> dict[tuple[str, int], tuple[list[str], list[str | None], list[float | None]]]:
             with app.manifest.read() as conn:
                 return {
-                    (s.section, s.shard_no): app.manifest.shard_rows(conn, s.section, s.shard_no)
-                    for s in app.manifest.shards()
+                    (s.section, s.shard_no): app.manifest.reader.shard_rows(conn, s.section, s.shard_no)
+                    for s in app.manifest.reader.shards()
                 }
 
         with app.manifest.read() as conn, app.manifest.driver_cursor(conn) as (cur, mark):
             from_packs = {
                 (s.section, s.shard_no)
-                for s in app.manifest.shards()
-                if app.manifest.rows_as_rebuilt(cur, mark, s.section, s.shard_no) is not None
+                for s in app.manifest.reader.shards()
+                if app.manifest.reader.as_rebuilt(cur, mark, s.section, s.shard_no) is not None
             }
-        assert len(from_packs) == len(app.manifest.shards()) - 1
+        assert len(from_packs) == len(app.manifest.reader.shards()) - 1
         assert (untouched.section, untouched.shard_no) in from_packs
         rendered = rows()
         with app.manifest.write() as conn:  # every shard from its rows now

@@ -1,6 +1,6 @@
 """A rebuild's documents rows reach the database as they left the workers, on SQLite and PostgreSQL.
 
-On SQLite most runs travel as one JSON object each (`Manifest.load_documents`); the runs the object cannot carry
+On SQLite most runs travel as one JSON object each (`Manifest.bulk.load_documents`); the runs the object cannot carry
 (a repeated key, a code past 64 bits) go through executemany. Both must store the same rows.
 """
 
@@ -122,7 +122,7 @@ def load_and_read(database_url: str, runs: list[DocumentRun]) -> list[Row]:
             table.indexes.discard(ix)
         with manifest.write() as conn:
             table.create(conn)
-            manifest.load_documents(conn, table.name, runs)
+            manifest.bulk.load_documents(conn, table.name, runs)
         return read_back(manifest, table)
     finally:
         manifest.close()

@@ -111,7 +111,7 @@ def test_a_rebuild_refuses_a_second_one_and_apply_waits_for_it(tmp_path: Path, d
         assert versions[(event(3, 9)["section"], "3")] == 9 and len(versions) == DOCS
         assert set(versions.values()) == {2, 9}
         # released: both work again at once
-        assert not Manifest.open(database_url).rebuild_running()
+        assert not Manifest.open(database_url).locks.rebuild_running()
         rebuild(app, iter(catalog(3)))
     finally:
         app.close()

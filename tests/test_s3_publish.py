@@ -481,7 +481,7 @@ def test_kill_9_at_every_step(pg_world: World) -> None:
             assert app.publisher.publish().generation is not None or step == "switched", step
             assert w.serving() != before, step
         live = w.gen(w.serving())
-        verify_generation(app.store, live, app.manifest.files(live), app.settings.limits, deep=True)
+        verify_generation(app.store, live, app.manifest.generations.files(live), app.settings.limits, deep=True)
         prune(app.manifest, app.store, app.router, keep=1, grace=0)  # every crash's leftovers
         assert w.buckets() == [w.serving()]
     finally:

@@ -141,6 +141,6 @@ def test_a_manifest_opened_for_reading_refuses_every_write(tmp_path: Path) -> No
     try:
         with pytest.raises(ReadOnly), reader.write():
             pass
-        assert reader.shards() == []  # reads work
+        assert reader.reader.shards() == []  # reads work
     finally:
         reader.close()

@@ -190,6 +190,6 @@ def test_a_batch_read_ahead_is_applied_only_after_the_one_before(
         assert done.applied + done.stale + done.rejected == len(values)  # each event counted once
         assert done.rejected == len(bad)
         assert manifest_versions(app.manifest) == model.versions
-        assert {loc: lastmod for _s, _k, loc, lastmod in app.manifest.documents()} == model.expected()
+        assert {loc: lastmod for _s, _k, loc, lastmod in app.manifest.reader.documents()} == model.expected()
     finally:
         app.close()

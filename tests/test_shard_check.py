@@ -66,7 +66,7 @@ def test_a_render_holds_the_shard_once(tmp_path: Path) -> None:
             for i in range(8_000)
         ]
         app.applier.apply_raw([("t", e) for e in events])
-        size = app.manifest.shards()[0].byte_count
+        size = app.manifest.reader.shards()[0].byte_count
         assert size > 7_000_000
         tracemalloc.start()
         try:

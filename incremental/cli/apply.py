@@ -57,7 +57,7 @@ def _apply(app: App, batch: list[tuple[str, bytes]]) -> Counts:
     """Apply one batch; while a rebuild runs, wait for it (its swap would drop what is applied meanwhile)."""
     told = False
     while True:
-        if not app.manifest.rebuild_running():
+        if not app.manifest.locks.rebuild_running():
             try:
                 return app.applier.apply_raw(batch)
             except RebuildRunning:  # it started just now

@@ -21,7 +21,7 @@ def command(app: App, limit: int, as_json: bool) -> None:
       sitemaps dead-letters --limit 20
       sitemaps dead-letters --json | jq -r .reason | sort | uniq -c
     """
-    for d in app.manifest.dead_letters(limit):
+    for d in app.manifest.dead_letters.all(limit):
         raw = d.raw.decode("utf-8", "backslashreplace")
         if as_json:
             click.echo(

@@ -33,7 +33,7 @@ def command(app: App, old: str | None, new: str | None, as_json: bool, summary: 
     if new is None:
         raise click.ClickException("nothing is published yet")
     if old is None:
-        gen = app.manifest.generation(new)
+        gen = app.manifest.generations.get(new)
         old = gen.base_id if gen else None
     try:
         counts = _recorded(app, old, new) if summary else None

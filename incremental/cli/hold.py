@@ -42,7 +42,7 @@ def command(app: App, reason: str | None, by: str | None) -> None:
 
 def _hold(app: App, reason: str | None, by: str | None, patience: float) -> Hold:
     """Under the publish lock: a publish that started before the hold cannot switch after it."""
-    with app.manifest.publish_lock(patience):
+    with app.manifest.locks.publish(patience):
         was = holds.current(app.manifest)
         if was is not None:
             click.echo("already held: left as it was", err=True)

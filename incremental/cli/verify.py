@@ -25,7 +25,7 @@ def command(app: App, generation: str | None, deep: bool) -> None:
     gen_id = generation or app.router.current()
     if gen_id is None:
         raise click.ClickException("nothing is published yet")
-    files = app.manifest.files(gen_id)
+    files = app.manifest.generations.files(gen_id)
     if not files:
         raise click.ClickException(f"generation {gen_id} is not recorded in this manifest")
     with Progress("verifying (bytes)", sum(f.size for f in files.values())) as bar:

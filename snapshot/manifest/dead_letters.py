@@ -51,6 +51,8 @@ class DeadLetters:
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    add = staticmethod(add)  # inside the caller's transaction
+
     def all(self, limit: int | None = None) -> list[DeadLetter]:
         query = select(dead_letters).order_by(dead_letters.c.id)
         if limit is not None:

@@ -129,11 +129,11 @@ def _write_postgresql(manifest: Manifest, conn: Connection, rows: Iterable[Row],
                 cur.executemany(_AT_ONE, at)
                 written = cur.rowcount
         else:
-            written = manifest.through_table(conn, _AT_TABLE, _AT_CREATE, (*_AT_COLUMNS, "at"), at, _AT_UPDATE)
+            written = manifest.bulk.through_table(conn, _AT_TABLE, _AT_CREATE, (*_AT_COLUMNS, "at"), at, _AT_UPDATE)
         if written != len(at):  # the batch rolls back whole
             raise ManifestDamaged(
                 f"{len(at) - written} of the {len(at)} documents rows this batch read were changed before it wrote "
                 "them: something writes the documents table outside the manifest's write lock"
             )
     if new:
-        manifest.upsert(conn, documents, ("section", "key"), new)
+        manifest.bulk.upsert(conn, documents, ("section", "key"), new)

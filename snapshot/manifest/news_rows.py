@@ -60,8 +60,8 @@ def write_section(
     t = news_articles
     for i in range(0, len(gone), KEYS_PER_QUERY):
         conn.execute(t.delete().where(t.c.section == section, t.c.key.in_(gone[i : i + KEYS_PER_QUERY])))
-    manifest.upsert(conn, t, ("section", "key"), rows)
-    manifest.upsert(
+    manifest.bulk.upsert(conn, t, ("section", "key"), rows)
+    manifest.bulk.upsert(
         conn, news_shards, ("section", "shard_no"), [(section, n, count, revision) for n, count, revision in shards]
     )
 

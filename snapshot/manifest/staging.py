@@ -76,11 +76,11 @@ class Staging:
         letters and the news articles (news_articles_staging rows), in one transaction."""
         manifest = self.manifest
         with manifest.write() as conn:
-            manifest.load_documents(conn, self.documents.name, documents_runs)
-            manifest.bulk_insert(conn, self.packs.name, [c.name for c in shard_packs.c], packs)
+            manifest.bulk.load_documents(conn, self.documents.name, documents_runs)
+            manifest.bulk.insert(conn, self.packs.name, [c.name for c in shard_packs.c], packs)
             url_claims.load_runs(manifest, conn, self.claims.name, claims)
             dead_letter_rows.add(conn, letters)
-            manifest.bulk_insert(conn, self.news.name, [c.name for c in self.news.c], news)
+            manifest.bulk.insert(conn, self.news.name, [c.name for c in self.news.c], news)
 
     # -- in the swap's transaction ----------------------------------------------------------------------------
 
@@ -217,7 +217,7 @@ class Staging:
                 )
             )
         else:
-            self.manifest.bulk_insert(
+            self.manifest.bulk.insert(
                 conn,
                 staged_shards.name,
                 [c.name for c in shards.c],

@@ -76,7 +76,7 @@ def holders(manifest: Manifest, conn: Connection, hashes: Iterable[int]) -> dict
 def record(manifest: Manifest, conn: Connection, claims: dict[int, tuple[str, str]]) -> None:
     """Record these claims (a URL hash -> its document's section and key), replacing whatever row a hash had."""
     rows: list[tuple[Any, ...]] = [(h, section, key, None) for h, (section, key) in claims.items()]
-    manifest.upsert(conn, loc_owners, ("loc_hash",), rows)
+    manifest.bulk.upsert(conn, loc_owners, ("loc_hash",), rows)
 
 
 def load_runs(manifest: Manifest, conn: Connection, table: str, runs: Iterable[ClaimRun]) -> None:
@@ -85,7 +85,7 @@ def load_runs(manifest: Manifest, conn: Connection, table: str, runs: Iterable[C
     (its `id` grows along the object)."""
     columns = ("loc_hash", "section", "key", "ord")
     if manifest.dialect == "postgresql":
-        manifest.bulk_insert(
+        manifest.bulk.insert(
             conn,
             table,
             columns,
@@ -104,7 +104,7 @@ def load_runs(manifest: Manifest, conn: Connection, table: str, runs: Iterable[C
         if len(obj) == len(keys):
             raw.execute(insert, (section, first, orjson.dumps(obj)))
         else:  # a key repeats in the run (the rebuild keeps one copy later): an object would keep one
-            manifest.bulk_insert(
+            manifest.bulk.insert(
                 conn,
                 table,
                 columns,

@@ -71,59 +71,59 @@ def other(database_url: str, manifest: Manifest) -> Iterator[Manifest]:
 
 
 def test_a_begun_generation_is_building_on_its_base(manifest: Manifest) -> None:
-    manifest.begin_generation(G2, G1)
-    gen = manifest.generation(G2)
+    manifest.generations.begin(G2, G1)
+    gen = manifest.generations.get(G2)
     assert gen is not None and (gen.state, gen.base_id, gen.published_at) == ("building", G1, None)
 
 
 def test_an_unknown_generation_is_none(manifest: Manifest) -> None:
-    assert manifest.generation(G1) is None
-    assert manifest.files(G1) == {}
-    assert manifest.latest_generation_id() is None
+    assert manifest.generations.get(G1) is None
+    assert manifest.generations.files(G1) == {}
+    assert manifest.generations.latest_id() is None
 
 
 def test_recorded_files_read_back_field_for_field(manifest: Manifest) -> None:
-    manifest.begin_generation(G1, None)
-    manifest.record_generation(G1, [SHARD, INDEX], rendered=1, copied=0)
-    assert manifest.files(G1) == {SHARD.name: SHARD, INDEX.name: INDEX}
+    manifest.generations.begin(G1, None)
+    manifest.generations.record(G1, [SHARD, INDEX], rendered=1, copied=0)
+    assert manifest.generations.files(G1) == {SHARD.name: SHARD, INDEX.name: INDEX}
 
 
 def test_a_recorded_generation_is_ready_with_its_counts(manifest: Manifest) -> None:
-    manifest.begin_generation(G1, None)
-    manifest.record_generation(G1, [SHARD, INDEX], rendered=1, copied=4)
-    gen = manifest.generation(G1)
+    manifest.generations.begin(G1, None)
+    manifest.generations.record(G1, [SHARD, INDEX], rendered=1, copied=4)
+    gen = manifest.generations.get(G1)
     assert gen is not None
     assert (gen.state, gen.url_count, gen.file_count, gen.rendered, gen.copied) == ("ready", 40, 2, 1, 4)
 
 
 def test_recording_again_replaces_the_files(manifest: Manifest) -> None:
-    manifest.begin_generation(G1, None)
-    manifest.record_generation(G1, [SHARD, INDEX], rendered=1, copied=0)
-    manifest.record_generation(G1, [INDEX], rendered=0, copied=0)  # a retried publish step
-    assert manifest.files(G1) == {INDEX.name: INDEX}
+    manifest.generations.begin(G1, None)
+    manifest.generations.record(G1, [SHARD, INDEX], rendered=1, copied=0)
+    manifest.generations.record(G1, [INDEX], rendered=0, copied=0)  # a retried publish step
+    assert manifest.generations.files(G1) == {INDEX.name: INDEX}
 
 
 def test_one_generation_is_live_the_one_before_is_retired(manifest: Manifest) -> None:
     for gen_id in (G1, G2):
-        manifest.begin_generation(gen_id, None)
-        manifest.set_state(gen_id, "live")
-    states = {g.id: g.state for g in manifest.generations()}
+        manifest.generations.begin(gen_id, None)
+        manifest.generations.set_state(gen_id, "live")
+    states = {g.id: g.state for g in manifest.generations.all()}
     assert states == {G1: "retired", G2: "live"}
-    live = manifest.generation(G2)
+    live = manifest.generations.get(G2)
     assert live is not None and live.published_at is not None
 
 
 def test_generations_are_listed_in_id_order_and_the_latest_is_the_highest(manifest: Manifest) -> None:
     for gen_id in (G2, G3, G1):
-        manifest.begin_generation(gen_id, None)
-    assert [g.id for g in manifest.generations()] == [G1, G2, G3]
-    assert manifest.latest_generation_id() == G3
+        manifest.generations.begin(gen_id, None)
+    assert [g.id for g in manifest.generations.all()] == [G1, G2, G3]
+    assert manifest.generations.latest_id() == G3
 
 
 def test_what_one_writes_another_reads(manifest: Manifest, other: Manifest) -> None:
-    manifest.begin_generation(G1, None)
-    manifest.record_generation(G1, [INDEX], rendered=0, copied=0)
-    assert other.files(G1) == {INDEX.name: INDEX}
+    manifest.generations.begin(G1, None)
+    manifest.generations.record(G1, [INDEX], rendered=0, copied=0)
+    assert other.generations.files(G1) == {INDEX.name: INDEX}
 
 
 def test_a_failed_write_transaction_leaves_nothing(manifest: Manifest) -> None:
@@ -132,32 +132,32 @@ def test_a_failed_write_transaction_leaves_nothing(manifest: Manifest) -> None:
 
     with pytest.raises(KeyError):
         Applier(manifest, Rules(frozenset({HOST})), Limits()).apply_raw([("t", orjson.dumps(doc(1)))], extra=fail)
-    assert manifest.url_count() == 0 and manifest.dead_letter_count() == 0
+    assert manifest.reader.url_count() == 0 and manifest.dead_letters.count() == 0
 
 
 def test_the_publish_lock_is_held_by_one_at_a_time(manifest: Manifest, other: Manifest) -> None:
     with (
-        manifest.publish_lock(),
+        manifest.locks.publish(),
         pytest.raises(RuntimeError, match="another process is publishing"),
-        other.publish_lock(),
+        other.locks.publish(),
     ):
         pass
-    with other.publish_lock():  # released
+    with other.locks.publish():  # released
         pass
 
 
 def test_the_rebuild_lock_is_held_by_one_at_a_time_and_seen_by_all(manifest: Manifest, other: Manifest) -> None:
-    assert not other.rebuild_running()
-    with manifest.rebuild_lock():
-        assert other.rebuild_running()
-        with pytest.raises(RuntimeError, match="another rebuild is running"), other.rebuild_lock():
+    assert not other.locks.rebuild_running()
+    with manifest.locks.rebuild():
+        assert other.locks.rebuild_running()
+        with pytest.raises(RuntimeError, match="another rebuild is running"), other.locks.rebuild():
             pass
-    assert not other.rebuild_running()
+    assert not other.locks.rebuild_running()
 
 
 def test_the_two_locks_are_independent(manifest: Manifest, other: Manifest) -> None:
-    with manifest.publish_lock(), other.rebuild_lock():
-        assert manifest.rebuild_running()
+    with manifest.locks.publish(), other.locks.rebuild():
+        assert manifest.locks.rebuild_running()
 
 
 def test_refused_input_is_kept_as_a_dead_letter(manifest: Manifest, other: Manifest) -> None:
@@ -170,30 +170,30 @@ def test_refused_input_is_kept_as_a_dead_letter(manifest: Manifest, other: Manif
         ]
     )
     assert (counts.applied, counts.rejected) == (1, 2)
-    letters = other.dead_letters()
+    letters = other.dead_letters.all()
     assert [(d.source, d.raw) for d in letters] == [
         ("topic:0:7", b"{not json"),
         ("topic:0:9", orjson.dumps(doc(2, loc="https://elsewhere.example/2"))),
     ]
     assert all(d.reason for d in letters)
-    assert other.dead_letter_count() == 2
-    assert [d.source for d in other.dead_letters(limit=1)] == ["topic:0:7"]
+    assert other.dead_letters.count() == 2
+    assert [d.source for d in other.dead_letters.all(limit=1)] == ["topic:0:7"]
 
 
 def test_opening_again_keeps_what_is_there(database_url: str, manifest: Manifest) -> None:
-    manifest.begin_generation(G1, None)
+    manifest.generations.begin(G1, None)
     again = Manifest.open(database_url)
     try:
-        assert again.latest_generation_id() == G1
+        assert again.generations.latest_id() == G1
     finally:
         again.close()
 
 
 def test_an_existing_manifest_opens_read_only(database_url: str, manifest: Manifest) -> None:
-    manifest.begin_generation(G1, None)
+    manifest.generations.begin(G1, None)
     reader = Manifest.open_existing(database_url)
     try:
-        assert reader.latest_generation_id() == G1
+        assert reader.generations.latest_id() == G1
         with pytest.raises(RuntimeError, match="only reads"), reader.write():
             pass
     finally:

@@ -348,7 +348,7 @@ def broker_row(moto: MotoS3Server, tmp: Path) -> Row:
     row.seconds = time.monotonic() - started
     manifest = Manifest.open(f"sqlite:///{tmp / 'manifest.db'}")
     try:
-        gens = manifest.generations()
+        gens = manifest.generations.all()
     finally:
         manifest.close()
     row.attempted = len(gens)
