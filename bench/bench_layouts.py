@@ -40,7 +40,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import write_events
+from bench.common import made_dir, write_events
 from sitemap_keeper.incremental.events import DELETE_FIELDS, KEY, LOC, SECTION, parse_events
 from sitemap_keeper.incremental.settings import ServiceSettings
 from sitemap_keeper.snapshot import synthetic
@@ -228,7 +228,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--batch-size", type=int, default=20_000)
     ap.add_argument("--merge", type=int, default=100_000, help="events between the delta layout's merges")
-    ap.add_argument("--workdir", type=Path, help="where the copies go (default: the manifest's folder)")
+    ap.add_argument("--workdir", type=made_dir, help="where the copies go (default: the manifest's folder)")
     args = ap.parse_args()
     if not args.manifest.is_file():
         raise SystemExit(f"error: no manifest at {args.manifest}")
@@ -246,8 +246,6 @@ def main() -> None:
         "append": Append,
         "delta": lambda contents: Delta(contents, args.merge),
     }
-    if args.workdir:
-        args.workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-layouts-", dir=args.workdir or args.manifest.parent) as tmp:
         events = Path(tmp) / "events.jsonl"
         write_events(events, args.events, catalog)

@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import cli
+from bench.common import cli, made_dir
 from sitemap_keeper.snapshot import synthetic
 
 try:
@@ -152,7 +152,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--media", action="store_true", help="the rebuild's source keeps images and alternates")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "sitemaps-bench")
-    ap.add_argument("--workdir", type=Path, help="where the outputs go (default: the system's temporary directory)")
+    ap.add_argument("--workdir", type=made_dir, help="where the outputs go (default: the system's temporary directory)")
     ap.add_argument("--peer-into", type=Path, help=argparse.SUPPRESS)  # the peer's own process (run_peer)
     args = ap.parse_args()
     if args.peer_into is not None:

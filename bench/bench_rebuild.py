@@ -23,7 +23,7 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import catalog_file, cli
+from bench.common import catalog_file, cli, made_dir
 from sitemap_keeper.snapshot import synthetic
 
 
@@ -76,7 +76,7 @@ def main() -> None:
     )
     ap.add_argument("--database-url", default=None)
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "sitemaps-bench")
-    ap.add_argument("--workdir", type=Path, help="where the manifest and generations go (default: the system's)")
+    ap.add_argument("--workdir", type=made_dir, help="where the manifest and generations go (default: the system's)")
     ap.add_argument(
         "--no-publish-one",
         dest="publish_one",

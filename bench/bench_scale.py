@@ -37,7 +37,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Step, catalog_file, cli, database, start_moto, write_events
+from bench.common import Step, catalog_file, cli, database, made_dir, start_moto, write_events
 from sitemap_keeper.snapshot import synthetic
 from tests.services.kube import KubeAPIServer
 from tests.services.s3 import DEFAULT_ACCESS_KEY, DEFAULT_REGION, DEFAULT_SECRET_KEY
@@ -208,7 +208,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="SITEMAPS_WORKERS of the commands")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--cache", type=Path, help="keep the catalog file here for later runs (default: removed)")
-    ap.add_argument("--workdir", type=Path, help="where the temporary directory goes (default: the system's)")
+    ap.add_argument("--workdir", type=made_dir, help="where the temporary directory goes (default: the system's)")
     ap.add_argument("--table", type=Path, metavar="JSON", help="print the table of a saved run and exit")
     args = ap.parse_args()
     if args.table:
@@ -227,8 +227,6 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "configs": [],
     }
-    if args.workdir:
-        args.workdir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="bench-scale-", dir=args.workdir))
     try:
         cache = args.cache or tmp

@@ -27,6 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 
 
+def made_dir(value: str) -> Path:
+    """An argparse type for a directory the benchmark writes into: made, with its parents, if missing."""
+    path = Path(value)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def catalog_file(n: int, cache: Path) -> Path:
     """The synthetic catalog of n documents as JSON lines (a rebuild source), written once per cache dir."""
     path = cache / f"catalog-{n}.jsonl"
