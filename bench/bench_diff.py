@@ -94,7 +94,10 @@ def main() -> None:
     pythons = {"this": sys.executable, **({"before": args.before} if args.before else {})}
     args.cache.mkdir(parents=True, exist_ok=True)
     if args.workdir:
-        args.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            args.workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            ap.error(f"argument --workdir: cannot make directory {args.workdir}: {exc.strerror or exc}")
     catalog = catalog_file(args.documents, args.cache)
     results: dict[str, list[dict[str, Any]]] = {label: [] for label in pythons}
     with tempfile.TemporaryDirectory(prefix="bench-diff-", dir=args.workdir) as tmp:

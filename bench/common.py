@@ -6,6 +6,7 @@ Scripts put the repository on sys.path before importing this module (they are ru
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import functools
@@ -28,9 +29,13 @@ PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 
 
 def made_dir(value: str) -> Path:
-    """An argparse type for a directory the benchmark writes into: made, with its parents, if missing."""
+    """An argparse type for a directory the benchmark writes into: made, with its parents, if missing (one that
+    cannot be made is a usage error, in one line)."""
     path = Path(value)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot make directory {value}: {exc.strerror or exc}") from exc
     return path
 
 
