@@ -4,12 +4,15 @@ forkserver: workers start clean (no inherited connections or threads) and open t
 command is killed (SIGKILL, the OOM killer), nothing tells its workers: they wait on their queue for ever (each
 holds the queue's write end itself), and so does the forkserver (they hold its liveness pipe), keeping the
 command's stdout and stderr open. So each worker watches the command's process and exits when it ends.
+Ctrl-C in a terminal reaches the whole process group, workers included: they ignore it, and the command
+alone decides what a Ctrl-C does (its pool shut down, or it exits and they follow).
 """
 
 from __future__ import annotations
 
 import os
 import select
+import signal
 import sys
 import threading
 import time
@@ -68,6 +71,7 @@ def in_worker() -> Manifest:
 
 def _start(command: int, database_url: str | None, niceness: int) -> None:
     global _manifest
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.nice(niceness)
     threading.Thread(target=_watch, args=(command,), name="sitemaps-watch", daemon=True).start()
     if database_url is not None:
